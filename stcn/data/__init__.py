@@ -1,0 +1,1 @@
+"""Data: DAVIS / YouTube-VOS folder readers and writers, downloads, WebDataset shards, training streams."""
