@@ -1,0 +1,51 @@
+"""Frame and mask tensors for inference: normalisation, padding to a multiple of 16, resizing back."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def image_tensor(rgb: np.ndarray, resolution: int | None = None) -> torch.Tensor:
+    """uint8 (H, W, 3) -> normalised float (3, H, W); optionally bicubic-resized to shorter side `resolution`."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
+    x = (x - MEAN) / STD
+    if resolution is not None:
+        x = TF.resize(x, resolution, InterpolationMode.BICUBIC, antialias=False)
+    return x
+
+
+def one_hot(labels: np.ndarray, ids: list[int], resolution: int | None = None) -> torch.Tensor:
+    """Label map (H, W) -> float masks (K, H, W), one per id; optionally nearest-resized."""
+    masks = torch.from_numpy(np.stack([labels == i for i in ids]).astype(np.float32))
+    if resolution is not None:
+        masks = TF.resize(masks, resolution, InterpolationMode.NEAREST)
+    return masks
+
+
+def pad_to_16(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Zero-pad the last two dims symmetrically to multiples of 16; returns (left, right, top, bottom)."""
+    h, w = x.shape[-2:]
+    ph, pw = (16 - h % 16) % 16, (16 - w % 16) % 16
+    pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    return F.pad(x, pad), pad
+
+
+def unpad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """Undo `pad_to_16`."""
+    left, right, top, bottom = pad
+    h, w = x.shape[-2:]
+    return x[..., top : h - bottom, left : w - right]
+
+
+def labels_from_prob(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(K+1, h, w) probabilities -> uint8 argmax labels (H, W) after bilinear resize to `size`."""
+    if tuple(prob.shape[-2:]) != tuple(size):
+        prob = F.interpolate(prob.unsqueeze(1), size, mode="bilinear", align_corners=False).squeeze(1)
+    return torch.argmax(prob, dim=0).to(torch.uint8).cpu().numpy()

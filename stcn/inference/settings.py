@@ -1,0 +1,37 @@
+"""Inference knobs shared by the CLI, the evaluation and the benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Official defaults: top-k 20, a memory frame every 5 frames, no temporary last frame, fp32."""
+
+    top_k: int = 20
+    mem_every: int = 5
+    include_last: bool = False
+    amp: bool = False
+    max_memory_frames: int | None = None  # None: unbounded (official); else frame 0 + most recent
+    device: str = "cpu"
+    resolution: int | None = None  # resize frames so the shorter side is this (YouTube-VOS: 480)
+
+    def autocast(self) -> torch.autocast:
+        """fp16 autocast on CUDA, bf16 on CPU; disabled unless `amp`."""
+        device_type = torch.device(self.device).type
+        dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
+        return torch.autocast(device_type, dtype=dtype, enabled=self.amp)
+
+
+def pick_device(name: str | None) -> str:
+    """'cuda' when requested or available, else 'cpu'; asking for CUDA without one is a user error."""
+    from stcn.errors import UserError
+
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available")
+    return name

@@ -1,0 +1,73 @@
+"""Loading official (and our own) STCN checkpoints with strict key and shape checks."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stcn.errors import UserError
+
+CONV1 = "value_encoder.conv1.weight"
+
+
+def read_state_dict(path: str | Path) -> OrderedDict[str, torch.Tensor]:
+    """The tensors of a checkpoint file: a plain state dict, or one under 'network'/'model'/'state_dict'."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated / non-checkpoint files
+        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+    for key in ("network", "model", "state_dict"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise UserError(f"not an STCN state dict: {path}")
+    return OrderedDict((k.removeprefix("module."), v) for k, v in data.items())
+
+
+def pad_value_encoder_input(state: dict[str, torch.Tensor], orthogonal: bool = False) -> None:
+    """Give a stage-0 (4-channel) value encoder its 5th input channel: zeros, or orthogonal init."""
+    w = state.get(CONV1)
+    if w is None or w.shape[1] != 4:
+        return
+    extra = torch.zeros(w.shape[0], 1, *w.shape[2:], dtype=w.dtype)
+    if orthogonal:
+        nn.init.orthogonal_(extra)
+    state[CONV1] = torch.cat([w, extra], 1)
+
+
+def load_weights(
+    model: nn.Module, source: str | Path | dict[str, torch.Tensor], orthogonal_pad: bool = False
+) -> nn.Module:
+    """Load a checkpoint into `model` with strict=True; a mismatch names the offending tensor."""
+    state = read_state_dict(source) if not isinstance(source, dict) else OrderedDict(source)
+    expected = model.state_dict()
+    if expected[CONV1].shape[1] == 5:
+        pad_value_encoder_input(state, orthogonal_pad)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        what = (f"missing {missing[0]!r}" if missing else "") + (" and " if missing and unexpected else "")
+        what += f"unexpected {unexpected[0]!r}" if unexpected else ""
+        raise UserError(
+            f"checkpoint does not match STCN: {what} ({len(missing)} missing, {len(unexpected)} unexpected)"
+        )
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise UserError(
+                f"checkpoint tensor {name} has shape {list(tensor.shape)}, "
+                f"expected {list(expected[name].shape)}"
+            )
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def official_state_dict(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
+    """The model's tensors as the official release saves them (no 'module.' prefix, CPU)."""
+    model = getattr(model, "module", model)
+    return OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items())
