@@ -71,9 +71,7 @@ class InferenceCore:
                 self._memorise(x, key[0], f16, prob, permanent=is_memory, pinned=given)
         return unpad(prob.float(), pad)
 
-    def _segment(
-        self, key: torch.Tensor, thin: torch.Tensor, f8: torch.Tensor, f4: torch.Tensor
-    ) -> torch.Tensor:
+    def _segment(self, key: torch.Tensor, thin: torch.Tensor, f8: torch.Tensor, f4: torch.Tensor) -> torch.Tensor:
         readouts = self.memory.read(key)
         k = len(self.object_ids)
         object_prob = torch.empty((k, 1, f4.shape[-2] * 4, f4.shape[-1] * 4), device=self.device)

@@ -60,8 +60,7 @@ def load_weights(
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise UserError(
-                f"checkpoint tensor {name} has shape {list(tensor.shape)}, "
-                f"expected {list(expected[name].shape)}"
+                f"checkpoint tensor {name} has shape {list(tensor.shape)}, expected {list(expected[name].shape)}"
             )
     model.load_state_dict(state, strict=True)
     return model

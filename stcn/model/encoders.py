@@ -38,9 +38,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_dim)
         self.downsample = None
         if stride != 1 or in_dim != out_dim:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_dim, out_dim, 1, stride=stride), nn.BatchNorm2d(out_dim)
-            )
+            self.downsample = nn.Sequential(nn.Conv2d(in_dim, out_dim, 1, stride=stride), nn.BatchNorm2d(out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
