@@ -1,0 +1,185 @@
+"""Samples to shard from DAVIS / YouTube-VOS / static image folders, with the input checks."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from stcn.data.folders import Sequence, davis_sequences, youtube_sequences
+from stcn.data.shard_format import safe_key, static_members, video_members
+from stcn.data.shard_writer import Members, Pending
+from stcn.errors import UserError
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def check_jpeg(data: bytes, where: str) -> tuple[int, int]:
+    """(H, W) of JPEG bytes after decoding them fully (at 1/8 scale); UserError naming `where`."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "JPEG":
+                raise UserError(f"not a JPEG ({im.format}): {where}")
+            size = (im.height, im.width)
+            im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"corrupt JPEG: {where} ({e})") from None
+    return size
+
+
+def check_mask(data: bytes, where: str, size: tuple[int, int]) -> np.ndarray:
+    """Which label values (0..255) a mask PNG holds (bincount > 0); checks decodability and size."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "PNG":
+                raise UserError(f"mask is not a PNG ({im.format}): {where}")
+            if (im.height, im.width) != tuple(size):
+                raise UserError(f"mask size {im.height}x{im.width} differs from its frame {size[0]}x{size[1]}: {where}")
+            if im.mode in ("P", "L"):
+                labels = np.asarray(im)
+            elif im.mode == "1":
+                labels = np.asarray(im.convert("L"))
+            else:  # an RGB-saved mask: a pixel is an object where it is not black
+                labels = (np.asarray(im.convert("L")) > 0).astype(np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"corrupt mask PNG: {where} ({e})") from None
+    return np.bincount(labels.ravel(), minlength=256) > 0
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+
+
+def video_sample_members(
+    name: str,
+    source: str,
+    frames: list[tuple[str, str, Callable[[], bytes]]],
+    masks: dict[str, tuple[str, Callable[[], bytes]]],
+    mask_required: bool = False,
+    extra: dict | None = None,
+) -> Members:
+    """Read and check one video; `frames` = [(stem, where, read)], `masks` = {stem: (where, read)}."""
+    stems = [s for s, _, _ in frames]
+    orphans = sorted(set(masks) - set(stems))
+    if orphans:
+        raise UserError(f"mask without a frame: {masks[orphans[0]][0]}")
+    if mask_required:
+        missing = [(s, w) for s, w, _ in frames if s not in masks]
+        if missing:
+            raise UserError(f"frame without a mask: {missing[0][1]}")
+    jpgs, pngs, size, present = {}, {}, None, np.zeros(256, bool)
+    for stem, where, read in frames:
+        data = read()
+        hw = check_jpeg(data, where)
+        if size is None:
+            size = hw
+        elif hw != size:
+            raise UserError(f"frame size {hw[0]}x{hw[1]} differs from the video's {size[0]}x{size[1]}: {where}")
+        jpgs[stem] = data
+        if stem in masks:
+            mwhere, mread = masks[stem]
+            pngs[stem] = mread()
+            present |= check_mask(pngs[stem], mwhere, size)
+    meta = {
+        "video": name,
+        "frames": stems,
+        "annotated": [s for s in stems if s in pngs],
+        "objects": [int(i) for i in np.flatnonzero(present) if i not in (0, 255)],
+        "size": list(size),
+        "source": source,
+        **(extra or {}),
+    }
+    return video_members(safe_key(name), meta, jpgs, pngs)
+
+
+def _reader(path: Path) -> Callable[[], bytes]:
+    return lambda: _read(path)
+
+
+def _stat(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+
+
+def sequence_pending(seq: Sequence, source: str) -> Pending:
+    """A pending video sample for a folder sequence (DAVIS / YouTube-VOS)."""
+    for p in seq.frames:
+        if p.suffix.lower() not in JPEG_SUFFIXES:
+            raise UserError(f"frame is not a .jpg (shards keep the original JPEG bytes): {p}")
+    frames = [(p.stem, str(p), _reader(p)) for p in seq.frames]
+    masks = {stem: (str(p), _reader(p)) for stem, p in seq.annotations.items()}
+    extra = {}
+    if seq.required is not None and seq.required != set(seq.stems):
+        extra["required"] = [s for s in seq.stems if s in seq.required]
+    files = [*seq.frames, *seq.annotations.values()]
+    fingerprint = ";".join(f"{p.name}:{_stat(p)}" for p in files)
+    return Pending(
+        safe_key(seq.name), fingerprint, lambda: video_sample_members(seq.name, source, frames, masks, extra=extra)
+    )
+
+
+def davis_pending(root: str | Path, year: str | int, split: str) -> list[Pending]:
+    """One pending sample per sequence of a DAVIS split, in name order."""
+    seqs = sorted(davis_sequences(root, year, split), key=lambda s: s.name)
+    return [sequence_pending(s, f"davis{year}/{split}") for s in seqs]
+
+
+def youtube_split_folder(root: str | Path, split: str) -> str:
+    """The folder name to read for a split: `train` prefers the prepared `train_480p`."""
+    if split == "train" and (Path(root) / "train_480p" / "JPEGImages").is_dir():
+        return "train_480p"
+    return split
+
+
+def youtube_pending(root: str | Path, split: str) -> list[Pending]:
+    """One pending sample per video of a YouTube-VOS split, in name order."""
+    folder = youtube_split_folder(root, split)
+    return [sequence_pending(s, f"youtube/{split}") for s in youtube_sequences(root, folder)]
+
+
+def static_pending(root: str | Path) -> list[Pending]:
+    """One pending sample per `name.jpg` + `name.png` pair found recursively under `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"static dataset folder not found: {root}")
+    images, masks = {}, {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        name = p.relative_to(root).with_suffix("").as_posix()
+        if p.suffix.lower() in JPEG_SUFFIXES:
+            images[name] = p
+        elif p.suffix.lower() == ".png":
+            masks[name] = p
+    if not images:
+        raise UserError(f"no images (*.jpg) under {root}")
+    for name in sorted(set(images) - set(masks)):
+        raise UserError(f"image without a mask (expected {name}.png): {images[name]}")
+    for name in sorted(set(masks) - set(images)):
+        raise UserError(f"mask without an image (expected {name}.jpg): {masks[name]}")
+    out = []
+    for name in sorted(images):
+        img, msk = images[name], masks[name]
+        sub = name.split("/", 1)[0] if "/" in name else "."
+        out.append(Pending(safe_key(name), f"{_stat(img)}:{_stat(msk)}", _static_loader(name, img, msk, sub)))
+    return out
+
+
+def _static_loader(name: str, img: Path, msk: Path, sub: str) -> Callable[[], Members]:
+    def load() -> Members:
+        jpg, png = _read(img), _read(msk)
+        size = check_jpeg(jpg, str(img))
+        check_mask(png, str(msk), size)
+        meta = {"name": name, "source": "static" if sub == "." else f"static/{sub}", "size": list(size)}
+        return static_members(safe_key(name), meta, jpg, png)
+
+    return load

@@ -1,0 +1,187 @@
+"""Where shards live: a local folder or an fsspec URL (s3://bucket/prefix); index.json I/O."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from stcn.data.shard_format import INDEX
+from stcn.errors import UserError
+
+CHUNK = 4 << 20
+
+
+def storage_options(url: str) -> dict[str, Any]:
+    """fsspec options for a URL: for s3:// the endpoint comes from AWS_ENDPOINT_URL (if set)."""
+    if url.startswith(("s3://", "s3a://")) and os.environ.get("AWS_ENDPOINT_URL"):
+        return {"client_kwargs": {"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}}
+    return {}
+
+
+def is_url(path: str) -> bool:
+    """True for `scheme://...` locations other than file://."""
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path)) and not path.startswith("file://")
+
+
+class _HashingWriter:
+    """File wrapper that counts and sha256-hashes everything written (tarfile needs tell())."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.sha, self.n = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.n += len(data)
+        self.f.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.n
+
+
+class Store:
+    """A shard output location. Local writes go to a temp name renamed on success; remote
+    (S3) writes go straight to the key, which only appears when the upload completes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options(self.url))
+        except (ImportError, ValueError) as e:
+            raise UserError(f"unsupported output location {url!r}: {e}") from None
+        self.local = isinstance(self.fs, LocalFileSystem)
+        if self.local:
+            try:
+                os.makedirs(self.root, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"cannot create output folder {self.root}: {e}") from None
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def url_of(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def _guard(self, what: str, name: str):
+        return _Guard(f"{what} {self.url_of(name)}")
+
+    def exists(self, name: str) -> bool:
+        with self._guard("cannot check", name):
+            return self.fs.exists(self.path(name))
+
+    def size(self, name: str) -> int:
+        with self._guard("cannot stat", name):
+            return int(self.fs.size(self.path(name)))
+
+    def sha256(self, name: str) -> str:
+        sha = hashlib.sha256()
+        with self._guard("cannot read", name), self.fs.open(self.path(name), "rb") as f:
+            while chunk := f.read(CHUNK):
+                sha.update(chunk)
+        return sha.hexdigest()
+
+    def remove(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError), self._guard("cannot remove", name):
+            self.fs.rm(self.path(name))
+
+    def names(self) -> list[str]:
+        with self._guard("cannot list", ""):
+            if not self.fs.exists(self.root):
+                return []
+            return sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False))
+
+    def create(self, name: str) -> PendingFile:
+        """Start writing `name`; it becomes visible only on `commit()` (`discard()` drops it)."""
+        return PendingFile(self, name)
+
+    @contextlib.contextmanager
+    def writer(self, name: str) -> Iterator[_HashingWriter]:
+        """`create` as a context manager: committed if the block exits without error."""
+        pending = self.create(name)
+        try:
+            yield pending.out
+        except BaseException:
+            pending.discard()
+            raise
+        pending.commit()
+
+    def read_index(self) -> dict[str, Any] | None:
+        """The parsed index.json, or None when there is none."""
+        if not self.exists(INDEX):
+            return None
+        with self._guard("cannot read", INDEX), self.fs.open(self.path(INDEX), "rb") as f:
+            raw = f.read()
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise UserError(f"corrupt shard index {self.url_of(INDEX)}: {e}") from None
+
+    def write_index(self, index: dict[str, Any]) -> None:
+        data = (json.dumps(index, indent=1, sort_keys=True) + "\n").encode()
+        with self.writer(INDEX) as w:
+            w.write(data)
+
+
+class PendingFile:
+    """A file being written to a store (see `Store.create`); `out` counts and hashes the bytes."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store, self.name = store, name
+        self.final = store.path(name)
+        self.tmp = store.path(f".{name}.tmp") if store.local else self.final
+        with store._guard("cannot write", name):
+            f = open(self.tmp, "wb") if store.local else store.fs.open(self.final, "wb")  # noqa: SIM115
+        self.out = _HashingWriter(f)
+
+    def commit(self) -> None:
+        f = self.out.f
+        with self.store._guard("cannot write", self.name):
+            if self.store.local:
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+                os.replace(self.tmp, self.final)
+            else:
+                f.close()
+
+    def discard(self) -> None:
+        f = self.out.f
+        with contextlib.suppress(Exception):
+            f.close() if self.store.local else f.discard()
+        if self.store.local:
+            with contextlib.suppress(OSError):
+                os.remove(self.tmp)
+
+
+class _Guard(contextlib.AbstractContextManager):
+    """Turn storage OSErrors into a one-line UserError naming the location."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __exit__(self, typ, exc, tb) -> bool:
+        if exc is not None and isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            raise UserError(f"{self.what}: {exc}") from None
+        return False
+
+
+def shard_urls(out: str, split: str) -> list[str]:
+    """URLs (or paths) of the shards of `split` listed in `out`/index.json, in order."""
+    store = Store(out)
+    index = store.read_index()
+    if index is None:
+        raise UserError(f"no {INDEX} in {out} (run `stcn shard` first)")
+    entry = index.get("splits", {}).get(split)
+    if entry is None:
+        raise UserError(f"{store.url_of(INDEX)} has no split {split!r} (has: {sorted(index.get('splits', {}))})")
+    if not entry.get("complete"):
+        raise UserError(f"shards of split {split!r} in {out} are incomplete (re-run `stcn shard` to finish)")
+    return [store.url_of(s["name"]) for s in entry["shards"]]

@@ -1,0 +1,202 @@
+"""Deterministic, resumable writing of samples into `<split>-%06d.tar` shards plus index.json."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import tarfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stcn.data.shard_format import (
+    TAR_GID,
+    TAR_GNAME,
+    TAR_MODE,
+    TAR_MTIME,
+    TAR_UID,
+    TAR_UNAME,
+    shard_name,
+)
+from stcn.data.shard_store import Store
+from stcn.errors import UserError
+
+FORMAT_VERSION = 1
+Members = list[tuple[str, bytes]]
+
+
+@dataclass
+class Pending:
+    """A sample not read yet: its key, a cheap fingerprint of its input (names and sizes), and
+    `load()` which reads, checks and returns its tar members."""
+
+    key: str
+    fingerprint: str
+    load: Callable[[], Members]
+
+
+def tar_info(name: str, size: int) -> tarfile.TarInfo:
+    """A tar header with the fixed metadata of the shard format."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, TAR_MTIME, TAR_MODE
+    info.uid, info.gid, info.uname, info.gname = TAR_UID, TAR_GID, TAR_UNAME, TAR_GNAME
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def _tar_bytes(members: Members) -> int:
+    """Bytes the members take in a GNU tar (headers, long-name records, padding)."""
+    total = 0
+    for name, data in members:
+        total += 512 + -(-len(data) // 512) * 512
+        if len(name.encode()) >= 100:
+            total += 512 + -(-(len(name.encode()) + 1) // 512) * 512
+    return total
+
+
+def input_digest(samples: Sequence[Pending]) -> str:
+    sha = hashlib.sha256()
+    for s in samples:
+        sha.update(f"{s.key}\0{s.fingerprint}\n".encode())
+    return sha.hexdigest()
+
+
+def _shard_re(split: str) -> re.Pattern[str]:
+    return re.compile(rf"^\.?{re.escape(split)}-(\d{{6}})\.tar(\.tmp)?$")
+
+
+def _totals(shards: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        "shards": len(shards),
+        "samples": sum(s["samples"] for s in shards),
+        "bytes": sum(s["bytes"] for s in shards),
+    }
+
+
+def _save(store: Store, index: dict[str, Any], split: str, entry: dict[str, Any]) -> None:
+    entry["totals"] = _totals(entry["shards"])
+    index["splits"][split] = entry
+    flat = [{**s, "split": name} for name, e in sorted(index["splits"].items()) for s in e["shards"]]
+    index["shards"], index["totals"] = flat, _totals(flat)
+    store.write_index(index)
+
+
+def _kept_shards(store: Store, previous: dict[str, Any] | None, settings: dict[str, Any], log) -> list:
+    """The leading shards of a previous run with the same settings whose bytes still match."""
+    if not previous or any(previous.get(k) != v for k, v in settings.items()):
+        if previous:
+            log("settings or input changed since the last run: rebuilding all shards")
+        return []
+    kept = []
+    for s in previous["shards"]:
+        if not store.exists(s["name"]) or store.size(s["name"]) != s["bytes"] or store.sha256(s["name"]) != s["sha256"]:
+            log(f"shard {s['name']} is missing or changed: rewriting from there")
+            break
+        kept.append(s)
+    return kept
+
+
+def write_shards(
+    samples: Sequence[Pending],
+    out: str,
+    *,
+    dataset: str,
+    split: str,
+    source: str,
+    shard_size_bytes: int,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Write `samples` (in the given order) to `out` and return the index; resumes a killed run.
+
+    A sample never spans shards; a shard is closed before a sample would push it past
+    `shard_size_bytes`. Each finished shard is recorded in index.json at once, so a re-run keeps
+    the finished shards whose sha256 still matches and continues with the next sample.
+    """
+    if not samples:
+        raise UserError(f"no samples to shard for {source}")
+    if shard_size_bytes <= 0:
+        raise UserError(f"shard size must be positive, got {shard_size_bytes} bytes")
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", split):
+        raise UserError(f"split name {split!r} may only hold letters, digits, '_' and '-'")
+    store = Store(out)
+    index = store.read_index() or {}
+    if index.get("dataset", dataset) != dataset:
+        raise UserError(f"{store.url_of('index.json')} belongs to dataset {index['dataset']!r}, not {dataset!r}")
+    index = {"format": FORMAT_VERSION, "dataset": dataset, "splits": index.get("splits", {})}
+    settings = {
+        "format": FORMAT_VERSION,
+        "source": source,
+        "shard_size_bytes": shard_size_bytes,
+        "input_sha256": input_digest(samples),
+        "input_samples": len(samples),
+    }
+    previous = index["splits"].get(split)
+    kept = _kept_shards(store, previous, settings, log)
+    done = sum(s["samples"] for s in kept)
+    if previous and previous.get("complete") and len(kept) == len(previous["shards"]):
+        log(f"{split}: {len(kept)} shards already complete in {out}")
+        return index
+    if kept:
+        log(f"{split}: resuming after {len(kept)} complete shards ({done} samples)")
+    entry = {**settings, "complete": False, "shards": kept}
+    _save(store, index, split, entry)
+
+    shard = _OpenShard(store, shard_name(split, len(kept)))
+    try:
+        for sample in samples[done:]:
+            members = sample.load()
+            if shard.samples and shard.bytes + _tar_bytes(members) > shard_size_bytes:
+                entry["shards"].append(shard.close())
+                _save(store, index, split, entry)
+                log(f"wrote {shard.name} ({shard.samples} samples, {shard.bytes / 2**20:.1f} MiB)")
+                shard = _OpenShard(store, shard_name(split, len(entry["shards"])))
+            shard.add(members)
+    except BaseException:
+        shard.abort()
+        raise
+    if shard.samples:
+        entry["shards"].append(shard.close())
+        log(f"wrote {shard.name} ({shard.samples} samples, {shard.bytes / 2**20:.1f} MiB)")
+    else:
+        shard.abort()
+    entry["complete"] = True
+    _save(store, index, split, entry)
+    _remove_stale(store, split, len(entry["shards"]))
+    return index
+
+
+def _remove_stale(store: Store, split: str, count: int) -> None:
+    """Delete shards of `split` numbered past `count` and leftover temp files (earlier runs)."""
+    pattern = _shard_re(split)
+    for name in store.names():
+        m = pattern.match(name)
+        if m and (m.group(2) or name.startswith(".") or int(m.group(1)) >= count):
+            store.remove(name)
+
+
+class _OpenShard:
+    """One shard being written: a deterministic GNU tar streamed into the store."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.name, self.samples = name, 0
+        self._file = store.create(name)
+        self._tar = tarfile.open(fileobj=self._file.out, mode="w", format=tarfile.GNU_FORMAT)  # noqa: SIM115
+
+    @property
+    def bytes(self) -> int:
+        return self._file.out.n
+
+    def add(self, members: Members) -> None:
+        for name, data in members:
+            self._tar.addfile(tar_info(name, len(data)), io.BytesIO(data))
+        self.samples += 1
+
+    def close(self) -> dict[str, Any]:
+        self._tar.close()
+        self._file.commit()
+        out = self._file.out
+        return {"name": self.name, "samples": self.samples, "bytes": out.n, "sha256": out.sha.hexdigest()}
+
+    def abort(self) -> None:
+        self._file.discard()
