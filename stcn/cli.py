@@ -12,14 +12,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="STCN video object segmentation: segment, evaluate, score, download, shard, train.")
 
 
-def _register() -> None:
-    """Attach each area's commands; an area that is not importable is simply absent."""
-    from stcn.eval import commands as eval_commands
-    from stcn.inference import commands as inference_commands
+AREAS = ("stcn.inference.commands", "stcn.eval.commands", "stcn.data.commands", "stcn.train.commands")
 
-    inference_commands.register(app)
-    eval_commands.register(app)
-    for module in ("stcn.data.commands", "stcn.train.commands"):
+
+def _register() -> None:
+    """Attach each area's commands (each area module has `register(app)`)."""
+    for module in AREAS:
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as e:
@@ -29,24 +27,19 @@ def _register() -> None:
         mod.register(app)
 
 
+@app.callback()
+def _root() -> None:
+    """STCN video object segmentation: segment, evaluate, score, download, shard, train."""
+
+
 def main() -> None:
     """Entry point: user errors become one clear line on stderr and exit code 2."""
     _register()
     try:
-        app(standalone_mode=False)
+        app()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
 
 
 if __name__ == "__main__":

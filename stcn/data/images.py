@@ -43,7 +43,7 @@ def _open(path: Path) -> Image.Image:
 
 def read_frame(path: str | Path) -> np.ndarray:
     """An RGB frame as uint8 (H, W, 3)."""
-    return np.asarray(_open(Path(path)).convert("RGB"))
+    return np.array(_open(Path(path)).convert("RGB"))
 
 
 def read_mask(path: str | Path) -> np.ndarray:

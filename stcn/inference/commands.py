@@ -1,0 +1,85 @@
+"""`stcn segment`: propagate a first-frame mask through a folder of frames or a video file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from stcn.data.folders import list_frames
+from stcn.data.images import read_mask, write_mask
+from stcn.errors import UserError
+from stcn.inference.loading import load_model
+from stcn.inference.settings import InferenceSettings, pick_device
+from stcn.inference.video import folder_frames, propagate, video_frames
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def inference_settings(
+    top_k: int,
+    mem_every: int,
+    include_last: bool,
+    amp: bool,
+    max_memory_frames: int | None,
+    device: str | None,
+    resolution: int | None = None,
+) -> InferenceSettings:
+    """Validated settings from command-line values."""
+    if top_k < 1 or mem_every < 1:
+        raise UserError("--top-k and --mem-every must be at least 1")
+    if max_memory_frames is not None and max_memory_frames < 1:
+        raise UserError("--max-memory-frames must be at least 1")
+    return InferenceSettings(top_k, mem_every, include_last, amp, max_memory_frames, pick_device(device), resolution)
+
+
+def segment(
+    weights: Path = typer.Option(..., help="STCN checkpoint (official format)"),
+    frames: Path = typer.Option(..., help="folder of frames (sorted by name) or a video file"),
+    first_mask: Path = typer.Option(..., help="palette/grey PNG of the first frame: 0 background, ids, 255 void"),
+    out: Path = typer.Option(..., help="output folder for palette PNGs"),
+    top_k: int = typer.Option(20, help="memory entries kept per query pixel"),
+    mem_every: int = typer.Option(5, help="add a memory frame every N frames"),
+    include_last: bool = typer.Option(False, help="keep the previous frame in a temporary memory slot"),
+    amp: bool = typer.Option(False, help="mixed precision: fp16 on CUDA, bf16 on CPU"),
+    max_memory_frames: int | None = typer.Option(None, help="bound memory to frame 0 + the most recent frames"),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
+    overlay: Path | None = typer.Option(None, help="also write an MP4 with the masks blended in"),
+) -> None:
+    """Segment the objects of the first-frame mask in every frame; writes 00000.png ... (frame 0 = the mask)."""
+    settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device)
+    if not frames.exists():
+        raise UserError(f"frames not found: {frames}")
+    is_video = frames.is_file() and frames.suffix.lower() in VIDEO_SUFFIXES
+    if frames.is_file() and not is_video:
+        raise UserError(f"--frames must be a folder of images or a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    source = video_frames(frames) if is_video else folder_frames(list_frames(frames))
+    first = "00000" if is_video else source[0][0]
+    mask = read_mask(first_mask)
+    model = load_model(weights, settings.device)
+    preview = None
+    if overlay is not None:
+        from stcn.inference.overlay import OverlayWriter
+
+        preview = OverlayWriter(overlay)
+
+    def write(stem: str, labels: np.ndarray, rgb: np.ndarray) -> None:
+        write_mask(out / f"{stem}.png", labels)
+        if preview is not None:
+            preview.add(rgb, labels)
+
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        timing = propagate(model, source, {first: mask}, settings, write, where=str(frames))
+    finally:
+        if preview is not None:
+            preview.close()
+    Console(stderr=True).print(
+        f"segmented {timing.frames} frames in {timing.seconds:.1f} s ({timing.fps:.2f} FPS) -> {out}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(segment)

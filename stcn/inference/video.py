@@ -1,0 +1,135 @@
+"""Whole-video propagation: frames in, label masks out, with the compute time measured apart from I/O."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from stcn.data.images import object_ids, read_frame
+from stcn.errors import UserError
+from stcn.inference.core import InferenceCore
+from stcn.inference.frames import image_tensor, labels_from_prob, one_hot
+from stcn.inference.settings import InferenceSettings
+from stcn.model.network import STCN
+
+FrameSource = Iterable[tuple[str, Callable[[], np.ndarray]]]  # (frame stem, loader of RGB uint8)
+
+
+@dataclass
+class Timing:
+    """Frames processed and the compute seconds they took (reading and writing excluded)."""
+
+    frames: int = 0
+    seconds: float = 0.0
+
+    def __iadd__(self, other: Timing) -> Timing:
+        self.frames += other.frames
+        self.seconds += other.seconds
+        return self
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else float("nan")
+
+
+def folder_frames(paths: list[Path]) -> FrameSource:
+    """Frames of image files, read lazily."""
+    return [(p.stem, lambda p=p: read_frame(p)) for p in paths]
+
+
+def video_frames(path: Path) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
+    """Frames of a video file (named 00000, 00001, ...), decoded one at a time."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise UserError(f"cannot open video: {path}")
+    t = 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        yield f"{t:05d}", lambda rgb=rgb: rgb
+        t += 1
+    cap.release()
+    if t == 0:
+        raise UserError(f"no frames could be decoded from video: {path}")
+
+
+def _with_last(items: Iterable) -> Iterator[tuple[object, bool]]:
+    it = iter(items)
+    try:
+        current = next(it)
+    except StopIteration:
+        return
+    for nxt in it:
+        yield current, False
+        current = nxt
+    yield current, True
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def propagate(
+    model: STCN,
+    frames: FrameSource,
+    masks: dict[str, np.ndarray],
+    settings: InferenceSettings,
+    write: Callable[[str, np.ndarray, np.ndarray], None],
+    required: set[str] | None = None,
+    where: str = "video",
+) -> Timing:
+    """Segment every frame; `masks` maps frame stems to given label maps (objects enter there).
+
+    `write(stem, labels, rgb)` receives uint8 labels at the frame's size for every required frame.
+    """
+    if not masks:
+        raise UserError(f"{where}: no annotated first frame given")
+    core = InferenceCore(model, settings)
+    timing = Timing()
+    for (stem, load), is_last in _with_last(frames):
+        rgb = load()
+        given = masks.get(stem)
+        ids = []
+        if given is not None:
+            if given.shape != rgb.shape[:2]:
+                raise UserError(
+                    f"{where}: mask of frame {stem} is {given.shape[1]}x{given.shape[0]} "
+                    f"but the frame is {rgb.shape[1]}x{rgb.shape[0]}"
+                )
+            ids = object_ids(given)
+            if not ids and not core.object_ids:
+                raise UserError(f"{where}: the mask of frame {stem} has no object (only background/void)")
+        _sync(settings.device)
+        start = time.perf_counter()
+        needed = required is None or stem in required
+        prob = core.step(
+            image_tensor(rgb, settings.resolution),
+            one_hot(given, ids, settings.resolution) if ids else None,
+            ids or None,
+            is_last=is_last,
+            need_output=needed,
+        )
+        labels = None
+        if needed:
+            if prob is None:
+                labels = np.zeros(rgb.shape[:2], np.uint8)
+            else:
+                lut = np.array([0, *core.object_ids], np.uint8)
+                labels = lut[labels_from_prob(prob, rgb.shape[:2])]
+        _sync(settings.device)
+        timing.seconds += time.perf_counter() - start
+        timing.frames += 1
+        if labels is not None:
+            write(stem, labels, rgb)
+    if timing.frames == 0:
+        raise UserError(f"{where}: no frames")
+    return timing
