@@ -1,0 +1,424 @@
+"""Stream STCN training batches from WebDataset shards on local disk, HTTP(S) or S3.
+
+Sources: a shard path/URL, a brace pattern (`shards/davis/train-{000000..000003}.tar`), or a
+dataset folder/prefix holding `index.json` (its `split` shards); several sources may be given
+as a list or joined by `::`; `SOURCE*5` weights a source 5x (the stage 2/3 mix "DAVIS x5 +
+YouTube-VOS" is `["s3://b/davis*5", "s3://b/youtube"]`). S3 endpoint and credentials come from
+AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+
+Two modes (`make_loader(mode=...)`):
+    "resampled"  for DDP training (use this in the trainer): every worker of every rank draws
+                 shards with replacement (weights applied) and stops after exactly
+                 `samples_per_rank / num_workers` samples (`with_epoch`), so all ranks take the
+                 same number of steps and no rank waits for another at the end of an epoch.
+    "once"       every (weighted-repeated) sample exactly once per epoch: shards are shuffled
+                 per epoch identically on all ranks, then split by rank (`split_by_node`) and by
+                 worker (`split_by_worker`). Ranks may get unequal counts: for evaluation/tests.
+Rank and world size come from torch.distributed when initialised, else RANK / WORLD_SIZE.
+
+Runtime control: `StreamLoader.set_max_skip(n)` writes a shared-memory value that the
+DataLoader worker processes read for every sample (the max_skip curriculum), and each
+`iter(loader)` advances a shared epoch counter that re-seeds all randomness as
+(seed, rank, worker, epoch) — so runs are reproducible and epochs differ.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import random
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlparse
+
+import braceexpand
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from stcn.data.samples import BL30K, VideoRecipe, static_training_sample, video_training_sample
+from stcn.data.shard_store import shard_urls
+from stcn.errors import UserError
+
+STAGES = {0: "static", 1: "bl30k", 2: "video", 3: "video", "static": "static", "bl30k": "bl30k", "video": "video"}
+SHUFFLE_BUFFER = {"static": 256, "bl30k": 8, "video": 8}  # raw samples held per worker (videos are MBs)
+
+
+HTTP_TIMEOUT = 30.0
+S3_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}
+S3_BLOCK = 16 << 20
+_S3: dict[tuple, Any] = {}
+
+
+# --- URLs ----------------------------------------------------------------------------------
+def split_weight(spec: str) -> tuple[str, float]:
+    """`PATTERN*5` -> (`PATTERN`, 5.0); no suffix -> weight 1."""
+    m = re.fullmatch(r"(.+)\*([0-9]*\.?[0-9]+)", spec.strip())
+    pattern, weight = (m.group(1), float(m.group(2))) if m else (spec.strip(), 1.0)
+    if weight <= 0:
+        raise UserError(f"source weight must be positive: {spec!r}")
+    return pattern, weight
+
+
+def expand_sources(urls: str | Sequence[str], split: str = "train") -> tuple[list[str], list[float]]:
+    """Shard URLs and their source weights from patterns, dataset folders and `*weight` suffixes."""
+    specs = urls.split("::") if isinstance(urls, str) else list(urls)
+    shards: list[str] = []
+    weights: list[float] = []
+    for spec in specs:
+        pattern, weight = split_weight(spec)
+        if pattern.endswith(".tar") or "{" in pattern:
+            found = list(braceexpand.braceexpand(pattern))
+        else:  # a dataset folder / prefix with index.json
+            found = shard_urls(pattern, split)
+        shards += found
+        weights += [weight] * len(found)
+    if not shards:
+        raise UserError(f"no shards in {urls!r}")
+    return shards, weights
+
+
+def s3_filesystem() -> Any:
+    """An s3fs filesystem for this process, configured from the AWS_* environment variables."""
+    import s3fs
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    key = (os.getpid(), endpoint, os.environ.get("AWS_ACCESS_KEY_ID"))
+    if key not in _S3:
+        _S3[key] = s3fs.S3FileSystem(endpoint_url=endpoint, config_kwargs=S3_CONFIG, skip_instance_cache=True)
+    return _S3[key]
+
+
+def _scheme(url: str) -> str:
+    scheme = urlparse(url).scheme
+    return "" if len(scheme) <= 1 else scheme  # "C:" is a drive, not a scheme
+
+
+def _reason(e: BaseException) -> str:
+    return str(e.args[0]) if e.args else type(e).__name__
+
+
+def open_shard(url: str) -> BinaryIO:
+    """Open a shard for streaming; a missing shard or unreachable server is a one-line UserError."""
+    scheme = _scheme(url)
+    try:
+        if scheme in ("", "file"):
+            return open(urlparse(url).path if scheme else url, "rb")
+        if scheme in ("s3", "s3a"):
+            return s3_filesystem().open(url, "rb", block_size=S3_BLOCK, cache_type="readahead")
+        if scheme in ("http", "https"):
+            return urllib.request.urlopen(url, timeout=HTTP_TIMEOUT)
+    except FileNotFoundError:
+        raise UserError(f"shard not found: {url}") from None
+    except urllib.error.HTTPError as e:
+        raise UserError(
+            f"shard not found: {url} (HTTP {e.code})" if e.code == 404 else f"cannot read shard {url}: {e}"
+        ) from None
+    except Exception as e:  # connection refused, timeouts, permissions, bad credentials
+        raise UserError(f"cannot read shard {url}: {_reason(e)}") from None
+    raise UserError(f"unsupported shard URL scheme {scheme!r}: {url} (use a path, http(s):// or s3://)")
+
+
+def check_shards(urls: list[str]) -> None:
+    """Fail fast (one line, naming the URL) when a shard is missing or its server unreachable."""
+    s3_dirs: dict[str, set[str]] = {}
+    for url in dict.fromkeys(urls):
+        scheme = _scheme(url)
+        if scheme in ("", "file"):
+            if not Path(urlparse(url).path if scheme else url).is_file():
+                raise UserError(f"shard not found: {url}")
+        elif scheme in ("s3", "s3a"):
+            s3_dirs.setdefault(url.rsplit("/", 1)[0], set()).add(url)
+        else:
+            open_shard(url).close()
+    for folder, wanted in s3_dirs.items():
+        try:
+            listed = {f"s3://{p}" for p in s3_filesystem().ls(folder, refresh=True)}
+        except FileNotFoundError:
+            listed = set()
+        except Exception as e:
+            raise UserError(f"cannot reach S3 for {sorted(wanted)[0]}: {_reason(e)}") from None
+        listed |= {u.replace("s3://", "s3a://", 1) for u in listed}
+        for url in sorted(wanted):
+            if url not in listed:
+                raise UserError(f"shard not found: {url}")
+
+
+def read_shard(url: str, stream: BinaryIO) -> Iterator[dict[str, Any]]:
+    """Samples (raw bytes per field) of one opened shard; a corrupt shard is a UserError naming it."""
+    try:
+        files = wds.tariterators.tar_file_expander([{"url": url, "stream": stream}])
+        yield from wds.tariterators.group_by_keys(files)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"corrupt or unreadable shard {url}: {_reason(e)}") from None
+    finally:
+        stream.close()
+
+
+def _gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any) -> BinaryIO:
+    if mode != "rb":
+        raise UserError(f"s3 shards are read-only here: {url}")
+    return open_shard(url)
+
+
+# lets plain `webdataset.WebDataset("s3://...")` read S3 once this module is imported
+importlib.import_module("webdataset.gopen").gopen_schemes.setdefault("s3", _gopen_s3)
+
+
+# --- pipeline ------------------------------------------------------------------------------
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size): torch.distributed if initialised, else RANK / WORLD_SIZE, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def worker_and_count() -> tuple[int, int]:
+    """(DataLoader worker id, number of workers); (0, 1) in the main process."""
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+class SharedState:
+    """Values shared with DataLoader worker processes: the current max_skip and epoch."""
+
+    def __init__(self, max_skip: int) -> None:
+        self._max_skip = mp.Value("i", int(max_skip), lock=False)
+        self._epoch = mp.Value("i", -1, lock=False)
+
+    @property
+    def max_skip(self) -> int:
+        return self._max_skip.value
+
+    @max_skip.setter
+    def max_skip(self, value: int) -> None:
+        if int(value) < 1:
+            raise UserError(f"max_skip must be at least 1, got {value}")
+        self._max_skip.value = int(value)
+
+    @property
+    def epoch(self) -> int:
+        return max(0, self._epoch.value)
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.value = int(value)
+
+
+def worker_rng(seed: int, rank: int, epoch: int, salt: int) -> np.random.Generator:
+    """The generator of this DataLoader worker for one epoch and purpose (`salt`)."""
+    worker, _ = worker_and_count()
+    return np.random.default_rng([seed, rank, worker, epoch, salt])
+
+
+class ShardList(IterableDataset):
+    """Yields `dict(url=...)` for this rank and worker: resampled by weight, or split once."""
+
+    def __init__(
+        self, urls: list[str], weights: list[float], mode: str, seed: int, rank: int, world: int, state: SharedState
+    ) -> None:
+        super().__init__()
+        self.urls, self.weights, self.mode, self.seed = urls, weights, mode, seed
+        self.rank, self.world, self.state = rank, world, state
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        epoch = self.state.epoch
+        if self.mode == "resampled":
+            rng = worker_rng(self.seed, self.rank, epoch, 1)
+            p = np.asarray(self.weights) / np.sum(self.weights)
+            while True:
+                yield {"url": self.urls[rng.choice(len(self.urls), p=p)]}
+        order = [u for u, w in zip(self.urls, self.weights, strict=True) for _ in range(int(w))]
+        np.random.default_rng([self.seed, epoch]).shuffle(order)  # same order on every rank
+        worker, workers = worker_and_count()
+        mine = order[self.rank :: self.world][worker::workers]  # split_by_node, then split_by_worker
+        yield from ({"url": u} for u in mine)
+
+
+def read_shards(src: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
+    """Open each shard and yield its samples (raw bytes per field); failures name the shard."""
+    for item in src:
+        yield from read_shard(item["url"], open_shard(item["url"]))
+
+
+class Shuffle:
+    """A per-worker, per-epoch seeded sample shuffle buffer (webdataset's `shuffle`)."""
+
+    def __init__(self, size: int, seed: int, rank: int, state: SharedState) -> None:
+        self.size, self.seed, self.rank, self.state = size, seed, rank, state
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        if self.size <= 1:
+            yield from src
+            return
+        rng = worker_rng(self.seed, self.rank, self.state.epoch, 2)
+        py_rng = random.Random(int(rng.integers(2**63)))
+        yield from wds.filters._shuffle(src, self.size, max(1, self.size // 2), rng=py_rng)
+
+
+class ToTrainingSample:
+    """Map raw shard samples to training samples with the stage's augmentation recipe."""
+
+    def __init__(self, kind: str, crop: int, seed: int, rank: int, state: SharedState) -> None:
+        self.kind, self.crop, self.seed, self.rank, self.state = kind, crop, seed, rank, state
+        scale = BL30K.crop_scale if kind == "bl30k" else VideoRecipe.crop_scale
+        self.recipe = VideoRecipe(crop=crop, crop_scale=scale, bl30k=kind == "bl30k")
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        rng = worker_rng(self.seed, self.rank, self.state.epoch, 3)
+        worker, _ = worker_and_count()
+        for raw in src:
+            if self.kind == "static":
+                sample = static_training_sample(raw, rng, self.crop)
+            else:
+                sample = video_training_sample(raw, rng, self.state.max_skip, self.recipe)
+            sample["info"] |= {"rank": self.rank, "worker": worker, "url": raw.get("__url__")}
+            yield sample
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors along a new batch dimension; `info` becomes a list of dicts."""
+    batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0] if k != "info"}
+    batch["info"] = [s["info"] for s in samples]
+    return batch
+
+
+def make_dataset(
+    urls: str | Sequence[str],
+    stage: int | str,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    mode: str = "resampled",
+    samples_per_rank: int | None = None,
+    num_workers: int = 0,
+    max_skip: int = 5,
+    crop: int = 384,
+    split: str = "train",
+    shuffle_buffer: int | None = None,
+    check: bool = True,
+    state: SharedState | None = None,
+) -> wds.DataPipeline:
+    """The per-rank WebDataset pipeline yielding collated batches (see `make_loader`)."""
+    if stage not in STAGES:
+        raise UserError(f"unknown training stage {stage!r} (expected 0-3, 'static', 'bl30k' or 'video')")
+    if mode not in ("resampled", "once"):
+        raise UserError(f"unknown stream mode {mode!r} (expected 'resampled' or 'once')")
+    if batch_size < 1:
+        raise UserError(f"batch size must be positive, got {batch_size}")
+    kind = STAGES[stage]
+    shards, weights = expand_sources(urls, split)
+    if mode == "once" and any(w != int(w) for w in weights):
+        raise UserError(f"'once' mode repeats sources a whole number of times; got weights {sorted(set(weights))}")
+    if check:
+        check_shards(shards)
+    rank, world = rank_and_world()
+    state = state or SharedState(max_skip)
+    buffer = SHUFFLE_BUFFER[kind] if shuffle_buffer is None else shuffle_buffer
+    pipeline = wds.DataPipeline(
+        ShardList(shards, weights, mode, seed, rank, world, state),
+        read_shards,
+        Shuffle(buffer, seed, rank, state),
+        ToTrainingSample(kind, crop, seed, rank, state),
+        wds.batched(batch_size, collation_fn=collate, partial=mode == "once"),
+    )
+    if mode == "resampled":
+        if not samples_per_rank or samples_per_rank < 1:
+            raise UserError("resampled mode needs samples_per_rank (samples each rank yields per epoch)")
+        per_worker = -(-samples_per_rank // (batch_size * max(1, num_workers)))
+        pipeline = pipeline.with_epoch(nbatches=per_worker)
+    pipeline.state = state
+    return pipeline
+
+
+class StreamLoader:
+    """A DataLoader over `make_dataset` with runtime control of max_skip and the epoch."""
+
+    def __init__(self, dataset: wds.DataPipeline, loader: DataLoader, batches: int | None) -> None:
+        self.dataset, self.loader, self.batches = dataset, loader, batches
+        self.state: SharedState = dataset.state
+        self._next_epoch = 0
+
+    @property
+    def max_skip(self) -> int:
+        return self.state.max_skip
+
+    def set_max_skip(self, value: int) -> None:
+        """Change max_skip; workers use it for every sample drawn from now on (prefetched
+        batches, at most `num_workers * prefetch_factor`, were drawn with the old value)."""
+        self.state.max_skip = value
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next `iter()` run epoch `epoch` (default: one more than the last)."""
+        self._next_epoch = epoch
+
+    def __len__(self) -> int:
+        if self.batches is None:
+            raise TypeError("the number of batches of a 'once' stream is not known in advance")
+        return self.batches
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.state.epoch = self._next_epoch
+        self._next_epoch += 1
+        try:
+            yield from self.loader
+        except UserError as e:  # re-raised from a worker with its traceback: keep one line
+            raise UserError(_last_line(str(e))) from None
+
+
+def _last_line(message: str) -> str:
+    marker = "UserError: "
+    lines = [ln for ln in message.splitlines() if marker in ln]
+    return lines[-1].split(marker, 1)[1] if lines else message.splitlines()[0]
+
+
+def _init_worker(_: int) -> None:
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    urls: str | Sequence[str],
+    stage: int | str,
+    batch_size: int,
+    num_workers: int = 2,
+    seed: int = 0,
+    *,
+    mode: str = "resampled",
+    samples_per_rank: int | None = None,
+    max_skip: int = 5,
+    crop: int = 384,
+    split: str = "train",
+    shuffle_buffer: int | None = None,
+    pin_memory: bool = False,
+    prefetch_factor: int = 2,
+    check: bool = True,
+) -> StreamLoader:
+    """A loader of batched training tensors for `stage` (0 static, 1 BL30K, 2/3 DAVIS/YouTube-VOS).
+
+    Batches hold `rgb` (B, 3, 3, crop, crop), `gt`/`sec_gt` (B, 3, 1, crop, crop), `cls_gt`
+    (B, 3, crop, crop), `first_frame_gt` (B, 2, 1, crop, crop), `selector` (B, 2), `info` (list).
+    In "resampled" mode each rank yields `ceil(samples_per_rank / (batch_size * workers))`
+    batches per worker per epoch; `check` verifies up front that every shard exists.
+    """
+    state = SharedState(max_skip)
+    dataset = make_dataset(
+        urls, stage, batch_size, seed=seed, mode=mode, samples_per_rank=samples_per_rank,
+        num_workers=num_workers, max_skip=max_skip, crop=crop, split=split,
+        shuffle_buffer=shuffle_buffer, check=check, state=state,
+    )  # fmt: skip
+    extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor} if num_workers > 0 else {}
+    loader = DataLoader(
+        dataset, batch_size=None, num_workers=num_workers, worker_init_fn=_init_worker, pin_memory=pin_memory, **extra
+    )
+    batches = dataset.nsamples * max(1, num_workers) if mode == "resampled" else None
+    return StreamLoader(dataset, loader, batches)
