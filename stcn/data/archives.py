@@ -1,0 +1,178 @@
+"""Safe zip/tar extraction: every member must land inside the target folder.
+
+Absolute names, `..` components, and symlinks or hard links resolving outside the target are
+refused with a UserError naming the member; a truncated or corrupt archive is a UserError naming
+the archive. Nothing outside the target is ever written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+from stcn.errors import UserError
+
+CHUNK = 1 << 20
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def archive_kind(path: str | Path) -> str:
+    """'zip' or 'tar', from the name, else from the first bytes."""
+    name = str(path).lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith(TAR_SUFFIXES):
+        return "tar"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return "zip" if head.startswith(b"PK") else "tar"
+
+
+def _check_name(name: str, archive: Path) -> str:
+    """The member name as a relative POSIX path, or a UserError if it could escape."""
+    clean = name.replace("\\", "/")
+    if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
+        raise UserError(f"archive {archive} has a member with an absolute path: {name!r}")
+    parts = [p for p in clean.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UserError(f"archive {archive} has a member escaping the target folder: {name!r}")
+    return "/".join(parts)
+
+
+def _inside(dest: Path, path: str, name: str, archive: Path) -> Path:
+    """`dest/path` after resolving any symlinks so far; must stay within `dest`."""
+    target = Path(os.path.realpath(dest / path))
+    root = Path(os.path.realpath(dest))
+    if target != root and root not in target.parents:
+        raise UserError(f"archive {archive} has a member escaping the target folder: {name!r}")
+    return dest / path
+
+
+def _link_target(dest: Path, rel: str, link: str, name: str, archive: Path) -> None:
+    """Refuse a symlink whose target resolves outside `dest`."""
+    if link.startswith("/") or re.match(r"^[A-Za-z]:", link):
+        raise UserError(f"archive {archive} has a symlink pointing outside the target folder: {name!r} -> {link!r}")
+    joined = os.path.normpath(os.path.join(os.path.dirname(rel), link))
+    if joined == ".." or joined.startswith("../"):
+        raise UserError(f"archive {archive} has a symlink pointing outside the target folder: {name!r} -> {link!r}")
+    _inside(dest, joined, name, archive)
+
+
+def _write(src, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        path.unlink()
+    with open(path, "wb") as out:
+        shutil.copyfileobj(src, out, CHUNK)
+
+
+def extract_zip(archive: Path, dest: Path, log: Callable[[str], None] = lambda _: None) -> int:
+    """Extract a zip safely into `dest`; returns the number of files."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise UserError(f"truncated or corrupt zip archive: {archive} ({e})") from None
+    count = 0
+    with zf:
+        for info in zf.infolist():
+            rel = _check_name(info.filename, archive)
+            if not rel:
+                continue
+            path = _inside(dest, rel, info.filename, archive)
+            mode = info.external_attr >> 16
+            try:
+                if info.is_dir():
+                    path.mkdir(parents=True, exist_ok=True)
+                elif stat.S_ISLNK(mode):
+                    link = zf.read(info).decode()
+                    _link_target(dest, rel, link, info.filename, archive)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(link, path)
+                else:
+                    with zf.open(info) as src:
+                        _write(src, path)
+                    count += 1
+            except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+                raise UserError(f"truncated or corrupt zip archive: {archive} (member {info.filename}: {e})") from None
+    return count
+
+
+def extract_tar(archive: Path, dest: Path, log: Callable[[str], None] = lambda _: None) -> int:
+    """Extract a (possibly compressed) tar safely into `dest`; returns the number of files."""
+    try:
+        tar = tarfile.open(archive, "r:*")  # noqa: SIM115
+    except (tarfile.ReadError, OSError, EOFError) as e:
+        raise UserError(f"truncated or corrupt tar archive: {archive} ({e})") from None
+    count, last = 0, "(start)"
+    with tar:
+        while True:
+            try:
+                info = tar.next()
+            except (tarfile.ReadError, EOFError, OSError, zlib.error) as e:
+                raise UserError(f"truncated or corrupt tar archive: {archive} (after member {last}: {e})") from None
+            if info is None:
+                break
+            tar.members.clear()
+            last = info.name
+            rel = _check_name(info.name, archive)
+            if not rel:
+                continue
+            path = _inside(dest, rel, info.name, archive)
+            try:
+                if info.isdir():
+                    path.mkdir(parents=True, exist_ok=True)
+                elif info.issym():
+                    _link_target(dest, rel, info.linkname, info.name, archive)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(info.linkname, path)
+                elif info.islnk():
+                    src_rel = _check_name(info.linkname, archive)
+                    src = _inside(dest, src_rel, info.name, archive)
+                    if not src.is_file():
+                        raise UserError(f"archive {archive} has a hard link to a missing member: {info.name!r}")
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(src, path)
+                    count += 1
+                elif info.isfile():
+                    fileobj = tar.extractfile(info)
+                    _write(fileobj, path)
+                    if path.stat().st_size != info.size:
+                        raise EOFError("member data cut off")
+                    count += 1
+                else:
+                    raise UserError(f"archive {archive} has an unsupported member type (device/fifo): {info.name!r}")
+            except (tarfile.ReadError, EOFError, zlib.error, OSError) as e:
+                if isinstance(e, OSError) and not isinstance(e, EOFError) and e.errno is not None:
+                    raise UserError(f"cannot extract {info.name} from {archive} into {dest}: {e}") from None
+                raise UserError(f"truncated or corrupt tar archive: {archive} (member {info.name}: {e})") from None
+        _check_end(tar, archive, last)
+    return count
+
+
+def _check_end(tar: tarfile.TarFile, archive: Path, last: str) -> None:
+    """tarfile stops quietly at a missing/garbled header; require the zero end-of-archive block."""
+    try:
+        tar.fileobj.seek(tar.offset)
+        block = tar.fileobj.read(tarfile.BLOCKSIZE)
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"truncated or corrupt tar archive: {archive} (after member {last}: {e})") from None
+    if block != bytes(tarfile.BLOCKSIZE):
+        raise UserError(f"truncated or corrupt tar archive: {archive} (no end marker after member {last})")
+
+
+def safe_extract(archive: str | Path, dest: str | Path, log: Callable[[str], None] = lambda _: None) -> int:
+    """Extract a zip or tar into `dest` (created); refuses members that would escape it."""
+    archive, dest = Path(archive), Path(dest)
+    if not archive.is_file():
+        raise UserError(f"archive not found: {archive}")
+    dest.mkdir(parents=True, exist_ok=True)
+    kind = archive_kind(archive)
+    log(f"extracting {archive.name} ({kind})")
+    return extract_zip(archive, dest, log) if kind == "zip" else extract_tar(archive, dest, log)

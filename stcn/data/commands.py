@@ -1,0 +1,107 @@
+"""`stcn download` and `stcn shard ...` commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from stcn.data.shard_format import DEFAULT_SHARD_SIZE_MB
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def download(
+    dataset: str = typer.Argument(
+        ..., help="static, davis16, davis17, davis17_testdev, youtube19, youtube18, bl30k or pretrained"
+    ),
+    source: str = typer.Option(None, help="gdrive | http | file | s3 | bundled (default: gdrive, else http)"),
+    to: Path = typer.Option(None, help="target folder (default: data/<dataset>)"),
+    url: str = typer.Option(None, help="override: a file URL/path, or a mirror folder/prefix holding the files"),
+    sha256: str = typer.Option(None, help="expected sha256 (or md5:HEX) of a single-file dataset"),
+    resize: bool = typer.Option(True, help="youtube19: also write train_480p (shorter side 480)"),
+    keep_archives: bool = typer.Option(False, help="keep zip files after extraction"),
+) -> None:
+    """Download (resumable, checksummed) and unpack a dataset into its own folder layout."""
+    from stcn.data.download import EXIT_NEEDS_INTERNET, NeedsInternet, download_dataset
+
+    try:
+        target = download_dataset(dataset, source=source, to=to, url=url, sha256=sha256, resize=resize,
+                                  keep_archives=keep_archives, log=_log)  # fmt: skip
+    except NeedsInternet as e:
+        print(str(e) if str(e).startswith("skipped") else f"skipped: {e}", file=sys.stderr)
+        sys.exit(EXIT_NEEDS_INTERNET)
+    _log(f"{dataset}: ready in {target}")
+
+
+shard_app = typer.Typer(no_args_is_help=True, help="Write WebDataset shards (local folder or s3://bucket/prefix).")
+OUT = typer.Option(..., "--out", help="output folder or s3://bucket/prefix")
+SIZE = typer.Option(DEFAULT_SHARD_SIZE_MB, "--shard-size-mb", help="target shard size in MiB")
+
+
+def _done(index: dict, split: str, out: str) -> None:
+    t = index["splits"][split]["totals"]
+    _log(f"{split}: {t['samples']} samples in {t['shards']} shards ({t['bytes'] / 2**20:.1f} MiB) -> {out}")
+
+
+@shard_app.command("davis")
+def shard_davis_cmd(
+    root: Path = typer.Option(..., help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)"),
+    split: str = typer.Option("train", help="train | val | test-dev ..."),
+    year: int = typer.Option(2017, help="2016 | 2017"),
+    out: str = OUT,
+    shard_size_mb: float = SIZE,
+) -> None:
+    """One sample per DAVIS sequence."""
+    from stcn.data.shard import shard_davis
+
+    _done(shard_davis(root, out, year=year, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+
+
+@shard_app.command("youtube")
+def shard_youtube_cmd(
+    root: Path = typer.Option(..., help="YouTube-VOS root (<split>/JPEGImages, <split>/Annotations)"),
+    split: str = typer.Option("train", help="train (reads train_480p if present) | valid"),
+    out: str = OUT,
+    shard_size_mb: float = SIZE,
+) -> None:
+    """One sample per YouTube-VOS video."""
+    from stcn.data.shard import shard_youtube
+
+    _done(shard_youtube(root, out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+
+
+@shard_app.command("static")
+def shard_static_cmd(
+    root: Path = typer.Option(..., help="static datasets folder (name.jpg + name.png pairs, recursively)"),
+    split: str = typer.Option("train", help="name used for the shard files"),
+    out: str = OUT,
+    shard_size_mb: float = SIZE,
+) -> None:
+    """One sample per image + mask pair."""
+    from stcn.data.shard import shard_static
+
+    _done(shard_static(root, out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+
+
+@shard_app.command("bl30k")
+def shard_bl30k_cmd(
+    segments: list[str] = typer.Option(..., "--segments", help="BL30K segment tars (repeat, or list after it)"),
+    extra: list[str] = typer.Argument(None, help="more segment tars"),
+    split: str = typer.Option("train", help="name used for the shard files"),
+    out: str = OUT,
+    shard_size_mb: float = SIZE,
+) -> None:
+    """One sample per BL30K video, read straight from the segment tars (no extraction)."""
+    from stcn.data.shard import shard_bl30k
+
+    _done(shard_bl30k([*segments, *(extra or [])], out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `download` and the `shard` group to the main CLI."""
+    app.command("download")(download)
+    app.add_typer(shard_app, name="shard")

@@ -1,0 +1,390 @@
+"""Fetching one file: resumable HTTP(S) with Range, Google Drive (gdown), local / file:// and
+s3:// (fsspec) sources; checksummed and atomic (`<name>.part` renamed on success).
+
+A finished file gets `<name>.sha256` (sha256sum format) next to it; a re-run re-verifies the file
+against it and skips the download. A checksum mismatch moves the file aside as `<name>.corrupt`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import fsspec
+
+from stcn.data.shard_store import storage_options
+from stcn.errors import UserError
+
+CHUNK = 1 << 20
+EXIT_NEEDS_INTERNET = 3
+Log = Callable[[str], None]
+
+
+class NeedsInternet(UserError):
+    """The requested data can only come from the internet, which is not reachable / not allowed."""
+
+
+def parse_checksum(value: str | None) -> tuple[str, str] | None:
+    """`sha256:HEX`, `md5:HEX` or a bare hex digest (64 chars sha256, 32 md5) -> (algorithm, hex)."""
+    if not value:
+        return None
+    algo, _, digest = value.rpartition(":")
+    digest = digest.strip().lower()
+    algo = algo.lower() or {64: "sha256", 32: "md5"}.get(len(digest), "")
+    if (
+        algo not in ("sha256", "md5")
+        or not re.fullmatch(r"[0-9a-f]+", digest)
+        or len(digest) != (64 if algo == "sha256" else 32)
+    ):
+        raise UserError(f"not a sha256/md5 checksum: {value!r}")
+    return algo, digest
+
+
+def file_digests(path: Path) -> dict[str, str]:
+    """sha256 and md5 hex digests of a file."""
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            sha.update(chunk)
+            md5.update(chunk)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _move_aside(path: Path) -> Path:
+    bad = path.with_name(path.name.removesuffix(".part") + ".corrupt")
+    os.replace(path, bad)
+    return bad
+
+
+def _verify(path: Path, shown: str, expected: tuple[str, str] | None, recorded: str | None) -> str:
+    """sha256 of `path` after checking it against `expected` and a recorded sha256."""
+    digests = file_digests(path)
+    checks = [("sha256", recorded, "recorded")]
+    if expected:
+        checks.insert(0, (*expected, "expected"))
+    for algo, want, what in checks:
+        if want and digests[algo] != want:
+            bad = _move_aside(path)
+            raise UserError(
+                f"checksum mismatch for {shown}: {algo} {digests[algo]} != {what} {want} (moved aside to {bad})"
+            )
+    return digests["sha256"]
+
+
+def verified(path: Path, checksum: str | None = None) -> bool:
+    """True if `path` exists with a `.sha256` record it still matches (and `checksum`, if given).
+
+    A file that no longer matches is moved aside as `.corrupt` and False is returned.
+    """
+    rec = record_path(path)
+    if not path.is_file() or not rec.is_file():
+        return False
+    recorded = (rec.read_text().split() or [None])[0]
+    try:
+        _verify(path, str(path), parse_checksum(checksum), recorded)
+    except UserError:
+        rec.unlink()
+        return False
+    return True
+
+
+def fetch(
+    url: str,
+    dest: str | Path,
+    *,
+    checksum: str | None = None,
+    retries: int = 3,
+    timeout: float = 60.0,
+    log: Log = lambda _: None,
+) -> Path:
+    """Download `url` to `dest` (resuming `dest.part`), verify, record `dest.sha256`, rename.
+
+    `url`: http(s)://..., gdrive://<file id>, s3://bucket/key, file:///path or a local path.
+    """
+    dest = Path(dest)
+    expected = parse_checksum(checksum)
+    if verified(dest, checksum):
+        log(f"{dest.name}: already downloaded and verified")
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    if url.startswith(("http://", "https://")):
+        _fetch_http(url, part, retries=retries, timeout=timeout, log=log)
+    elif url.startswith("gdrive://"):
+        _fetch_gdrive(url.removeprefix("gdrive://"), part, log=log)
+    else:
+        _fetch_fsspec(url, part, log=log)
+    sha = _verify(part, f"{dest.name} from {url}", expected, None)
+    os.replace(part, dest)
+    record_path(dest).write_text(f"{sha}  {dest.name}\n")
+    log(f"{dest.name}: downloaded, sha256 {sha}")
+    return dest
+
+
+def _network_error(url: str, e: BaseException) -> UserError:
+    reason = getattr(e, "reason", e)
+    if isinstance(reason, socket.gaierror):
+        return NeedsInternet(f"cannot resolve the host of {url} (no internet?): {reason}")
+    return UserError(f"download failed: {url}: {reason}")
+
+
+def _content_range_start(value: str | None) -> int | None:
+    m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", value or "")
+    return int(m.group(1)) if m else None
+
+
+def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log) -> None:
+    """Resumable GET: continue `part` with a Range request; restart when the server ignores it."""
+    last: BaseException | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(min(0.2 * 2**attempt, 5.0))
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"User-Agent": "stcn-download", **({"Range": f"bytes={have}-"} if have else {})}
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+                if have and resp.status == 206 and _content_range_start(resp.headers.get("Content-Range")) == have:
+                    mode, expected = "ab", have + int(resp.headers.get("Content-Length", -have - 1))
+                    log(f"{part.name}: resuming at {have} bytes")
+                else:
+                    if have:
+                        log(f"{part.name}: server ignored the Range request, restarting")
+                    mode, expected = "wb", int(resp.headers.get("Content-Length", -1))
+                with open(part, mode) as f:
+                    while chunk := resp.read(CHUNK):
+                        f.write(chunk)
+            size = part.stat().st_size
+            if expected >= 0 and size != expected:
+                raise http.client.IncompleteRead(b"", expected - size)
+            return
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and have:
+                total = (e.headers.get("Content-Range") or "").rpartition("/")[2]
+                if total.isdigit() and int(total) == have:
+                    return  # the partial file was already complete
+                part.unlink()
+                last = e
+                continue
+            if e.code < 500 and e.code != 429:
+                raise UserError(f"download failed: {url}: HTTP {e.code} {e.reason}") from None
+            last = e
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, socket.gaierror):
+                raise _network_error(url, e) from None
+            last = e
+        except (http.client.HTTPException, OSError) as e:
+            last = e
+        log(f"{part.name}: attempt {attempt + 1} failed ({last!r}); partial file kept")
+    size = part.stat().st_size if part.exists() else 0
+    raise UserError(
+        f"download failed after {retries + 1} attempts: {url} ({last}); re-run to resume {part} ({size} bytes)"
+    )
+
+
+def _fetch_gdrive(file_id: str, part: Path, *, log: Log) -> None:
+    """Google Drive through gdown (which resumes its own partial file)."""
+    import gdown
+
+    log(f"{part.name}: Google Drive id {file_id}")
+    try:
+        gdown.download(id=file_id, output=str(part), quiet=False, resume=True, retries=3)
+    except Exception as e:  # gdown raises many types; all are one-line download failures
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, socket.gaierror) or "Failed to resolve" in str(e) or "NameResolution" in str(e):
+            raise NeedsInternet(f"cannot reach Google Drive for id {file_id} (no internet?)") from None
+        raise UserError(f"Google Drive download failed for id {file_id}: {str(e).splitlines()[0]}") from None
+    if not part.is_file():
+        raise UserError(f"Google Drive download produced no file for id {file_id}")
+
+
+def _fetch_fsspec(url: str, part: Path, *, log: Log) -> None:
+    """Local path, file:// or s3:// (endpoint from AWS_ENDPOINT_URL); resumes `part` by seeking."""
+    have = part.stat().st_size if part.exists() else 0
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
+        total = fs.size(path)
+        if have > total:
+            have = 0
+        if have:
+            log(f"{part.name}: resuming at {have} bytes")
+        with fs.open(path, "rb") as src, open(part, "ab" if have else "wb") as out:
+            src.seek(have)
+            while chunk := src.read(CHUNK):
+                out.write(chunk)
+    except FileNotFoundError:
+        raise UserError(f"source not found: {url}") from None
+    except (OSError, ValueError, ImportError) as e:
+        raise UserError(f"cannot read {url}: {e}") from None
+    if part.stat().st_size != total:
+        raise UserError(f"incomplete copy of {url}: {part.stat().st_size} of {total} bytes; re-run to resume")
+
+
+# --- whole datasets ------------------------------------------------------------------------------
+def _find_root(tmp: Path, marker: str | None, archive: str) -> Path:
+    """The folder inside an extracted archive that holds the dataset (see `Artifact.marker`)."""
+    if marker is None:
+        root = tmp
+        while True:
+            entries = [p for p in root.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+            if len(entries) != 1 or not entries[0].is_dir():
+                return root
+            root = entries[0]
+    level = [tmp]
+    for _ in range(5):
+        for folder in level:
+            if (folder / marker).exists():
+                return folder
+        level = sorted(p for f in level for p in f.iterdir() if p.is_dir() and p.name != "__MACOSX")
+    raise UserError(f"archive {archive} holds no dataset root (no {marker}/ folder inside)")
+
+
+def _install_archive(url: str, art, target: Path, checksum: str | None, keep: bool, log: Log) -> None:
+    """Download an archive into `<target>/.downloads`, extract it safely, move its root into place."""
+    import shutil
+
+    from stcn.data.archives import safe_extract
+
+    downloads = target / ".downloads"
+    done = downloads / f"{art.name}.extracted"
+    if done.is_file():
+        log(f"{art.name}: already extracted into {target / art.place}")
+        return
+    archive = fetch(url, downloads / art.name, checksum=checksum, log=log)
+    tmp = downloads / f"{art.name}.extracting"
+    shutil.rmtree(tmp, ignore_errors=True)
+    safe_extract(archive, tmp, log)
+    root = _find_root(tmp, art.marker, str(archive))
+    place = target / art.place
+    place.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(root.iterdir()):
+        dst = place / entry.name
+        if dst.is_dir() and not dst.is_symlink():
+            shutil.rmtree(dst)
+        elif dst.exists() or dst.is_symlink():
+            dst.unlink()
+        os.replace(entry, dst)
+    shutil.rmtree(tmp)
+    done.write_text(record_path(archive).read_text())
+    if not keep:
+        archive.unlink()
+    log(f"{art.name}: extracted into {place}")
+
+
+def davis16_image_sets(root: Path) -> None:
+    """Derive `ImageSets/2016/<split>.txt` (sequence names) from DAVIS 2016's `ImageSets/480p` lists."""
+    for split in ("train", "val", "trainval"):
+        src, dst = root / "ImageSets" / "480p" / f"{split}.txt", root / "ImageSets" / "2016" / f"{split}.txt"
+        if src.is_file() and not dst.exists():
+            names = []
+            for line in src.read_text().split():
+                parts = [p for p in line.split("/") if p]
+                if line.startswith("/JPEGImages") and len(parts) >= 3 and parts[2] not in names:
+                    names.append(parts[2])
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text("".join(f"{n}\n" for n in names))
+
+
+def _resize_one(args: tuple[Path, Path, int]) -> None:
+    from PIL import Image
+
+    src, dst, size = args
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with Image.open(src) as im:
+            w, h = im.size
+            if min(w, h) == size:
+                dst.write_bytes(src.read_bytes())
+                return
+            new = (size, round(h * size / w)) if w < h else (round(w * size / h), size)
+            if src.suffix.lower() == ".png":  # a mask: labels must stay labels
+                im.resize(new, Image.NEAREST).save(dst)
+            else:
+                im.convert("RGB").resize(new, Image.BICUBIC).save(dst, quality=90)
+    except OSError as e:
+        raise UserError(f"cannot resize {src}: {e}") from None
+
+
+def resize_youtube_split(src: str | Path, dst: str | Path, size: int = 480, workers: int | None = None,
+                         log: Log = lambda _: None) -> Path:  # fmt: skip
+    """Copy a YouTube-VOS split (`JPEGImages/`, `Annotations/`) with the shorter side resized to
+    `size` (frames bicubic, masks nearest, palette kept), like the original `train_480p`.
+    Written to `dst.tmp` and renamed, so an existing `dst` is complete."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    src, dst = Path(src), Path(dst)
+    if dst.is_dir():
+        log(f"{dst} exists: already resized")
+        return dst
+    if not (src / "JPEGImages").is_dir():
+        raise UserError(f"not a YouTube-VOS split folder (no JPEGImages/): {src}")
+    tmp = dst.with_name(dst.name + ".tmp")
+    jobs = [
+        (p, tmp / p.relative_to(src), size)
+        for sub in ("JPEGImages", "Annotations")
+        for p in sorted((src / sub).rglob("*"))
+        if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    ]
+    log(f"resizing {len(jobs)} images of {src} to shorter side {size}")
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_resize_one, jobs, chunksize=64))
+    else:
+        for job in jobs:
+            _resize_one(job)
+    os.replace(tmp, dst)
+    return dst
+
+
+def download_dataset(
+    name: str,
+    *,
+    source: str | None = None,
+    to: str | Path | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+    resize: bool = True,
+    keep_archives: bool = False,
+    log: Log = lambda _: None,
+) -> Path:
+    """Fetch (or build, for `bundled`) dataset `name` into `to` (default `data/<name>`) in its own layout.
+
+    Archives are verified, extracted safely, and removed unless `keep_archives`; BL30K segments and
+    weights are kept as files. YouTube-VOS 2019 train is also resized into `train_480p` (`resize`).
+    """
+    from stcn.data.sources import SOURCES, artifact_url, build_bundled, dataset, default_source
+
+    ds = dataset(name)
+    source = source or default_source(ds)
+    if source not in SOURCES:
+        raise UserError(f"unknown source {source!r} (one of: {', '.join(SOURCES)})")
+    target = Path(to) if to else Path("data") / name
+    if sha256 and len(ds.artifacts) > 1:
+        raise UserError(f"--sha256 needs a single-file dataset; {name} has {len(ds.artifacts)} files")
+    if source == "bundled":
+        build_bundled(name, target, log)
+    else:
+        for art in ds.artifacts:
+            where = artifact_url(ds, art, source, url)
+            checksum = f"sha256:{sha256}" if sha256 and ":" not in sha256 else sha256 or art.checksum
+            if art.place is None:
+                fetch(where, target / art.name, checksum=checksum, log=log)
+            else:
+                _install_archive(where, art, target, checksum, keep_archives, log)
+        if name == "davis16":
+            davis16_image_sets(target)
+    if name == "youtube19" and resize:
+        resize_youtube_split(target / "train", target / "train_480p", log=log)
+    return target
