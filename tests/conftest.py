@@ -1,0 +1,100 @@
+"""Shared fixtures: the bundled real DAVIS sample, small copies of it, and seeded STCN weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED = REPO / "stcn" / "data" / "bundled"
+DAVIS = BUNDLED / "davis-mini"
+TENNIS = BUNDLED / "davis17-multiobject-sample"
+SHARED = Path(os.environ.get("STCN_SHARED", REPO.parent / "shared"))
+KEY_LIST = REPO / "tests" / "data" / "stcn_state_dict.json"
+
+
+@pytest.fixture(scope="session")
+def davis_root() -> Path:
+    return DAVIS
+
+
+@pytest.fixture(scope="session")
+def official_entries() -> list[dict]:
+    """Every tensor (name, shape, dtype) of the official stcn.pth, in order."""
+    return json.loads(KEY_LIST.read_text())["entries"]
+
+
+def seeded_state_dict(entries: list[dict], seed: int = 0, in_channels: int = 5) -> dict[str, torch.Tensor]:
+    """Random tensors with the official names and shapes (BatchNorm left as identity), like a real checkpoint."""
+    gen = torch.Generator().manual_seed(seed)
+    bn = {e["name"].removesuffix(".running_mean") for e in entries if e["name"].endswith(".running_mean")}
+    state = {}
+    for e in entries:
+        name, shape = e["name"], list(e["shape"])
+        prefix, _, leaf = name.rpartition(".")
+        if name == "value_encoder.conv1.weight":
+            shape[1] = in_channels
+        if prefix in bn:
+            fill = 1.0 if leaf in ("weight", "running_var") else 0.0
+            dtype = torch.int64 if leaf == "num_batches_tracked" else torch.float32
+            state[name] = torch.full(shape, fill, dtype=dtype)
+        elif len(shape) >= 2:
+            state[name] = torch.randn(shape, generator=gen) / float(np.prod(shape[1:])) ** 0.5
+        else:
+            state[name] = torch.randn(shape, generator=gen) * 0.01
+    state["decoder.pred.bias"] = torch.tensor([3.0])  # centres this random decoder: a mix of fg / bg
+    conv1 = state["value_encoder.conv1.weight"]
+    conv1[:, 3] *= 20  # make memory values depend clearly on the mask channel
+    if in_channels == 5:
+        conv1[:, 4] = -conv1[:, 3]
+    return state
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory, official_entries) -> Path:
+    """A 5-channel checkpoint file with the official layout and seeded random values."""
+    path = tmp_path_factory.mktemp("weights") / "stcn_random.pth"
+    torch.save(seeded_state_dict(official_entries), path)
+    return path
+
+
+def shrink_sequence(src_frames: Path, src_masks: Path, dst: Path, n: int, scale: float = 0.5) -> tuple[Path, Path]:
+    """Copy the first n frames/masks of a real sequence at a smaller size (JPEG frames, palette masks)."""
+    frames, masks = dst / "frames", dst / "masks"
+    frames.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    for jpg in sorted(src_frames.glob("*.jpg"))[:n]:
+        im = Image.open(jpg)
+        size = (round(im.width * scale), round(im.height * scale))
+        im.resize(size, Image.BICUBIC).save(frames / jpg.name, quality=95)
+        png = src_masks / f"{jpg.stem}.png"
+        if png.exists():
+            m = Image.open(png)
+            small = m.resize(size, Image.NEAREST)
+            small.putpalette(m.getpalette())
+            small.save(masks / png.name)
+    return frames, masks
+
+
+@pytest.fixture
+def small_blackswan(tmp_path) -> tuple[Path, Path]:
+    """8 real blackswan frames at 427x240 (not a multiple of 16: exercises padding)."""
+    seq = "blackswan"
+    return shrink_sequence(DAVIS / "JPEGImages/480p" / seq, DAVIS / "Annotations/480p" / seq, tmp_path / seq, 8)
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst

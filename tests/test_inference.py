@@ -1,0 +1,119 @@
+"""Step-wise inference on real DAVIS frames: memory schedule, multi-object, late objects, bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import DAVIS, TENNIS
+
+from stcn.data.images import read_frame, read_mask
+from stcn.inference import InferenceCore, InferenceSettings
+from stcn.inference.frames import image_tensor, one_hot, pad_to_16, unpad
+from stcn.inference.loading import load_model
+from stcn.inference.video import folder_frames, propagate
+
+
+@pytest.fixture(scope="module")
+def model(weights_file):
+    torch.manual_seed(0)
+    return load_model(weights_file)
+
+
+def run(model, frames, first_mask, settings, masks=None):
+    out = {}
+    masks = masks or {frames[0].stem: read_mask(first_mask)}
+    propagate(model, folder_frames(frames), masks, settings, lambda s, lab, rgb: out.__setitem__(s, lab))
+    return out
+
+
+def test_padding_roundtrip():
+    x = torch.randn(2, 239, 427)
+    padded, pad = pad_to_16(x)
+    assert padded.shape[-2:] == (240, 432) and pad == (2, 3, 0, 1)
+    assert torch.equal(unpad(padded, pad), x)
+
+
+def test_first_frame_is_the_given_mask_and_output_is_deterministic(model, small_blackswan):
+    frames_dir, masks_dir = small_blackswan
+    frames = sorted(frames_dir.glob("*.jpg"))
+    first = read_mask(masks_dir / "00000.png")
+    a = run(model, frames, masks_dir / "00000.png", InferenceSettings())
+    b = run(model, frames, masks_dir / "00000.png", InferenceSettings())
+    assert list(a) == [f.stem for f in frames]
+    assert np.array_equal(a["00000"], first)
+    for stem in a:
+        assert a[stem].shape == first.shape and a[stem].dtype == np.uint8
+        assert set(np.unique(a[stem])) <= {0, 1}
+        assert np.array_equal(a[stem], b[stem])
+    # the random network still propagates: later frames are neither empty nor all object
+    assert 0 < (a["00007"] == 1).mean() < 1
+
+
+def memory_schedule(model, frames, settings):
+    core = InferenceCore(model, settings)
+    mask = read_mask(DAVIS / "Annotations/480p/blackswan/00000.png")
+    sizes = []
+    for t, f in enumerate(frames):
+        image = image_tensor(read_frame(f))[:, ::4, ::4]
+        given = one_hot(mask, [1])[:, ::4, ::4] if t == 0 else None
+        core.step(image, given, [1] if t == 0 else None, is_last=t == len(frames) - 1)
+        sizes.append((len(core.memory), core.memory.temp is not None))
+    return sizes
+
+
+def test_memory_frames_follow_mem_every_and_include_last(model):
+    frames = sorted((DAVIS / "JPEGImages/480p/blackswan").glob("*.jpg"))[:12]
+    plain = memory_schedule(model, frames, InferenceSettings(mem_every=5))
+    # frame 0 and then frames 5 and 10 join the memory; the last frame never does
+    assert [n for n, _ in plain] == [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3]
+    assert not any(temp for _, temp in plain)
+    with_last = memory_schedule(model, frames, InferenceSettings(mem_every=5, include_last=True))
+    assert [n for n, _ in with_last] == [n for n, _ in plain]
+    assert [temp for _, temp in with_last] == [False, True, True, True, True, False, True, True, True, True, False,
+                                               False]
+    bounded = memory_schedule(model, frames, InferenceSettings(mem_every=1, max_memory_frames=3))
+    assert max(n for n, _ in bounded) == 3
+
+
+def test_multi_object_with_void(model):
+    frames = sorted((TENNIS / "JPEGImages/480p/tennis").glob("*.jpg"))
+    first = read_mask(TENNIS / "Annotations/480p/tennis/00000.png")
+    assert {1, 2, 255} <= set(np.unique(first))
+    out = run(model, frames, TENNIS / "Annotations/480p/tennis/00000.png", InferenceSettings())
+    expected = np.where(first == 255, 0, first)  # void is not an object
+    assert np.array_equal(out["00000"], expected)
+    assert set(np.unique(out["00001"])) <= {0, 1, 2}
+
+
+def test_late_object_enters_memory_at_its_first_frame(model, small_blackswan):
+    """YouTube-VOS mode: object 7 appears at frame 3; before that it is absent, there it equals the mask."""
+    frames_dir, masks_dir = small_blackswan
+    frames = sorted(frames_dir.glob("*.jpg"))
+    first = read_mask(masks_dir / "00000.png")
+    late = np.where(read_mask(masks_dir / "00003.png") == 1, 7, 0).astype(np.uint8)
+    late[:, : late.shape[1] // 2] = 0  # only part of the swan, so both objects exist
+    required = {"00000", "00003", "00005", "00007"}
+    out = {}
+    propagate(model, folder_frames(frames), {"00000": first, "00003": late}, InferenceSettings(),
+              lambda s, lab, rgb: out.__setitem__(s, lab), required=required)
+    assert set(out) == required
+    assert 7 not in out["00000"]
+    assert np.array_equal(out["00003"] == 7, late == 7)
+    assert set(np.unique(out["00007"])) <= {0, 1, 7}
+
+
+def test_frames_before_the_first_annotation_are_background(model, small_blackswan):
+    frames_dir, masks_dir = small_blackswan
+    frames = sorted(frames_dir.glob("*.jpg"))[:5]
+    out = run(model, frames, None, InferenceSettings(), masks={"00002": read_mask(masks_dir / "00002.png")})
+    assert not out["00000"].any() and not out["00001"].any()
+    assert np.array_equal(out["00002"], read_mask(masks_dir / "00002.png"))
+
+
+def test_bf16_autocast_runs_and_mostly_agrees(model, small_blackswan):
+    frames_dir, masks_dir = small_blackswan
+    frames = sorted(frames_dir.glob("*.jpg"))[:4]
+    fp32 = run(model, frames, masks_dir / "00000.png", InferenceSettings())
+    bf16 = run(model, frames, masks_dir / "00000.png", InferenceSettings(amp=True))
+    assert np.mean(fp32["00003"] == bf16["00003"]) > 0.9
