@@ -1,0 +1,97 @@
+"""Atomic training checkpoints (model, optimiser, scheduler, scaler, RNG, data position) and final weights."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stcn.errors import UserError
+from stcn.model.checkpoint import official_state_dict
+
+CHECKPOINT = "checkpoint.pth"  # the latest training state in --out
+WEIGHTS = "weights.pth"  # the final network, official format
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA when present) generator states."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` saved (CUDA only when both sides have it)."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    scaler,
+    iteration: int,
+    data_position: dict[str, Any],
+    config: dict[str, Any],
+) -> None:
+    """Write the complete training state after `iteration` iterations (atomically)."""
+    atomic_save(
+        {
+            "network": official_state_dict(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "iteration": iteration,
+            "rng": rng_state(),
+            "data": data_position,
+            "config": config,
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint written by `save_checkpoint`; a bad file is a user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint to resume from: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated / foreign file
+        raise UserError(f"cannot read training checkpoint {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(state, dict) or not {"network", "optimizer", "iteration"} <= state.keys():
+        raise UserError(f"not a training checkpoint (use --init for weights files): {path}")
+    return state
+
+
+def save_weights(path: str | Path, model: torch.nn.Module) -> None:
+    """The network alone as a plain state dict, loadable by the original eval scripts."""
+    atomic_save(official_state_dict(model), path)

@@ -1,0 +1,273 @@
+"""The training loop: one stage of the recipe, DDP-aware, resumable, logged."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from stcn.errors import UserError
+from stcn.model.checkpoint import load_weights
+from stcn.model.network import STCN
+from stcn.train import ddp
+from stcn.train.checkpointing import CHECKPOINT, WEIGHTS, load_checkpoint, save_checkpoint, save_weights, set_rng_state
+from stcn.train.data import OpenSegment, segment_opener
+from stcn.train.data_plan import Segment, plan_segments, segment_at
+from stcn.train.forward import TrainingForward
+from stcn.train.init_weights import build_model
+from stcn.train.loss import compute_losses, iou
+from stcn.train.recipe import LR_GAMMA, WEIGHT_DECAY, get_stage, scaled_lr_steps
+
+INPUTS = ("rgb", "gt", "sec_gt", "selector", "cls_gt")
+# settings that must not change when a run is resumed
+RESUME_FIXED = ("stage", "iterations", "batch_size", "crop", "lr", "seed", "checkpoint_every", "data", "world_size")
+
+
+@dataclass
+class TrainConfig:
+    """One run of one stage; None means the stage's recipe value (or the device's default)."""
+
+    stage: int
+    data: list[str]
+    out: str
+    init: str | None = None
+    imagenet_dir: str | None = None
+    iterations: int | None = None
+    batch_size: int | None = None
+    crop: int = 384
+    lr: float | None = None
+    resume: bool = False
+    amp: bool | None = None
+    checkpoint_every: int = 5000
+    seed: int = 14159265
+    num_workers: int = 4
+    log_every: int = 1
+    device: str | None = None
+    live: bool = True
+    progress: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self, world_size: int) -> dict[str, Any]:
+        """The settings with recipe defaults filled in, as stored in checkpoints."""
+        stage = get_stage(self.stage)
+        out = asdict(self)
+        out.update(
+            iterations=self.iterations or stage.iterations,
+            batch_size=self.batch_size or stage.batch_size,
+            lr=self.lr or stage.lr,
+            world_size=world_size,
+        )
+        return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """fp16 on CUDA (with a GradScaler), bf16 on CPU."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def to_device(batch: dict[str, Any], device: torch.device, single_object: bool) -> dict[str, torch.Tensor]:
+    """The tensors the forward pass and loss need, on `device` (non-blocking)."""
+    keys = ("rgb", "gt", "cls_gt") if single_object else INPUTS
+    return {k: batch[k].to(device, non_blocking=True) for k in keys}
+
+
+def _check_resume(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    for key in RESUME_FIXED:
+        if key in saved and saved[key] != now[key]:
+            raise UserError(
+                f"--resume with a different {key.replace('_', '-')} ({now[key]!r}) than the "
+                f"checkpoint ({saved[key]!r}); use the original value or a new --out"
+            )
+
+
+def batches_from(segments: list[Segment], start: int, open_segment: OpenSegment) -> Iterator[dict[str, Any]]:
+    """Batches for iterations start, start + 1, ... (skipping those of the first segment already used)."""
+    first = segment_at(segments, start)
+    for index in range(first, len(segments)):
+        seg = segments[index]
+        skip = max(0, start - seg.start)
+        stream = iter(open_segment(index, seg))
+        got = 0
+        for batch in itertools.islice(stream, skip, seg.batches):
+            got += 1
+            yield batch
+        if got < seg.batches - skip:
+            raise UserError(f"the data stream ended after {skip + got} of {seg.batches} batches of a segment")
+        del stream
+
+
+def train(cfg: TrainConfig, open_segment: OpenSegment | None = None) -> dict[str, Any]:
+    """Run (or resume) one stage; returns {'iteration', 'losses' (this run's), 'weights'}.
+
+    Batches come from `cfg.data` through `stcn.data.stream` unless `open_segment` is given.
+    """
+    dist = ddp.setup(cfg.device)
+    try:
+        return _train(cfg, open_segment, dist)
+    finally:
+        ddp.teardown()
+
+
+def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -> dict[str, Any]:
+    stage = get_stage(cfg.stage)
+    conf = cfg.resolved(dist.world_size)
+    iterations, device = conf["iterations"], dist.device
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT
+    state = None
+    if ckpt_path.exists():
+        if not cfg.resume:
+            raise UserError(
+                f"{out} already holds a training checkpoint: pass --resume to continue it or use a new --out"
+            )
+        state = load_checkpoint(ckpt_path)
+        _check_resume(state.get("config", {}), conf)
+    if cfg.init is None and state is None and stage.index > 0:
+        raise UserError(
+            f"stage {stage.index} starts from the previous stage's weights: pass --init PREV/weights.pth "
+            "(or --init imagenet / --init random)"
+        )
+    seed_everything(cfg.seed)
+    if state is None:
+        model = build_model(stage.single_object, cfg.init or "imagenet", cfg.imagenet_dir)
+    else:
+        model = load_weights(STCN(single_object=stage.single_object), state["network"])
+    model.to(device)
+    forward = TrainingForward(model)
+    if dist.enabled:
+        forward = DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
+    forward.eval()  # BatchNorm frozen (running statistics), as the original; weights still train
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=conf["lr"], weight_decay=WEIGHT_DECAY)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, scaled_lr_steps(stage, iterations), LR_GAMMA)
+    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    start = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start = int(state["iteration"])
+        set_rng_state(state["rng"])
+    if start >= iterations:
+        raise UserError(f"{ckpt_path} is already at iteration {start} of {iterations}; nothing to resume")
+
+    segments = plan_segments(stage, iterations, cfg.checkpoint_every)
+    if open_segment is None:
+        open_segment = segment_opener(
+            cfg.data, stage.index, conf["batch_size"], cfg.crop, cfg.num_workers, cfg.seed, segments
+        )
+    log = _make_log(cfg, conf, out, iterations, start, dist)
+    losses_seen: list[float] = []
+    tick, done_since = time.perf_counter(), 0
+    try:
+        for it, batch in zip(range(start, iterations), batches_from(segments, start, open_segment), strict=False):
+            batch = to_device(batch, device, stage.single_object)
+            with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=use_amp):
+                result = forward(batch["rgb"], batch["gt"], batch.get("sec_gt"), batch.get("selector"))
+                losses = compute_losses(result, batch, it)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["total_loss"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            done_since += 1
+            if (it + 1) % cfg.log_every == 0 or it + 1 == iterations:
+                metrics = _metrics(
+                    losses,
+                    optimizer,
+                    segments,
+                    it,
+                    conf["batch_size"] * dist.world_size,
+                    done_since / (time.perf_counter() - tick),
+                )
+                tick, done_since = time.perf_counter(), 0
+                losses_seen.append(metrics["loss"])
+                log.log(it, metrics)
+            if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < iterations:
+                _checkpoint(ckpt_path, model, optimizer, scheduler, scaler, it + 1, segments, conf, dist)
+    finally:
+        log.close()
+    if dist.is_main:
+        save_weights(out / WEIGHTS, model)
+        _checkpoint(ckpt_path, model, optimizer, scheduler, scaler, iterations, segments, conf, dist)
+    ddp.barrier()
+    return {"iteration": iterations, "losses": losses_seen, "weights": str(out / WEIGHTS)}
+
+
+def _make_log(cfg: TrainConfig, conf: dict[str, Any], out: Path, iterations: int, start: int, dist: ddp.Dist):
+    from stcn.train.live import TrainLog
+
+    params = {k: v for k, v in conf.items() if k not in ("extra",)}
+    params["data"] = ",".join(conf["data"])
+    return TrainLog(
+        out / "dvclive" if cfg.live else None, iterations, start, params, enabled=dist.is_main, progress=cfg.progress
+    )
+
+
+def _metrics(
+    losses: dict[str, torch.Tensor], optimizer, segments: list[Segment], it: int, samples: int, its_per_s: float
+) -> dict[str, float]:
+    parts = torch.stack([losses["total_loss"].detach().float(), losses["iou_i"].float(), losses["iou_u"].float()])
+    loss = ddp.mean_over_ranks(parts[:1]).cpu()
+    iu = ddp.sum_over_ranks(parts[1:]).cpu()
+    return {
+        "loss": float(loss[0]),
+        "iou": iou({"iou_i": iu[0], "iou_u": iu[1]}),
+        "lr": optimizer.param_groups[0]["lr"],
+        "p": float(losses["p"]),
+        "max_skip": segments[segment_at(segments, it)].max_skip,
+        "samples_per_s": samples * its_per_s,
+    }
+
+
+def _checkpoint(
+    path: Path,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    iteration: int,
+    segments: list[Segment],
+    conf: dict[str, Any],
+    dist: ddp.Dist,
+) -> None:
+    """Rank 0 writes the state after `iteration` iterations; all ranks wait for it."""
+    if dist.is_main:
+        seg = segments[segment_at(segments, iteration)] if iteration < segments[-1].end else segments[-1]
+        position = {
+            "iteration": iteration,
+            "segment_start": seg.start,
+            "batches_into_segment": iteration - seg.start,
+            "max_skip": seg.max_skip,
+            "seed": conf["seed"],
+        }
+        save_checkpoint(
+            path,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            iteration=iteration,
+            data_position=position,
+            config=conf,
+        )
+    ddp.barrier()
