@@ -133,8 +133,13 @@ def extract_tar(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
                     path.parent.mkdir(parents=True, exist_ok=True)
                     os.symlink(info.linkname, path)
                 elif info.islnk():
-                    src_rel = _check_name(info.linkname, archive)
-                    src = _inside(dest, src_rel, info.name, archive)
+                    try:
+                        src = _inside(dest, _check_name(info.linkname, archive), info.name, archive)
+                    except UserError:
+                        raise UserError(
+                            f"archive {archive} has a hard link pointing outside the target folder: "
+                            f"{info.name!r} -> {info.linkname!r}"
+                        ) from None
                     if not src.is_file():
                         raise UserError(f"archive {archive} has a hard link to a missing member: {info.name!r}")
                     path.parent.mkdir(parents=True, exist_ok=True)

@@ -172,7 +172,8 @@ def bl30k_pending(index: Bl30kIndex, reader: Bl30kReader) -> list[Pending]:
     out = []
     r = index.rows
     for name, rows in index.groups():
-        fingerprint = hashlib.sha1(r["stem"][rows].tobytes() + r["size"][rows].tobytes()).hexdigest()
+        parts = (f"{index.stems.values[r['stem'][i]]}:{r['kind'][i]}:{r['size'][i]}" for i in rows)
+        fingerprint = hashlib.sha1(";".join(parts).encode()).hexdigest()
         out.append(Pending(safe_key(name), fingerprint, _loader(index, reader, name, rows)))
     return out
 
