@@ -70,8 +70,20 @@ def test_memory_frames_follow_mem_every_and_include_last(model):
     assert not any(temp for _, temp in plain)
     with_last = memory_schedule(model, frames, InferenceSettings(mem_every=5, include_last=True))
     assert [n for n, _ in with_last] == [n for n, _ in plain]
-    assert [temp for _, temp in with_last] == [False, True, True, True, True, False, True, True, True, True, False,
-                                               False]
+    assert [temp for _, temp in with_last] == [
+        False,
+        True,
+        True,
+        True,
+        True,
+        False,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
     bounded = memory_schedule(model, frames, InferenceSettings(mem_every=1, max_memory_frames=3))
     assert max(n for n, _ in bounded) == 3
 
@@ -95,8 +107,14 @@ def test_late_object_enters_memory_at_its_first_frame(model, small_blackswan):
     late[:, : late.shape[1] // 2] = 0  # only part of the swan, so both objects exist
     required = {"00000", "00003", "00005", "00007"}
     out = {}
-    propagate(model, folder_frames(frames), {"00000": first, "00003": late}, InferenceSettings(),
-              lambda s, lab, rgb: out.__setitem__(s, lab), required=required)
+    propagate(
+        model,
+        folder_frames(frames),
+        {"00000": first, "00003": late},
+        InferenceSettings(),
+        lambda s, lab, rgb: out.__setitem__(s, lab),
+        required=required,
+    )
     assert set(out) == required
     assert 7 not in out["00000"]
     assert np.array_equal(out["00003"] == 7, late == 7)

@@ -1,0 +1,136 @@
+"""`stcn segment` end to end on real frames, and its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import seeded_state_dict
+from PIL import Image
+
+from stcn.data.images import read_mask
+
+
+def stcn(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_segment_folder_writes_palette_pngs(weights_file, small_blackswan, tmp_path):
+    frames, masks = small_blackswan
+    out = tmp_path / "out"
+    r = stcn(
+        "segment",
+        "--weights",
+        weights_file,
+        "--frames",
+        frames,
+        "--first-mask",
+        masks / "00000.png",
+        "--out",
+        out,
+        "--overlay",
+        tmp_path / "preview.mp4",
+        "--max-memory-frames",
+        "2",
+    )
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == [f"{i:05d}.png" for i in range(8)]
+    assert Image.open(out / "00003.png").mode == "P"
+    assert np.array_equal(read_mask(out / "00000.png"), read_mask(masks / "00000.png"))
+    cap = cv2.VideoCapture(str(tmp_path / "preview.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+
+
+def test_segment_video_file(weights_file, small_blackswan, tmp_path):
+    frames, masks = small_blackswan
+    video, mask = tmp_path / "clip.mp4", tmp_path / "first.png"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (426, 240))  # codec wants even sizes
+    for f in sorted(frames.glob("*.jpg"))[:4]:
+        writer.write(cv2.imread(str(f))[:, :426])
+    writer.release()
+    Image.fromarray(read_mask(masks / "00000.png")[:, :426]).save(mask)
+    r = stcn("segment", "--weights", weights_file, "--frames", video, "--first-mask", mask, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"{i:05d}.png" for i in range(4)]
+
+
+def test_mask_size_mismatch(weights_file, small_blackswan, davis_root, tmp_path):
+    frames, _ = small_blackswan
+    r = stcn(
+        "segment",
+        "--weights",
+        weights_file,
+        "--frames",
+        frames,
+        "--first-mask",
+        davis_root / "Annotations/480p/blackswan/00000.png",
+        "--out",
+        tmp_path / "o",
+    )
+    assert_one_line_error(r, "854x480", "427x240")
+
+
+def test_corrupt_and_missing_frames(weights_file, small_blackswan, tmp_path):
+    frames, masks = small_blackswan
+    (frames / "00004.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    r = stcn(
+        "segment",
+        "--weights",
+        weights_file,
+        "--frames",
+        frames,
+        "--first-mask",
+        masks / "00000.png",
+        "--out",
+        tmp_path / "o",
+    )
+    assert_one_line_error(r, "corrupt", "00004.jpg")
+    r = stcn(
+        "segment",
+        "--weights",
+        weights_file,
+        "--frames",
+        tmp_path / "nowhere",
+        "--first-mask",
+        masks / "00000.png",
+        "--out",
+        tmp_path / "o",
+    )
+    assert_one_line_error(r, "nowhere")
+
+
+def test_empty_first_mask(weights_file, small_blackswan, tmp_path):
+    frames, masks = small_blackswan
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros_like(read_mask(masks / "00000.png"))).save(empty)
+    r = stcn("segment", "--weights", weights_file, "--frames", frames, "--first-mask", empty, "--out", tmp_path / "o")
+    assert_one_line_error(r, "no object")
+
+
+@pytest.mark.parametrize("bad", ["shape", "garbage"])
+def test_bad_checkpoint(official_entries, small_blackswan, tmp_path, bad):
+    frames, masks = small_blackswan
+    path = tmp_path / "bad.pth"
+    if bad == "shape":
+        state = seeded_state_dict(official_entries)
+        state["decoder.compress.conv1.weight"] = torch.zeros(512, 512, 3, 3)
+        torch.save(state, path)
+    else:
+        path.write_bytes(b"\x00" * 100)
+    r = stcn(
+        "segment", "--weights", path, "--frames", frames, "--first-mask", masks / "00000.png", "--out", tmp_path / "o"
+    )
+    assert_one_line_error(r, "decoder.compress.conv1.weight" if bad == "shape" else "bad.pth")
