@@ -1,0 +1,122 @@
+"""Scorer speed: vectorised `stcn.eval` vs a naive per-object, per-frame loop in the official style.
+
+The naive reference is the test oracle of tests/test_metrics.py (loaded from that file).
+Run: `python benchmarks/scorer.py` (writes the "Scorer" section of reports/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stcn.data.folders import davis_sequences
+from stcn.data.images import read_mask, write_mask
+
+REPO = Path(__file__).resolve().parent.parent
+DAVIS_MINI = REPO / "stcn" / "data" / "bundled" / "davis-mini"
+
+
+def reference():
+    """The naive official-style scorer module (tests/test_metrics.py, the tests' oracle)."""
+    spec = importlib.util.spec_from_file_location("_scorer_reference", REPO / "tests" / "test_metrics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_shifted(root: Path, year: str, split: str, out: Path, dy: int = 6, dx: int = -9) -> Path:
+    """Write every gt mask shifted by (dy, dx) pixels as a stand-in for an imperfect prediction."""
+    for seq in davis_sequences(root, year, split):
+        for stem, path in seq.annotations.items():
+            mask = read_mask(path)
+            write_mask(out / seq.name / f"{stem}.png", np.roll(mask, (dy, dx), axis=(0, 1)) * (mask != 255))
+    return out
+
+
+def best_times(runs: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Best-of-`repeats` seconds per run, interleaved so that all runs see the same machine load."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    results = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            results[name] = run()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}, results
+
+
+def main(repeats: int = 5) -> pd.DataFrame:
+    """Time both scorers on the bundled DAVIS val split (end to end, and metrics only); write the report."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks.report import write_section
+    from stcn.eval.davis_score import load_ground_truth, load_predictions, score_davis, score_sequence
+
+    ref = reference()
+    seqs = davis_sequences(DAVIS_MINI, "2017", "val")
+    frames = sum(len(s.annotations) - 2 for s in seqs)
+    with tempfile.TemporaryDirectory() as tmp:
+        preds = write_shifted(DAVIS_MINI, "2017", "val", Path(tmp))
+        stacks = []
+        for seq in seqs:
+            gt, n, stems = load_ground_truth(seq, "2017")
+            stacks.append((gt, load_predictions(preds, seq.name, stems, gt.shape[1:], "2017"), n))
+
+        def naive_metrics() -> list:
+            return [
+                (ref.naive_j(g == k, p == k), [ref.naive_f(p[t] == k, g[t] == k) for t in range(len(g))])
+                for g, p, n in stacks
+                for k in range(1, n + 1)
+            ]
+
+        end_to_end, results = best_times(
+            {
+                "naive loop (official style)": lambda: ref.naive_score(DAVIS_MINI, "2017", "val", preds),
+                "vectorised (stcn.eval)": lambda: score_davis(DAVIS_MINI, "2017", "val", preds, progress=False),
+            },
+            repeats,
+        )
+        metrics_only, _ = best_times(
+            {
+                "naive loop (official style)": naive_metrics,
+                "vectorised (stcn.eval)": lambda: [score_sequence(g, p, n) for g, p, n in stacks],
+            },
+            repeats,
+        )
+    rows = []
+    for stage, times in (("read PNGs + score", end_to_end), ("metrics only (masks in memory)", metrics_only)):
+        base = times["naive loop (official style)"]
+        for name, sec in times.items():
+            rows.append(
+                {
+                    "stage": stage,
+                    "scorer": name,
+                    "frames": frames,
+                    f"s (best of {repeats})": sec,
+                    "ms/frame": 1e3 * sec / frames,
+                    "speed-up": base / sec,
+                }
+            )
+    df = pd.DataFrame(rows).round(3).round({"ms/frame": 2, "speed-up": 1})
+    (g_naive, _), (g_vec, _) = results.values()
+    diff = float(np.abs(g_naive.to_numpy() - g_vec.to_numpy()).max())
+    notes = (
+        "Bundled DAVIS val (blackswan, car-shadow, libby; 854x480, 1 object each), predictions = gt shifted "
+        "by (6, -9) px; frames = scored frames (first and last excluded). The naive loop is the tests' oracle "
+        "(tests/test_metrics.py: official structure, float64 stacks, one f_measure per object and frame). "
+        f"Max |difference| of the global scores between the two: {diff:.1e}; J&F-Mean = {g_vec.iloc[0, 0]:.4f}. "
+        f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine; interleaved best-of-{repeats} times)."
+    )
+    print(write_section("Scorer", df, notes))
+    return df
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: the official DAVIS J/F scorer (vectorised) and the `stcn score` command."""

@@ -1,0 +1,150 @@
+"""Score a folder of predicted masks against a DAVIS root (official semi-supervised protocol).
+
+Ground truth: every annotation PNG of a sequence, void (255) set to background, one object per
+id 1..max id of the first annotation. Only frames 2..N-1 are scored (the official `[1:-1]`), so only
+those predictions (`PRED_DIR/<seq>/<frame>.png`) are read. DAVIS-2016 scores one binarised object.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from stcn.data.folders import Sequence, davis_sequences
+from stcn.data.images import VOID, read_mask
+from stcn.errors import UserError
+from stcn.eval.metrics import f_measure, jaccard, statistics
+
+GLOBAL_COLUMNS = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
+SEQUENCE_COLUMNS = ["Sequence", "J-Mean", "F-Mean"]
+CHUNK_PIXELS = 1 << 25  # object-frame pixels held at once while scoring a sequence
+
+
+def _read_stack(paths: list[Path]) -> np.ndarray:
+    """Label masks (T, H, W) uint8, decoded in threads; differing sizes are a user error."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        masks = list(pool.map(read_mask, paths))
+    for path, mask in zip(paths, masks, strict=True):
+        if mask.shape != masks[0].shape:
+            raise UserError(f"mask size {mask.shape} differs from {masks[0].shape}: {path}")
+    return np.stack(masks)
+
+
+def load_ground_truth(seq: Sequence, year: str) -> tuple[np.ndarray, int, list[str]]:
+    """Scored gt label stack (T-2, H, W), the number of objects and the scored frame stems."""
+    stems = list(seq.annotations)
+    if len(stems) < 3:
+        raise UserError(f"sequence {seq.name!r} has {len(stems)} annotated frames; scoring needs at least 3")
+    gt = _read_stack([seq.annotations[s] for s in stems])
+    if year == "2016":
+        # DAVIS-2016's own masks are 0/255 (255 = object); in 2017-style masks 255 is void
+        fg = gt == VOID if not ((gt > 0) & (gt < VOID)).any() else (gt > 0) & (gt < VOID)
+        return fg[1:-1].astype(np.uint8), 1, stems[1:-1]
+    gt[gt == VOID] = 0
+    return gt[1:-1], int(gt[0].max()), stems[1:-1]
+
+
+def load_predictions(folder: Path, seq: str, stems: list[str], shape: tuple[int, ...], year: str) -> np.ndarray:
+    """Predicted label stack (T, H, W) for the scored frames; missing files and size mismatches are user errors."""
+    paths = [folder / seq / f"{s}.png" for s in stems]
+    for p in paths:
+        if not p.is_file():
+            raise UserError(f"missing prediction: {p}")
+    pred = _read_stack(paths)
+    if pred.shape[1:] != shape:
+        raise UserError(f"prediction size {pred.shape[1:]} differs from ground truth {shape}: {paths[0]}")
+    return (pred > 0).astype(np.uint8) if year == "2016" else pred
+
+
+def _crop(gt: np.ndarray, pred: np.ndarray) -> tuple[slice, slice]:
+    """Bounding box of all labelled pixels plus a 1-pixel margin: outside it no pixel is a boundary."""
+    used = (gt > 0) | (pred > 0)
+    rows, cols = np.flatnonzero(used.any(axis=(0, 2))), np.flatnonzero(used.any(axis=(0, 1)))
+    if not len(rows):
+        return slice(0, 1), slice(0, 1)
+    return slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2)
+
+
+def score_sequence(gt: np.ndarray, pred: np.ndarray, n_objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """J and F per object and frame, (n_objects, T), of label stacks (T, H, W); object k is label k."""
+    rows, cols = _crop(gt, pred)
+    gt, pred, shape = gt[:, rows, cols], pred[:, rows, cols], gt.shape[1:]
+    ids = np.arange(1, n_objects + 1, dtype=gt.dtype)[:, None, None, None]
+    j = np.zeros((n_objects, len(gt)))
+    f = np.zeros((n_objects, len(gt)))
+    step = max(1, CHUNK_PIXELS // max(1, n_objects * gt[0].size))
+    for t in range(0, len(gt), step):
+        g, p = gt[None, t : t + step] == ids, pred[None, t : t + step] == ids
+        j[:, t : t + step] = jaccard(g, p)
+        f[:, t : t + step] = f_measure(g, p, image_shape=shape)
+    return j, f
+
+
+def _tables(names: list[str], j: np.ndarray, f: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Global and per-object tables from per-object (Mean, Recall, Decay) rows of J and F."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        jm, jr, jd = j.mean(axis=0)
+        fm, fr, fd = f.mean(axis=0)
+    global_df = pd.DataFrame([[(jm + fm) / 2, jm, jr, jd, fm, fr, fd]], columns=GLOBAL_COLUMNS)
+    per_sequence = pd.DataFrame({"Sequence": names, "J-Mean": j[:, 0], "F-Mean": f[:, 0]})
+    return global_df, per_sequence
+
+
+def score_davis(
+    root: str | Path,
+    year: str | int,
+    split: str,
+    predictions: str | Path,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score `predictions` on DAVIS `year` `split`; returns (global, per-object) tables, written as CSVs to out_dir."""
+    year, predictions = str(year), Path(predictions)
+    if year not in ("2016", "2017"):
+        raise UserError(f"DAVIS year must be 2016 or 2017, got {year!r}")
+    if not predictions.is_dir():
+        raise UserError(f"predictions folder not found: {predictions}")
+    seqs = davis_sequences(root, year, split)
+    names: list[str] = []
+    j_stats, f_stats = [np.zeros((0, 3))], [np.zeros((0, 3))]
+    console = Console(stderr=True)
+    for seq in track(seqs, description="Scoring", disable=not progress, console=console, transient=True):
+        gt, n_objects, stems = load_ground_truth(seq, year)
+        pred = load_predictions(predictions, seq.name, stems, gt.shape[1:], year)
+        if int(pred.max()) > n_objects:
+            raise UserError(
+                f"prediction of {seq.name!r} has object id {int(pred.max())}, "
+                f"but the ground truth has {n_objects} object(s)"
+            )
+        j, f = score_sequence(gt, pred, n_objects)
+        names += [f"{seq.name}_{k + 1}" for k in range(n_objects)]
+        j_stats.append(np.stack(statistics(j), axis=1))
+        f_stats.append(np.stack(statistics(f), axis=1))
+    global_df, per_sequence = _tables(names, np.concatenate(j_stats), np.concatenate(f_stats))
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        global_df.to_csv(out / f"global_results-{split}.csv", index=False, float_format="%.3f")
+        per_sequence.to_csv(out / f"per-sequence_results-{split}.csv", index=False, float_format="%.3f")
+    return global_df, per_sequence
+
+
+def print_results(global_df: pd.DataFrame, per_sequence: pd.DataFrame, console: Console | None = None) -> None:
+    """Print the global and per-object tables (3 decimals, as the official CSVs)."""
+    console = console or Console()
+    for title, df in (("Global results", global_df), ("Per-object results", per_sequence)):
+        table = Table(title=title)
+        for col in df.columns:
+            table.add_column(col, justify="left" if col == "Sequence" else "right")
+        for row in df.itertuples(index=False):
+            table.add_row(*(v if isinstance(v, str) else f"{v:.3f}" for v in row))
+        console.print(table)
