@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import time
@@ -128,19 +129,16 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
     conf = cfg.resolved(dist.world_size)
     iterations, device = conf["iterations"], dist.device
     out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
-    state = None
-    if ckpt_path.exists():
-        if not cfg.resume:
-            raise UserError(
-                f"{out} already holds a training checkpoint: pass --resume to continue it or use a new --out"
-            )
-        state = load_checkpoint(ckpt_path)
-        _check_resume(state.get("config", {}), conf)
+    state = _resume_state(cfg, conf, out / CHECKPOINT)
     if cfg.init is None and state is None and stage.index > 0:
         raise UserError(
             f"stage {stage.index} starts from the previous stage's weights: pass --init PREV/weights.pth "
             "(or --init imagenet / --init random)"
+        )
+    segments = plan_segments(stage, iterations, cfg.checkpoint_every)
+    if open_segment is None:  # before the model: a bad --data fails fast
+        open_segment = segment_opener(
+            cfg.data, stage.index, conf["batch_size"], cfg.crop, cfg.num_workers, cfg.seed, segments
         )
     seed_everything(cfg.seed)
     if state is None:
@@ -150,9 +148,8 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
     model.to(device)
     forward = TrainingForward(model)
     if dist.enabled:
-        forward = DistributedDataParallel(
-            forward, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
-        )
+        ids = [device.index] if device.type == "cuda" else None
+        forward = DistributedDataParallel(forward, device_ids=ids, broadcast_buffers=False)
     forward.eval()  # BatchNorm frozen (running statistics), as the original; weights still train
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -165,21 +162,16 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        start = int(state["iteration"])
         set_rng_state(state["rng"])
-    if start >= iterations:
-        raise UserError(f"{ckpt_path} is already at iteration {start} of {iterations}; nothing to resume")
+        start = int(state["iteration"])
+    save = functools.partial(_checkpoint, out / CHECKPOINT, model, optimizer, scheduler, scaler, segments, conf, dist)
 
-    segments = plan_segments(stage, iterations, cfg.checkpoint_every)
-    if open_segment is None:
-        open_segment = segment_opener(
-            cfg.data, stage.index, conf["batch_size"], cfg.crop, cfg.num_workers, cfg.seed, segments
-        )
     log = _make_log(cfg, conf, out, iterations, start, dist)
-    losses_seen: list[float] = []
-    tick, done_since = time.perf_counter(), 0
+    history: list[float] = []
+    tick, steps = time.perf_counter(), 0
     try:
-        for it, batch in zip(range(start, iterations), batches_from(segments, start, open_segment), strict=False):
+        batches = batches_from(segments, start, open_segment)
+        for it, batch in zip(range(start, iterations), batches, strict=False):
             batch = to_device(batch, device, stage.single_object)
             with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=use_amp):
                 result = forward(batch["rgb"], batch["gt"], batch.get("sec_gt"), batch.get("selector"))
@@ -188,29 +180,38 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
             scaler.scale(losses["total_loss"]).backward()
             scaler.step(optimizer)
             scaler.update()
+            lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            done_since += 1
+            steps += 1
             if (it + 1) % cfg.log_every == 0 or it + 1 == iterations:
-                metrics = _metrics(
-                    losses,
-                    optimizer,
-                    segments,
-                    it,
-                    conf["batch_size"] * dist.world_size,
-                    done_since / (time.perf_counter() - tick),
-                )
-                tick, done_since = time.perf_counter(), 0
-                losses_seen.append(metrics["loss"])
+                rate = steps / (time.perf_counter() - tick)
+                metrics = _metrics(losses, lr, segments[segment_at(segments, it)].max_skip)
+                metrics.update(its_per_s=rate, samples_per_s=rate * conf["batch_size"] * dist.world_size)
+                history.append(metrics["loss"])
                 log.log(it, metrics)
+                tick, steps = time.perf_counter(), 0
             if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < iterations:
-                _checkpoint(ckpt_path, model, optimizer, scheduler, scaler, it + 1, segments, conf, dist)
+                save(it + 1)
     finally:
         log.close()
+    save(iterations)
     if dist.is_main:
         save_weights(out / WEIGHTS, model)
-        _checkpoint(ckpt_path, model, optimizer, scheduler, scaler, iterations, segments, conf, dist)
     ddp.barrier()
-    return {"iteration": iterations, "losses": losses_seen, "weights": str(out / WEIGHTS)}
+    return {"iteration": iterations, "losses": history, "weights": str(out / WEIGHTS)}
+
+
+def _resume_state(cfg: TrainConfig, conf: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """The checkpoint to continue (None for a fresh run); refuses to overwrite one without --resume."""
+    if not path.exists():
+        return None
+    if not cfg.resume:
+        raise UserError(f"{path.parent} already holds a training checkpoint: pass --resume or use a new --out")
+    state = load_checkpoint(path)
+    _check_resume(state.get("config", {}), conf)
+    if int(state["iteration"]) >= conf["iterations"]:
+        raise UserError(f"{path} is already at iteration {state['iteration']} of {conf['iterations']}: finished")
+    return state
 
 
 def _make_log(cfg: TrainConfig, conf: dict[str, Any], out: Path, iterations: int, start: int, dist: ddp.Dist):
@@ -223,51 +224,41 @@ def _make_log(cfg: TrainConfig, conf: dict[str, Any], out: Path, iterations: int
     )
 
 
-def _metrics(
-    losses: dict[str, torch.Tensor], optimizer, segments: list[Segment], it: int, samples: int, its_per_s: float
-) -> dict[str, float]:
+def _metrics(losses: dict[str, torch.Tensor], lr: float, max_skip: int) -> dict[str, float]:
+    """Loss (mean over ranks), IoU (pooled over ranks), lr, bootstrap fraction p, max_skip."""
     parts = torch.stack([losses["total_loss"].detach().float(), losses["iou_i"].float(), losses["iou_u"].float()])
     loss = ddp.mean_over_ranks(parts[:1]).cpu()
     iu = ddp.sum_over_ranks(parts[1:]).cpu()
     return {
         "loss": float(loss[0]),
         "iou": iou({"iou_i": iu[0], "iou_u": iu[1]}),
-        "lr": optimizer.param_groups[0]["lr"],
+        "lr": lr,
         "p": float(losses["p"]),
-        "max_skip": segments[segment_at(segments, it)].max_skip,
-        "samples_per_s": samples * its_per_s,
+        "max_skip": max_skip,
     }
 
 
 def _checkpoint(
-    path: Path,
-    model,
-    optimizer,
-    scheduler,
-    scaler,
+    path: Path, model, optimizer, scheduler, scaler, segments: list[Segment], conf: dict[str, Any], dist: ddp.Dist,
     iteration: int,
-    segments: list[Segment],
-    conf: dict[str, Any],
-    dist: ddp.Dist,
-) -> None:
-    """Rank 0 writes the state after `iteration` iterations; all ranks wait for it."""
+) -> None:  # fmt: skip
+    """Rank 0 writes the state after `iteration` iterations; all ranks wait for it.
+
+    The data position is the segment (= loader epoch) holding the next iteration and how many of
+    its batches were consumed; `batches_from` re-creates exactly that point.
+    """
     if dist.is_main:
-        seg = segments[segment_at(segments, iteration)] if iteration < segments[-1].end else segments[-1]
+        index = segment_at(segments, iteration) if iteration < segments[-1].end else len(segments)
+        start = segments[index].start if index < len(segments) else iteration
         position = {
             "iteration": iteration,
-            "segment_start": seg.start,
-            "batches_into_segment": iteration - seg.start,
-            "max_skip": seg.max_skip,
+            "segment": index,
+            "segment_start": start,
+            "batches_into_segment": iteration - start,
             "seed": conf["seed"],
         }
         save_checkpoint(
-            path,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            iteration=iteration,
-            data_position=position,
-            config=conf,
-        )
+            path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, iteration=iteration,
+            data_position=position, config=conf,
+        )  # fmt: skip
     ddp.barrier()

@@ -1,0 +1,37 @@
+"""`python -m stcn.train ...` / `torchrun --nproc-per-node N -m stcn.train ...`: the `stcn train` options."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from stcn.errors import UserError
+from stcn.train.commands import train_command
+
+
+def main() -> None:
+    """Run `stcn train` as a single command; a user error is one line on stderr and exit code 2."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(train_command)
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        rank = os.environ.get("RANK")
+        print(f"error: {e}" if rank in (None, "0") else f"error (rank {rank}): {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
