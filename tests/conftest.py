@@ -98,3 +98,40 @@ def repo() -> Path:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def mini_davis(dst: Path, sequences: dict[str, str], n: int = 5, scale: float = 0.5) -> Path:
+    """A small DAVIS root (first n frames of real sequences, smaller) with ImageSets for 2016 and 2017.
+
+    `sequences` maps a sequence name to its split.
+    """
+    for name in sequences:
+        frames, masks = shrink_sequence(
+            DAVIS / "JPEGImages/480p" / name, DAVIS / "Annotations/480p" / name, dst / "tmp" / name, n, scale
+        )
+        shutil.move(frames, dst / "JPEGImages/480p" / name)
+        shutil.move(masks, dst / "Annotations/480p" / name)
+    shutil.rmtree(dst / "tmp")
+    for year in ("2016", "2017"):
+        for split in set(sequences.values()):
+            listing = dst / "ImageSets" / year / f"{split}.txt"
+            listing.parent.mkdir(parents=True, exist_ok=True)
+            listing.write_text("".join(f"{s}\n" for s, sp in sequences.items() if sp == split))
+    return dst
+
+
+def mini_youtube(dst: Path, davis: Path, split: str = "valid") -> Path:
+    """A YouTube-VOS root from a DAVIS root: all frames, every other frame required, first-frame masks."""
+    for seq in sorted((davis / "JPEGImages/480p").iterdir()):
+        frames = sorted(seq.glob("*.jpg"))
+        subset, everything = dst / split / "JPEGImages" / seq.name, dst / "all_frames" / f"{split}_all_frames"
+        (everything / "JPEGImages" / seq.name).mkdir(parents=True)
+        subset.mkdir(parents=True)
+        for i, f in enumerate(frames):
+            shutil.copy(f, everything / "JPEGImages" / seq.name / f.name)
+            if i % 2 == 0:
+                shutil.copy(f, subset / f.name)
+        ann = dst / split / "Annotations" / seq.name
+        ann.mkdir(parents=True)
+        shutil.copy(davis / "Annotations/480p" / seq.name / f"{frames[0].stem}.png", ann)
+    return dst

@@ -23,6 +23,38 @@ def score(
     typer.echo(f"wrote {out_dir / f'global_results-{split}.csv'} and per-sequence_results-{split}.csv")
 
 
+def evaluate(
+    weights: Path = typer.Option(..., help="STCN checkpoint (official format)."),
+    dataset: str = typer.Option(..., help="davis2016, davis2017 or youtube."),
+    root: Path = typer.Option(..., help="Dataset root (DAVIS root, or YouTube-VOS root with <split>/JPEGImages)."),
+    split: str = typer.Option("val", help="val / test-dev (DAVIS), valid (YouTube-VOS)."),
+    out: Path = typer.Option(..., help="Output folder for predictions, scores and evaluation.json."),
+    top_k: int = typer.Option(20, help="Memory entries kept per query pixel."),
+    mem_every: int = typer.Option(5, help="Add a memory frame every N frames."),
+    include_last: bool = typer.Option(False, help="Keep the previous frame in a temporary memory slot."),
+    amp: bool = typer.Option(False, help="Mixed precision: fp16 on CUDA, bf16 on CPU."),
+    max_memory_frames: int | None = typer.Option(None, help="Bound memory to frame 0 + the most recent frames."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+) -> None:
+    """Predict a whole split, report the amortized FPS, and score it when ground truth exists."""
+    from stcn.eval.davis_score import print_results
+    from stcn.eval.evaluate import evaluate as run
+    from stcn.inference.commands import inference_settings
+    from stcn.inference.loading import load_model
+
+    settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device)
+    result = run(load_model(weights, settings.device), dataset, root, split, out, settings)
+    if result.global_results is not None:
+        print_results(result.global_results, result.per_sequence)
+    typer.echo(
+        f"{dataset} {split}: {result.timing.frames} frames in {result.timing.seconds:.1f} s "
+        f"= {result.timing.fps:.2f} FPS (amortized, I/O excluded) -> {out}"
+    )
+    for path in result.files:
+        typer.echo(f"wrote {path}")
+
+
 def register(app: typer.Typer) -> None:
     """Attach the evaluation commands to the `stcn` app."""
     app.command("score")(score)
+    app.command("evaluate")(evaluate)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -11,9 +12,9 @@ from rich.console import Console
 from stcn.data.folders import list_frames
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
-from stcn.inference.loading import load_model
-from stcn.inference.settings import InferenceSettings, pick_device
-from stcn.inference.video import folder_frames, propagate, video_frames
+
+if TYPE_CHECKING:
+    from stcn.inference.settings import InferenceSettings
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
@@ -28,6 +29,8 @@ def inference_settings(
     resolution: int | None = None,
 ) -> InferenceSettings:
     """Validated settings from command-line values."""
+    from stcn.inference.settings import InferenceSettings, pick_device
+
     if top_k < 1 or mem_every < 1:
         raise UserError("--top-k and --mem-every must be at least 1")
     if max_memory_frames is not None and max_memory_frames < 1:
@@ -49,6 +52,9 @@ def segment(
     overlay: Path | None = typer.Option(None, help="also write an MP4 with the masks blended in"),
 ) -> None:
     """Segment the objects of the first-frame mask in every frame; writes 00000.png ... (frame 0 = the mask)."""
+    from stcn.inference.loading import load_model
+    from stcn.inference.video import folder_frames, propagate, video_frames
+
     settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device)
     if not frames.exists():
         raise UserError(f"frames not found: {frames}")

@@ -1,0 +1,83 @@
+"""`stcn evaluate` on small real DAVIS / YouTube-VOS roots: predictions, FPS, scores, submission zip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import pandas as pd
+import pytest
+from conftest import mini_davis, mini_youtube
+
+from stcn.data.images import read_mask
+from stcn.errors import UserError
+from stcn.eval.evaluate import evaluate
+from stcn.inference import InferenceSettings
+from stcn.inference.loading import load_model
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return mini_davis(tmp_path_factory.mktemp("davis"), {"blackswan": "val", "libby": "val", "dog-agility": "train"})
+
+
+def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
+    out = tmp_path / "pred"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stcn.cli",
+            "evaluate",
+            "--weights",
+            weights_file,
+            "--dataset",
+            "davis2017",
+            "--root",
+            root,
+            "--split",
+            "val",
+            "--out",
+            out,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["blackswan", "libby"]
+    assert len(list((out / "libby").glob("*.png"))) == 5
+    glob = pd.read_csv(out / "global_results-val.csv")
+    assert list(glob.columns) == ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
+    summary = json.loads((out / "evaluation.json").read_text())
+    assert summary["frames"] == 10 and summary["fps"] > 0
+    assert summary["J&F-Mean"] == pytest.approx(glob["J&F-Mean"][0], abs=1e-3)
+    assert "FPS" in r.stdout or "FPS" in r.stderr
+
+
+def test_davis16_binarises_and_first_frame_is_ground_truth(weights_file, root, tmp_path):
+    result = evaluate(load_model(weights_file), "davis2016", root, "val", tmp_path, InferenceSettings(), False)
+    assert result.timing.frames == 10
+    assert result.per_sequence["Sequence"].tolist() == ["blackswan_1", "libby_1"]
+    first = read_mask(tmp_path / "blackswan/00000.png")
+    assert (first == (read_mask(root / "Annotations/480p/blackswan/00000.png") > 0)).all()
+
+
+def test_youtube_submission_has_only_required_frames(weights_file, root, tmp_path):
+    yt = mini_youtube(tmp_path / "yt", root)
+    result = evaluate(load_model(weights_file), "youtube", yt, "valid", tmp_path / "out", InferenceSettings(), False)
+    assert result.global_results is None and result.timing.frames == 15
+    names = sorted(zipfile.ZipFile(tmp_path / "out/submission.zip").namelist())
+    assert names[:3] == [
+        "Annotations/blackswan/00000.png",
+        "Annotations/blackswan/00002.png",
+        "Annotations/blackswan/00004.png",
+    ]
+    assert len(names) == 9
+    assert read_mask(tmp_path / "out/Annotations/libby/00002.png").shape == (240, 427)
+
+
+def test_unknown_layout_is_a_user_error(weights_file, tmp_path):
+    with pytest.raises(UserError, match="not a DAVIS root"):
+        evaluate(load_model(weights_file), "davis2017", tmp_path, "val", tmp_path / "o", InferenceSettings(), False)
