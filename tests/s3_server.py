@@ -75,6 +75,7 @@ def start_rclone_s3(root_dir: str | Path, timeout: float = 20.0) -> S3Server:
         rclone_binary(), "serve", "s3", str(root),
         "--addr", f"127.0.0.1:{port}", "--auth-key", f"{KEY},{SECRET}",
         "--config", "/dev/null", "--log-level", "ERROR",
+        "--dir-cache-time", "0s",  # files placed in / removed from the backing folder show up at once
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     endpoint = f"http://127.0.0.1:{port}"

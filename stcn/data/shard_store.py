@@ -58,6 +58,7 @@ class Store:
         except (ImportError, ValueError) as e:
             raise UserError(f"unsupported output location {url!r}: {e}") from None
         self.local = isinstance(self.fs, LocalFileSystem)
+        self.fs.invalidate_cache()  # fsspec reuses filesystem instances: drop listings of earlier runs
         if self.local:
             try:
                 os.makedirs(self.root, exist_ok=True)
@@ -162,13 +163,13 @@ class PendingFile:
 
 
 class _Guard(contextlib.AbstractContextManager):
-    """Turn storage OSErrors into a one-line UserError naming the location."""
+    """Turn storage failures (OSError, client/network errors) into a one-line UserError naming the location."""
 
     def __init__(self, what: str) -> None:
         self.what = what
 
     def __exit__(self, typ, exc, tb) -> bool:
-        if exc is not None and isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        if isinstance(exc, Exception) and not isinstance(exc, (FileNotFoundError, UserError)):
             raise UserError(f"{self.what}: {exc}") from None
         return False
 

@@ -90,7 +90,11 @@ def _kept_shards(store: Store, previous: dict[str, Any] | None, settings: dict[s
         return []
     kept = []
     for s in previous["shards"]:
-        if not store.exists(s["name"]) or store.size(s["name"]) != s["bytes"] or store.sha256(s["name"]) != s["sha256"]:
+        try:
+            same = store.size(s["name"]) == s["bytes"] and store.sha256(s["name"]) == s["sha256"]
+        except FileNotFoundError:
+            same = False
+        if not same:
             log(f"shard {s['name']} is missing or changed: rewriting from there")
             break
         kept.append(s)

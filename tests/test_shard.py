@@ -1,0 +1,266 @@
+"""Sharding the real bundled DAVIS frames (DAVIS 2016/2017, CC BY-NC 4.0) into WebDataset tars."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+from PIL import Image
+from s3_server import s3_server  # noqa: F401  (pytest fixture)
+
+from stcn.data.download import download_dataset
+from stcn.data.shard import shard_bl30k, shard_davis, shard_static, shard_youtube
+from stcn.data.shard_format import INDEX, decode_mask, decode_static_sample, decode_video_sample, unsafe_key
+from stcn.data.shard_store import shard_urls
+from stcn.data.sources import DAVIS_MINI, bl30k_members, bundled_videos, write_tar
+from stcn.errors import UserError
+
+MB = 2**-20  # shard sizes below are given in MiB
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """davis17 / youtube19 / static / bl30k stand-ins built from the bundled sample."""
+    root = tmp_path_factory.mktemp("bundled")
+    for name in ("davis17", "youtube19", "static", "bl30k"):
+        download_dataset(name, source="bundled", to=root / name)
+    return root
+
+
+def _read(url: str) -> list[dict]:
+    return list(wds.WebDataset(url, shardshuffle=False, empty_check=False))
+
+
+def _shards(out: Path, split: str) -> list[Path]:
+    return [Path(u) for u in shard_urls(str(out), split)]
+
+
+def _digests(paths: list[Path]) -> list[str]:
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+
+def test_davis_shards_hold_original_bytes(bundled: Path, tmp_path: Path) -> None:
+    root = bundled / "davis17"
+    index = shard_davis(root, str(tmp_path / "s"), year=2017, split="val", shard_size_mb=6)
+    entry = index["splits"]["val"]
+    assert entry["complete"] and entry["totals"]["samples"] == 4 and entry["totals"]["shards"] >= 2
+    seen = []
+    for url in _shards(tmp_path / "s", "val"):
+        for raw in _read(str(url)):
+            v = decode_video_sample(raw)
+            name = v.meta["video"]
+            seen.append(name)
+            frames = sorted((root / "JPEGImages" / "480p" / name).glob("*.jpg"))
+            assert v.stems == [p.stem for p in frames] == v.meta["annotated"]
+            for stem, data, path in zip(v.stems, v.frames, frames, strict=True):
+                assert data == path.read_bytes()
+                assert v.masks[stem] == (root / "Annotations" / "480p" / name / f"{stem}.png").read_bytes()
+            assert v.meta["size"] == [480, 854] and v.meta["source"] == "davis2017/val"
+            assert v.meta["objects"] == ([1, 2] if name == "tennis" else [1])
+    assert seen == ["blackswan", "car-shadow", "libby", "tennis"]
+    sizes = {s["name"]: s["bytes"] for s in entry["shards"]}
+    assert all(sizes[p.name] == p.stat().st_size for p in _shards(tmp_path / "s", "val"))
+    assert decode_mask(v.masks["00000"]).max() == 255  # tennis has void pixels
+
+
+def test_deterministic_byte_identical(bundled: Path, tmp_path: Path) -> None:
+    for out in ("a", "b"):
+        shard_davis(bundled / "davis17", str(tmp_path / out), split="val", shard_size_mb=6)
+    a, b = _shards(tmp_path / "a", "val"), _shards(tmp_path / "b", "val")
+    assert [p.name for p in a] == [p.name for p in b] and _digests(a) == _digests(b)
+    with tarfile.open(a[0]) as tar:
+        info = tar.getmembers()[0]
+    assert (info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode) == (0, 0, 0, "", "", 0o644)
+    assert info.name == "blackswan.json"
+
+
+def test_resume_after_interrupt_and_damaged_shard(bundled: Path, tmp_path: Path, monkeypatch) -> None:
+    shard_davis(bundled / "davis17", str(tmp_path / "ref"), split="val", shard_size_mb=5)
+    ref = _digests(_shards(tmp_path / "ref", "val"))
+    import stcn.data.shard_inputs as inputs
+
+    real, calls = inputs.video_sample_members, []
+
+    def dying(*args, **kw):
+        calls.append(args[0])
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # killed while reading the 4th video (3rd shard still open)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(inputs, "video_sample_members", dying)
+    with pytest.raises(KeyboardInterrupt):
+        shard_davis(bundled / "davis17", str(tmp_path / "out"), split="val", shard_size_mb=5)
+    monkeypatch.setattr(inputs, "video_sample_members", real)
+    left = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert left == [INDEX, "val-000000.tar", "val-000001.tar"]  # no partial shard visible
+    assert not json.loads((tmp_path / "out" / INDEX).read_text())["splits"]["val"]["complete"]
+    logs = []
+    shard_davis(bundled / "davis17", str(tmp_path / "out"), split="val", shard_size_mb=5, log=logs.append)
+    assert "val: resuming after 2 complete shards (2 samples)" in logs
+    assert _digests(_shards(tmp_path / "out", "val")) == ref
+    # a damaged shard is rewritten from there on
+    victim = tmp_path / "out" / "val-000001.tar"
+    victim.write_bytes(victim.read_bytes()[:1000])
+    logs.clear()
+    shard_davis(bundled / "davis17", str(tmp_path / "out"), split="val", shard_size_mb=5, log=logs.append)
+    assert "val: resuming after 1 complete shards (1 samples)" in logs
+    assert _digests(_shards(tmp_path / "out", "val")) == ref
+
+
+def _repeated_bl30k(path: Path, copies: int) -> Path:
+    videos = [(f"{name}-{k}", frames) for k in range(copies) for name, frames in bundled_videos()]
+    return write_tar(path, bl30k_members(sorted(videos)))
+
+
+def test_killed_subprocess_resumes_to_identical_shards(tmp_path: Path) -> None:
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=4)
+    shard_bl30k([seg], str(tmp_path / "ref"), shard_size_mb=4)
+    cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
+           "--shard-size-mb", "4"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    index = tmp_path / "out" / INDEX
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if index.exists() and len(json.loads(index.read_text() or "{}").get("shards", [])) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not json.loads(index.read_text())["splits"]["train"]["complete"]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert "train: resuming after" in run.stderr
+    assert _digests(_shards(tmp_path / "out", "train")) == _digests(_shards(tmp_path / "ref", "train"))
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_bl30k_members_far_apart_across_segments(bundled: Path, tmp_path: Path) -> None:
+    members = bl30k_members(bundled_videos())
+    random.Random(0).shuffle(members)  # frames and masks of a video scattered over three segments
+    thirds = [members[i::3] for i in range(3)]
+    segs = [write_tar(tmp_path / f"BL30K_{c}.tar", part) for c, part in zip("abc", thirds, strict=True)]
+    shard_bl30k(segs, str(tmp_path / "scattered"), shard_size_mb=8)
+    grouped = sorted((bundled / "bl30k").glob("BL30K_*.tar"))
+    shard_bl30k(grouped, str(tmp_path / "grouped"), shard_size_mb=8)
+    out = _shards(tmp_path / "scattered", "train")
+    assert _digests(out) == _digests(_shards(tmp_path / "grouped", "train"))
+    videos = dict(bundled_videos())
+    for url in out:
+        for raw in _read(str(url)):
+            v = decode_video_sample(raw)
+            frames = videos[unsafe_key(v.key)]
+            assert v.meta["source"] == "bl30k" and v.stems == [s for s, _, _ in frames]
+            assert v.frames == [j.read_bytes() for _, j, _ in frames]
+            assert [v.masks[s] for s in v.stems] == [p.read_bytes() for _, _, p in frames]
+
+
+def test_youtube_and_static(bundled: Path, tmp_path: Path) -> None:
+    shard_youtube(bundled / "youtube19", str(tmp_path / "yt"), split="valid")
+    (raw,) = [r for r in _read(str(_shards(tmp_path / "yt", "valid")[0])) if r["__key__"] == "blackswan"]
+    v = decode_video_sample(raw)
+    assert len(v.frames) == 50 and v.meta["annotated"] == ["00000"] and v.meta["required"][:2] == ["00000", "00005"]
+    shard_youtube(bundled / "youtube19", str(tmp_path / "yt"), split="train")
+    assert decode_video_sample(_read(str(_shards(tmp_path / "yt", "train")[0]))[0]).meta["source"] == "youtube/train"
+    index = shard_static(bundled / "static", str(tmp_path / "st"))
+    assert index["totals"]["samples"] == len(list((bundled / "static").rglob("*.jpg")))
+    s = decode_static_sample(_read(str(_shards(tmp_path / "st", "train")[0]))[0])
+    assert s.meta["name"] == "davis_static/blackswan/00000" and s.key == "davis_static~2Fblackswan~2F00000"
+    assert s.jpg == (bundled / "static" / "davis_static" / "blackswan" / "00000.jpg").read_bytes()
+
+
+def test_s3_output_matches_local_and_resumes(bundled: Path, tmp_path: Path, s3_server) -> None:  # noqa: F811
+    shard_davis(bundled / "davis17", str(tmp_path / "local"), split="val", shard_size_mb=5)
+    url = "s3://test-bucket/shards/davis17"
+    shard_davis(bundled / "davis17", url, split="val", shard_size_mb=5)
+    urls = shard_urls(url, "val")
+    assert urls[0] == "s3://test-bucket/shards/davis17/val-000000.tar"
+    stored = s3_server.root / "test-bucket" / "shards" / "davis17"
+    remote = [stored / u.rsplit("/", 1)[1] for u in urls]
+    assert _digests(remote) == _digests(_shards(tmp_path / "local", "val"))
+    import fsspec
+
+    fsspec.filesystem("s3", **s3_server.storage_options()).rm(urls[-1])  # lost object: only it is rewritten
+    logs = []
+    shard_davis(bundled / "davis17", url, split="val", shard_size_mb=5, log=logs.append)
+    assert f"val: resuming after {len(remote) - 1} complete shards ({len(remote) - 1} samples)" in logs
+    assert _digests(remote) == _digests(_shards(tmp_path / "local", "val"))
+    assert sorted(p.name for p in stored.iterdir()) == sorted([INDEX, *(p.name for p in remote)])
+
+
+# --- bad input: one UserError naming the culprit ----------------------------------------------------
+@pytest.fixture
+def davis_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "davis"
+    shutil.copytree(DAVIS_MINI, root)
+    return root
+
+
+def test_corrupt_jpeg(davis_copy: Path, tmp_path: Path) -> None:
+    bad = davis_copy / "JPEGImages" / "480p" / "libby" / "00007.jpg"
+    bad.write_bytes(bad.read_bytes()[:20_000])
+    with pytest.raises(UserError, match=f"corrupt JPEG: {bad}"):
+        shard_davis(davis_copy, str(tmp_path / "s"), split="val")
+
+
+def test_mask_size_differs_from_frame(davis_copy: Path, tmp_path: Path) -> None:
+    bad = davis_copy / "Annotations" / "480p" / "dog-agility" / "00003.png"
+    Image.open(bad).resize((427, 240), Image.NEAREST).save(bad)
+    with pytest.raises(UserError, match=f"mask size 240x427 differs from its frame 480x854: {bad}"):
+        shard_davis(davis_copy, str(tmp_path / "s"), split="train")
+
+
+def test_static_image_without_mask(bundled: Path, tmp_path: Path) -> None:
+    root = tmp_path / "static"
+    shutil.copytree(bundled / "static", root)
+    lone = root / "davis_static" / "libby" / "00010.png"
+    lone.unlink()
+    with pytest.raises(UserError, match=f"image without a mask.*{lone.with_suffix('.jpg')}"):
+        shard_static(root, str(tmp_path / "s"))
+
+
+def test_bl30k_frame_without_mask(tmp_path: Path) -> None:
+    members = [m for m in bl30k_members(bundled_videos()) if m[0] != "BL30K/Annotations/libby/00004.png"]
+    seg = write_tar(tmp_path / "BL30K_a.tar", members)
+    with pytest.raises(UserError, match=f"frame without a mask: {seg}:BL30K/JPEGImages/libby/00004.jpg"):
+        shard_bl30k([seg], str(tmp_path / "s"))
+
+
+def test_bl30k_corrupt_jpeg_names_member(tmp_path: Path) -> None:
+    members = bl30k_members(bundled_videos())
+    i = [n for n, _ in members].index("BL30K/JPEGImages/car-shadow/00002.jpg")
+    members[i] = (members[i][0], members[i][1].read_bytes()[:5000])
+    seg = write_tar(tmp_path / "BL30K_a.tar", members)
+    with pytest.raises(UserError, match=f"corrupt JPEG: {seg}:BL30K/JPEGImages/car-shadow/00002.jpg"):
+        shard_bl30k([seg], str(tmp_path / "s"))
+
+
+@pytest.mark.parametrize("where", ["mid-member", "member boundary"])
+def test_bl30k_truncated_segment(bundled: Path, tmp_path: Path, where: str) -> None:
+    src = bundled / "bl30k" / "BL30K_a.tar"
+    with tarfile.open(src) as tar:
+        info = tar.getmembers()[100]
+    cut = info.offset_data + (info.size // 2 if where == "mid-member" else -(-info.size // 512) * 512)
+    seg = tmp_path / "BL30K_a.tar"
+    seg.write_bytes(src.read_bytes()[:cut])
+    with pytest.raises(UserError, match=f"truncated .*tar: {seg}"):
+        shard_bl30k([seg, bundled / "bl30k" / "BL30K_b.tar"], str(tmp_path / "s"))
+
+
+def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "stcn.cli", "shard", "davis", "--root", str(tmp_path / "nope"), "--out", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        f"error: not a DAVIS root (needs JPEGImages/480p and Annotations/480p): {tmp_path / 'nope'}"
+    ]
