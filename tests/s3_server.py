@@ -120,9 +120,7 @@ def rclone_s3(root_dir: str | Path) -> Iterator[S3Server]:
 
 
 @pytest.fixture
-def s3_server(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[S3Server]:
+def s3_server(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     """A fresh server with a `test-bucket` bucket; AWS_* env vars point at it during the test."""
     root = tmp_path_factory.mktemp("s3root")
     (root / "test-bucket").mkdir()
