@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ def check_jpeg(data: bytes, where: str) -> tuple[int, int]:
 
 
 def check_mask(data: bytes, where: str, size: tuple[int, int]) -> np.ndarray:
-    """Which label values (0..255) a mask PNG holds (bincount > 0); checks decodability and size."""
+    """Which label values (0..255) a mask PNG holds (bool[256]); checks decodability and size."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.format != "PNG":
@@ -40,14 +42,26 @@ def check_mask(data: bytes, where: str, size: tuple[int, int]) -> np.ndarray:
             if (im.height, im.width) != tuple(size):
                 raise UserError(f"mask size {im.height}x{im.width} differs from its frame {size[0]}x{size[1]}: {where}")
             if im.mode in ("P", "L"):
-                labels = np.asarray(im)
+                counts = im.histogram()  # decodes the PNG; counts per palette index / grey value
             elif im.mode == "1":
-                labels = np.asarray(im.convert("L"))
-            else:  # an RGB-saved mask: a pixel is an object where it is not black
-                labels = (np.asarray(im.convert("L")) > 0).astype(np.uint8)
+                counts = im.convert("L").histogram()
+            else:  # an RGB-saved mask: a pixel is an object where it is not black (see images.read_mask)
+                grey = im.convert("L").histogram()
+                counts = [grey[0], sum(grey[1:])] + [0] * 254
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserError(f"corrupt mask PNG: {where} ({e})") from None
-    return np.bincount(labels.ravel(), minlength=256) > 0
+    return np.asarray(counts[:256]) > 0
+
+
+def _threads() -> ThreadPoolExecutor:
+    """Workers for the image checks (PIL decodes without holding the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="stcn-shard-check")
+    return _POOL
+
+
+_POOL: ThreadPoolExecutor | None = None
 
 
 def _read(path: Path) -> bytes:
@@ -74,29 +88,29 @@ def video_sample_members(
         missing = [(s, w) for s, w, _ in frames if s not in masks]
         if missing:
             raise UserError(f"frame without a mask: {missing[0][1]}")
-    jpgs, pngs, size, present = {}, {}, None, np.zeros(256, bool)
-    for stem, where, read in frames:
-        data = read()
-        hw = check_jpeg(data, where)
-        if size is None:
-            size = hw
-        elif hw != size:
-            raise UserError(f"frame size {hw[0]}x{hw[1]} differs from the video's {size[0]}x{size[1]}: {where}")
-        jpgs[stem] = data
-        if stem in masks:
-            mwhere, mread = masks[stem]
-            pngs[stem] = mread()
-            present |= check_mask(pngs[stem], mwhere, size)
+    jpgs = {stem: (where, read()) for stem, where, read in frames}
+    pngs = {stem: (where, read()) for stem, (where, read) in masks.items()}
+    sizes = list(_threads().map(lambda s: check_jpeg(jpgs[s][1], jpgs[s][0]), stems))
+    size = sizes[0]
+    for stem, hw in zip(stems, sizes, strict=True):
+        if hw != size:
+            raise UserError(f"frame size {hw[0]}x{hw[1]} differs from the video's {size[0]}x{size[1]}: {jpgs[stem][0]}")
+    annotated = [s for s in stems if s in pngs]
+    present = np.zeros(256, bool)
+    for labels in _threads().map(lambda s: check_mask(pngs[s][1], pngs[s][0], size), annotated):
+        present |= labels
     meta = {
         "video": name,
         "frames": stems,
-        "annotated": [s for s in stems if s in pngs],
+        "annotated": annotated,
         "objects": [int(i) for i in np.flatnonzero(present) if i not in (0, 255)],
         "size": list(size),
         "source": source,
         **(extra or {}),
     }
-    return video_members(safe_key(name), meta, jpgs, pngs)
+    return video_members(
+        safe_key(name), meta, {s: d for s, (_, d) in jpgs.items()}, {s: d for s, (_, d) in pngs.items()}
+    )
 
 
 def _reader(path: Path) -> Callable[[], bytes]:
