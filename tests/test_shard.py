@@ -243,6 +243,14 @@ def test_bl30k_corrupt_jpeg_names_member(tmp_path: Path) -> None:
         shard_bl30k([seg], str(tmp_path / "s"))
 
 
+def test_bl30k_duplicate_member_across_segments(tmp_path: Path) -> None:
+    members = bl30k_members(bundled_videos())
+    a = write_tar(tmp_path / "BL30K_a.tar", members)
+    b = write_tar(tmp_path / "BL30K_b.tar", [m for m in members if m[0] == "BL30K/Annotations/libby/00009.png"])
+    with pytest.raises(UserError, match=f"duplicate BL30K member: {b}:BL30K/Annotations/libby/00009.png"):
+        shard_bl30k([a, b], str(tmp_path / "s"))
+
+
 @pytest.mark.parametrize("where", ["mid-member", "member boundary"])
 def test_bl30k_truncated_segment(bundled: Path, tmp_path: Path, where: str) -> None:
     src = bundled / "bl30k" / "BL30K_a.tar"

@@ -1,8 +1,9 @@
 """BL30K samples read straight from its segment tars, without extracting them.
 
 Pass 1 reads only the member headers of every segment (tarfile seeks over the data) and keeps a
-compact index (~30 bytes per member). Pass 2 reads one video at a time by offset, so members of a
-video may be anywhere, even in different segments, while memory holds about one video.
+compact index (31 bytes per member, ~45 more while sorting it). Pass 2 reads one video at a time
+by offset, so members of a video may be anywhere, even in different segments, while memory holds
+about one video.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Bl30kIndex:
     def __init__(self, segments: list[str]) -> None:
         self.segments = segments
         self.videos, self.stems, self.heads, self.exts = _Interner(), _Interner(), _Interner(), _Interner()
-        cols = {"vid": "l", "stem": "l", "kind": "b", "seg": "b", "head": "l", "ext": "b", "off": "q", "size": "q"}
+        cols = {"vid": "i", "stem": "i", "kind": "b", "seg": "b", "head": "i", "ext": "b", "off": "q", "size": "q"}
         self.cols = {k: array(t) for k, t in cols.items()}
         for i, path in enumerate(segments):
             self._scan(i, path)
@@ -126,16 +127,25 @@ class Bl30kIndex:
     def groups(self) -> Iterator[tuple[str, np.ndarray]]:
         """(video name, its rows sorted by frame name then kind), videos in name order."""
         r = self.rows
-        vid_rank = np.argsort(np.argsort(np.array(self.videos.values, dtype=object)))[r["vid"]]
-        stem_rank = np.argsort(np.argsort(np.array(self.stems.values, dtype=object)))[r["stem"]]
+        vid_rank = _ranks(self.videos.values)[r["vid"]]
+        stem_rank = _ranks(self.stems.values)[r["stem"]]
         order = np.lexsort((r["kind"], stem_rank, vid_rank))
-        key = np.stack([vid_rank[order], stem_rank[order], r["kind"][order]], 1)
-        dup = np.flatnonzero((key[1:] == key[:-1]).all(1))
+        vid_rank, stem_rank, kind = vid_rank[order], stem_rank[order], r["kind"][order]
+        same = (vid_rank[1:] == vid_rank[:-1]) & (stem_rank[1:] == stem_rank[:-1]) & (kind[1:] == kind[:-1])
+        dup = np.flatnonzero(same)
         if len(dup):
             raise UserError(f"duplicate BL30K member: {self.member(order[dup[0] + 1])}")
-        bounds = np.flatnonzero(np.diff(vid_rank[order])) + 1
+        del stem_rank, kind, same
+        bounds = np.flatnonzero(np.diff(vid_rank)) + 1
         for rows in np.split(order, bounds):
             yield self.videos.values[r["vid"][rows[0]]], rows
+
+
+def _ranks(values: list[str]) -> np.ndarray:
+    """Position of each value in sorted order (int32)."""
+    ranks = np.empty(len(values), np.int32)
+    ranks[sorted(range(len(values)), key=values.__getitem__)] = np.arange(len(values), dtype=np.int32)
+    return ranks
 
 
 class Bl30kReader:
