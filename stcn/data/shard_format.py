@@ -5,12 +5,16 @@ Video sample (DAVIS, YouTube-VOS, BL30K), one per video, members in this order:
     `<key>.<stem>.jpg`                the frame's original JPEG bytes, unchanged
     `<key>.<stem>.png`                that frame's mask PNG bytes (only for annotated frames)
 so a WebDataset sample dict has keys "__key__", "json", "<stem>.jpg", "<stem>.png".
+YouTube-VOS valid with all frames adds "required": the stems that need an output mask.
 
 Static sample (image + mask datasets), one per image: `<key>.json` {"name", "source", "size"},
 `<key>.jpg`, `<key>.png`.
 
 Shards are `<split>-%06d.tar` plus one `index.json` per dataset output folder; tar members have
 mtime 0, uid/gid 0, empty uname/gname and mode 0o644, so the same input gives byte-identical shards.
+index.json: {"dataset", "format", "splits": {split: {"complete", "shards", "totals", settings}},
+"shards": [{"name", "split", "samples", "bytes", "sha256"}], "totals"}; list a split's shard
+URLs with `stcn.data.shard_store.shard_urls(out, split)`.
 """
 
 from __future__ import annotations
