@@ -113,7 +113,7 @@ def batches_from(segments: list[Segment], start: int, open_segment: OpenSegment)
 
 
 def train(cfg: TrainConfig, open_segment: OpenSegment | None = None) -> dict[str, Any]:
-    """Run (or resume) one stage; returns {'iteration', 'losses' (this run's), 'weights'}.
+    """Run (or resume) one stage; returns {'iteration', 'losses' (this run's logged), 'weights' (path), 'model'}.
 
     Batches come from `cfg.data` through `stcn.data.stream` unless `open_segment` is given.
     """
@@ -198,7 +198,7 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
     if dist.is_main:
         save_weights(out / WEIGHTS, model)
     ddp.barrier()
-    return {"iteration": iterations, "losses": history, "weights": str(out / WEIGHTS)}
+    return {"iteration": iterations, "losses": history, "weights": str(out / WEIGHTS), "model": model}
 
 
 def _resume_state(cfg: TrainConfig, conf: dict[str, Any], path: Path) -> dict[str, Any] | None:
