@@ -56,8 +56,8 @@ def config(out: Path, data: Path, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def cli(*args: str, **popen) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def cli(*args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "stcn.train", *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)  # fmt: skip
 
@@ -146,13 +146,12 @@ def test_stage0_to_stage1_weights(shards, tmp_path):
     assert not any(k.startswith(("module.", "net.")) for k in w0)
     s1 = train(config(tmp_path / "s1", shards / "davis", stage=1, iterations=1, init=s0["weights"], live=False))
     w1 = load_weights(STCN(), s1["weights"]).value_encoder.conv1.weight  # strict, official names
-    assert w1.shape == (64, 5, 7, 7) and float(w1[:, 4].abs().sum()) > 0
+    assert w1.shape == (64, 5, 7, 7) and float(w1[:, 4].detach().abs().sum()) > 0
 
 
 def test_cli_one_line_errors(shards, tmp_path):
     env = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "TORCH_HOME": str(tmp_path)}
-    offline = cli("--stage", "0", "--data", str(shards / "static"), "--out", str(tmp_path / "a"),
-                  env={**os.environ, "PYTHONPATH": str(REPO), **env})  # fmt: skip
+    offline = cli("--stage", "0", "--data", str(shards / "static"), "--out", str(tmp_path / "a"), env=env)
     _, err = offline.communicate(timeout=300)
     assert offline.returncode == 2 and err.count("\n") == 1 and "ImageNet weights resnet50" in err, err
     assert "--init random" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 
@@ -41,7 +43,9 @@ def train_command(
     ),
     checkpoint_every: int = typer.Option(5000, "--checkpoint-every", min=1, help="iterations between checkpoints"),
     seed: int = typer.Option(14159265, "--seed", help="seed of the model init and the data streams"),
-    num_workers: int = typer.Option(4, "--num-workers", min=0, help="data loader processes per rank"),
+    num_workers: int | None = typer.Option(
+        None, "--num-workers", min=0, help="data loader processes per rank (default: 4, at most the CPU count)"
+    ),
     log_every: int = typer.Option(10, "--log-every", min=1, help="iterations between logged metrics"),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
 ) -> None:
@@ -51,6 +55,8 @@ def train_command(
 
     if crop % 16:
         raise UserError(f"--crop must be a multiple of 16, got {crop}")
+    if num_workers is None:
+        num_workers = min(4, os.cpu_count() or 1)
     cfg = TrainConfig(stage=stage, data=list(data), out=out, init=init, imagenet_dir=imagenet_dir,
                       iterations=iterations, batch_size=batch_size, crop=crop, lr=lr, resume=resume, amp=amp,
                       checkpoint_every=checkpoint_every, seed=seed, num_workers=num_workers, log_every=log_every,
