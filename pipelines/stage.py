@@ -1,0 +1,41 @@
+"""What every pipeline entry shares: its parameters from params.yaml and one-line user errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+PARAMS = Path("params.yaml")
+
+
+def load() -> dict[str, Any]:
+    """All of params.yaml."""
+    return yaml.safe_load(PARAMS.read_text())
+
+
+def params(block: str, shared: str | None = None) -> dict[str, Any]:
+    """The `block` of params.yaml laid over the `shared` block (stage-specific values win)."""
+    data = load()
+    base = data.get(shared) or {} if shared else {}
+    return {**base, **(data.get(block) or {})}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def command(fn) -> None:
+    """Run `fn` as a typer command; a stcn user error becomes one line on stderr and exit code 2."""
+    from stcn.errors import UserError
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(fn)
+    try:
+        app()
+    except UserError as e:
+        log(f"error: {e}")
+        sys.exit(2)
