@@ -9,15 +9,18 @@ pixel values); BatchNorm frozen as in training. Run: `python benchmarks/train.py
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
 
-from benchmarks.report import write_section
-from stcn.model import STCN
-from stcn.train.forward import TrainingForward
-from stcn.train.loss import compute_losses
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.report import write_section  # noqa: E402
+from stcn.model import STCN  # noqa: E402
+from stcn.train.forward import TrainingForward  # noqa: E402
+from stcn.train.loss import compute_losses  # noqa: E402
 
 
 def batch(size: int, batch_size: int, objects: int) -> dict[str, torch.Tensor]:

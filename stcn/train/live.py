@@ -75,6 +75,8 @@ class TrainLog:
         if progress is None:
             progress = sys.stderr.isatty()
         if progress:
+            from rich.console import Console
+
             self._bar = Progress(
                 TextColumn("train"),
                 BarColumn(),
@@ -83,6 +85,7 @@ class TrainLog:
                 TextColumn("eta"),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[info]}"),
+                console=Console(stderr=True),
             )
             self._bar.start()
             self._task = self._bar.add_task("train", total=total, completed=start, info="")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import random
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,6 @@ class TrainConfig:
     device: str | None = None
     live: bool = True
     progress: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self, world_size: int) -> dict[str, Any]:
         """The settings with recipe defaults filled in, as stored in checkpoints."""
@@ -88,6 +89,10 @@ def to_device(batch: dict[str, Any], device: torch.device, single_object: bool) 
 
 
 def _check_resume(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """Settings that define the run must match; a different worker count only changes the data order."""
+    if saved.get("num_workers", now["num_workers"]) != now["num_workers"] and os.environ.get("RANK", "0") == "0":
+        print(f"note: --num-workers {now['num_workers']} differs from the checkpoint's {saved['num_workers']}: "
+              "the batches will differ from those of an uninterrupted run", file=sys.stderr)  # fmt: skip
     for key in RESUME_FIXED:
         if key in saved and saved[key] != now[key]:
             raise UserError(
@@ -217,7 +222,7 @@ def _resume_state(cfg: TrainConfig, conf: dict[str, Any], path: Path) -> dict[st
 def _make_log(cfg: TrainConfig, conf: dict[str, Any], out: Path, iterations: int, start: int, dist: ddp.Dist):
     from stcn.train.live import TrainLog
 
-    params = {k: v for k, v in conf.items() if k not in ("extra",)}
+    params = dict(conf)
     params["data"] = ",".join(conf["data"])
     return TrainLog(
         out / "dvclive" if cfg.live else None, iterations, start, params, enabled=dist.is_main, progress=cfg.progress
