@@ -62,7 +62,8 @@ def train_command(
                       checkpoint_every=checkpoint_every, seed=seed, num_workers=num_workers, log_every=log_every,
                       device=device)  # fmt: skip
     result = train(cfg)
-    typer.echo(f"stage {stage}: {result['iteration']} iterations done; weights in {result['weights']}", err=True)
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"stage {stage}: {result['iteration']} iterations done; weights in {result['weights']}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -154,7 +154,7 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
     forward = TrainingForward(model)
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        forward = DistributedDataParallel(forward, device_ids=ids, broadcast_buffers=False)
+        forward = DistributedDataParallel(forward, device_ids=ids)
     forward.eval()  # BatchNorm frozen (running statistics), as the original; weights still train
 
     params = [p for p in model.parameters() if p.requires_grad]
