@@ -31,6 +31,15 @@ CROP = 64  # the pipeline is the same at 384; small crops keep these runs to sec
 ITERS = 16  # overfit iterations
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine, OpenMP spin-waiting makes 2 threads up to 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     """davis/: 4 real videos, one per shard; blackswan/: one video; static/: real frames as image + mask."""
@@ -57,7 +66,7 @@ def config(out: Path, data: Path, **kw) -> TrainConfig:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "stcn.train", *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)  # fmt: skip
 
@@ -95,12 +104,12 @@ def _logged_steps(live: Path) -> list[int]:
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(shards, tmp_path):
-    kw = dict(iterations=6, checkpoint_every=2, num_workers=1)
+    kw = dict(iterations=4, checkpoint_every=2, num_workers=1)
     straight = train(config(tmp_path / "straight", shards / "davis", **kw))
 
     out = tmp_path / "killed"
     args = ["--stage", "2", "--data", str(shards / "davis"), "--out", str(out), "--init", "random", "--iterations",
-            "6", "--checkpoint-every", "2", "--num-workers", "1", "--batch-size", "1", "--crop", str(CROP),
+            "4", "--checkpoint-every", "2", "--num-workers", "1", "--batch-size", "1", "--crop", str(CROP),
             "--log-every", "1", "--device", "cpu"]  # fmt: skip
     proc = cli(*args, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -110,14 +119,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(shards, tmp_path):
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     done = torch.load(out / "checkpoint.pth", weights_only=False)["iteration"]
-    assert done in (2, 4)
+    assert done == 2
 
     resumed = train(config(out, shards / "davis", resume=True, **kw))
     assert np.allclose(resumed["losses"], straight["losses"][done:], rtol=1e-5, atol=1e-6)
     a, b = load_weights(STCN(), tmp_path / "straight" / "weights.pth"), load_weights(STCN(), out / "weights.pth")
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.allclose(x, y, rtol=1e-5, atol=1e-7), name
-    assert _logged_steps(out / "dvclive") == list(range(6))  # rows the killed run logged past its checkpoint dropped
+    assert _logged_steps(out / "dvclive") == list(range(4))  # rows the killed run logged past its checkpoint dropped
 
 
 def test_overfit_one_real_sequence_raises_iou(shards, tmp_path):
@@ -135,6 +144,7 @@ def test_overfit_one_real_sequence_raises_iou(shards, tmp_path):
     before = measured(STCN())
     run = train(cfg, open_segment=lambda _i, seg: [batch] * seg.batches)
     after = measured(load_weights(STCN(), run["weights"]))
+    print(f"overfit IoU {before:.3f} -> {after:.3f}, loss {run['losses'][0]:.3f} -> {run['losses'][-1]:.3f}")
     assert before < 0.3 and after > 0.6, (before, after, run["losses"])
     assert run["losses"][-1] < 0.5 * run["losses"][0]
 
