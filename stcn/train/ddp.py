@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from stcn.errors import UserError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -34,7 +36,12 @@ def setup(device: str | None = None) -> Dist:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown --device {device!r} (use cpu or cuda)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA device is available here")
     if dev.type == "cuda":
         dev = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(dev)
