@@ -25,6 +25,9 @@ from stcn.train.forward import TrainingForward
 from stcn.train.loss import compute_losses, iou
 from stcn.train.trainer import TrainConfig, train
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from s3_server import s3_server  # noqa: E402, F401  (pytest fixture)
+
 REPO = Path(__file__).resolve().parent.parent
 DAVIS = REPO / "stcn" / "data" / "bundled" / "davis-mini"
 CROP = 64  # the pipeline is the same at 384; small crops keep these runs to seconds per step
@@ -59,8 +62,9 @@ def shards(tmp_path_factory) -> Path:
     return out
 
 
-def config(out: Path, data: Path, **kw) -> TrainConfig:
-    base = dict(stage=2, data=[str(data)], out=str(out), init="random", iterations=4, batch_size=1, crop=CROP,
+def config(out: Path, data: Path | list[str], **kw) -> TrainConfig:
+    data = [str(data)] if isinstance(data, Path) else data
+    base = dict(stage=2, data=data, out=str(out), init="random", iterations=4, batch_size=1, crop=CROP,
                 checkpoint_every=2, num_workers=0, log_every=1, device="cpu", progress=False)  # fmt: skip
     return TrainConfig(**{**base, **kw})
 
@@ -147,6 +151,18 @@ def test_overfit_one_real_sequence_raises_iou(shards, tmp_path):
     print(f"overfit IoU {before:.3f} -> {after:.3f}, loss {run['losses'][0]:.3f} -> {run['losses'][-1]:.3f}")
     assert before < 0.3 and after > 0.6, (before, after, run["losses"])
     assert run["losses"][-1] < 0.5 * run["losses"][0]
+
+
+def test_stream_from_s3_mixed_with_local_shards(shards, tmp_path, s3_server):  # noqa: F811
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server.storage_options())
+    for p in sorted((shards / "davis").iterdir()):
+        fs.put_file(str(p), f"test-bucket/davis/{p.name}")
+    data = ["s3://test-bucket/davis*2", str(shards / "blackswan")]
+    run = train(config(tmp_path / "s3", data, iterations=2, num_workers=1))
+    assert len(run["losses"]) == 2 and all(np.isfinite(run["losses"]))
+    load_weights(STCN(), run["weights"])
 
 
 def test_stage0_to_stage1_weights(shards, tmp_path):
