@@ -153,16 +153,21 @@ def test_overfit_one_real_sequence_raises_iou(shards, tmp_path):
     assert run["losses"][-1] < 0.5 * run["losses"][0]
 
 
-def test_stream_from_s3_mixed_with_local_shards(shards, tmp_path, s3_server):  # noqa: F811
+def test_cli_streams_from_s3_mixed_with_local_shards(shards, tmp_path, s3_server):  # noqa: F811
+    """`stcn train` in a fresh process reading s3:// shards (weighted x2) and local ones."""
     import s3fs
 
     fs = s3fs.S3FileSystem(**s3_server.storage_options())
     for p in sorted((shards / "davis").iterdir()):
         fs.put_file(str(p), f"test-bucket/davis/{p.name}")
-    data = ["s3://test-bucket/davis*2", str(shards / "blackswan")]
-    run = train(config(tmp_path / "s3", data, iterations=2, num_workers=1))
-    assert len(run["losses"]) == 2 and all(np.isfinite(run["losses"]))
-    load_weights(STCN(), run["weights"])
+    out = tmp_path / "s3"
+    proc = cli("--stage", "2", "--data", "s3://test-bucket/davis*2", "--data", str(shards / "blackswan"), "--out",
+               str(out), "--init", "random", "--iterations", "2", "--batch-size", "1", "--crop", str(CROP),
+               "--num-workers", "0", "--log-every", "1", env=s3_server.env())  # fmt: skip
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert _logged_steps(out / "dvclive") == [0, 1]
+    load_weights(STCN(), out / "weights.pth")
 
 
 def test_stage0_to_stage1_weights(shards, tmp_path):
