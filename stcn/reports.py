@@ -27,7 +27,7 @@ class Benchmark:
     title: str
     columns: list[str]
     paper: dict[str, float]
-    scored_by: str = ""  # where the score comes from when ground truth is not public
+    scored_by: str = ""  # who scores it when the ground truth is not public
 
 
 BENCHMARKS = [
@@ -37,13 +37,13 @@ BENCHMARKS = [
               {"J&F": 85.3, "J": 82.0, "F": 88.6, "FPS": 20.2, "FPS (AMP)": 34.1}),
     Benchmark("davis17_testdev", "DAVIS 2017 test-dev", DAVIS_COLUMNS,
               {"J&F": 79.9, "J": 76.3, "F": 83.5, "FPS": 14.6, "FPS (AMP)": 22.7},
-              "the DAVIS challenge server (test-dev masks are not public)"),
+              "test-dev masks are not public: submit the predicted masks to the DAVIS challenge server"),
     Benchmark("youtube18", "YouTube-VOS 2018 val", YOUTUBE_COLUMNS,
               {"G": 84.3, "J seen": 83.2, "F seen": 87.9, "J unseen": 79.0, "F unseen": 87.2},
-              "the YouTube-VOS evaluation server (upload submission.zip)"),
+              "submit results/<benchmark>/submission.zip to the YouTube-VOS evaluation server"),
     Benchmark("youtube19", "YouTube-VOS 2019 val", YOUTUBE_COLUMNS,
               {"G": 84.2, "J seen": 82.6, "F seen": 87.0, "J unseen": 79.4, "F unseen": 87.7},
-              "the YouTube-VOS evaluation server (upload submission.zip)"),
+              "submit results/<benchmark>/submission.zip to the YouTube-VOS evaluation server"),
 ]  # fmt: skip
 
 
@@ -93,7 +93,7 @@ def markdown(df: pd.DataFrame, index: bool = True) -> str:
     for column in df.columns:
         digits = 2 if "FPS" in str(column) else 1
         shown[column] = [_fmt(v, digits) for v in df[column]]
-    return shown.to_markdown(index=index, stralign="right")
+    return shown.to_markdown(index=index, stralign="right", disable_numparse=True)
 
 
 def _fmt(value, digits: int) -> str:
@@ -162,7 +162,7 @@ def write_reports(
         if evaluation is None:
             md += "\nNot evaluated.\n"
         elif bench.scored_by:
-            md += f"\nOur scores come from {bench.scored_by}; FPS is measured here.\n"
+            md += f"\nNot scored here ({bench.scored_by.replace('<benchmark>', bench.key)}); FPS is measured here.\n"
         (out / f"{bench.key}.md").write_text(md)
         table.to_csv(out / f"{bench.key}.csv", float_format="%.4g")
         written += [out / f"{bench.key}.md", out / f"{bench.key}.csv"]

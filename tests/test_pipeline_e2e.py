@@ -1,0 +1,175 @@
+"""The DVC pipeline, through the real `dvc` CLI on a fresh clone of the committed HEAD.
+
+Fast checks: params.yaml is conf/ composed with the sample profile, the paper profile and single
+overrides compose, the DAG has its stages, and the `evaluate.weights` param picks the chain.
+End to end (sample profile, offline): `dvc repro` -> reports and a clean `dvc status`;
+`dvc exp run -S` re-runs only the stages downstream of the changed param; `dvc push` / `dvc pull`
+through a real S3 server (rclone); training from shards written to S3 (`shard.url` switch).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from s3_server import rclone_s3
+
+ROOT = Path(__file__).resolve().parent.parent
+DOWNLOADS = ["static", "davis16", "davis17", "davis17_testdev", "youtube18", "youtube19", "bl30k", "pretrained"]
+BENCHMARKS = ["davis16", "davis17", "davis17_testdev", "youtube18", "youtube19"]
+STAGES = {
+    *(f"download_{d}" for d in DOWNLOADS),
+    *(f"shard_{k}" for k in ("static", "davis", "youtube", "bl30k")),
+    *(f"train_{r}" for r in ("s0", "s01", "s012", "s03")),
+    *(f"evaluate_{b}" for b in BENCHMARKS),
+    "report",
+}
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+def env(repo: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This interpreter first on PATH, the clone's own `stcn` package, no analytics, a git identity."""
+    e = dict(os.environ)
+    e.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}",
+        PYTHONPATH=str(repo),
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+    )
+    e.update(extra or {})
+    return e
+
+
+def run(repo: Path, *cmd: str, extra: dict[str, str] | None = None, timeout: float = 600) -> str:
+    """Run a command in `repo`; its stdout + stderr, or a failure showing them."""
+    p = subprocess.run(cmd, cwd=repo, env=env(repo, extra), capture_output=True, text=True, timeout=timeout)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, f"{' '.join(cmd)} exited with {p.returncode}:\n{out[-6000:]}"
+    return out
+
+
+def dvc(repo: Path, *args: str, **kw) -> str:
+    return run(repo, sys.executable, "-m", "dvc", *args, **kw)
+
+
+def ran(output: str) -> set[str]:
+    """Stages `dvc repro` / `dvc exp run` ran (not skipped)."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def clone(src: Path, dst: Path) -> Path:
+    run(dst.parent, "git", "clone", "-q", str(src), str(dst))
+    return dst
+
+
+def compose(tmp_path: Path, *overrides: str) -> dict:
+    from dvc.utils.hydra import compose_and_dump
+
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", "", list(overrides))
+    return yaml.safe_load(out.read_text())
+
+
+# --- fast ----------------------------------------------------------------------------------------
+def test_params_yaml_is_conf_composed_with_the_sample_profile(tmp_path):
+    compose(tmp_path)
+    assert (tmp_path / "params.yaml").read_text() == (ROOT / "params.yaml").read_text(), (
+        "params.yaml is out of date with conf/: run `python pipelines/compose.py`"
+    )
+
+
+def test_paper_profile_and_single_overrides(tmp_path):
+    p = compose(tmp_path, "profile=paper", "train_s03.iterations=40")
+    assert p["profile"] == "paper" and p["download_davis17"]["source"] == "gdrive"
+    assert p["train"]["launcher"].startswith("torchrun") and p["train"]["device"] == "cuda" and p["train"]["amp"]
+    assert p["train"]["crop"] == 384 and p["train_s0"]["init"] == "imagenet"
+    assert p["train_s012"]["iterations"] is None and p["train_s03"]["iterations"] == 40  # None: the recipe's
+    assert p["evaluate"]["resolution"] is None and p["evaluate"]["amp"] is False
+    sample = compose(tmp_path, "train_s03.iterations=40")
+    assert sample["train_s03"]["iterations"] == 40 and sample["train_s012"]["iterations"] == 4
+
+
+def test_dag_stages_and_the_weights_param_picks_the_chain(tmp_path):
+    repo = clone(ROOT, tmp_path / "repo")
+    assert set(dvc(repo, "stage", "list", "--name-only").split()) == STAGES
+
+    def upstream(target: str) -> set[str]:
+        return set(re.findall(r'"([^"]+)" ->', dvc(repo, "dag", "--dot", target)))
+
+    chain = upstream("evaluate_davis17")
+    assert {"train_s0", "train_s01", "train_s012", "shard_bl30k", "download_davis17"} <= chain
+    assert not chain & {"train_s03", "download_pretrained", "download_davis16"}
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluate"]["weights"] = "models/pretrained/stcn.pth"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert upstream("evaluate_davis17") == {"download_pretrained", "download_davis17"}
+
+
+# --- end to end (sample profile) -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> tuple[Path, str]:
+    """A fresh clone of HEAD after a full offline `dvc repro`, its result committed."""
+    repo = clone(ROOT, tmp_path_factory.mktemp("e2e") / "repo")
+    output = dvc(repo, "repro", timeout=1800)
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "sample run")
+    return repo, output
+
+
+def test_repro_runs_every_stage_offline_and_writes_reports(sample):
+    repo, output = sample
+    assert ran(output) == STAGES
+    status = (repo / "models" / "pretrained" / "STATUS").read_text()
+    assert status.startswith("skipped: needs internet") or (repo / "models" / "pretrained" / "stcn.pth").is_file()
+    for name in [*(f"{b}.{e}" for b in BENCHMARKS for e in ("md", "csv")), "summary.csv", "README.md"]:
+        assert (repo / "reports" / name).is_file(), name
+    assert (repo / "reports" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "J&F-Mean" in dvc(repo, "metrics", "show")
+    assert "train_loss" in dvc(repo, "plots", "show", "--json")
+    assert UP_TO_DATE in dvc(repo, "status")
+
+
+def test_exp_run_reruns_only_what_is_downstream_of_the_param(sample):
+    repo, _ = sample
+    assert UP_TO_DATE in dvc(repo, "status")
+    output = dvc(repo, "exp", "run", "-S", "evaluate_davis16.top_k=10", timeout=900)
+    assert ran(output) == {"evaluate_davis16", "report"}
+    assert "Stage 'train_s012' didn't change, skipping" in output
+    assert yaml.safe_load((repo / "params.yaml").read_text())["evaluate_davis16"]["top_k"] == 10
+    assert UP_TO_DATE in dvc(repo, "status")
+
+
+def _use_remote(repo: Path, server) -> None:
+    for key, value in [("endpointurl", server.endpoint_url), ("access_key_id", server.key),
+                       ("secret_access_key", server.secret), ("region", "us-east-1")]:  # fmt: skip
+        dvc(repo, "remote", "modify", "--local", "storage", key, value)
+
+
+def test_s3_remote_push_pull_and_training_from_s3_shards(sample, tmp_path):
+    repo, _ = sample
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "--allow-empty", "-m", "after the experiment")
+    (tmp_path / "s3" / "stcn").mkdir(parents=True)  # the bucket of the committed remote s3://stcn/dvc-cache
+    with rclone_s3(tmp_path / "s3") as server:
+        _use_remote(repo, server)
+        dvc(repo, "push", timeout=900)
+        other = clone(repo, tmp_path / "other")
+        _use_remote(other, server)
+        dvc(other, "pull", timeout=900)
+        assert UP_TO_DATE in dvc(other, "status")
+        for path in ("models/s012/weights.pth", "shards/davis/index.json", "results/davis17/evaluation.json"):
+            assert (other / path).read_bytes() == (repo / path).read_bytes(), path
+
+        output = dvc(other, "exp", "run", "-S", "shard.url=s3://stcn/shards", "train_s0", extra=server.env())
+        assert ran(output) == {"shard_static", "train_s0"}
+        remote = tmp_path / "s3" / "stcn" / "shards" / "static"
+        assert (remote / "index.json").is_file() and list(remote.glob("train-*.tar"))
+        assert (other / "shards" / "static" / "index.json").read_bytes() == (remote / "index.json").read_bytes()
