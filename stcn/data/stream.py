@@ -55,6 +55,7 @@ HTTP_TIMEOUT = 30.0
 S3_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}
 S3_BLOCK = 16 << 20
 _S3: dict[tuple, Any] = {}
+Sources = str | Path | Sequence[str | Path]
 
 
 # --- URLs ----------------------------------------------------------------------------------
@@ -67,9 +68,9 @@ def split_weight(spec: str) -> tuple[str, float]:
     return pattern, weight
 
 
-def expand_sources(urls: str | Sequence[str], split: str = "train") -> tuple[list[str], list[float]]:
+def expand_sources(urls: Sources, split: str = "train") -> tuple[list[str], list[float]]:
     """Shard URLs and their source weights from patterns, dataset folders and `*weight` suffixes."""
-    specs = urls.split("::") if isinstance(urls, str) else list(urls)
+    specs = str(urls).split("::") if isinstance(urls, str | Path) else [str(u) for u in urls]
     shards: list[str] = []
     weights: list[float] = []
     for spec in specs:
@@ -293,7 +294,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def make_dataset(
-    urls: str | Sequence[str],
+    urls: Sources,
     stage: int | str,
     batch_size: int,
     *,
@@ -387,7 +388,7 @@ def _init_worker(_: int) -> None:
 
 
 def make_loader(
-    urls: str | Sequence[str],
+    urls: Sources,
     stage: int | str,
     batch_size: int,
     num_workers: int = 2,
@@ -402,6 +403,7 @@ def make_loader(
     pin_memory: bool = False,
     prefetch_factor: int = 2,
     check: bool = True,
+    mp_context: str = "forkserver",
 ) -> StreamLoader:
     """A loader of batched training tensors for `stage` (0 static, 1 BL30K, 2/3 DAVIS/YouTube-VOS).
 
@@ -409,6 +411,8 @@ def make_loader(
     (B, 3, crop, crop), `first_frame_gt` (B, 2, 1, crop, crop), `selector` (B, 2), `info` (list).
     In "resampled" mode each rank yields `ceil(samples_per_rank / (batch_size * workers))`
     batches per worker per epoch; `check` verifies up front that every shard exists.
+    Workers start by "forkserver": a forked worker deadlocks when the parent has already used
+    OpenCV's (or OpenMP's) thread pool, which training code does; scripts need a `__main__` guard.
     """
     state = SharedState(max_skip)
     dataset = make_dataset(
@@ -416,7 +420,11 @@ def make_loader(
         num_workers=num_workers, max_skip=max_skip, crop=crop, split=split,
         shuffle_buffer=shuffle_buffer, check=check, state=state,
     )  # fmt: skip
-    extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor} if num_workers > 0 else {}
+    extra = {}
+    if num_workers > 0:
+        if mp_context == "forkserver":  # workers fork from a server that has this module imported
+            mp.set_forkserver_preload(["__main__", __name__])
+        extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor, "multiprocessing_context": mp_context}
     loader = DataLoader(
         dataset, batch_size=None, num_workers=num_workers, worker_init_fn=_init_worker, pin_memory=pin_memory, **extra
     )

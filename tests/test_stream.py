@@ -1,0 +1,242 @@
+"""Training streams over real shards (bundled DAVIS) from local disk, HTTP and a real S3 server."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from s3_server import s3_server  # noqa: F401  (pytest fixture)
+
+from stcn.data.shard_inputs import davis_pending, static_pending
+from stcn.data.shard_writer import write_shards
+from stcn.data.stream import ShardList, SharedState, expand_sources, make_loader
+from stcn.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+DAVIS = REPO / "stcn" / "data" / "bundled" / "davis-mini"
+CROP = 64  # small crops keep the tests fast; the pipeline is the same at 384
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """shards/davis: 4 video shards (1 real DAVIS video each); shards/static: ~10 static shards
+    of 42 real DAVIS frames whose masks are saved half as 0/255 grey, half as 0/1 palette PNGs."""
+    out = tmp_path_factory.mktemp("shards")
+    videos = davis_pending(DAVIS, 2017, "train") + davis_pending(DAVIS, 2017, "val")
+    write_shards(videos, str(out / "davis"), dataset="davis", split="train", source="davis", shard_size_bytes=1)
+    static = tmp_path_factory.mktemp("static")
+    for i, jpg in enumerate(sorted(DAVIS.glob("JPEGImages/480p/*/*.jpg"))[::4]):
+        name = f"{jpg.parent.name}_{jpg.stem}"
+        (static / f"{name}.jpg").write_bytes(jpg.read_bytes())
+        labels = np.asarray(Image.open(DAVIS / "Annotations/480p" / jpg.parent.name / f"{jpg.stem}.png"))
+        mask = Image.fromarray((labels > 0).astype(np.uint8) * (255 if i % 2 else 1), mode="L")
+        mask.save(static / f"{name}.png")
+    write_shards(
+        static_pending(static),
+        str(out / "static"),
+        dataset="static",
+        split="train",
+        source="s",
+        shard_size_bytes=250_000,
+    )
+    return out
+
+
+def names(batches) -> list[str]:
+    return [i["name"] for b in batches for i in b["info"]]
+
+
+def test_video_batches_shapes_dtypes_ranges(shards):
+    loader = make_loader(shards / "davis", 2, batch_size=2, num_workers=0, samples_per_rank=4, crop=CROP)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 2
+    b = batches[0]
+    assert b["rgb"].shape == (2, 3, 3, CROP, CROP) and b["rgb"].dtype == torch.float32
+    assert b["gt"].shape == b["sec_gt"].shape == (2, 3, 1, CROP, CROP)
+    assert b["cls_gt"].shape == (2, 3, CROP, CROP) and b["cls_gt"].dtype == torch.long
+    assert b["first_frame_gt"].shape == (2, 2, 1, CROP, CROP) and b["selector"].shape == (2, 2)
+    assert set(b["gt"].unique().tolist()) <= {0.0, 1.0} and set(b["cls_gt"].unique().tolist()) <= {0, 1, 2}
+    assert torch.isfinite(b["rgb"]).all() and b["rgb"].min() > -2.2 and b["rgb"].max() < 2.7
+    for info in b["info"]:
+        assert np.abs(np.diff(info["indices"])).max() <= 5 and info["max_skip"] == 5
+
+
+def test_static_batches_binary_single_object(shards):
+    loader = make_loader(shards / "static", 0, batch_size=3, num_workers=0, samples_per_rank=6, crop=CROP)
+    for b in loader:
+        assert b["rgb"].shape == (3, 3, 3, CROP, CROP) and b["gt"].shape == (3, 3, 1, CROP, CROP)
+        assert set(b["gt"].unique().tolist()) == {0.0, 1.0}
+        assert (b["selector"] == torch.tensor([1.0, 0.0])).all() and b["sec_gt"].sum() == 0
+
+
+def test_max_skip_change_reaches_workers(shards):
+    loader = make_loader(
+        shards / "davis", 2, batch_size=1, num_workers=2, seed=3, samples_per_rank=400, max_skip=1, crop=CROP
+    )
+    it = iter(loader)
+    before = [next(it)["info"][0] for _ in range(6)]
+    assert all(i["max_skip"] == 1 and np.abs(np.diff(i["indices"])).max() == 1 for i in before)
+    loader.set_max_skip(20)
+    after = [next(it)["info"][0] for _ in range(40)]
+    changed = [i for i in after if i["max_skip"] == 20]
+    assert {i["worker"] for i in changed} == {0, 1}  # both worker processes saw the new value
+    assert all(i["max_skip"] == 20 for i in after[-20:])
+    assert max(np.abs(np.diff(i["indices"])).max() for i in changed) > 1
+    assert all(np.abs(np.diff(i["indices"])).max() <= 20 for i in changed)
+    assert any(i["indices"][0] > i["indices"][1] for i in after) and any(
+        i["indices"][0] < i["indices"][1] for i in after
+    )
+    del it
+
+
+def test_same_seed_same_batches_new_epoch_new_batches(shards):
+    def run(seed):
+        loader = make_loader(shards / "davis", 2, 2, num_workers=2, seed=seed, samples_per_rank=4, crop=CROP)
+        return [list(loader) for _ in range(2)]
+
+    a, b = run(7), run(7)
+    for ea, eb in zip(a, b, strict=True):
+        assert all(torch.equal(x["rgb"], y["rgb"]) for x, y in zip(ea, eb, strict=True))
+    assert not torch.equal(a[0][0]["rgb"], a[1][0]["rgb"])  # epochs differ
+    assert not torch.equal(a[0][0]["rgb"], run(8)[0][0]["rgb"])
+
+
+def test_weighted_sources(shards):
+    d = shards / "davis"
+    urls, weights = expand_sources([f"{d}/train-{{000000..000001}}.tar*5", f"{d}/train-{{000002..000003}}.tar"])
+    assert weights == [5, 5, 1, 1] and urls[0].endswith("train-000000.tar")
+    drawn = ShardList(urls, weights, "resampled", 0, 0, 1, SharedState(5))
+    it = iter(drawn)
+    counts = Counter(next(it)["url"] for _ in range(6000))
+    heavy = (counts[urls[0]] + counts[urls[1]]) / 6000
+    assert abs(heavy - 5 / 6) < 0.03
+    once = make_loader(f"{d}/train-000000.tar*2::{d}/train-000001.tar", 2, 1, 0, mode="once", crop=CROP)
+    assert Counter(names(once)) == {"dog-agility": 2, "blackswan": 1}
+
+
+def test_missing_local_shard_is_one_clear_line(shards):
+    bad = f"{shards}/davis/train-{{000000..000009}}.tar"
+    with pytest.raises(UserError, match=r"shard not found: .*train-000004\.tar$"):
+        make_loader(bad, 2, 1, 0, samples_per_rank=2)
+    loader = make_loader(bad, 2, 1, num_workers=2, mode="once", check=False, crop=CROP)
+    with pytest.raises(UserError) as err:  # raised inside a worker process
+        list(loader)
+    assert "\n" not in str(err.value) and "shard not found" in str(err.value) and "train-00000" in str(err.value)
+
+
+def test_http_shards_exactly_once(shards):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shards))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        loader = make_loader(f"{base}/davis/train-{{000000..000003}}.tar", 2, 1, 2, mode="once", crop=CROP)
+        assert sorted(names(loader)) == ["blackswan", "car-shadow", "dog-agility", "libby"]
+        with pytest.raises(UserError, match=r"shard not found: http://.*/davis/train-000007\.tar"):
+            make_loader(f"{base}/davis/train-000007.tar", 2, 1, 0, mode="once")
+    finally:
+        server.shutdown()
+
+
+RANK_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from stcn.data.stream import make_loader
+    url, out = sys.argv[1], {}
+    once = make_loader(url, 0, 2, num_workers=2, seed=5, mode="once", crop=32, mp_context="fork")
+    out["once"] = [[i["name"] for b in once for i in b["info"]] for _ in range(2)]
+    out["workers"] = sorted({i["worker"] for b in once for i in b["info"]})
+    res = make_loader(url, 0, 2, 2, 5, samples_per_rank=12, crop=32, shuffle_buffer=4, mp_context="fork")
+    out["resampled"] = [i["name"] for b in res for i in b["info"]]
+    print(json.dumps(out))
+    """
+)
+
+
+def run_ranks(url: str, env: dict[str, str], world: int = 2) -> list[dict]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANK_SCRIPT, url],
+            env={**os.environ, **env, "RANK": str(r), "WORLD_SIZE": str(world)},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(world)
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+def upload(server, folder: Path, prefix: str) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**server.storage_options())
+    for p in sorted(folder.iterdir()):
+        fs.put_file(str(p), f"{prefix}/{p.name}")
+
+
+def test_s3_two_ranks_two_workers(shards, s3_server):  # noqa: F811
+    upload(s3_server, shards / "static", "test-bucket/shards/static")
+    index = json.loads((shards / "static" / "index.json").read_text())
+    count = sum(s["samples"] for s in index["splits"]["train"]["shards"])
+    nshards = len(index["splits"]["train"]["shards"])
+    url = f"s3://test-bucket/shards/static/train-{{000000..{nshards - 1:06d}}}.tar"
+    r0, r1 = run_ranks(url, s3_server.env())
+    for epoch in range(2):  # exactly once per epoch, split across ranks and workers
+        seen = r0["once"][epoch] + r1["once"][epoch]
+        assert len(seen) == len(set(seen)) == count
+        assert r0["once"][epoch] and r1["once"][epoch]
+    assert r0["once"][0] != r0["once"][1]  # re-shuffled per epoch
+    assert r0["workers"] == r1["workers"] == [0, 1]
+    assert len(r0["resampled"]) == len(r1["resampled"]) == 12  # equal counts per rank
+    assert r0["resampled"] != r1["resampled"]
+    # the dataset-folder form (index.json on S3) lists the same shards
+    assert len(expand_sources("s3://test-bucket/shards/static")[0]) == nshards
+
+
+def test_s3_missing_shard_and_plain_webdataset(shards, s3_server):  # noqa: F811
+    upload(s3_server, shards / "davis", "test-bucket/davis")
+    with pytest.raises(UserError, match=r"shard not found: s3://test-bucket/davis/train-000004\.tar$"):
+        make_loader("s3://test-bucket/davis/train-{000000..000009}.tar", 2, 1, 0, samples_per_rank=1)
+    import webdataset as wds
+
+    ds = wds.WebDataset("s3://test-bucket/davis/train-{000000..000003}.tar", shardshuffle=False)
+    assert sorted(s["__key__"] for s in ds) == ["blackswan", "car-shadow", "dog-agility", "libby"]
+
+
+def test_unreachable_s3_fails_fast_with_the_url(monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stcn-test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stcn-test-secret")
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"cannot reach S3 for s3://nowhere/x/train-000000\.tar") as err:
+        make_loader("s3://nowhere/x/train-{000000..000001}.tar", 2, 1, 2, samples_per_rank=2)
+    assert "\n" not in str(err.value) and time.monotonic() - start < 20
+    loader = make_loader("s3://nowhere/x/train-000000.tar", 2, 1, 2, mode="once", check=False)
+    with pytest.raises(UserError, match=r"^cannot read shard s3://nowhere/x/train-000000\.tar"):
+        list(loader)
