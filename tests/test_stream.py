@@ -218,6 +218,9 @@ def test_s3_missing_shard_and_plain_webdataset(shards, s3_server):  # noqa: F811
     upload(s3_server, shards / "davis", "test-bucket/davis")
     with pytest.raises(UserError, match=r"shard not found: s3://test-bucket/davis/train-000004\.tar$"):
         make_loader("s3://test-bucket/davis/train-{000000..000009}.tar", 2, 1, 0, samples_per_rank=1)
+    # workers of an already running forkserver get the AWS_* settings from the pipeline
+    loader = make_loader("s3://test-bucket/davis/train-{000000..000003}.tar", 2, 1, 2, mode="once", crop=CROP)
+    assert sorted(names(loader)) == ["blackswan", "car-shadow", "dog-agility", "libby"]
     import webdataset as wds
 
     ds = wds.WebDataset("s3://test-bucket/davis/train-{000000..000003}.tar", shardshuffle=False)

@@ -54,6 +54,8 @@ SHUFFLE_BUFFER = {"static": 256, "bl30k": 8, "video": 8}  # raw samples held per
 HTTP_TIMEOUT = 30.0
 S3_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}
 S3_BLOCK = 16 << 20
+AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+AWS_VARS += ("AWS_REGION", "AWS_DEFAULT_REGION")
 _S3: dict[tuple, Any] = {}
 Sources = str | Path | Sequence[str | Path]
 
@@ -86,15 +88,29 @@ def expand_sources(urls: Sources, split: str = "train") -> tuple[list[str], list
     return shards, weights
 
 
-def s3_filesystem() -> Any:
-    """An s3fs filesystem for this process, configured from the AWS_* environment variables."""
+def s3_env() -> dict[str, str]:
+    """The AWS_* settings of this process, captured so worker processes use the same ones."""
+    return {k: os.environ[k] for k in AWS_VARS if os.environ.get(k)}
+
+
+def s3_filesystem(env: dict[str, str] | None = None) -> Any:
+    """An s3fs filesystem for this process configured from `env` (default: `s3_env()`)."""
     import s3fs
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
-    key = (os.getpid(), endpoint, os.environ.get("AWS_ACCESS_KEY_ID"))
-    if key not in _S3:
-        _S3[key] = s3fs.S3FileSystem(endpoint_url=endpoint, config_kwargs=S3_CONFIG, skip_instance_cache=True)
-    return _S3[key]
+    env = s3_env() if env is None else env
+    cache_key = (os.getpid(), tuple(sorted(env.items())))
+    if cache_key not in _S3:
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        _S3[cache_key] = s3fs.S3FileSystem(
+            key=env.get("AWS_ACCESS_KEY_ID"),
+            secret=env.get("AWS_SECRET_ACCESS_KEY"),
+            token=env.get("AWS_SESSION_TOKEN"),
+            endpoint_url=env.get("AWS_ENDPOINT_URL"),
+            client_kwargs={"region_name": region} if region else {},
+            config_kwargs=S3_CONFIG,
+            skip_instance_cache=True,
+        )
+    return _S3[cache_key]
 
 
 def _scheme(url: str) -> str:
@@ -106,14 +122,15 @@ def _reason(e: BaseException) -> str:
     return str(e.args[0]) if e.args else type(e).__name__
 
 
-def open_shard(url: str) -> BinaryIO:
-    """Open a shard for streaming; a missing shard or unreachable server is a one-line UserError."""
+def open_shard(url: str, env: dict[str, str] | None = None) -> BinaryIO:
+    """Open a shard for streaming (S3 configured by `env`, default the AWS_* variables);
+    a missing shard or an unreachable server is a one-line UserError naming the URL."""
     scheme = _scheme(url)
     try:
         if scheme in ("", "file"):
             return open(urlparse(url).path if scheme else url, "rb")
         if scheme in ("s3", "s3a"):
-            return s3_filesystem().open(url, "rb", block_size=S3_BLOCK, cache_type="readahead")
+            return s3_filesystem(env).open(url, "rb", block_size=S3_BLOCK, cache_type="readahead")
         if scheme in ("http", "https"):
             return urllib.request.urlopen(url, timeout=HTTP_TIMEOUT)
     except FileNotFoundError:
@@ -245,10 +262,19 @@ class ShardList(IterableDataset):
         yield from ({"url": u} for u in mine)
 
 
-def read_shards(src: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
-    """Open each shard and yield its samples (raw bytes per field); failures name the shard."""
-    for item in src:
-        yield from read_shard(item["url"], open_shard(item["url"]))
+class ReadShards:
+    """Open each shard and yield its samples (raw bytes per field); failures name the shard.
+
+    Holds the AWS_* settings of the process that built the pipeline: worker processes started
+    by a forkserver do not see environment changes made after the server started.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, src: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
+        for item in src:
+            yield from read_shard(item["url"], open_shard(item["url"], self.env))
 
 
 class Shuffle:
@@ -327,7 +353,7 @@ def make_dataset(
     buffer = SHUFFLE_BUFFER[kind] if shuffle_buffer is None else shuffle_buffer
     pipeline = wds.DataPipeline(
         ShardList(shards, weights, mode, seed, rank, world, state),
-        read_shards,
+        ReadShards(s3_env()),
         Shuffle(buffer, seed, rank, state),
         ToTrainingSample(kind, crop, seed, rank, state),
         wds.batched(batch_size, collation_fn=collate, partial=mode == "once"),
