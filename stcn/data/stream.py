@@ -408,7 +408,8 @@ def _last_line(message: str) -> str:
     return lines[-1].split(marker, 1)[1] if lines else message.splitlines()[0]
 
 
-def _init_worker(_: int) -> None:
+def init_worker(_: int) -> None:
+    """DataLoader worker setup: one OpenCV and one torch thread per worker process."""
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
@@ -452,7 +453,7 @@ def make_loader(
             mp.set_forkserver_preload(["__main__", __name__])
         extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor, "multiprocessing_context": mp_context}
     loader = DataLoader(
-        dataset, batch_size=None, num_workers=num_workers, worker_init_fn=_init_worker, pin_memory=pin_memory, **extra
+        dataset, batch_size=None, num_workers=num_workers, worker_init_fn=init_worker, pin_memory=pin_memory, **extra
     )
     batches = dataset.nsamples * max(1, num_workers) if mode == "resampled" else None
     return StreamLoader(dataset, loader, batches)
