@@ -9,8 +9,8 @@ AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
 Two modes (`make_loader(mode=...)`):
     "resampled"  for DDP training (use this in the trainer): every worker of every rank draws
                  shards with replacement (weights applied) and stops after exactly
-                 `samples_per_rank / num_workers` samples (`with_epoch`), so all ranks take the
-                 same number of steps and no rank waits for another at the end of an epoch.
+                 ceil(samples_per_rank / (batch_size * num_workers)) batches (`with_epoch`), so
+                 all ranks take the same number of steps and none waits at the end of an epoch.
     "once"       every (weighted-repeated) sample exactly once per epoch: shards are shuffled
                  per epoch identically on all ranks, then split by rank (`split_by_node`) and by
                  worker (`split_by_worker`). Ranks may get unequal counts: for evaluation/tests.
@@ -49,8 +49,6 @@ from stcn.errors import UserError
 
 STAGES = {0: "static", 1: "bl30k", 2: "video", 3: "video", "static": "static", "bl30k": "bl30k", "video": "video"}
 SHUFFLE_BUFFER = {"static": 256, "bl30k": 8, "video": 8}  # raw samples held per worker (videos are MBs)
-
-
 HTTP_TIMEOUT = 30.0
 S3_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}
 S3_BLOCK = 16 << 20
