@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -105,6 +106,8 @@ def memory_child(frames: int, max_memory: int | None, scale: float) -> dict:
 
         first = cv2.resize(first, size, interpolation=cv2.INTER_NEAREST)
     core = InferenceCore(net, InferenceSettings(max_memory_frames=max_memory))
+    process = psutil.Process()
+    rss = []
     start = time.perf_counter()
     for t in range(frames):
         core.step(
@@ -114,10 +117,14 @@ def memory_child(frames: int, max_memory: int | None, scale: float) -> dict:
             is_last=t == frames - 1,
             need_output=True,
         )
+        rss.append(process.memory_info().rss / 2**20)
     return {
         "seconds": time.perf_counter() - start,
         "memory_frames": len(core.memory),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_after_10_frames_mb": rss[9],
+        "peak_rss_during_video_mb": max(rss),
+        "growth_mb": max(rss) - rss[9],
+        "process_peak_rss_mb (incl. model set-up)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
