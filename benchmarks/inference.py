@@ -170,7 +170,8 @@ def main() -> None:
             memory(a.scale),
             notes=(
                 f"Real blackswan frames cycled forward/backward, scaled by {a.scale} (to keep the 1000-frame runs "
-                "short), 1 object, mem_every 5, fp32. Unbounded memory (official behaviour) grows with the video; "
+                "short), 1 object, mem_every 5, fp32. RSS is sampled after every frame (psutil); growth is the "
+                "peak during the video minus the RSS after frame 10. Unbounded memory (official behaviour) grows; "
                 "--max-memory-frames 10 keeps frame 0 + the 9 most recent memory frames and RSS stays flat."
             ),
         )
