@@ -18,6 +18,7 @@ def download(dataset: str = typer.Argument(...), to: Path = typer.Argument(...))
 
     knobs = params(f"download_{dataset}")
     optional = knobs.pop("optional", False)
+    (to / "STATUS").unlink(missing_ok=True)  # the output folder persists across runs (resumable downloads)
     try:
         download_dataset(dataset, to=to, log=log, **knobs)
     except NeedsInternet as e:
