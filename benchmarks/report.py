@@ -39,8 +39,7 @@ def write_section(name: str, table: pd.DataFrame, notes: str = "") -> str:
         f"## {name}\n\n"
         f"- command: `{command}`\n- machine: {machine()}\n"
         f"- date: {datetime.date.today().isoformat()}\n\n"
-        f"{table.to_markdown(index=False)}\n"
-        + (f"\n{notes.strip()}\n" if notes.strip() else "")
+        f"{table.to_markdown(index=False)}\n" + (f"\n{notes.strip()}\n" if notes.strip() else "")
     )
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     text = REPORT.read_text() if REPORT.exists() else HEADER

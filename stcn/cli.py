@@ -8,8 +8,12 @@ import typer
 
 from stcn.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="STCN video object segmentation: segment, evaluate, score, download, shard, train.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="STCN video object segmentation: segment, evaluate, score, download, shard, train.",
+)
 
 
 AREAS = ("stcn.inference.commands", "stcn.eval.commands", "stcn.data.commands", "stcn.train.commands")
