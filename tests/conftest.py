@@ -95,11 +95,6 @@ def repo() -> Path:
     return REPO
 
 
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
 def mini_davis(dst: Path, sequences: dict[str, str], n: int = 5, scale: float = 0.5) -> Path:
     """A small DAVIS root (first n frames of real sequences, smaller) with ImageSets for 2016 and 2017.
 
