@@ -118,13 +118,38 @@ def test_weighted_sources(shards):
     d = shards / "davis"
     urls, weights = expand_sources([f"{d}/train-{{000000..000001}}.tar*5", f"{d}/train-{{000002..000003}}.tar"])
     assert weights == [5, 5, 1, 1] and urls[0].endswith("train-000000.tar")
-    drawn = ShardList(urls, weights, "resampled", 0, 0, 1, SharedState(5))
+    drawn = ShardList([(urls[:2], 5.0), (urls[2:], 1.0)], "resampled", 0, 0, 1, SharedState(5))
     it = iter(drawn)
     counts = Counter(next(it)["url"] for _ in range(6000))
     heavy = (counts[urls[0]] + counts[urls[1]]) / 6000
     assert abs(heavy - 5 / 6) < 0.03
     once = make_loader(f"{d}/train-000000.tar*2::{d}/train-000001.tar", 2, 1, 0, mode="once", crop=CROP)
     assert Counter(names(once)) == {"dog-agility": 2, "blackswan": 1}
+
+
+def test_resampled_ranks_get_disjoint_data(shards, monkeypatch):
+    """Each source is split by shard across ranks; a source with fewer shards than ranks by sample."""
+    counts = [s["samples"] for s in json.loads((shards / "static/index.json").read_text())["splits"]["train"]["shards"]]
+    assert len(counts) >= 5 and counts[-1] >= 2
+    many = [f"{shards}/static/train-{i:06d}.tar" for i in range(len(counts) - 1)]
+    single = f"{shards}/static/train-{len(counts) - 1:06d}.tar"
+    pattern = f"{shards}/static/train-{{000000..{len(counts) - 2:06d}}}.tar"  # one source of many shards
+    seen = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in range(2):
+        monkeypatch.setenv("RANK", str(rank))
+        loader = make_loader([pattern, f"{single}*4"], 0, 2, 0, samples_per_rank=200, crop=CROP, shuffle_buffer=1)
+        drawn = [(i["url"], i["name"]) for b in loader for i in b["info"]]
+        assert len(drawn) == 200
+        seen.append(drawn)
+    shards_of = [{u for u, _ in drawn if u != single} for drawn in seen]
+    samples_of = [{n for u, n in drawn if u == single} for drawn in seen]
+    assert shards_of[0] and shards_of[1] and not shards_of[0] & shards_of[1]
+    assert shards_of[0] | shards_of[1] == set(many)
+    assert samples_of[0] and samples_of[1] and not samples_of[0] & samples_of[1]
+    one_sample = f"{shards}/davis/train-000000.tar"  # rank 1 of 2 gets nothing and must say so, not spin
+    with pytest.raises(UserError, match="no training samples for this rank"):  # RANK is 1 here
+        list(make_loader(one_sample, 2, 1, 0, samples_per_rank=2, crop=CROP))
 
 
 def test_missing_local_shard_is_one_clear_line(shards):
@@ -209,7 +234,7 @@ def test_s3_two_ranks_two_workers(shards, s3_server):  # noqa: F811
     assert r0["once"][0] != r0["once"][1]  # re-shuffled per epoch
     assert r0["workers"] == r1["workers"] == [0, 1]
     assert len(r0["resampled"]) == len(r1["resampled"]) == 12  # equal counts per rank
-    assert r0["resampled"] != r1["resampled"]
+    assert not set(r0["resampled"]) & set(r1["resampled"])  # disjoint shards per rank
     # the dataset-folder form (index.json on S3) lists the same shards
     assert len(expand_sources("s3://test-bucket/shards/static")[0]) == nshards
 

@@ -7,8 +7,10 @@ YouTube-VOS" is `["s3://b/davis*5", "s3://b/youtube"]`). S3 endpoint and credent
 AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
 
 Two modes (`make_loader(mode=...)`):
-    "resampled"  for DDP training (use this in the trainer): every worker of every rank draws
-                 shards with replacement (weights applied) and stops after exactly
+    "resampled"  for DDP training (use this in the trainer): ranks get disjoint data (each
+                 source's shards split by rank; a source with fewer shards than ranks is
+                 split by sample instead, see `rank_share`); every worker of a rank draws
+                 its rank's shards with replacement (weights applied) and stops after exactly
                  ceil(samples_per_rank / (batch_size * num_workers)) batches (`with_epoch`), so
                  all ranks take the same number of steps and none waits at the end of an epoch.
     "once"       every (weighted-repeated) sample exactly once per epoch: shards are shuffled
@@ -25,6 +27,7 @@ DataLoader worker processes read for every sample (the max_skip curriculum), and
 from __future__ import annotations
 
 import importlib
+import itertools
 import multiprocessing as mp
 import os
 import random
@@ -68,22 +71,26 @@ def split_weight(spec: str) -> tuple[str, float]:
     return pattern, weight
 
 
-def expand_sources(urls: Sources, split: str = "train") -> tuple[list[str], list[float]]:
-    """Shard URLs and their source weights from patterns, dataset folders and `*weight` suffixes."""
+def source_groups(urls: Sources, split: str = "train") -> list[tuple[list[str], float]]:
+    """(shard URLs, weight) per source, from patterns, dataset folders and `*weight` suffixes."""
     specs = str(urls).split("::") if isinstance(urls, str | Path) else [str(u) for u in urls]
-    shards: list[str] = []
-    weights: list[float] = []
+    groups = []
     for spec in specs:
         pattern, weight = split_weight(spec)
         if pattern.endswith(".tar") or "{" in pattern:
             found = list(braceexpand.braceexpand(pattern))
         else:  # a dataset folder / prefix with index.json
             found = shard_urls(pattern, split)
-        shards += found
-        weights += [weight] * len(found)
-    if not shards:
+        groups.append((found, weight))
+    if not any(found for found, _ in groups):
         raise UserError(f"no shards in {urls!r}")
-    return shards, weights
+    return groups
+
+
+def expand_sources(urls: Sources, split: str = "train") -> tuple[list[str], list[float]]:
+    """Shard URLs and their source weights (see `source_groups`), flattened."""
+    groups = source_groups(urls, split)
+    return [u for found, _ in groups for u in found], [w for found, w in groups for _ in found]
 
 
 def s3_env() -> dict[str, str]:
@@ -236,32 +243,58 @@ def worker_rng(seed: int, rank: int, epoch: int, salt: int) -> np.random.Generat
     return np.random.default_rng([seed, rank, worker, epoch, salt])
 
 
+def rank_share(groups: list[tuple[list[str], float]], rank: int, world: int) -> list[tuple[str, float, int, int]]:
+    """This rank's disjoint part of every source for resampled training, as (url, weight, part, parts):
+    the rank keeps samples i of the shard with i % parts == part. A source with at least `world`
+    shards is split by shard (`shards[rank::world]`, parts 1); a smaller source is split by sample
+    (every rank reads its shards and keeps every world-th sample). Weights keep the sources' mix."""
+    share = []
+    for found, weight in groups:
+        if len(found) >= world:
+            share += [(u, weight, 0, 1) for u in found[rank::world]]
+        else:
+            share += [(u, weight, rank, world) for u in found]
+    return share
+
+
 class ShardList(IterableDataset):
-    """Yields `dict(url=...)` for this rank and worker: resampled by weight, or split once."""
+    """Yields `dict(url=..., part=..., parts=...)` for this rank and worker.
+
+    "resampled": shards of this rank's disjoint share (`rank_share`) drawn with replacement by
+    weight; "once": every (weight-repeated) shard once, shuffled alike on all ranks, then split.
+    """
 
     def __init__(
-        self, urls: list[str], weights: list[float], mode: str, seed: int, rank: int, world: int, state: SharedState
+        self,
+        groups: list[tuple[list[str], float]],
+        mode: str,
+        seed: int,
+        rank: int,
+        world: int,
+        state: SharedState,
     ) -> None:
         super().__init__()
-        self.urls, self.weights, self.mode, self.seed = urls, weights, mode, seed
+        self.groups, self.mode, self.seed = groups, mode, seed
         self.rank, self.world, self.state = rank, world, state
 
-    def __iter__(self) -> Iterator[dict[str, str]]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch = self.state.epoch
         if self.mode == "resampled":
+            share = rank_share(self.groups, self.rank, self.world)
             rng = worker_rng(self.seed, self.rank, epoch, 1)
-            p = np.asarray(self.weights) / np.sum(self.weights)
+            p = np.asarray([w for _, w, _, _ in share]) / sum(w for _, w, _, _ in share)
             while True:
-                yield {"url": self.urls[rng.choice(len(self.urls), p=p)]}
-        order = [u for u, w in zip(self.urls, self.weights, strict=True) for _ in range(int(w))]
+                url, _, part, parts = share[rng.choice(len(share), p=p)]
+                yield {"url": url, "part": part, "parts": parts, "share": len(share)}
+        order = [u for found, w in self.groups for u in found for _ in range(int(w))]
         np.random.default_rng([self.seed, epoch]).shuffle(order)  # same order on every rank
         worker, workers = worker_and_count()
         mine = order[self.rank :: self.world][worker::workers]  # split_by_node, then split_by_worker
-        yield from ({"url": u} for u in mine)
+        yield from ({"url": u, "part": 0, "parts": 1} for u in mine)
 
 
 class ReadShards:
-    """Open each shard and yield its samples (raw bytes per field); failures name the shard.
+    """Open each shard and yield its samples (raw bytes per field) of the item's part; failures name the shard.
 
     Holds the AWS_* settings of the process that built the pipeline: worker processes started
     by a forkserver do not see environment changes made after the server started.
@@ -270,9 +303,21 @@ class ReadShards:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
 
-    def __call__(self, src: Iterator[dict[str, str]]) -> Iterator[dict[str, Any]]:
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        empty: set[str] = set()  # shards that hold no sample of this rank's part
         for item in src:
-            yield from read_shard(item["url"], open_shard(item["url"], self.env))
+            samples = read_shard(item["url"], open_shard(item["url"], self.env))
+            got = False
+            for sample in itertools.islice(samples, item["part"], None, item["parts"]):
+                got = True
+                yield sample
+            if not got and "share" in item:
+                empty.add(item["url"])
+                if len(empty) == item["share"]:  # resampling would spin forever
+                    raise UserError(
+                        f"no training samples for this rank in its {len(empty)} shard(s) (e.g. {sorted(empty)[0]}): "
+                        "fewer samples than ranks; use fewer ranks or re-shard smaller"
+                    )
 
 
 class Shuffle:
@@ -341,16 +386,17 @@ def make_dataset(
     if batch_size < 1:
         raise UserError(f"batch size must be positive, got {batch_size}")
     kind = STAGES[stage]
-    shards, weights = expand_sources(urls, split)
+    groups = source_groups(urls, split)
+    weights = sorted({w for _, w in groups})
     if mode == "once" and any(w != int(w) for w in weights):
-        raise UserError(f"'once' mode repeats sources a whole number of times; got weights {sorted(set(weights))}")
+        raise UserError(f"'once' mode repeats sources a whole number of times; got weights {weights}")
     if check:
-        check_shards(shards)
+        check_shards([u for found, _ in groups for u in found])
     rank, world = rank_and_world()
     state = state or SharedState(max_skip)
     buffer = SHUFFLE_BUFFER[kind] if shuffle_buffer is None else shuffle_buffer
     pipeline = wds.DataPipeline(
-        ShardList(shards, weights, mode, seed, rank, world, state),
+        ShardList(groups, mode, seed, rank, world, state),
         ReadShards(s3_env()),
         Shuffle(buffer, seed, rank, state),
         ToTrainingSample(kind, crop, seed, rank, state),
