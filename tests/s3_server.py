@@ -66,8 +66,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_rclone_s3(root_dir: str | Path, timeout: float = 20.0) -> S3Server:
-    """Start `rclone serve s3` over `root_dir` on a free 127.0.0.1 port; wait until it answers."""
+def start_rclone_s3(root_dir: str | Path, timeout: float = 20.0, dir_cache_time: str | None = "1s") -> S3Server:
+    """Start `rclone serve s3` over `root_dir` on a free 127.0.0.1 port; wait until it answers.
+
+    `dir_cache_time`: how long rclone trusts a directory listing; a short one (default 1s) lets files
+    placed in / removed from the backing folder show up quickly. None keeps rclone's default (5 min),
+    which large uploads (a `dvc push`) need; "0s" re-lists on every request, which stalled a
+    `dvc push` and once left rclone spinning at full CPU in a test run."""
     root = Path(root_dir)
     root.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -75,8 +80,9 @@ def start_rclone_s3(root_dir: str | Path, timeout: float = 20.0) -> S3Server:
         rclone_binary(), "serve", "s3", str(root),
         "--addr", f"127.0.0.1:{port}", "--auth-key", f"{KEY},{SECRET}",
         "--config", "/dev/null", "--log-level", "ERROR",
-        "--dir-cache-time", "0s",  # files placed in / removed from the backing folder show up at once
     ]  # fmt: skip
+    if dir_cache_time is not None:
+        cmd += ["--dir-cache-time", dir_cache_time]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     endpoint = f"http://127.0.0.1:{port}"
 
@@ -110,9 +116,9 @@ def start_rclone_s3(root_dir: str | Path, timeout: float = 20.0) -> S3Server:
 
 
 @contextlib.contextmanager
-def rclone_s3(root_dir: str | Path) -> Iterator[S3Server]:
+def rclone_s3(root_dir: str | Path, dir_cache_time: str | None = "1s") -> Iterator[S3Server]:
     """Context manager around `start_rclone_s3`."""
-    server = start_rclone_s3(root_dir)
+    server = start_rclone_s3(root_dir, dir_cache_time=dir_cache_time)
     try:
         yield server
     finally:

@@ -65,16 +65,16 @@ def _handler(state: Served):
             body = data[start:]
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            if state.mode == "drop" and not state.dropped:
+            drop = state.mode == "drop" and not state.dropped
+            if drop:
                 state.dropped = True
                 body = body[: len(body) // 2]
-                self.wfile.write(body)
+            state.bytes += len(body)  # counted before sending: the client may finish before this thread resumes
+            self.wfile.write(body)
+            if drop:
                 self.wfile.flush()
                 self.close_connection = True
                 self.connection.shutdown(2)
-            else:
-                self.wfile.write(body)
-            state.bytes += len(body)
 
         def log_message(self, *args) -> None:
             pass

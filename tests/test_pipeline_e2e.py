@@ -9,19 +9,15 @@ through a real S3 server (rclone); training from shards written to S3 (`shard.ur
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from s3_server import KEY, SECRET, S3Server, _free_port, rclone_binary
+from s3_server import rclone_s3
 
 ROOT = Path(__file__).resolve().parent.parent
 DOWNLOADS = ["static", "davis16", "davis17", "davis17_testdev", "youtube18", "youtube19", "bl30k", "pretrained"]
@@ -152,31 +148,6 @@ def test_exp_run_reruns_only_what_is_downstream_of_the_param(sample):
     assert UP_TO_DATE in dvc(repo, "status")
 
 
-@contextlib.contextmanager
-def rclone_s3(root: Path):
-    """`rclone serve s3` as in tests/s3_server.py but with rclone's directory cache on: with
-    `--dir-cache-time 0s` rclone stalls on the few hundred objects of a `dvc push`."""
-    port = _free_port()
-    cmd = [rclone_binary(), "serve", "s3", str(root), "--addr", f"127.0.0.1:{port}", "--auth-key", f"{KEY},{SECRET}",
-           "--config", "/dev/null", "--log-level", "ERROR"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 20
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except urllib.error.HTTPError:  # 403 without credentials: up
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "rclone serve s3 did not start"
-                time.sleep(0.1)
-        yield S3Server(endpoint, KEY, SECRET, root, proc.terminate)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def _use_remote(repo: Path, server) -> None:
     for key, value in [("endpointurl", server.endpoint_url), ("access_key_id", server.key),
                        ("secret_access_key", server.secret), ("region", "us-east-1")]:  # fmt: skip
@@ -188,7 +159,7 @@ def test_s3_remote_push_pull_and_training_from_s3_shards(sample, tmp_path):
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "--allow-empty", "-m", "after the experiment")
     (tmp_path / "s3" / "stcn").mkdir(parents=True)  # the bucket of the committed remote s3://stcn/dvc-cache
-    with rclone_s3(tmp_path / "s3") as server:
+    with rclone_s3(tmp_path / "s3", dir_cache_time=None) as server:  # "0s" stalls a dvc push
         _use_remote(repo, server)
         dvc(repo, "push", timeout=900)
         other = clone(repo, tmp_path / "other")
