@@ -41,6 +41,8 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
             "val",
             "--out",
             out,
+            "--resolution",
+            "128",
         ],
         capture_output=True,
         text=True,
@@ -48,6 +50,8 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["blackswan", "libby"]
     assert len(list((out / "libby").glob("*.png"))) == 5
+    gt_shape = read_mask(root / "Annotations/480p/libby/00000.png").shape
+    assert read_mask(out / "libby/00003.png").shape == gt_shape  # processed at 128p, written at input size
     glob = pd.read_csv(out / "global_results-val.csv")
     assert list(glob.columns) == ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
     summary = json.loads((out / "evaluation.json").read_text())

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from stcn.inference.commands import AMP, DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, TOP_K, WEIGHTS
+
 
 def score(
     root: Path = typer.Option(..., "--root", help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)."),
@@ -24,17 +26,20 @@ def score(
 
 
 def evaluate(
-    weights: Path = typer.Option(..., help="STCN checkpoint (official format)."),
+    weights: Path = WEIGHTS,
     dataset: str = typer.Option(..., help="davis2016, davis2017 or youtube."),
     root: Path = typer.Option(..., help="Dataset root (DAVIS root, or YouTube-VOS root with <split>/JPEGImages)."),
     split: str = typer.Option("val", help="val / test-dev (DAVIS), valid (YouTube-VOS)."),
     out: Path = typer.Option(..., help="Output folder for predictions, scores and evaluation.json."),
-    top_k: int = typer.Option(20, help="Memory entries kept per query pixel."),
-    mem_every: int = typer.Option(5, help="Add a memory frame every N frames."),
-    include_last: bool = typer.Option(False, help="Keep the previous frame in a temporary memory slot."),
-    amp: bool = typer.Option(False, help="Mixed precision: fp16 on CUDA, bf16 on CPU."),
-    max_memory_frames: int | None = typer.Option(None, help="Bound memory to frame 0 + the most recent frames."),
-    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    top_k: int = TOP_K,
+    mem_every: int = MEM_EVERY,
+    include_last: bool = INCLUDE_LAST,
+    amp: bool = AMP,
+    max_memory_frames: int | None = MAX_MEMORY_FRAMES,
+    device: str | None = DEVICE,
+    resolution: int | None = typer.Option(
+        None, help="Process frames resized to this shorter side [default: as stored; YouTube-VOS 480]."
+    ),
 ) -> None:
     """Predict a whole split, report the amortized FPS, and score it when ground truth exists."""
     from stcn.eval.davis_score import print_results
@@ -42,7 +47,7 @@ def evaluate(
     from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
 
-    settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device)
+    settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device, resolution)
     result = run(load_model(weights, settings.device), dataset, root, split, out, settings)
     if result.global_results is not None:
         print_results(result.global_results, result.per_sequence)

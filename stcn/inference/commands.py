@@ -18,6 +18,18 @@ if TYPE_CHECKING:
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
+# inference options shared by `stcn segment` and `stcn evaluate`
+WEIGHTS = typer.Option(..., help="STCN checkpoint (official format).")
+TOP_K = typer.Option(20, help="Memory entries kept per query pixel.")
+MEM_EVERY = typer.Option(5, help="Add a memory frame every N frames.")
+INCLUDE_LAST = typer.Option(False, help="Keep the previous frame in a temporary memory slot.")
+AMP = typer.Option(False, help="Mixed precision: fp16 on CUDA, bf16 on CPU.")
+MAX_MEMORY_FRAMES = typer.Option(None, help="Bound memory to frame 0 + the most recent frames.")
+DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
+RESOLUTION = typer.Option(
+    None, help="Process frames resized to this shorter side; outputs keep the input size [default: as given]."
+)
+
 
 def inference_settings(
     top_k: int,
@@ -35,27 +47,30 @@ def inference_settings(
         raise UserError("--top-k and --mem-every must be at least 1")
     if max_memory_frames is not None and max_memory_frames < 1:
         raise UserError("--max-memory-frames must be at least 1")
+    if resolution is not None and resolution < 16:
+        raise UserError(f"--resolution must be at least 16 pixels, got {resolution}")
     return InferenceSettings(top_k, mem_every, include_last, amp, max_memory_frames, pick_device(device), resolution)
 
 
 def segment(
-    weights: Path = typer.Option(..., help="STCN checkpoint (official format)"),
-    frames: Path = typer.Option(..., help="folder of frames (sorted by name) or a video file"),
-    first_mask: Path = typer.Option(..., help="palette/grey PNG of the first frame: 0 background, ids, 255 void"),
-    out: Path = typer.Option(..., help="output folder for palette PNGs"),
-    top_k: int = typer.Option(20, help="memory entries kept per query pixel"),
-    mem_every: int = typer.Option(5, help="add a memory frame every N frames"),
-    include_last: bool = typer.Option(False, help="keep the previous frame in a temporary memory slot"),
-    amp: bool = typer.Option(False, help="mixed precision: fp16 on CUDA, bf16 on CPU"),
-    max_memory_frames: int | None = typer.Option(None, help="bound memory to frame 0 + the most recent frames"),
-    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)"),
-    overlay: Path | None = typer.Option(None, help="also write an MP4 with the masks blended in"),
+    weights: Path = WEIGHTS,
+    frames: Path = typer.Option(..., help="Folder of frames (sorted by name) or a video file."),
+    first_mask: Path = typer.Option(..., help="Palette/grey PNG of the first frame: 0 background, ids, 255 void."),
+    out: Path = typer.Option(..., help="Output folder for palette PNGs."),
+    top_k: int = TOP_K,
+    mem_every: int = MEM_EVERY,
+    include_last: bool = INCLUDE_LAST,
+    amp: bool = AMP,
+    max_memory_frames: int | None = MAX_MEMORY_FRAMES,
+    device: str | None = DEVICE,
+    resolution: int | None = RESOLUTION,
+    overlay: Path | None = typer.Option(None, help="Also write an MP4 with the masks blended in."),
 ) -> None:
     """Segment the objects of the first-frame mask in every frame; writes 00000.png ... (frame 0 = the mask)."""
     from stcn.inference.loading import load_model
     from stcn.inference.video import folder_frames, propagate, video_frames
 
-    settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device)
+    settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device, resolution)
     if not frames.exists():
         raise UserError(f"frames not found: {frames}")
     is_video = frames.is_file() and frames.suffix.lower() in VIDEO_SUFFIXES
