@@ -2,12 +2,11 @@
 
 Knobs: the `train` block under `train_<run>`; `data` names shard folders under `shard.url`.
 `train.launcher` starts this script (`python`, or `torchrun ...` for one process per GPU).
-The final checkpoint.pth is removed once weights.pth is written (it only serves to resume).
+The final checkpoint.pth is not kept (it only serves to resume; weights.pth is the output).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -19,7 +18,6 @@ def train(
     init: str = typer.Option(None, help="previous stage's weights.pth (default: the `init` param)"),
 ) -> None:
     """Train stage `train_<RUN>.stage` into models/RUN."""
-    from stcn.train.checkpointing import CHECKPOINT
     from stcn.train.trainer import TrainConfig
     from stcn.train.trainer import train as run_stage
 
@@ -29,9 +27,7 @@ def train(
     knobs["data"] = [f"{url}/{name}" for name in knobs["data"]]
     knobs["init"] = init or knobs.get("init")
     out = Path("models") / run
-    run_stage(TrainConfig(out=str(out), **knobs))
-    if os.environ.get("RANK", "0") == "0":
-        (out / CHECKPOINT).unlink(missing_ok=True)
+    run_stage(TrainConfig(out=str(out), keep_checkpoint=False, **knobs))
 
 
 if __name__ == "__main__":

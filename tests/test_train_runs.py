@@ -163,11 +163,12 @@ def test_cli_streams_from_s3_mixed_with_local_shards(shards, tmp_path, s3_server
     out = tmp_path / "s3"
     proc = cli("--stage", "2", "--data", "s3://test-bucket/davis*2", "--data", str(shards / "blackswan"), "--out",
                str(out), "--init", "random", "--iterations", "2", "--batch-size", "1", "--crop", str(CROP),
-               "--num-workers", "0", "--log-every", "1", env=s3_server.env())  # fmt: skip
+               "--num-workers", "0", "--log-every", "1", "--no-keep-checkpoint", env=s3_server.env())  # fmt: skip
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert _logged_steps(out / "dvclive") == [0, 1]
     load_weights(STCN(), out / "weights.pth")
+    assert not (out / "checkpoint.pth").exists()
 
 
 def test_stage0_to_stage1_weights(shards, tmp_path):

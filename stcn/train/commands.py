@@ -48,6 +48,9 @@ def train_command(
     ),
     log_every: int = typer.Option(10, "--log-every", min=1, help="iterations between logged metrics"),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
+    keep_checkpoint: bool = typer.Option(
+        True, "--keep-checkpoint/--no-keep-checkpoint", help="keep OUT/checkpoint.pth after the last iteration"
+    ),
 ) -> None:
     """Train one stage of STCN (s012 = 0 -> 1 -> 2, s03 = 0 -> 3, each --init from the previous weights)."""
     from stcn.errors import UserError
@@ -60,7 +63,7 @@ def train_command(
     cfg = TrainConfig(stage=stage, data=list(data), out=out, init=init, imagenet_dir=imagenet_dir,
                       iterations=iterations, batch_size=batch_size, crop=crop, lr=lr, resume=resume, amp=amp,
                       checkpoint_every=checkpoint_every, seed=seed, num_workers=num_workers, log_every=log_every,
-                      device=device)  # fmt: skip
+                      device=device, keep_checkpoint=keep_checkpoint)  # fmt: skip
     result = train(cfg)
     if os.environ.get("RANK", "0") == "0":
         typer.echo(f"stage {stage}: {result['iteration']} iterations done; weights in {result['weights']}", err=True)

@@ -56,6 +56,7 @@ class TrainConfig:
     device: str | None = None
     live: bool = True
     progress: bool | None = None
+    keep_checkpoint: bool = True  # False: drop checkpoint.pth once weights.pth is written
 
     def resolved(self, world_size: int) -> dict[str, Any]:
         """The settings with recipe defaults filled in, as stored in checkpoints."""
@@ -199,9 +200,12 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
                 save(it + 1)
     finally:
         log.close()
-    save(iterations)
+    if cfg.keep_checkpoint:
+        save(iterations)
     if dist.is_main:
         save_weights(out / WEIGHTS, model)
+        if not cfg.keep_checkpoint:
+            (out / CHECKPOINT).unlink(missing_ok=True)
     ddp.barrier()
     return {"iteration": iterations, "losses": history, "weights": str(out / WEIGHTS), "model": model}
 
