@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import urllib.error
+import functools
+import hashlib
+import http.server
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -153,11 +157,12 @@ def is_orthogonal(m: torch.Tensor) -> bool:
 
 
 def _fake_imagenet(folder: Path) -> tuple[dict, dict]:
+    """Seeded torchvision ResNet-50/18 weights saved under torchvision's file names."""
     torch.manual_seed(1)
     r50, r18 = torchvision.models.resnet50().state_dict(), torchvision.models.resnet18().state_dict()
     folder.mkdir()
-    torch.save(r50, folder / Path(init_weights.RESNET50.url).name)
-    torch.save(r18, folder / Path(init_weights.RESNET18.url).name)
+    torch.save(r50, folder / Path(init_weights.IMAGENET_URLS["resnet50"]).name)
+    torch.save(r18, folder / Path(init_weights.IMAGENET_URLS["resnet18"]).name)
     return r50, r18
 
 
@@ -176,13 +181,56 @@ def test_imagenet_init_from_folder(tmp_path, single):
     assert is_orthogonal(extra)
 
 
+@pytest.fixture
+def weights_server(tmp_path):
+    """A real HTTP server over tmp_path/www."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _serve_imagenet(root: Path, base: str, monkeypatch) -> tuple[dict, dict]:
+    """Fake ImageNet files named like torchvision's (arch-<sha256 prefix>.pth) on the server."""
+    r50, r18 = _fake_imagenet(root / "src")
+    for arch in ("resnet50", "resnet18"):
+        data = (root / "src" / Path(init_weights.IMAGENET_URLS[arch]).name).read_bytes()
+        name = f"{arch}-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+        (root / name).write_bytes(data)
+        monkeypatch.setitem(init_weights.IMAGENET_URLS, arch, f"{base}/{name}")
+    return r50, r18
+
+
+def test_imagenet_init_downloads_checks_the_hash_and_caches(tmp_path, monkeypatch, weights_server):
+    root, base = weights_server
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    r50, r18 = _serve_imagenet(root, base, monkeypatch)
+    model = init_weights.build_model(True, "imagenet")
+    assert torch.equal(model.key_encoder.layer2[0].conv1.weight, r50["layer2.0.conv1.weight"])
+    assert torch.equal(model.value_encoder.conv1.weight[:, :3], r18["conv1.weight"])
+    assert len(list((tmp_path / "torch/hub/checkpoints").glob("resnet*.pth"))) == 2
+    for served in root.glob("resnet*.pth"):
+        served.unlink()  # the second build reads the hub cache, not the server
+    init_weights.build_model(True, "imagenet")
+
+    name = Path(init_weights.IMAGENET_URLS["resnet50"]).name
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "fresh"))
+    (root / name).write_bytes(b"not the weights whose sha256 the name carries")
+    with pytest.raises(UserError, match=f"{name} .*cannot be downloaded.*hash"):
+        init_weights.build_model(True, "imagenet")
+
+
 def test_imagenet_offline_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-
-    def offline(*_, **__):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with socket.socket() as s:  # a port nobody listens on: connection refused, as offline
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setitem(init_weights.IMAGENET_URLS, "resnet50", f"http://127.0.0.1:{port}/resnet50-0676ba61.pth")
     with pytest.raises(UserError) as e:
         init_weights.build_model(True, "imagenet")
     msg = str(e.value)

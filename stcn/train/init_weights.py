@@ -14,14 +14,19 @@ from stcn.errors import UserError
 from stcn.model.checkpoint import CONV1, load_weights
 from stcn.model.network import STCN
 
-RESNET50 = torchvision.models.ResNet50_Weights.IMAGENET1K_V1  # the original's `resnet50(pretrained=True)`
-RESNET18 = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+# the original's `resnet50(pretrained=True)` / `resnet18(pretrained=True)`; file names carry a sha256 prefix
+IMAGENET_URLS = {
+    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url,
+    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url,
+}
 DOWNLOAD_TIMEOUT_S = 30
 
 
-def _imagenet_state(weights: torchvision.models.WeightsEnum, folder: str | Path | None) -> dict[str, torch.Tensor]:
-    """ImageNet weights from `folder` (torchvision file name), else the torch hub cache / a download."""
-    name = Path(weights.url).name
+def _imagenet_state(arch: str, folder: str | Path | None) -> dict[str, torch.Tensor]:
+    """ImageNet weights from `folder` (torchvision file name), else the torch hub cache / a
+    download whose sha256 must match the prefix in the file name."""
+    url = IMAGENET_URLS[arch]
+    name = Path(url).name
     if folder is not None:
         path = Path(folder) / name
         if not path.is_file():
@@ -31,8 +36,10 @@ def _imagenet_state(weights: torchvision.models.WeightsEnum, folder: str | Path 
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        return torch.hub.load_state_dict_from_url(weights.url, model_dir=str(cache), progress=False, map_location="cpu")
-    except Exception as e:  # offline: URLError / timeouts; a corrupt cache: RuntimeError
+        return torch.hub.load_state_dict_from_url(
+            url, model_dir=str(cache), progress=False, map_location="cpu", check_hash=True, weights_only=True
+        )
+    except Exception as e:  # offline: URLError / timeouts; a wrong hash or a corrupt cache: RuntimeError
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
             f"ImageNet weights {name} are not in {cache} and cannot be downloaded ({reason}); "
@@ -48,8 +55,8 @@ def load_imagenet(model: STCN, folder: str | Path | None = None) -> STCN:
     The value encoder's extra mask channel(s) of conv1 are orthogonal-initialised; its conv biases
     and the fuser keep their fresh init.
     """
-    r50 = _imagenet_state(RESNET50, folder)
-    r18 = _imagenet_state(RESNET18, folder)
+    r50 = _imagenet_state("resnet50", folder)
+    r18 = _imagenet_state("resnet18", folder)
     key_state = OrderedDict()
     for name in model.key_encoder.state_dict():
         src = "layer1" + name[len("res2") :] if name.startswith("res2") else name
