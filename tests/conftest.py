@@ -20,6 +20,16 @@ SHARED = Path(os.environ.get("STCN_SHARED", REPO.parent / "shared"))
 KEY_LIST = REPO / "tests" / "data" / "stcn_state_dict.json"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`): on a
+    shared 2-core machine, OpenMP spin-waiting makes 2 threads up to 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def davis_root() -> Path:
     return DAVIS

@@ -19,6 +19,10 @@ def stcn(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True)
 
 
+def segment(weights, frames, first_mask, out, *extra) -> subprocess.CompletedProcess:
+    return stcn("segment", "--weights", weights, "--frames", frames, "--first-mask", first_mask, "--out", out, *extra)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
@@ -30,21 +34,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 def test_segment_folder_writes_palette_pngs(weights_file, small_blackswan, tmp_path):
     frames, masks = small_blackswan
     out = tmp_path / "out"
-    r = stcn(
-        "segment",
-        "--weights",
-        weights_file,
-        "--frames",
-        frames,
-        "--first-mask",
-        masks / "00000.png",
-        "--out",
-        out,
-        "--overlay",
-        tmp_path / "preview.mp4",
-        "--max-memory-frames",
-        "2",
-    )
+    r = segment(weights_file, frames, masks / "00000.png", out, "--overlay", tmp_path / "preview.mp4",
+                "--max-memory-frames", "2")  # fmt: skip
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in out.glob("*.png"))
     assert names == [f"{i:05d}.png" for i in range(8)]
@@ -62,53 +53,23 @@ def test_segment_video_file(weights_file, small_blackswan, tmp_path):
         writer.write(cv2.imread(str(f))[:, :426])
     writer.release()
     Image.fromarray(read_mask(masks / "00000.png")[:, :426]).save(mask)
-    r = stcn("segment", "--weights", weights_file, "--frames", video, "--first-mask", mask, "--out", tmp_path / "out")
+    r = segment(weights_file, video, mask, tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"{i:05d}.png" for i in range(4)]
 
 
 def test_mask_size_mismatch(weights_file, small_blackswan, davis_root, tmp_path):
     frames, _ = small_blackswan
-    r = stcn(
-        "segment",
-        "--weights",
-        weights_file,
-        "--frames",
-        frames,
-        "--first-mask",
-        davis_root / "Annotations/480p/blackswan/00000.png",
-        "--out",
-        tmp_path / "o",
-    )
+    r = segment(weights_file, frames, davis_root / "Annotations/480p/blackswan/00000.png", tmp_path / "o")
     assert_one_line_error(r, "854x480", "427x240")
 
 
 def test_corrupt_and_missing_frames(weights_file, small_blackswan, tmp_path):
     frames, masks = small_blackswan
     (frames / "00004.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
-    r = stcn(
-        "segment",
-        "--weights",
-        weights_file,
-        "--frames",
-        frames,
-        "--first-mask",
-        masks / "00000.png",
-        "--out",
-        tmp_path / "o",
-    )
+    r = segment(weights_file, frames, masks / "00000.png", tmp_path / "o")
     assert_one_line_error(r, "corrupt", "00004.jpg")
-    r = stcn(
-        "segment",
-        "--weights",
-        weights_file,
-        "--frames",
-        tmp_path / "nowhere",
-        "--first-mask",
-        masks / "00000.png",
-        "--out",
-        tmp_path / "o",
-    )
+    r = segment(weights_file, tmp_path / "nowhere", masks / "00000.png", tmp_path / "o")
     assert_one_line_error(r, "nowhere")
 
 
@@ -116,7 +77,7 @@ def test_empty_first_mask(weights_file, small_blackswan, tmp_path):
     frames, masks = small_blackswan
     empty = tmp_path / "empty.png"
     Image.fromarray(np.zeros_like(read_mask(masks / "00000.png"))).save(empty)
-    r = stcn("segment", "--weights", weights_file, "--frames", frames, "--first-mask", empty, "--out", tmp_path / "o")
+    r = segment(weights_file, frames, empty, tmp_path / "o")
     assert_one_line_error(r, "no object")
 
 
@@ -130,7 +91,5 @@ def test_bad_checkpoint(official_entries, small_blackswan, tmp_path, bad):
         torch.save(state, path)
     else:
         path.write_bytes(b"\x00" * 100)
-    r = stcn(
-        "segment", "--weights", path, "--frames", frames, "--first-mask", masks / "00000.png", "--out", tmp_path / "o"
-    )
+    r = segment(path, frames, masks / "00000.png", tmp_path / "o")
     assert_one_line_error(r, "decoder.compress.conv1.weight" if bad == "shape" else "bad.pth")

@@ -227,6 +227,15 @@ def test_static_image_without_mask(bundled: Path, tmp_path: Path) -> None:
         shard_static(root, str(tmp_path / "s"))
 
 
+def test_bad_shard_size_fails_before_reading_inputs(tmp_path: Path) -> None:
+    missing = tmp_path / "BL30K_a.tar"  # would fail later, in the index pass over the segments
+    for size in (0, -1):
+        with pytest.raises(UserError, match=f"--shard-size-mb must be positive, got {size}"):
+            shard_bl30k([missing], str(tmp_path / "s"), shard_size_mb=size)
+        with pytest.raises(UserError, match="--shard-size-mb must be positive"):
+            shard_static(tmp_path / "nowhere", str(tmp_path / "s"), shard_size_mb=size)
+
+
 def test_bl30k_frame_without_mask(tmp_path: Path) -> None:
     members = [m for m in bl30k_members(bundled_videos()) if m[0] != "BL30K/Annotations/libby/00004.png"]
     seg = write_tar(tmp_path / "BL30K_a.tar", members)

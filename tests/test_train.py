@@ -22,14 +22,7 @@ from stcn.train.forward import TrainingForward, aggregate_logits
 from stcn.train.loss import bootstrapped_ce, compute_losses
 from stcn.train.recipe import STAGES, bootstrap_fraction, get_stage, max_skip_at, scaled_lr_steps
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, OpenMP spin-waiting makes 2 threads up to 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_recipe_table():

@@ -32,15 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 DAVIS = REPO / "stcn" / "data" / "bundled" / "davis-mini"
 CROP = 64  # the pipeline is the same at 384; small crops keep these runs to seconds per step
 ITERS = 16  # overfit iterations
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, OpenMP spin-waiting makes 2 threads up to 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

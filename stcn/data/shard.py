@@ -20,9 +20,14 @@ Log = Callable[[str], None]
 
 
 def _size(shard_size_mb: float) -> int:
+    """Shard size in bytes; checked before any input is read."""
     if shard_size_mb <= 0:
         raise UserError(f"--shard-size-mb must be positive, got {shard_size_mb}")
     return int(shard_size_mb * 2**20)
+
+
+def _write(samples: list, out: str, dataset: str, split: str, source: str, size: int, log: Log) -> dict[str, Any]:
+    return write_shards(samples, str(out), dataset=dataset, split=split, source=source, shard_size_bytes=size, log=log)
 
 
 def shard_davis(
@@ -37,9 +42,8 @@ def shard_davis(
     """Shard a DAVIS split (one sample per sequence); returns the index."""
     if str(year) not in ("2016", "2017"):
         raise UserError(f"DAVIS year must be 2016 or 2017, got {year}")
-    samples = davis_pending(root, year, split)
-    return write_shards(samples, str(out), dataset=f"davis{year}", split=split, source=f"davis{year}/{split}",
-                        shard_size_bytes=_size(shard_size_mb), log=log)  # fmt: skip
+    size = _size(shard_size_mb)
+    return _write(davis_pending(root, year, split), out, f"davis{year}", split, f"davis{year}/{split}", size, log)
 
 
 def shard_youtube(
@@ -51,9 +55,8 @@ def shard_youtube(
     log: Log = lambda _: None,
 ) -> dict[str, Any]:
     """Shard a YouTube-VOS split (`train` reads `train_480p` when it exists); returns the index."""
-    samples = youtube_pending(root, split)
-    return write_shards(samples, str(out), dataset="youtube", split=split, source=f"youtube/{split}",
-                        shard_size_bytes=_size(shard_size_mb), log=log)  # fmt: skip
+    size = _size(shard_size_mb)
+    return _write(youtube_pending(root, split), out, "youtube", split, f"youtube/{split}", size, log)
 
 
 def shard_static(
@@ -65,9 +68,8 @@ def shard_static(
     log: Log = lambda _: None,
 ) -> dict[str, Any]:
     """Shard image + mask pairs found recursively under `root` (one sample per image)."""
-    samples = static_pending(root)
-    return write_shards(samples, str(out), dataset="static", split=split, source="static",
-                        shard_size_bytes=_size(shard_size_mb), log=log)  # fmt: skip
+    size = _size(shard_size_mb)
+    return _write(static_pending(root), out, "static", split, "static", size, log)
 
 
 def shard_bl30k(
@@ -81,11 +83,11 @@ def shard_bl30k(
     """Shard BL30K straight from its segment tars (no extraction); one sample per video."""
     if not segments:
         raise UserError("no BL30K segments given (--segments BL30K_a.tar ...)")
+    size = _size(shard_size_mb)
     paths = [str(s) for s in segments]
     log(f"indexing {len(paths)} segment(s)")
     index = Bl30kIndex(paths)
     with Bl30kReader(index) as reader:
         samples = bl30k_pending(index, reader)
         log(f"{len(samples)} videos, {len(index.rows['vid'])} members")
-        return write_shards(samples, str(out), dataset="bl30k", split=split, source="bl30k",
-                            shard_size_bytes=_size(shard_size_mb), log=log)  # fmt: skip
+        return _write(samples, out, "bl30k", split, "bl30k", size, log)
