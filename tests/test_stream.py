@@ -22,7 +22,7 @@ from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
 from stcn.data.shard_inputs import davis_pending, static_pending
 from stcn.data.shard_writer import write_shards
-from stcn.data.stream import ShardList, SharedState, expand_sources, make_loader
+from stcn.data.stream import ShardList, SharedState, expand_sources, make_loader, rank_share
 from stcn.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,6 +125,19 @@ def test_weighted_sources(shards):
     assert abs(heavy - 5 / 6) < 0.03
     once = make_loader(f"{d}/train-000000.tar*2::{d}/train-000001.tar", 2, 1, 0, mode="once", crop=CROP)
     assert Counter(names(once)) == {"dog-agility": 2, "blackswan": 1}
+
+
+def test_rank_share_splits_shards_then_the_leftover_by_sample():
+    five = ([f"s{i}" for i in range(5)], 2.0)
+    assert rank_share([five], 0, 2) == [("s0", 2.0, 0, 1), ("s2", 2.0, 0, 1), ("s4", 2.0, 0, 2)]
+    assert rank_share([five], 1, 2) == [("s1", 2.0, 0, 1), ("s3", 2.0, 0, 1), ("s4", 2.0, 1, 2)]
+    assert rank_share([five, (["t0"], 1.0)], 2, 3) == [
+        ("s2", 2.0, 0, 1),
+        ("s3", 2.0, 2, 3),
+        ("s4", 2.0, 2, 3),
+        ("t0", 1.0, 2, 3),
+    ]
+    assert rank_share([five], 0, 1) == [(f"s{i}", 2.0, 0, 1) for i in range(5)]
 
 
 def test_resampled_ranks_get_disjoint_data(shards, monkeypatch):

@@ -7,10 +7,9 @@ YouTube-VOS" is `["s3://b/davis*5", "s3://b/youtube"]`). S3 endpoint and credent
 AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
 
 Two modes (`make_loader(mode=...)`):
-    "resampled"  for DDP training (use this in the trainer): ranks get disjoint data (each
-                 source's shards split by rank; a source with fewer shards than ranks is
-                 split by sample instead, see `rank_share`); every worker of a rank draws
-                 its rank's shards with replacement (weights applied) and stops after exactly
+    "resampled"  for DDP training (use this in the trainer): each rank gets a disjoint part of
+                 every source, the same number of shards each (`rank_share`); every worker of a
+                 rank draws its part's shards with replacement (weights applied) and stops after exactly
                  ceil(samples_per_rank / (batch_size * num_workers)) batches (`with_epoch`), so
                  all ranks take the same number of steps and none waits at the end of an epoch.
     "once"       every (weighted-repeated) sample exactly once per epoch: shards are shuffled
@@ -244,16 +243,15 @@ def worker_rng(seed: int, rank: int, epoch: int, salt: int) -> np.random.Generat
 
 
 def rank_share(groups: list[tuple[list[str], float]], rank: int, world: int) -> list[tuple[str, float, int, int]]:
-    """This rank's disjoint part of every source for resampled training, as (url, weight, part, parts):
-    the rank keeps samples i of the shard with i % parts == part. A source with at least `world`
-    shards is split by shard (`shards[rank::world]`, parts 1); a smaller source is split by sample
-    (every rank reads its shards and keeps every world-th sample). Weights keep the sources' mix."""
+    """This rank's disjoint, equal part of every source for resampled training, as (url, weight,
+    part, parts): the rank keeps samples i of the shard with i % parts == part. A source's first
+    world * (n // world) shards are split by shard (parts 1); the n % world left over are split by
+    sample (every rank reads them and keeps every world-th sample). Weights keep the sources' mix."""
     share = []
     for found, weight in groups:
-        if len(found) >= world:
-            share += [(u, weight, 0, 1) for u in found[rank::world]]
-        else:
-            share += [(u, weight, rank, world) for u in found]
+        whole = len(found) - len(found) % world
+        share += [(u, weight, 0, 1) for u in found[rank:whole:world]]
+        share += [(u, weight, rank, world) for u in found[whole:]]
     return share
 
 
