@@ -23,7 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import write_section  # noqa: E402
-from stcn.data.sources import bl30k_members, bundled_videos, write_tar  # noqa: E402
+from stcn.data.fetch.sources import bl30k_members, bundled_videos, write_tar  # noqa: E402
 
 
 def _hwm_mib(pid: int) -> float:
@@ -81,11 +81,11 @@ def main() -> None:
             [
                 sys.executable,
                 "-c",
-                ("import sys; from stcn.data.shard_bl30k import Bl30kIndex; Bl30kIndex([sys.argv[1]])"),
+                ("import sys; from stcn.data.shards.bl30k import Bl30kIndex; Bl30kIndex([sys.argv[1]])"),
                 str(seg),
             ]
         )
-        base_s, base_rss, _ = run_measured([sys.executable, "-c", "import stcn.data.shard"])
+        base_s, base_rss, _ = run_measured([sys.executable, "-c", "import stcn.data.shards.build"])
         cmd = [
             sys.executable,
             "-m",

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from benchmarks.report import write_section  # noqa: E402
-from stcn.data.shard_inputs import davis_pending, static_pending  # noqa: E402
-from stcn.data.shard_writer import write_shards  # noqa: E402
-from stcn.data.stream import (  # noqa: E402
+from stcn.data.shards.inputs import davis_pending, static_pending  # noqa: E402
+from stcn.data.shards.writer import write_shards  # noqa: E402
+from stcn.data.stream.loader import (  # noqa: E402
     SharedState,
     StreamLoader,
     ToTrainingSample,
@@ -121,8 +121,8 @@ def cpu_cost(shards: Path, kind: str, count: int, crop: int) -> float:
     """ms per training sample made in this process (1 thread) from raw samples already in memory."""
     import torch
 
-    from stcn.data.samples import VideoRecipe, static_training_sample, video_training_sample
-    from stcn.data.stream import expand_sources, open_shard, read_shard
+    from stcn.data.stream.loader import expand_sources, open_shard, read_shard
+    from stcn.data.stream.samples import VideoRecipe, static_training_sample, video_training_sample
 
     torch.set_num_threads(1)
     raws = [r for url in expand_sources(shards)[0] for r in read_shard(url, open_shard(url))]

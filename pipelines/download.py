@@ -14,7 +14,7 @@ from stage import command, log, params
 
 def download(dataset: str = typer.Argument(...), to: Path = typer.Argument(...)) -> None:
     """Download (or, with source `bundled`, build) DATASET into TO."""
-    from stcn.data.download import NeedsInternet, download_dataset
+    from stcn.data.fetch.download import NeedsInternet, download_dataset
 
     knobs = params(f"download_{dataset}")
     optional = knobs.pop("optional", False)

@@ -16,8 +16,8 @@ LOCAL = "shards"
 
 def shard(kind: str = typer.Argument(..., help="static | davis | youtube | bl30k"), source: Path = typer.Argument(...)):
     """Shard the dataset folder SOURCE (bl30k: the folder of segment tars)."""
-    from stcn.data import shard as shards
-    from stcn.data.shard_store import Store
+    from stcn.data.shards import build as shards
+    from stcn.data.shards.store import Store
 
     knobs = params(f"shard_{kind}", "shard")
     out = f"{knobs.pop('url').rstrip('/')}/{kind}"

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stcn.data.augment import (
+from stcn.data.images import read_frame, read_mask
+from stcn.data.stream.augment import (
     IM_MEAN,
     IM_STD,
     Jitter,
@@ -22,8 +23,7 @@ from stcn.data.augment import (
     video_frames,
     warp_pair,
 )
-from stcn.data.images import read_frame, read_mask
-from stcn.data.samples import (
+from stcn.data.stream.samples import (
     BL30K,
     VideoRecipe,
     binary_mask,
@@ -33,7 +33,7 @@ from stcn.data.samples import (
     usable_objects,
     video_training_sample,
 )
-from stcn.data.tps import random_tps_pair
+from stcn.data.stream.tps import random_tps_pair
 
 BUNDLED = Path(__file__).resolve().parent.parent / "stcn" / "data" / "bundled"
 DAVIS = BUNDLED / "davis-mini"

@@ -21,10 +21,10 @@ import pytest
 from PIL import Image
 from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
-from stcn.data.archives import safe_extract
-from stcn.data.download import NeedsInternet, download_dataset, fetch, resize_youtube_split
+from stcn.data.fetch.archives import safe_extract
+from stcn.data.fetch.download import NeedsInternet, download_dataset, fetch, resize_youtube_split
+from stcn.data.fetch.sources import DATASETS, DAVIS_MINI, bl30k_members, bundled_videos
 from stcn.data.folders import davis_sequences, youtube_sequences
-from stcn.data.sources import DATASETS, DAVIS_MINI, bl30k_members, bundled_videos
 from stcn.errors import UserError
 
 FRAME = DAVIS_MINI / "JPEGImages" / "480p" / "blackswan" / "00000.jpg"

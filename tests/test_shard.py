@@ -18,11 +18,11 @@ import webdataset as wds
 from PIL import Image
 from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
-from stcn.data.download import download_dataset
-from stcn.data.shard import shard_bl30k, shard_davis, shard_static, shard_youtube
-from stcn.data.shard_format import INDEX, decode_mask, decode_static_sample, decode_video_sample, unsafe_key
-from stcn.data.shard_store import shard_urls
-from stcn.data.sources import DAVIS_MINI, bl30k_members, bundled_videos, write_tar
+from stcn.data.fetch.download import download_dataset
+from stcn.data.fetch.sources import DAVIS_MINI, bl30k_members, bundled_videos, write_tar
+from stcn.data.shards.build import shard_bl30k, shard_davis, shard_static, shard_youtube
+from stcn.data.shards.format import INDEX, decode_mask, decode_static_sample, decode_video_sample, unsafe_key
+from stcn.data.shards.store import shard_urls
 from stcn.errors import UserError
 
 MB = 2**-20  # shard sizes below are given in MiB
@@ -87,7 +87,7 @@ def test_deterministic_byte_identical(bundled: Path, tmp_path: Path) -> None:
 def test_resume_after_interrupt_and_damaged_shard(bundled: Path, tmp_path: Path, monkeypatch) -> None:
     shard_davis(bundled / "davis17", str(tmp_path / "ref"), split="val", shard_size_mb=5)
     ref = _digests(_shards(tmp_path / "ref", "val"))
-    import stcn.data.shard_inputs as inputs
+    import stcn.data.shards.inputs as inputs
 
     real, calls = inputs.video_sample_members, []
 

@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
-from stcn.data.shard_inputs import davis_pending, static_pending
-from stcn.data.shard_writer import write_shards
-from stcn.data.stream import ShardList, SharedState, expand_sources, make_loader, rank_share
+from stcn.data.shards.inputs import davis_pending, static_pending
+from stcn.data.shards.writer import write_shards
+from stcn.data.stream.loader import ShardList, SharedState, expand_sources, make_loader, rank_share
 from stcn.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -193,7 +193,7 @@ def test_http_shards_exactly_once(shards):
 RANK_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from stcn.data.stream import make_loader
+    from stcn.data.stream.loader import make_loader
     url, out = sys.argv[1], {}
     once = make_loader(url, 0, 2, num_workers=2, seed=5, mode="once", crop=32, mp_context="fork")
     out["once"] = [[i["name"] for b in once for i in b["info"]] for _ in range(2)]

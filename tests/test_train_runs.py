@@ -17,9 +17,9 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 
-from stcn.data.shard_inputs import davis_pending, static_pending
-from stcn.data.shard_writer import write_shards
-from stcn.data.stream import make_loader
+from stcn.data.shards.inputs import davis_pending, static_pending
+from stcn.data.shards.writer import write_shards
+from stcn.data.stream.loader import make_loader
 from stcn.model import STCN, load_weights, official_state_dict
 from stcn.train.forward import TrainingForward
 from stcn.train.loss import compute_losses, iou

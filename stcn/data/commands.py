@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from stcn.data.shard_format import DEFAULT_SHARD_SIZE_MB
+from stcn.data.shards.format import DEFAULT_SHARD_SIZE_MB
 
 
 def _log(message: str) -> None:
@@ -26,7 +26,7 @@ def download(
     keep_archives: bool = typer.Option(False, help="keep zip files after extraction"),
 ) -> None:
     """Download (resumable, checksummed) and unpack a dataset into its own folder layout."""
-    from stcn.data.download import EXIT_NEEDS_INTERNET, NeedsInternet, download_dataset
+    from stcn.data.fetch.download import EXIT_NEEDS_INTERNET, NeedsInternet, download_dataset
 
     try:
         target = download_dataset(dataset, source=source, to=to, url=url, sha256=sha256, resize=resize,
@@ -56,7 +56,7 @@ def shard_davis_cmd(
     shard_size_mb: float = SIZE,
 ) -> None:
     """One sample per DAVIS sequence."""
-    from stcn.data.shard import shard_davis
+    from stcn.data.shards.build import shard_davis
 
     _done(shard_davis(root, out, year=year, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
 
@@ -69,7 +69,7 @@ def shard_youtube_cmd(
     shard_size_mb: float = SIZE,
 ) -> None:
     """One sample per YouTube-VOS video."""
-    from stcn.data.shard import shard_youtube
+    from stcn.data.shards.build import shard_youtube
 
     _done(shard_youtube(root, out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
 
@@ -82,7 +82,7 @@ def shard_static_cmd(
     shard_size_mb: float = SIZE,
 ) -> None:
     """One sample per image + mask pair."""
-    from stcn.data.shard import shard_static
+    from stcn.data.shards.build import shard_static
 
     _done(shard_static(root, out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
 
@@ -96,7 +96,7 @@ def shard_bl30k_cmd(
     shard_size_mb: float = SIZE,
 ) -> None:
     """One sample per BL30K video, read straight from the segment tars (no extraction)."""
-    from stcn.data.shard import shard_bl30k
+    from stcn.data.shards.build import shard_bl30k
 
     _done(shard_bl30k([*segments, *(extra or [])], out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
 

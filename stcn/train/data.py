@@ -1,4 +1,4 @@
-"""The trainer's view of the data layer: one `stcn.data.stream` loader, one epoch per data segment.
+"""The trainer's view of the data layer: one `stcn.data.stream.loader` loader, one epoch per data segment.
 
 Segment i of the plan (`data_plan`) is read as loader epoch i with that segment's max_skip, so
 its batches depend only on (seed, rank, worker, i); see `data_plan` for how resuming uses this.
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from stcn.data.stream import make_loader
+from stcn.data.stream.loader import make_loader
 from stcn.train.data_plan import Segment
 
 # (segment index, segment) -> that segment's batches (at least segment.batches of them)

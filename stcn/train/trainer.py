@@ -121,7 +121,7 @@ def batches_from(segments: list[Segment], start: int, open_segment: OpenSegment)
 def train(cfg: TrainConfig, open_segment: OpenSegment | None = None) -> dict[str, Any]:
     """Run (or resume) one stage; returns {'iteration', 'losses' (this run's logged), 'weights' (path), 'model'}.
 
-    Batches come from `cfg.data` through `stcn.data.stream` unless `open_segment` is given.
+    Batches come from `cfg.data` through `stcn.data.stream.loader` unless `open_segment` is given.
     """
     dist = ddp.setup(cfg.device)
     try:

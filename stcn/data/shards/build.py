@@ -1,6 +1,6 @@
 """Public sharding entry points: DAVIS, YouTube-VOS, static images and BL30K to WebDataset shards.
 
-The shard layout is defined in `stcn.data.shard_format`; `write_shards` (shard_writer) makes the
+The shard layout is defined in `stcn.data.shards.format`; `write_shards` (shard_writer) makes the
 output deterministic and resumable, locally or on S3.
 """
 
@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stcn.data.shard_bl30k import Bl30kIndex, Bl30kReader, bl30k_pending
-from stcn.data.shard_format import DEFAULT_SHARD_SIZE_MB
-from stcn.data.shard_inputs import davis_pending, static_pending, youtube_pending
-from stcn.data.shard_writer import write_shards
+from stcn.data.shards.bl30k import Bl30kIndex, Bl30kReader, bl30k_pending
+from stcn.data.shards.format import DEFAULT_SHARD_SIZE_MB
+from stcn.data.shards.inputs import davis_pending, static_pending, youtube_pending
+from stcn.data.shards.writer import write_shards
 from stcn.errors import UserError
 
 Log = Callable[[str], None]

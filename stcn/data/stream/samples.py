@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from stcn.data.augment import static_pseudo_video, video_frames
 from stcn.data.images import VOID
-from stcn.data.shard_format import decode_jpeg, decode_mask, decode_static_sample, decode_video_sample
+from stcn.data.shards.format import decode_jpeg, decode_mask, decode_static_sample, decode_video_sample
+from stcn.data.stream.augment import static_pseudo_video, video_frames
 from stcn.errors import UserError
 
 NUM_FRAMES = 3

@@ -14,7 +14,7 @@ Shards are `<split>-%06d.tar` plus one `index.json` per dataset output folder; t
 mtime 0, uid/gid 0, empty uname/gname and mode 0o644, so the same input gives byte-identical shards.
 index.json: {"dataset", "format", "splits": {split: {"complete", "shards", "totals", settings}},
 "shards": [{"name", "split", "samples", "bytes", "sha256"}], "totals"}; list a split's shard
-URLs with `stcn.data.shard_store.shard_urls(out, split)`.
+URLs with `stcn.data.shards.store.shard_urls(out, split)`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from stcn.data.tps import random_tps_pair
+from stcn.data.stream.tps import random_tps_pair
 
 IM_MEAN = (0.485, 0.456, 0.406)
 IM_STD = (0.229, 0.224, 0.225)

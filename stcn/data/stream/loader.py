@@ -45,8 +45,8 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from stcn.data.samples import BL30K, VideoRecipe, static_training_sample, video_training_sample
-from stcn.data.shard_store import shard_urls
+from stcn.data.shards.store import shard_urls
+from stcn.data.stream.samples import BL30K, VideoRecipe, static_training_sample, video_training_sample
 from stcn.errors import UserError
 
 STAGES = {0: "static", 1: "bl30k", 2: "video", 3: "video", "static": "static", "bl30k": "bl30k", "video": "video"}

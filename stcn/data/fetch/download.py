@@ -20,7 +20,7 @@ from pathlib import Path
 
 import fsspec
 
-from stcn.data.shard_store import storage_options
+from stcn.data.shards.store import storage_options
 from stcn.errors import UserError
 
 CHUNK = 1 << 20
@@ -254,7 +254,7 @@ def _install_archive(url: str, art, target: Path, checksum: str | None, keep: bo
     """Download an archive into `<target>/.downloads`, extract it safely, move its root into place."""
     import shutil
 
-    from stcn.data.archives import safe_extract
+    from stcn.data.fetch.archives import safe_extract
 
     downloads = target / ".downloads"
     done = downloads / f"{art.name}.extracted"
@@ -364,7 +364,7 @@ def download_dataset(
     Archives are verified, extracted safely, and removed unless `keep_archives`; BL30K segments and
     weights are kept as files. YouTube-VOS 2019 train is also resized into `train_480p` (`resize`).
     """
-    from stcn.data.sources import SOURCES, artifact_url, build_bundled, dataset, default_source
+    from stcn.data.fetch.sources import SOURCES, artifact_url, build_bundled, dataset, default_source
 
     ds = dataset(name)
     source = source or default_source(ds)

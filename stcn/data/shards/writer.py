@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stcn.data.shard_format import (
+from stcn.data.shards.format import (
     TAR_GID,
     TAR_GNAME,
     TAR_MODE,
@@ -19,7 +19,7 @@ from stcn.data.shard_format import (
     TAR_UNAME,
     shard_name,
 )
-from stcn.data.shard_store import Store
+from stcn.data.shards.store import Store
 from stcn.errors import UserError
 
 FORMAT_VERSION = 1

@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from stcn.data.folders import Sequence, davis_sequences, youtube_sequences
-from stcn.data.shard_format import safe_key, static_members, video_members
-from stcn.data.shard_writer import Members, Pending
+from stcn.data.shards.format import safe_key, static_members, video_members
+from stcn.data.shards.writer import Members, Pending
 from stcn.errors import UserError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")

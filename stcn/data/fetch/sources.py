@@ -136,7 +136,7 @@ def artifact_url(ds: Dataset, art: Artifact, source: str, url: str | None = None
 
 
 # --- bundled stand-ins (real DAVIS frames, rearranged into each dataset's layout) ----------------
-BUNDLED = Path(__file__).resolve().parent / "bundled"
+BUNDLED = Path(__file__).resolve().parents[1] / "bundled"
 DAVIS_MINI = BUNDLED / "davis-mini"
 MULTI_OBJECT = BUNDLED / "davis17-multiobject-sample"
 CREDIT = (
@@ -231,7 +231,7 @@ def build_bundled(name: str, target: str | Path, log=lambda _: None) -> Path:
     """Write the bundled stand-in of dataset `name` into `target` in that dataset's own layout."""
     ds, target = dataset(name), Path(target)
     if not ds.bundled:
-        from stcn.data.download import NeedsInternet
+        from stcn.data.fetch.download import NeedsInternet
 
         raise NeedsInternet(f"skipped: {name} has no bundled source (needs internet: --source gdrive|http|file|s3)")
     target.mkdir(parents=True, exist_ok=True)

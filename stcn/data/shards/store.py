@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from stcn.data.shard_format import INDEX
+from stcn.data.shards.format import INDEX
 from stcn.errors import UserError
 
 CHUNK = 4 << 20

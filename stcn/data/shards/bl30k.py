@@ -20,10 +20,10 @@ from typing import BinaryIO
 import fsspec
 import numpy as np
 
-from stcn.data.shard_format import safe_key
-from stcn.data.shard_inputs import video_sample_members
-from stcn.data.shard_store import is_url, storage_options
-from stcn.data.shard_writer import Members, Pending
+from stcn.data.shards.format import safe_key
+from stcn.data.shards.inputs import video_sample_members
+from stcn.data.shards.store import is_url, storage_options
+from stcn.data.shards.writer import Members, Pending
 from stcn.errors import UserError
 
 MEMBER = re.compile(r"^(.*?)(JPEGImages|Annotations)/([^/]+)/([^/]+?)(\.[^./]*)$")

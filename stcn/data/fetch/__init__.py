@@ -1,0 +1,1 @@
+"""Fetching datasets: the download registry (sources), downloads, archive extraction, bundled stand-ins."""

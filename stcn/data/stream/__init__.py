@@ -1,0 +1,1 @@
+"""Training streams: shards -> decoded, augmented training samples -> batches."""
