@@ -1,6 +1,6 @@
-"""DVC stage `evaluate_<benchmark>`: `stcn evaluate` of `evaluate.weights` into results/<benchmark>/.
+"""DVC stage `evaluate_<name>`: `stcn evaluate` of `evaluate.weights` on a registry dataset into results/<name>/.
 
-Knobs: the `evaluate` block under `evaluate_<benchmark>` (dataset, split, inference settings).
+Options: the shared `evaluate` block under `datasets.<name>.evaluate` (split, inference settings).
 """
 
 from __future__ import annotations
@@ -8,21 +8,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from stage import command, log, params
+from stage import command, dataset, load, log
 
 
-def evaluate(benchmark: str = typer.Argument(...), root: Path = typer.Argument(..., help="dataset root")) -> None:
-    """Predict, time and (where ground truth exists) score one benchmark."""
+def evaluate(name: str = typer.Argument(..., help="a dataset of params.yaml `datasets`")) -> None:
+    """Predict, time and (where ground truth exists) score dataset NAME; picture strips per sequence."""
     from stcn.eval.evaluate import evaluate as run
     from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
 
-    k = params(f"evaluate_{benchmark}", "evaluate")
+    p = load()
+    entry = dataset(name, p)
+    k = {**p["evaluate"], **(entry.get("evaluate") or {})}
     settings = inference_settings(k["top_k"], k["mem_every"], k["include_last"], k["amp"], k["max_memory_frames"],
                                   k["device"], k["resolution"])  # fmt: skip
-    out = Path("results") / benchmark
-    result = run(load_model(k["weights"], settings.device), k["dataset"], root, k["split"], out, settings, False)
-    log(f"evaluate_{benchmark}: {result.summary()}")
+    model = load_model(k["weights"], settings.device)
+    result = run(model, name, entry["root"], k["split"], Path("results") / name, settings, False,
+                 layout=entry["layout"], year=entry.get("year"), max_frames=k["max_frames"])  # fmt: skip
+    log(f"evaluate_{name}: {result.summary()}")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,25 @@
-"""DVC stage `report`: reports/ tables (ours beside the paper) and training curves, via `stcn.reports`."""
+"""DVC stage `report`: reports/ tables (ours, a baseline, the paper), pictures and training curves, via `stcn.reports`.
+
+Benchmarks and runs come from the registry in params.yaml (`datasets`, `train_<run>` blocks).
+"""
 
 from __future__ import annotations
 
-from stage import command, load
+from stage import command, load, runs
 
 
 def report() -> None:
-    """Write reports/<benchmark>.md|csv, summary.csv, training_curves.png and README.md."""
-    from stcn.reports import write_reports
+    """Write reports/<benchmark>.md|csv (+ pictures), summary.csv, training_curves.png and README.md."""
+    from stcn.reports import benchmarks, write_reports
 
     p = load()
     ev, rep = p["evaluate"], p["report"]
+    frames = f", the first {ev['max_frames']} frames of each sequence" if ev.get("max_frames") else ""
     setting = (f"{ev['device']}, {'AMP' if ev['amp'] else 'fp32'}, {ev['resolution'] or 480}p, "
-               f"top-k {ev['top_k']}, a memory frame every {ev['mem_every']}")  # fmt: skip
+               f"top-k {ev['top_k']}, a memory frame every {ev['mem_every']}{frames}")  # fmt: skip
     notes = [f"profile: `{p['profile']}`", f"evaluated weights: `{ev['weights']}` ({setting})", *rep["notes"]]
-    write_reports("results", "models", "reports", curves=rep["curves"], label=ev["weights"], notes=notes,
-                  amp=ev["amp"])  # fmt: skip
+    write_reports("results", "models", "reports", benches=benchmarks(p["datasets"]), runs=tuple(runs(p)),
+                  curves=rep["curves"], label=ev["weights"], notes=notes, amp=ev["amp"])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -27,6 +27,23 @@ def params(block: str, shared: str | None = None) -> dict[str, Any]:
     return {**base, **(data.get(block) or {})}
 
 
+def dataset(name: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The registry entry `datasets.<name>` of params.yaml, with `root` filled in (default data/<name>)."""
+    from stcn.errors import UserError
+
+    registry = (data or load()).get("datasets") or {}
+    if name not in registry:
+        raise UserError(f"dataset {name!r} is not in params.yaml `datasets` (known: {', '.join(registry)})")
+    entry = dict(registry[name] or {})
+    entry.setdefault("root", f"data/{name}")
+    return entry
+
+
+def runs(data: dict[str, Any]) -> list[str]:
+    """The training runs: one `train_<run>` block each."""
+    return [key.removeprefix("train_") for key in data if key.startswith("train_")]
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 

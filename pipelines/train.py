@@ -1,8 +1,8 @@
-"""DVC stage `train_<run>`: one training stage into models/<run>/ (weights.pth, dvclive/).
+"""DVC stage `train_<run>`: one training run into models/<run>/ (weights.pth, dvclive/).
 
-Knobs: the `train` block under `train_<run>`; `data` names shard folders under `shard.url`.
-`train.launcher` starts this script (`python`, or `torchrun ...` for one process per GPU).
-The final checkpoint.pth is not kept (it only serves to resume; weights.pth is the output).
+Options: the shared `train` block under `train_<run>`; `data` names shard sets (registry datasets) under
+`shard.url`, `after` the run whose weights initialise this one. `train.launcher` starts this script
+(`python`, or `torchrun ...` for one process per GPU). The final checkpoint.pth is not kept.
 """
 
 from __future__ import annotations
@@ -13,21 +13,18 @@ import typer
 from stage import command, params
 
 
-def train(
-    run: str = typer.Argument(..., help="s0 | s01 | s012 | s03"),
-    init: str = typer.Option(None, help="previous stage's weights.pth (default: the `init` param)"),
-) -> None:
-    """Train stage `train_<RUN>.stage` into models/RUN."""
+def train(run: str = typer.Argument(..., help="a run with a `train_<run>` block: s0 | s01 | s012 | s03 ...")) -> None:
+    """Train run RUN into models/RUN."""
     from stcn.train.trainer import TrainConfig
     from stcn.train.trainer import train as run_stage
 
     knobs = params(f"train_{run}", "train")
     knobs.pop("launcher")
+    after = knobs.pop("after", None)
     url = params("shard")["url"].rstrip("/")
     knobs["data"] = [f"{url}/{name}" for name in knobs["data"]]
-    knobs["init"] = init or knobs.get("init")
-    out = Path("models") / run
-    run_stage(TrainConfig(out=str(out), keep_checkpoint=False, **knobs))
+    knobs["init"] = f"models/{after}/weights.pth" if after else knobs.get("init")
+    run_stage(TrainConfig(out=str(Path("models") / run), keep_checkpoint=False, **knobs))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""Benchmark tables beside the paper's published numbers, and training-curve plots.
+"""Benchmark tables beside the paper's published numbers, per-sequence scores and pictures, training curves.
 
-Inputs are what `stcn evaluate` writes (`<results>/<benchmark>/evaluation.json`) and what
-`stcn train` logs (`<models>/<run>/dvclive/plots/metrics/train/<metric>.tsv`).
+Inputs are what `stcn evaluate` writes (`<results>/<benchmark>/evaluation.json`, the per-sequence CSV,
+`pictures/<seq>.png`) and what `stcn train` logs (`<models>/<run>/dvclive/plots/metrics/train/<metric>.tsv`).
+Which benchmarks and runs there are, their titles and the paper's numbers come from the registry
+(params `datasets.<name>.report`, see conf/config.yaml) through `benchmarks`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ YOUTUBE_COLUMNS = ["G", "J seen", "F seen", "J unseen", "F unseen", "FPS", "FPS 
 OURS_KEYS = {"J&F": "J&F-Mean", "J": "J-Mean", "F": "F-Mean", "G": "G", "J seen": "J-Seen", "F seen": "F-Seen",
              "J unseen": "J-Unseen", "F unseen": "F-Unseen"}  # fmt: skip
 RUNS = ("s0", "s01", "s012", "s03")
+BASELINE = "copy the first-frame mask"
 
 
 @dataclass(frozen=True)
@@ -30,21 +34,18 @@ class Benchmark:
     scored_by: str = ""  # who scores it when the ground truth is not public
 
 
-BENCHMARKS = [
-    Benchmark("davis16", "DAVIS 2016 val", DAVIS_COLUMNS,
-              {"J&F": 91.7, "J": 90.4, "F": 93.0, "FPS": 26.9, "FPS (AMP)": 40.8}),
-    Benchmark("davis17", "DAVIS 2017 val", DAVIS_COLUMNS,
-              {"J&F": 85.3, "J": 82.0, "F": 88.6, "FPS": 20.2, "FPS (AMP)": 34.1}),
-    Benchmark("davis17_testdev", "DAVIS 2017 test-dev", DAVIS_COLUMNS,
-              {"J&F": 79.9, "J": 76.3, "F": 83.5, "FPS": 14.6, "FPS (AMP)": 22.7},
-              "test-dev masks are not public: submit the predicted masks to the DAVIS challenge server"),
-    Benchmark("youtube18", "YouTube-VOS 2018 val", YOUTUBE_COLUMNS,
-              {"G": 84.3, "J seen": 83.2, "F seen": 87.9, "J unseen": 79.0, "F unseen": 87.2},
-              "submit results/<benchmark>/submission.zip to the YouTube-VOS evaluation server"),
-    Benchmark("youtube19", "YouTube-VOS 2019 val", YOUTUBE_COLUMNS,
-              {"G": 84.2, "J seen": 82.6, "F seen": 87.0, "J unseen": 79.4, "F unseen": 87.7},
-              "submit results/<benchmark>/submission.zip to the YouTube-VOS evaluation server"),
-]  # fmt: skip
+def benchmarks(datasets: dict[str, dict]) -> list[Benchmark]:
+    """The reported benchmarks of a registry (params `datasets`): those with an `evaluate` entry, in order."""
+    out = []
+    for key, entry in datasets.items():
+        entry = entry or {}
+        if "evaluate" not in entry:
+            continue
+        report = entry.get("report") or {}
+        columns = YOUTUBE_COLUMNS if entry.get("layout") == "youtube" else DAVIS_COLUMNS
+        out.append(Benchmark(key, report.get("title", key), columns, dict(report.get("paper") or {}),
+                             report.get("scored_by", "")))  # fmt: skip
+    return out
 
 
 def load_evaluation(path: str | Path) -> dict | None:
@@ -66,25 +67,53 @@ def ours_row(bench: Benchmark, evaluation: dict | None, amp: bool) -> dict[str, 
     return row
 
 
+def baseline_row(bench: Benchmark, evaluation: dict | None) -> dict[str, float]:
+    """The copy-the-first-frame-mask baseline's J&F (in %), where the evaluation scored it."""
+    row = {c: math.nan for c in bench.columns}
+    if evaluation is not None and "baseline J&F-Mean" in evaluation and "J&F" in row:
+        row["J&F"] = 100 * float(evaluation["baseline J&F-Mean"])
+    return row
+
+
 def benchmark_table(bench: Benchmark, evaluation: dict | None, ours: str, amp: bool = False) -> pd.DataFrame:
-    """Two rows, ours and the paper's, over the benchmark's columns."""
-    rows = [ours_row(bench, evaluation, amp), {c: bench.paper.get(c, math.nan) for c in bench.columns}]
-    return pd.DataFrame(rows, index=pd.Index([ours, "STCN s012 (paper)"], name="model"))
+    """Three rows over the benchmark's columns: ours, the copy-the-first-frame baseline, the paper's."""
+    rows = [ours_row(bench, evaluation, amp), baseline_row(bench, evaluation),
+            {c: bench.paper.get(c, math.nan) for c in bench.columns}]  # fmt: skip
+    return pd.DataFrame(rows, index=pd.Index([ours, BASELINE, "STCN s012 (paper)"], name="model"))
 
 
-def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per benchmark: our and the paper's headline score (J&F or G) and FPS (fp32)."""
+def summary_table(tables: dict[str, pd.DataFrame], benches: list[Benchmark]) -> pd.DataFrame:
+    """One row per benchmark: our, the baseline's and the paper's headline score (J&F or G) and FPS (fp32)."""
     rows = []
-    for bench in BENCHMARKS:
+    for bench in benches:
         if bench.key not in tables:
             continue
         t = tables[bench.key]
         score = "J&F" if "J&F" in t.columns else "G"
-        ours, paper = t.iloc[0], t.iloc[1]
+        ours, base, paper = t.loc[t.index[0]], t.loc[BASELINE], t.loc["STCN s012 (paper)"]
         fps = ours["FPS"] if not math.isnan(ours["FPS"]) else ours["FPS (AMP)"]
-        rows.append({"benchmark": bench.title, "score": score, "ours": ours[score], "paper": paper[score],
-                     "ours FPS": fps, "paper FPS": paper["FPS"]})  # fmt: skip
+        rows.append({"benchmark": bench.title, "score": score, "ours": ours[score], BASELINE: base[score],
+                     "paper": paper[score], "ours FPS": fps, "paper FPS": paper.get("FPS", math.nan)})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def per_sequence_table(results: str | Path) -> pd.DataFrame | None:
+    """Per object of each sequence: J, F and J&F in % (from the official per-sequence CSV), or None."""
+    found = sorted(Path(results).glob("per-sequence_results-*.csv"))
+    if not found:
+        return None
+    df = pd.read_csv(found[0])
+    df = df.assign(**{"J&F-Mean": (df["J-Mean"] + df["F-Mean"]) / 2})
+    table = 100 * df.set_index("Sequence")[["J&F-Mean", "J-Mean", "F-Mean"]]
+    return table.rename(columns={"J&F-Mean": "J&F", "J-Mean": "J", "F-Mean": "F"})
+
+
+def copy_pictures(results: str | Path, out: str | Path) -> list[Path]:
+    """`<results>/pictures/*.png` copied into `out` (the sequence strips); the folder is rewritten."""
+    out = Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    return [Path(shutil.copyfile(p, out / p.name)) for p in sorted((Path(results) / "pictures").glob("*.png"))]
 
 
 def markdown(df: pd.DataFrame, index: bool = True) -> str:
@@ -138,42 +167,59 @@ def plot_curves(curves: dict[str, pd.DataFrame], metrics: list[str], path: str |
     return path
 
 
+def benchmark_section(bench: Benchmark, results: Path, out: Path, label: str, amp: bool) -> tuple[str, pd.DataFrame]:
+    """The markdown section of one benchmark (tables and pictures); writes `<key>.csv` and `<key>/*.png`."""
+    evaluation = load_evaluation(results / bench.key / "evaluation.json")
+    table = benchmark_table(bench, evaluation, label, amp)
+    table.to_csv(out / f"{bench.key}.csv", float_format="%.4g")
+    md = f"## {bench.title}\n\n{markdown(table)}\n"
+    if evaluation is None:
+        md += "\nNot evaluated.\n"
+    elif bench.scored_by:
+        md += f"\nNot scored here ({bench.scored_by}); FPS is measured here.\n"
+    per_seq = per_sequence_table(results / bench.key)
+    if per_seq is not None:
+        md += f"\nPer sequence (object): J&F, J, F in %\n\n{markdown(per_seq)}\n"
+    pictures = copy_pictures(results / bench.key, out / bench.key)
+    if pictures:
+        md += "\nPredicted masks on evenly spaced frames of each sequence (first: the given mask):\n\n"
+        md += "".join(f"{p.stem}\n\n![{p.stem}]({bench.key}/{p.name})\n\n" for p in pictures)
+    return md, table
+
+
 def write_reports(
     results: str | Path,
     models: str | Path,
     out: str | Path,
     *,
+    benches: list[Benchmark],
+    runs: tuple[str, ...] = RUNS,
     curves: list[str],
     label: str,
     notes: list[str],
     amp: bool = False,
 ) -> list[Path]:
-    """Per benchmark `<key>.md` + `<key>.csv`, `summary.csv`, `training_curves.png` and `README.md` in `out`.
+    """Per benchmark `<key>.md` + `<key>.csv` + `<key>/` (pictures), `summary.csv`, `training_curves.png`, `README.md`.
 
     `label` names our row (e.g. the evaluated weights); `notes` are bullet lines for the README.
     """
-    out = Path(out)
+    out, results = Path(out), Path(results)
     out.mkdir(parents=True, exist_ok=True)
     written, tables, sections = [], {}, []
-    for bench in BENCHMARKS:
-        evaluation = load_evaluation(Path(results) / bench.key / "evaluation.json")
-        table = tables[bench.key] = benchmark_table(bench, evaluation, label, amp)
-        md = f"## {bench.title}\n\n{markdown(table)}\n"
-        if evaluation is None:
-            md += "\nNot evaluated.\n"
-        elif bench.scored_by:
-            md += f"\nNot scored here ({bench.scored_by.replace('<benchmark>', bench.key)}); FPS is measured here.\n"
+    for bench in benches:
+        md, tables[bench.key] = benchmark_section(bench, results, out, label, amp)
         (out / f"{bench.key}.md").write_text(md)
-        table.to_csv(out / f"{bench.key}.csv", float_format="%.4g")
         written += [out / f"{bench.key}.md", out / f"{bench.key}.csv"]
         sections.append(md)
-    summary = summary_table(tables)
+    summary = summary_table(tables, benches)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.4g")
-    plot = plot_curves(read_curves(models, curves), curves, out / "training_curves.png")
+    plot = plot_curves(read_curves(models, curves, runs), curves, out / "training_curves.png")
     readme = (
         "# Reports\n\nWritten by the DVC stage `report` (`stcn.reports`); re-run `dvc repro report`, do not edit.\n\n"
         + "".join(f"- {n}\n" for n in notes)
-        + f"- paper numbers: {SOURCE}\n\n## Summary\n\n{markdown(summary, index=False)}\n\n"
+        + f"- paper numbers: {SOURCE}\n"
+        + f"- `{BASELINE}`: every frame gets the first frame's mask; a model below it has not learnt to track\n\n"
+        + f"## Summary\n\n{markdown(summary, index=False)}\n\n"
         + "\n".join(sections)
         + "\n## Training curves\n\n![training curves](training_curves.png)\n"
     )

@@ -279,5 +279,5 @@ def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
-        f"error: not a DAVIS root (needs JPEGImages/480p and Annotations/480p): {tmp_path / 'nope'}"
+        f"error: not a DAVIS root (needs JPEGImages[/480p] and Annotations[/480p]): {tmp_path / 'nope'}"
     ]

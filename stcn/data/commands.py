@@ -87,6 +87,22 @@ def shard_static_cmd(
     _done(shard_static(root, out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
 
 
+@shard_app.command("generic")
+def shard_generic_cmd(
+    root: Path = typer.Option(..., help="your dataset: DAVIS layout (with or without ImageSets) or YouTube-VOS layout"),
+    layout: str = typer.Option(None, help="davis | youtube [default: detected from the folder]"),
+    split: str = typer.Option("train", help="ImageSets list / YouTube-VOS split folder; the shards' split name"),
+    name: str = typer.Option("generic", help="dataset name recorded in the shards"),
+    out: str = OUT,
+    shard_size_mb: float = SIZE,
+) -> None:
+    """One sample per video of your own dataset (train on it with `stcn train --data OUT*WEIGHT`)."""
+    from stcn.data.shards.build import shard_generic
+
+    index = shard_generic(root, out, layout=layout, split=split, name=name, shard_size_mb=shard_size_mb, log=_log)
+    _done(index, split, out)
+
+
 @shard_app.command("bl30k")
 def shard_bl30k_cmd(
     segments: list[str] = typer.Option(..., "--segments", help="BL30K segment tars (repeat, or list after it)"),

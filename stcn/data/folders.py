@@ -39,16 +39,26 @@ def _masks(folder: Path) -> dict[str, Path]:
 
 
 def davis_sequences(root: str | Path, year: str | int, split: str) -> list[Sequence]:
-    """Sequences of a DAVIS root (`JPEGImages/480p`, `Annotations/480p`, `ImageSets/<year>/<split>.txt`)."""
+    """Sequences of a DAVIS root (`JPEGImages/480p`, `Annotations/480p`, `ImageSets/<year>/<split>.txt`).
+
+    Your own data in DAVIS layout may drop the `480p` level and the `ImageSets` folder: without
+    `ImageSets` every sequence of `JPEGImages` is used, whatever the split.
+    """
     root = Path(root)
-    images = root / "JPEGImages" / "480p"
-    annotations = root / "Annotations" / "480p"
+    level = "480p" if (root / "JPEGImages" / "480p").is_dir() else ""
+    images = root / "JPEGImages" / level
+    annotations = root / "Annotations" / level
     split_file = root / "ImageSets" / str(year) / f"{split}.txt"
     if not images.is_dir() or not annotations.is_dir():
-        raise UserError(f"not a DAVIS root (needs JPEGImages/480p and Annotations/480p): {root}")
-    if not split_file.is_file():
-        raise UserError(f"DAVIS split list not found: {split_file}")
-    names = [n.strip() for n in split_file.read_text().splitlines() if n.strip()]
+        raise UserError(f"not a DAVIS root (needs JPEGImages[/480p] and Annotations[/480p]): {root}")
+    if (root / "ImageSets").is_dir():
+        if not split_file.is_file():
+            raise UserError(f"DAVIS split list not found: {split_file}")
+        names = [n.strip() for n in split_file.read_text().splitlines() if n.strip()]
+    else:
+        names = sorted(p.name for p in images.iterdir() if p.is_dir())
+        if not names:
+            raise UserError(f"no sequence folders in {images}")
     seqs = []
     for name in names:
         masks = _masks(annotations / name)
@@ -56,6 +66,26 @@ def davis_sequences(root: str | Path, year: str | int, split: str) -> list[Seque
             raise UserError(f"no annotations for DAVIS sequence {name!r} in {annotations / name}")
         seqs.append(Sequence(name, list_frames(images / name), masks))
     return seqs
+
+
+def detect_layout(root: str | Path) -> str:
+    """`davis` (JPEGImages at the top) or `youtube` (<split>/JPEGImages) for a dataset folder."""
+    root = Path(root)
+    if (root / "JPEGImages").is_dir():
+        return "davis"
+    if root.is_dir() and any((p / "JPEGImages").is_dir() for p in root.iterdir()):
+        return "youtube"
+    raise UserError(f"neither DAVIS (JPEGImages/) nor YouTube-VOS (<split>/JPEGImages/) layout: {root}")
+
+
+def first_frames(seq: Sequence, count: int | None) -> Sequence:
+    """`seq` cut to its first `count` frames (None: unchanged)."""
+    if count is None or count >= len(seq.frames):
+        return seq
+    stems = set(seq.stems[:count])
+    required = None if seq.required is None else seq.required & stems
+    masks = {s: p for s, p in seq.annotations.items() if s in stems}
+    return Sequence(seq.name, seq.frames[:count], masks, required)
 
 
 def youtube_sequences(root: str | Path, split: str) -> list[Sequence]:

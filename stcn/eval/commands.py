@@ -27,9 +27,14 @@ def score(
 
 def evaluate(
     weights: Path = WEIGHTS,
-    dataset: str = typer.Option(..., help="davis2016, davis2017 or youtube."),
+    dataset: str = typer.Option(
+        "generic", help="Dataset name: davis16, davis17, davis17_testdev, youtube18, youtube19, or your own (generic)."
+    ),
     root: Path = typer.Option(..., help="Dataset root (DAVIS root, or YouTube-VOS root with <split>/JPEGImages)."),
-    split: str = typer.Option("val", help="val / test-dev (DAVIS), valid (YouTube-VOS)."),
+    split: str = typer.Option("val", help="val / test-dev (DAVIS; ignored without ImageSets), valid (YouTube-VOS)."),
+    layout: str | None = typer.Option(None, help="davis | youtube [default: from the name, else from the folder]."),
+    year: int | None = typer.Option(None, help="DAVIS scoring: 2016 (one binarised object) or 2017 [default 2017]."),
+    max_frames: int | None = typer.Option(None, min=1, help="Evaluate only the first N frames of each sequence."),
     out: Path = typer.Option(..., help="Output folder for predictions, scores and evaluation.json."),
     top_k: int = TOP_K,
     mem_every: int = MEM_EVERY,
@@ -48,9 +53,11 @@ def evaluate(
     from stcn.inference.loading import load_model
 
     settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device, resolution)
-    result = run(load_model(weights, settings.device), dataset, root, split, out, settings)
+    model = load_model(weights, settings.device)
+    result = run(model, dataset, root, split, out, settings, layout=layout, year=year, max_frames=max_frames)
     if result.global_results is not None:
         print_results(result.global_results, result.per_sequence)
+        typer.echo(f"copy-the-first-frame baseline: J&F {result.baseline['J&F-Mean'].iloc[0]:.3f}")
     typer.echo(
         f"{dataset} {split}: {result.timing.frames} frames in {result.timing.seconds:.1f} s "
         f"= {result.timing.fps:.2f} FPS (amortized, I/O excluded) -> {out}"

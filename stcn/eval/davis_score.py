@@ -106,14 +106,18 @@ def score_davis(
     predictions: str | Path,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    sequences: list[Sequence] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score `predictions` on DAVIS `year` `split`; returns (global, per-object) tables, written as CSVs to out_dir."""
+    """Score `predictions` on DAVIS `year` `split`; returns (global, per-object) tables, written as CSVs to out_dir.
+
+    `sequences` (e.g. cut to their first frames) replace the split's own.
+    """
     year, predictions = str(year), Path(predictions)
     if year not in ("2016", "2017"):
         raise UserError(f"DAVIS year must be 2016 or 2017, got {year!r}")
     if not predictions.is_dir():
         raise UserError(f"predictions folder not found: {predictions}")
-    seqs = davis_sequences(root, year, split)
+    seqs = sequences if sequences is not None else davis_sequences(root, year, split)
     names: list[str] = []
     j_stats, f_stats = [np.zeros((0, 3))], [np.zeros((0, 3))]
     console = Console(stderr=True)

@@ -11,14 +11,20 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
-from stcn.data.folders import Sequence, davis_sequences, youtube_sequences
+from stcn.data.folders import Sequence, davis_sequences, detect_layout, first_frames, youtube_sequences
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
 from stcn.inference.video import Timing, folder_frames, propagate
 from stcn.model.network import STCN
 
-DATASETS = ("davis2016", "davis2017", "youtube")
+LAYOUTS = ("davis", "youtube")
+# names that fix the layout (and DAVIS year); any other name is your own data: layout detected, year 2017
+KNOWN = {"davis16": ("davis", 2016), "davis2016": ("davis", 2016), "davis2017": ("davis", 2017),
+         "davis17": ("davis", 2017), "davis17_testdev": ("davis", 2017), "youtube": ("youtube", None),
+         "youtube18": ("youtube", None), "youtube19": ("youtube", None)}  # fmt: skip
+PICTURE_FRAMES = 5  # frames per sequence in its picture strip
+PICTURE_HEIGHT = 120
 
 
 @dataclass
@@ -31,6 +37,7 @@ class Evaluation:
     global_results: pd.DataFrame | None = None
     per_sequence: pd.DataFrame | None = None
     files: list[Path] = field(default_factory=list)
+    baseline: pd.DataFrame | None = None  # the same scores for copying the first-frame mask to every frame
 
     def summary(self) -> dict:
         row = {
@@ -42,7 +49,18 @@ class Evaluation:
         }
         if self.global_results is not None:
             row.update({k: round(float(v), 4) for k, v in self.global_results.iloc[0].items()})
+        if self.baseline is not None:
+            row["baseline J&F-Mean"] = round(float(self.baseline["J&F-Mean"].iloc[0]), 4)
         return row
+
+
+def resolve_layout(dataset: str, root: str | Path, layout: str | None, year: int | str | None) -> tuple[str, str]:
+    """(layout, DAVIS year) of a dataset: explicit values, else the known name's, else detected from `root`."""
+    known_layout, known_year = KNOWN.get(dataset, (None, None))
+    layout = layout or known_layout or detect_layout(root)
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    return layout, str(year or known_year or 2017)
 
 
 def _first_annotation(seq: Sequence, binarise: bool) -> dict[str, np.ndarray]:
@@ -65,25 +83,34 @@ def evaluate(
     out: str | Path,
     settings: InferenceSettings,
     progress: bool = True,
+    *,
+    layout: str | None = None,
+    year: int | str | None = None,
+    max_frames: int | None = None,
+    pictures: bool = True,
 ) -> Evaluation:
     """Predict every sequence of the split into `out`, measure FPS, and score DAVIS splits with ground truth.
 
     DAVIS: `out/<seq>/<frame>.png` from the first frame's objects (2016: one binarised object).
     YouTube-VOS: frames resized to shorter side 480, every object enters at its first annotated frame,
     output only for the annotated subset's frames, in `out/Annotations/<video>/` and `out/submission.zip`.
+    `layout`/`year` default from the dataset name (see `KNOWN`), else from the folder. `max_frames` cuts
+    every sequence to its first frames. Scored DAVIS splits also score the copy-the-first-frame baseline.
+    `pictures`: `out/pictures/<seq>.png`, a strip of frames with the predicted masks overlaid.
     """
-    if dataset not in DATASETS:
-        raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    layout, year = resolve_layout(dataset, root, layout, year)
     out = Path(out)
-    youtube = dataset == "youtube"
+    youtube = layout == "youtube"
     if youtube:
         seqs = youtube_sequences(root, split)
         settings = InferenceSettings(**{**settings.__dict__, "resolution": settings.resolution or 480})
         pred_root = out / "Annotations"
     else:
-        seqs = davis_sequences(root, dataset[-4:], split)
+        seqs = davis_sequences(root, year, split)
         pred_root = out
+    seqs = [first_frames(s, max_frames) for s in seqs]
     timing = Timing()
+    strips: dict[str, list[np.ndarray]] = {}
     with Progress(disable=not progress, transient=True) as bar:
         total = sum(len(s.required) if s.required is not None else len(s.frames) for s in seqs)
         task = bar.add_task(f"{dataset} {split}", total=total)
@@ -91,24 +118,70 @@ def evaluate(
             masks = (
                 {s: read_mask(p) for s, p in seq.annotations.items()}
                 if youtube
-                else _first_annotation(seq, binarise=dataset == "davis2016")
+                else _first_annotation(seq, binarise=year == "2016")
             )
             folder = pred_root / seq.name
+            shown = set(_spread(seq.stems if seq.required is None else sorted(seq.required), PICTURE_FRAMES))
+            strip = strips[seq.name] = []
 
-            def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder) -> None:
+            def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder, strip=strip,
+                      shown=shown) -> None:  # fmt: skip
                 write_mask(folder / f"{stem}.png", labels)
+                if pictures and stem in shown:
+                    strip.append(overlay(rgb, labels, PICTURE_HEIGHT))
                 bar.advance(task)
 
             timing += propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
     result = Evaluation(dataset, split, timing)
+    if pictures:
+        result.files += [_save_strip(out / "pictures" / f"{name}.png", s) for name, s in strips.items() if s]
     if youtube:
         result.files.append(_zip_submission(out))
     elif _fully_annotated(seqs):
         from stcn.eval.davis_score import score_davis
 
-        result.global_results, result.per_sequence = score_davis(root, dataset[-4:], split, out, out, progress)
+        result.global_results, result.per_sequence = score_davis(root, year, split, out, out, progress, seqs)
+        base = out / "baseline"
+        for seq in seqs:
+            first = _first_annotation(seq, binarise=year == "2016")[seq.stems[0]]
+            for stem in seq.stems:
+                write_mask(base / seq.name / f"{stem}.png", first)
+        result.baseline, _ = score_davis(root, year, split, base, base, progress, seqs)
     (out / "evaluation.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
     return result
+
+
+def _spread(items: list[str], count: int) -> list[str]:
+    """`count` items evenly spread over `items` (first and last included)."""
+    if len(items) <= count:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray, height: int) -> np.ndarray:
+    """`rgb` with `labels` blended in the DAVIS colours and object outlines, resized to `height`."""
+    import cv2
+
+    from stcn.inference.overlay import COLOURS
+
+    blend = rgb.astype(np.float32)
+    fg = labels > 0
+    blend[fg] = 0.5 * blend[fg] + 0.5 * COLOURS[labels[fg]]
+    edges = cv2.morphologyEx((labels > 0).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    blend[edges] = 255
+    width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
+    return cv2.resize(blend.astype(np.uint8), (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _save_strip(path: Path, frames: list[np.ndarray]) -> Path:
+    """The frames side by side (2-pixel white gaps) as one PNG."""
+    from PIL import Image
+
+    gap = np.full((frames[0].shape[0], 2, 3), 255, np.uint8)
+    row = np.concatenate([x for f in frames for x in (f, gap)][:-1], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(row).save(path, optimize=True)
+    return path
 
 
 def _zip_submission(out: Path) -> Path:

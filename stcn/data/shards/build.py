@@ -12,7 +12,14 @@ from typing import Any
 
 from stcn.data.shards.bl30k import Bl30kIndex, Bl30kReader, bl30k_pending
 from stcn.data.shards.format import DEFAULT_SHARD_SIZE_MB
-from stcn.data.shards.inputs import davis_pending, static_pending, youtube_pending
+from stcn.data.folders import davis_sequences, detect_layout, youtube_sequences
+from stcn.data.shards.inputs import (
+    davis_pending,
+    sequence_pending,
+    static_pending,
+    youtube_pending,
+    youtube_split_folder,
+)
 from stcn.data.shards.writer import write_shards
 from stcn.errors import UserError
 
@@ -91,3 +98,30 @@ def shard_bl30k(
         samples = bl30k_pending(index, reader)
         log(f"{len(samples)} videos, {len(index.rows['vid'])} members")
         return _write(samples, out, "bl30k", split, "bl30k", size, log)
+
+
+def shard_generic(
+    root: str | Path,
+    out: str,
+    *,
+    layout: str | None = None,
+    split: str = "train",
+    name: str = "generic",
+    shard_size_mb: float = DEFAULT_SHARD_SIZE_MB,
+    log: Log = lambda _: None,
+) -> dict[str, Any]:
+    """Shard your own videos: a folder in DAVIS layout (`JPEGImages[/480p]/<seq>`, `Annotations[/480p]/<seq>`,
+    with or without `ImageSets`; without, every sequence) or YouTube-VOS layout (`<split>/JPEGImages/<video>`).
+
+    Every frame needs its mask for training. `layout` None: detected from the folder.
+    """
+    layout = layout or detect_layout(root)
+    size = _size(shard_size_mb)
+    if layout == "davis":
+        seqs = sorted(davis_sequences(root, 2017, split), key=lambda s: s.name)
+    elif layout == "youtube":
+        seqs = youtube_sequences(root, youtube_split_folder(root, split))
+    else:
+        raise UserError(f"unknown layout {layout!r}; choose davis or youtube")
+    pending = [sequence_pending(s, f"{name}/{split}") for s in seqs]
+    return _write(pending, out, name, split, f"{name}/{split}", size, log)
