@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """A failure the user can fix; the CLI prints its message as one line and exits non-zero."""
+
+
+class NeedsInternet(UserError):
+    """The requested data can only come from the internet, which is not reachable / not allowed."""

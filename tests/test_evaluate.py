@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,6 +11,7 @@ import zipfile
 import pandas as pd
 import pytest
 from conftest import mini_davis, mini_youtube
+from PIL import Image
 
 from stcn.data.images import read_mask
 from stcn.errors import UserError
@@ -48,7 +50,7 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
         text=True,
     )
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["blackswan", "libby"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["blackswan", "libby", "pictures"]
     assert len(list((out / "libby").glob("*.png"))) == 5
     gt_shape = read_mask(root / "Annotations/480p/libby/00000.png").shape
     assert read_mask(out / "libby/00003.png").shape == gt_shape  # processed at 128p, written at input size
@@ -85,3 +87,25 @@ def test_youtube_submission_has_only_required_frames(weights_file, root, tmp_pat
 def test_unknown_layout_is_a_user_error(weights_file, tmp_path):
     with pytest.raises(UserError, match="not a DAVIS root"):
         evaluate(load_model(weights_file), "davis2017", tmp_path, "val", tmp_path / "o", InferenceSettings(), False)
+
+
+def test_evaluate_generic_cli_detects_the_layout_and_scores_without_imagesets(weights_file, root, tmp_path):
+    """Your own DAVIS-layout folder (no ImageSets, no 480p level): every sequence predicted, scored, pictured."""
+    mine = tmp_path / "mine"
+    for seq in ("blackswan", "libby"):
+        shutil.copytree(root / "JPEGImages/480p" / seq, mine / "JPEGImages" / seq)
+        shutil.copytree(root / "Annotations/480p" / seq, mine / "Annotations" / seq)
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", weights_file, "--dataset", "generic",
+         "--root", mine, "--out", out, "--resolution", "64", "--max-frames", "4"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "evaluation.json").read_text())
+    assert summary["dataset"] == "generic" and summary["frames"] == 8
+    assert 0 < summary["baseline J&F-Mean"] <= 1 and "J&F-Mean" in summary
+    assert "copy-the-first-frame baseline" in r.stdout
+    assert sorted(p.name for p in (out / "pictures").iterdir()) == ["blackswan.png", "libby.png"]
+    with Image.open(out / "pictures/blackswan.png") as strip:  # 4 frames, height 120, side by side
+        assert strip.mode == "RGB" and strip.height == 120 and strip.width == 4 * 214 + 3 * 2

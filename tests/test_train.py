@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
 import socket
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from stcn.errors import UserError
 from stcn.model import STCN, load_weights
 from stcn.train import init_weights
 from stcn.train.checkpointing import atomic_save
+from stcn.train.config import TrainConfig
 from stcn.train.data_plan import plan_segments, segment_at
 from stcn.train.forward import TrainingForward, aggregate_logits
 from stcn.train.loss import bootstrapped_ce, compute_losses
@@ -254,3 +256,27 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
         atomic_save({"b": Boom()}, path)
     assert torch.load(path, weights_only=False) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["c.pth"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"crop": 100}, "multiple of 16"), ({"crop": 16}, "at least 32"), ({"log_every": 0}, "--log-every"),
+     ({"iterations": 0}, "--iterations"), ({"stage": 5}, "unknown training stage"), ({"data": []}, "no training data"),
+     ({"num_workers": -1}, "--num-workers"), ({"lr": 0.0}, "--lr")],
+)  # fmt: skip
+def test_train_config_is_checked_on_construction(change, message):
+    """Every caller (CLI, DVC stage, benchmarks) gets the same checks: they live in TrainConfig."""
+    with pytest.raises(UserError, match=message):
+        TrainConfig(**{"stage": 3, "data": ["shards/davis17"], "out": "o", **change})
+
+
+def test_train_config_defaults_are_the_cli_defaults():
+    from typer.testing import CliRunner
+
+    from stcn.cli import _register, app
+
+    cfg = TrainConfig(stage=3, data=["x"], out="o")
+    assert cfg.num_workers == min(4, os.cpu_count() or 1) and cfg.log_every == 10 and not cfg.resume
+    _register()
+    help_text = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
+    assert "[default: 10]" in help_text and "[default: 384]" in help_text

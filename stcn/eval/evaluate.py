@@ -141,14 +141,24 @@ def evaluate(
         from stcn.eval.davis_score import score_davis
 
         result.global_results, result.per_sequence = score_davis(root, year, split, out, out, progress, seqs)
-        base = out / "baseline"
+        result.baseline = _score_baseline(root, year, split, seqs, progress)
+        result.baseline.to_csv(out / f"baseline_global_results-{split}.csv", index=False, float_format="%.3f")
+    (out / "evaluation.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+    return result
+
+
+def _score_baseline(root: str | Path, year: str, split: str, seqs: list[Sequence], progress: bool) -> pd.DataFrame:
+    """Global scores of copying each sequence's first-frame mask to all its frames (a floor for any tracker)."""
+    import tempfile
+
+    from stcn.eval.davis_score import score_davis
+
+    with tempfile.TemporaryDirectory(prefix="stcn-baseline-") as tmp:
         for seq in seqs:
             first = _first_annotation(seq, binarise=year == "2016")[seq.stems[0]]
             for stem in seq.stems:
-                write_mask(base / seq.name / f"{stem}.png", first)
-        result.baseline, _ = score_davis(root, year, split, base, base, progress, seqs)
-    (out / "evaluation.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
-    return result
+                write_mask(Path(tmp) / seq.name / f"{stem}.png", first)
+        return score_davis(root, year, split, tmp, None, progress, seqs)[0]
 
 
 def _spread(items: list[str], count: int) -> list[str]:

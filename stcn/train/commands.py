@@ -6,6 +6,10 @@ import os
 
 import typer
 
+from stcn.train.config import TrainConfig
+
+D = TrainConfig.__dataclass_fields__  # the defaults live in TrainConfig
+
 
 def train_command(
     stage: int = typer.Option(..., "--stage", help="0 static images, 1 BL30K, 2 or 3 DAVIS + YouTube-VOS"),
@@ -33,33 +37,32 @@ def train_command(
         help="(default: the stage's recipe); lr steps and the max_skip curriculum scale with it",
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="per process (default: recipe, 8 / 4)"),
-    crop: int = typer.Option(384, "--crop", min=32, help="training crop size (multiple of 16)"),
+    crop: int = typer.Option(D["crop"].default, "--crop", help="training crop size (multiple of 16)"),
     lr: float | None = typer.Option(None, "--lr", help="(default: recipe, 1e-5)"),
-    resume: bool = typer.Option(False, "--resume", help="continue from OUT/checkpoint.pth if it exists"),
+    resume: bool = typer.Option(D["resume"].default, "--resume", help="continue from OUT/checkpoint.pth if it exists"),
     amp: bool | None = typer.Option(
         None,
         "--amp/--no-amp",
         help="mixed precision (default: on with CUDA (fp16 + GradScaler), off on CPU (bf16 when on))",
     ),
-    checkpoint_every: int = typer.Option(5000, "--checkpoint-every", min=1, help="iterations between checkpoints"),
-    seed: int = typer.Option(14159265, "--seed", help="seed of the model init and the data streams"),
-    num_workers: int | None = typer.Option(
-        None, "--num-workers", min=0, help="data loader processes per rank (default: 4, at most the CPU count)"
+    checkpoint_every: int = typer.Option(
+        D["checkpoint_every"].default, "--checkpoint-every", help="iterations between checkpoints"
     ),
-    log_every: int = typer.Option(10, "--log-every", min=1, help="iterations between logged metrics"),
+    seed: int = typer.Option(D["seed"].default, "--seed", help="seed of the model init and the data streams"),
+    num_workers: int | None = typer.Option(
+        None, "--num-workers", help="data loader processes per rank (default: 4, at most the CPU count)"
+    ),
+    log_every: int = typer.Option(D["log_every"].default, "--log-every", help="iterations between logged metrics"),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)"),
     keep_checkpoint: bool = typer.Option(
-        True, "--keep-checkpoint/--no-keep-checkpoint", help="keep OUT/checkpoint.pth after the last iteration"
+        D["keep_checkpoint"].default,
+        "--keep-checkpoint/--no-keep-checkpoint",
+        help="keep OUT/checkpoint.pth after the last iteration",
     ),
 ) -> None:
     """Train one stage of STCN (s012 = 0 -> 1 -> 2, s03 = 0 -> 3, each --init from the previous weights)."""
-    from stcn.errors import UserError
-    from stcn.train.trainer import TrainConfig, train
+    from stcn.train.trainer import train
 
-    if crop % 16:
-        raise UserError(f"--crop must be a multiple of 16, got {crop}")
-    if num_workers is None:
-        num_workers = min(4, os.cpu_count() or 1)
     cfg = TrainConfig(stage=stage, data=list(data), out=out, init=init, imagenet_dir=imagenet_dir,
                       iterations=iterations, batch_size=batch_size, crop=crop, lr=lr, resume=resume, amp=amp,
                       checkpoint_every=checkpoint_every, seed=seed, num_workers=num_workers, log_every=log_every,

@@ -9,7 +9,6 @@ import random
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from stcn.model.checkpoint import load_weights
 from stcn.model.network import STCN
 from stcn.train import ddp
 from stcn.train.checkpointing import CHECKPOINT, WEIGHTS, load_checkpoint, save_checkpoint, save_weights, set_rng_state
+from stcn.train.config import TrainConfig
 from stcn.train.data import OpenSegment, segment_opener
 from stcn.train.data_plan import Segment, plan_segments, segment_at
 from stcn.train.forward import TrainingForward
@@ -32,43 +32,6 @@ from stcn.train.recipe import LR_GAMMA, WEIGHT_DECAY, get_stage, scaled_lr_steps
 INPUTS = ("rgb", "gt", "sec_gt", "selector", "cls_gt")
 # settings that must not change when a run is resumed
 RESUME_FIXED = ("stage", "iterations", "batch_size", "crop", "lr", "seed", "checkpoint_every", "data", "world_size")
-
-
-@dataclass
-class TrainConfig:
-    """One run of one stage; None means the stage's recipe value (or the device's default)."""
-
-    stage: int
-    data: list[str]
-    out: str
-    init: str | None = None
-    imagenet_dir: str | None = None
-    iterations: int | None = None
-    batch_size: int | None = None
-    crop: int = 384
-    lr: float | None = None
-    resume: bool = False
-    amp: bool | None = None
-    checkpoint_every: int = 5000
-    seed: int = 14159265
-    num_workers: int = 4
-    log_every: int = 1
-    device: str | None = None
-    live: bool = True
-    progress: bool | None = None
-    keep_checkpoint: bool = True  # False: drop checkpoint.pth once weights.pth is written
-
-    def resolved(self, world_size: int) -> dict[str, Any]:
-        """The settings with recipe defaults filled in, as stored in checkpoints."""
-        stage = get_stage(self.stage)
-        out = asdict(self)
-        out.update(
-            iterations=self.iterations or stage.iterations,
-            batch_size=self.batch_size or stage.batch_size,
-            lr=self.lr or stage.lr,
-            world_size=world_size,
-        )
-        return out
 
 
 def seed_everything(seed: int) -> None:
@@ -116,6 +79,28 @@ def batches_from(segments: list[Segment], start: int, open_segment: OpenSegment)
         if got < seg.batches - skip:
             raise UserError(f"the data stream ended after {skip + got} of {seg.batches} batches of a segment")
         del stream
+
+
+def train_one_iteration(
+    forward: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    iteration: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    use_amp: bool,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on one batch (forward, losses, backward, optimizer and lr step); returns the losses."""
+    with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=use_amp):
+        result = forward(batch["rgb"], batch["gt"], batch.get("sec_gt"), batch.get("selector"))
+        losses = compute_losses(result, batch, iteration)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(losses["total_loss"]).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return losses
 
 
 def train(cfg: TrainConfig, open_segment: OpenSegment | None = None) -> dict[str, Any]:
@@ -179,15 +164,8 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
         batches = batches_from(segments, start, open_segment)
         for it, batch in zip(range(start, iterations), batches, strict=False):
             batch = to_device(batch, device, stage.single_object)
-            with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=use_amp):
-                result = forward(batch["rgb"], batch["gt"], batch.get("sec_gt"), batch.get("selector"))
-                losses = compute_losses(result, batch, it)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["total_loss"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
             lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
+            losses = train_one_iteration(forward, batch, it, optimizer, scheduler, scaler, use_amp, device)
             steps += 1
             if (it + 1) % cfg.log_every == 0 or it + 1 == iterations:
                 rate = steps / (time.perf_counter() - tick)

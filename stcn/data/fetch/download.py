@@ -21,15 +21,11 @@ from pathlib import Path
 import fsspec
 
 from stcn.data.shards.store import storage_options
-from stcn.errors import UserError
+from stcn.errors import NeedsInternet, UserError
 
 CHUNK = 1 << 20
 EXIT_NEEDS_INTERNET = 3
 Log = Callable[[str], None]
-
-
-class NeedsInternet(UserError):
-    """The requested data can only come from the internet, which is not reachable / not allowed."""
 
 
 def parse_checksum(value: str | None) -> tuple[str, str] | None:

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from stcn.errors import UserError
+from stcn.errors import NeedsInternet, UserError
 
 SOURCES = ("gdrive", "http", "file", "s3", "bundled")
 DAVIS_HTTP = "https://data.vision.ee.ethz.ch/csergi/share/davis/"
@@ -231,8 +231,6 @@ def build_bundled(name: str, target: str | Path, log=lambda _: None) -> Path:
     """Write the bundled stand-in of dataset `name` into `target` in that dataset's own layout."""
     ds, target = dataset(name), Path(target)
     if not ds.bundled:
-        from stcn.data.fetch.download import NeedsInternet
-
         raise NeedsInternet(f"skipped: {name} has no bundled source (needs internet: --source gdrive|http|file|s3)")
     target.mkdir(parents=True, exist_ok=True)
     videos = bundled_videos()

@@ -330,7 +330,7 @@ class Shuffle:
             return
         rng = worker_rng(self.seed, self.rank, self.state.epoch, 2)
         py_rng = random.Random(int(rng.integers(2**63)))
-        yield from wds.filters._shuffle(src, self.size, max(1, self.size // 2), rng=py_rng)
+        yield from wds.shuffle(self.size, max(1, self.size // 2), rng=py_rng)(src)
 
 
 class ToTrainingSample:

@@ -1,0 +1,99 @@
+"""The registry in conf/ drives dvc.yaml and params.yaml; a new dataset is declared in params only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import DAVIS, shrink_sequence
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_committed_dvc_yaml_and_params_are_current(tmp_path):
+    """`python pipelines/compose.py` (sample profile) gives exactly the committed dvc.yaml and params.yaml."""
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
+    run(tmp_path, "pipelines/compose.py")
+    assert (tmp_path / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text(), "run python pipelines/compose.py"
+    assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+    run(REPO, "pipelines/compose.py", "--check")
+
+
+def test_stage_names_and_one_name_per_dataset():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert {"download_davis17", "shard_davis17", "shard_youtube19", "evaluate_davis17", "evaluate_youtube19",
+            "train_s0", "train_s01", "train_s012", "train_s03", "report"} <= set(stages)  # fmt: skip
+    assert stages["shard_davis17"]["outs"] == ["shards/davis17"]
+    assert "data/davis17" in stages["shard_davis17"]["deps"]
+    assert {"shards/davis17", "shards/youtube19", "models/s0/weights.pth"} <= set(stages["train_s03"]["deps"])
+    assert "results/davis17" in stages["report"]["deps"]
+
+
+def own_dataset(dst: Path) -> Path:
+    """Your own videos in DAVIS layout without `480p` and without ImageSets (real frames, small)."""
+    for seq in ("blackswan", "car-shadow"):
+        frames, masks = shrink_sequence(
+            DAVIS / "JPEGImages/480p" / seq, DAVIS / "Annotations/480p" / seq, dst / "tmp" / seq, 6, 0.25
+        )
+        shutil.move(frames, dst / "JPEGImages" / seq)
+        shutil.move(masks, dst / "Annotations" / seq)
+    shutil.rmtree(dst / "tmp")
+    return dst
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_new_dataset_declared_in_params_is_sharded_trained_on_evaluated_and_reported(tmp_path, weights_file):
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "conf", project / "conf")
+    shutil.copytree(REPO / "pipelines", project / "pipelines")
+    mine = own_dataset(tmp_path / "mine")
+    # the only edit: declare the dataset in conf/config.yaml, and train s03 on it
+    config = project / "conf" / "config.yaml"
+    text = config.read_text().replace(
+        "datasets:\n",
+        f"datasets:\n  mine: {{layout: davis, root: {mine}, shard: {{split: train}}, evaluate: {{split: val}},"
+        " report: {title: My videos}}\n",
+    )
+    config.write_text(text.replace("train_s03: {stage: 3, data: ['davis17*5', youtube19]",
+                                   "train_s03: {stage: 3, data: ['davis17*5', youtube19, 'mine*2']"))  # fmt: skip
+    run(project, "pipelines/compose.py", f"evaluate.weights={weights_file}", "evaluate.resolution=64")
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    assert "download_mine" not in stages
+    assert stages["shard_mine"]["outs"] == ["shards/mine"] and str(mine) in stages["shard_mine"]["deps"]
+    assert "shards/mine" in stages["train_s03"]["deps"]
+    assert str(mine) in stages["evaluate_mine"]["deps"] and "results/mine" in stages["report"]["deps"]
+    assert {"reports/mine.md": {"cache": False}} in stages["report"]["outs"]
+
+    run(project, "pipelines/shard.py", "mine")
+    index = json.loads((project / "shards/mine/index.json").read_text())
+    assert index["splits"]["train"]["totals"]["samples"] == 2
+    # train on it alone for two iterations (the declared run, its data narrowed to the new set)
+    run(project, "pipelines/compose.py", f"evaluate.weights={weights_file}", "evaluate.resolution=64",
+        "train_s03.data=[mine]", "~train_s03.after", "+train_s03.init=random", "train_s03.iterations=2",
+        "train.crop=64")  # fmt: skip
+    run(project, "pipelines/train.py", "s03")
+    assert (project / "models/s03/weights.pth").is_file()
+    run(project, "pipelines/evaluate.py", "mine")
+    evaluation = json.loads((project / "results/mine/evaluation.json").read_text())
+    assert evaluation["frames"] == 12 and 0 <= evaluation["J&F-Mean"] <= 1
+    assert 0 < evaluation["baseline J&F-Mean"] <= 1
+    run(project, "pipelines/report.py")
+    md = (project / "reports/mine.md").read_text()
+    assert md.startswith("## My videos") and "copy the first-frame mask" in md
+    assert "blackswan_1" in md and "![car-shadow](mine/car-shadow.png)" in md
+    assert (project / "reports/mine/blackswan.png").read_bytes()[:4] == b"\x89PNG"
+    summary = pd.read_csv(project / "reports/summary.csv")
+    assert "My videos" in list(summary["benchmark"])
