@@ -108,4 +108,4 @@ def test_evaluate_generic_cli_detects_the_layout_and_scores_without_imagesets(we
     assert "copy-the-first-frame baseline" in r.stdout
     assert sorted(p.name for p in (out / "pictures").iterdir()) == ["blackswan.png", "libby.png"]
     with Image.open(out / "pictures/blackswan.png") as strip:  # 4 frames, height 120, side by side
-        assert strip.mode == "RGB" and strip.height == 120 and strip.width == 4 * 214 + 3 * 2
+        assert strip.mode == "P" and strip.height == 120 and strip.width == 4 * 214 + 3 * 2

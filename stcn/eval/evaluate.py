@@ -184,13 +184,13 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, height: int) -> np.ndarray:
 
 
 def _save_strip(path: Path, frames: list[np.ndarray]) -> Path:
-    """The frames side by side (2-pixel white gaps) as one PNG."""
+    """The frames side by side (2-pixel white gaps) as one (palette) PNG."""
     from PIL import Image
 
     gap = np.full((frames[0].shape[0], 2, 3), 255, np.uint8)
     row = np.concatenate([x for f in frames for x in (f, gap)][:-1], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(row).save(path, optimize=True)
+    Image.fromarray(row).quantize(256).save(path, optimize=True)  # a palette PNG: a third of the RGB size
     return path
 
 
