@@ -98,14 +98,17 @@ def summary_table(tables: dict[str, pd.DataFrame], benches: list[Benchmark]) -> 
 
 
 def per_sequence_table(results: str | Path) -> pd.DataFrame | None:
-    """Per object of each sequence: J, F and J&F in % (from the official per-sequence CSV), or None."""
+    """Per object of each sequence: J&F, J, F in % (the official per-sequence CSV) and the baseline's J&F, or None."""
     found = sorted(Path(results).glob("per-sequence_results-*.csv"))
     if not found:
         return None
-    df = pd.read_csv(found[0])
-    df = df.assign(**{"J&F-Mean": (df["J-Mean"] + df["F-Mean"]) / 2})
-    table = 100 * df.set_index("Sequence")[["J&F-Mean", "J-Mean", "F-Mean"]]
-    return table.rename(columns={"J&F-Mean": "J&F", "J-Mean": "J", "F-Mean": "F"})
+    df = pd.read_csv(found[0]).set_index("Sequence")
+    table = 100 * pd.DataFrame({"J&F": (df["J-Mean"] + df["F-Mean"]) / 2, "J": df["J-Mean"], "F": df["F-Mean"]})
+    baseline = found[0].with_name(f"baseline_{found[0].name}")
+    if baseline.is_file():
+        base = pd.read_csv(baseline).set_index("Sequence")
+        table[f"J&F ({BASELINE})"] = 100 * (base["J-Mean"] + base["F-Mean"]) / 2
+    return table
 
 
 def copy_pictures(results: str | Path, out: str | Path) -> list[Path]:
@@ -179,7 +182,7 @@ def benchmark_section(bench: Benchmark, results: Path, out: Path, label: str, am
         md += f"\nNot scored here ({bench.scored_by}); FPS is measured here.\n"
     per_seq = per_sequence_table(results / bench.key)
     if per_seq is not None:
-        md += f"\nPer sequence (object): J&F, J, F in %\n\n{markdown(per_seq)}\n"
+        md += f"\nPer sequence (object), in %:\n\n{markdown(per_seq)}\n"
     pictures = copy_pictures(results / bench.key, out / bench.key)
     if pictures:
         md += "\nPredicted masks on evenly spaced frames of each sequence (first: the given mask):\n\n"

@@ -83,6 +83,9 @@ def test_write_reports(tmp_path):
     (results / "davis17" / "per-sequence_results-val.csv").write_text(
         "Sequence,J-Mean,F-Mean\nblackswan_1,0.5,0.7\ncar-shadow_1,0.2,0.4\n"
     )
+    (results / "davis17" / "baseline_per-sequence_results-val.csv").write_text(
+        "Sequence,J-Mean,F-Mean\nblackswan_1,0.8,0.6\ncar-shadow_1,0.1,0.1\n"
+    )
     (results / "davis17" / "pictures").mkdir()
     (results / "davis17" / "pictures" / "blackswan.png").write_bytes(b"\x89PNG fake")
     (results / "youtube18").mkdir(parents=True)
@@ -110,5 +113,6 @@ def test_write_reports(tmp_path):
     assert len(summary) == len(BENCHMARKS) and summary.loc[1, BASELINE] == pytest.approx(25.0)
     md = (out / "davis17.md").read_text()
     flat = " ".join(md.split())
-    assert "| blackswan_1 | 60.0 | 50.0 | 70.0 |" in flat and "| car-shadow_1 | 30.0 | 20.0 | 40.0 |" in flat
+    assert "| blackswan_1 | 60.0 | 50.0 | 70.0 | 70.0 |" in flat
+    assert "| car-shadow_1 | 30.0 | 20.0 | 40.0 | 10.0 |" in flat
     assert "![blackswan](davis17/blackswan.png)" in md and (out / "davis17" / "blackswan.png").is_file()

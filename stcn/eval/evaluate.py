@@ -141,14 +141,17 @@ def evaluate(
         from stcn.eval.davis_score import score_davis
 
         result.global_results, result.per_sequence = score_davis(root, year, split, out, out, progress, seqs)
-        result.baseline = _score_baseline(root, year, split, seqs, progress)
+        result.baseline, per_sequence = _score_baseline(root, year, split, seqs, progress)
         result.baseline.to_csv(out / f"baseline_global_results-{split}.csv", index=False, float_format="%.3f")
+        per_sequence.to_csv(out / f"baseline_per-sequence_results-{split}.csv", index=False, float_format="%.3f")
     (out / "evaluation.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
     return result
 
 
-def _score_baseline(root: str | Path, year: str, split: str, seqs: list[Sequence], progress: bool) -> pd.DataFrame:
-    """Global scores of copying each sequence's first-frame mask to all its frames (a floor for any tracker)."""
+def _score_baseline(
+    root: str | Path, year: str, split: str, seqs: list[Sequence], progress: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Global and per-object scores of copying each sequence's first-frame mask to all its frames."""
     import tempfile
 
     from stcn.eval.davis_score import score_davis
@@ -158,7 +161,7 @@ def _score_baseline(root: str | Path, year: str, split: str, seqs: list[Sequence
             first = _first_annotation(seq, binarise=year == "2016")[seq.stems[0]]
             for stem in seq.stems:
                 write_mask(Path(tmp) / seq.name / f"{stem}.png", first)
-        return score_davis(root, year, split, tmp, None, progress, seqs)[0]
+        return score_davis(root, year, split, tmp, None, progress, seqs)
 
 
 def _spread(items: list[str], count: int) -> list[str]:
