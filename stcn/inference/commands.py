@@ -40,15 +40,9 @@ def inference_settings(
     device: str | None,
     resolution: int | None = None,
 ) -> InferenceSettings:
-    """Validated settings from command-line values."""
+    """Settings from command-line values (InferenceSettings checks them)."""
     from stcn.inference.settings import InferenceSettings, pick_device
 
-    if top_k < 1 or mem_every < 1:
-        raise UserError("--top-k and --mem-every must be at least 1")
-    if max_memory_frames is not None and max_memory_frames < 1:
-        raise UserError("--max-memory-frames must be at least 1")
-    if resolution is not None and resolution < 16:
-        raise UserError(f"--resolution must be at least 16 pixels, got {resolution}")
     return InferenceSettings(top_k, mem_every, include_last, amp, max_memory_frames, pick_device(device), resolution)
 
 

@@ -19,6 +19,17 @@ class InferenceSettings:
     device: str = "cpu"
     resolution: int | None = None  # resize frames so the shorter side is this (YouTube-VOS: 480)
 
+    def __post_init__(self) -> None:
+        """The checks every caller gets (CLI, pipelines, benchmarks): a bad value is a UserError here."""
+        from stcn.errors import UserError
+
+        if self.top_k < 1 or self.mem_every < 1:
+            raise UserError("--top-k and --mem-every must be at least 1")
+        if self.max_memory_frames is not None and self.max_memory_frames < 1:
+            raise UserError("--max-memory-frames must be at least 1")
+        if self.resolution is not None and self.resolution < 16:
+            raise UserError(f"--resolution must be at least 16 pixels, got {self.resolution}")
+
     def autocast(self) -> torch.autocast:
         """fp16 autocast on CUDA, bf16 on CPU; disabled unless `amp`."""
         device_type = torch.device(self.device).type
