@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -12,19 +11,18 @@ from rich.console import Console
 from stcn.data.folders import list_frames
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
-
-if TYPE_CHECKING:
-    from stcn.inference.settings import InferenceSettings
+from stcn.inference.settings import InferenceSettings
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
-# inference options shared by `stcn segment` and `stcn evaluate`
+# inference options shared by `stcn segment` and `stcn evaluate`; the defaults are InferenceSettings'
+D = InferenceSettings
 WEIGHTS = typer.Option(..., help="STCN checkpoint (official format).")
-TOP_K = typer.Option(20, help="Memory entries kept per query pixel.")
-MEM_EVERY = typer.Option(5, help="Add a memory frame every N frames.")
-INCLUDE_LAST = typer.Option(False, help="Keep the previous frame in a temporary memory slot.")
-AMP = typer.Option(False, help="Mixed precision: fp16 on CUDA, bf16 on CPU.")
-MAX_MEMORY_FRAMES = typer.Option(None, help="Bound memory to frame 0 + the most recent frames.")
+TOP_K = typer.Option(D.top_k, help="Memory entries kept per query pixel.")
+MEM_EVERY = typer.Option(D.mem_every, help="Add a memory frame every N frames.")
+INCLUDE_LAST = typer.Option(D.include_last, help="Keep the previous frame in a temporary memory slot.")
+AMP = typer.Option(D.amp, help="Mixed precision: fp16 on CUDA, bf16 on CPU.")
+MAX_MEMORY_FRAMES = typer.Option(D.max_memory_frames, help="Bound memory to frame 0 + the most recent frames.")
 DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
 RESOLUTION = typer.Option(
     None, help="Process frames resized to this shorter side; outputs keep the input size [default: as given]."
@@ -41,7 +39,7 @@ def inference_settings(
     resolution: int | None = None,
 ) -> InferenceSettings:
     """Settings from command-line values (InferenceSettings checks them)."""
-    from stcn.inference.settings import InferenceSettings, pick_device
+    from stcn.inference.settings import pick_device
 
     return InferenceSettings(top_k, mem_every, include_last, amp, max_memory_frames, pick_device(device), resolution)
 

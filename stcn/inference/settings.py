@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads these defaults without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class InferenceSettings:
 
     def autocast(self) -> torch.autocast:
         """fp16 autocast on CUDA, bf16 on CPU; disabled unless `amp`."""
+        import torch
+
         device_type = torch.device(self.device).type
         dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
         return torch.autocast(device_type, dtype=dtype, enabled=self.amp)
@@ -39,6 +43,8 @@ class InferenceSettings:
 
 def pick_device(name: str | None) -> str:
     """'cuda' when requested or available, else 'cpu'; asking for CUDA without one is a user error."""
+    import torch
+
     from stcn.errors import UserError
 
     if name in (None, "auto"):
