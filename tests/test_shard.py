@@ -20,7 +20,7 @@ from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
 from stcn.data.fetch.download import download_dataset
 from stcn.data.fetch.sources import DAVIS_MINI, bl30k_members, bundled_videos, write_tar
-from stcn.data.shards.build import shard_bl30k, shard_davis, shard_static, shard_youtube
+from stcn.data.shards.build import shard_bl30k, shard_davis, shard_generic, shard_static, shard_youtube
 from stcn.data.shards.format import INDEX, decode_mask, decode_static_sample, decode_video_sample, unsafe_key
 from stcn.data.shards.store import shard_urls
 from stcn.errors import UserError
@@ -281,3 +281,25 @@ def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
     assert run.stderr.strip().splitlines() == [
         f"error: not a DAVIS root (needs JPEGImages[/480p] and Annotations[/480p]): {tmp_path / 'nope'}"
     ]
+
+
+def test_shard_generic_cli_own_davis_folder_without_imagesets_and_youtube_layout(bundled: Path, tmp_path: Path) -> None:
+    """`stcn shard generic`: a DAVIS-layout folder without ImageSets/480p (every sequence), and YouTube-VOS."""
+    mine = tmp_path / "mine"
+    for seq in ("dog-agility", "libby"):
+        shutil.copytree(bundled / "davis17/JPEGImages/480p" / seq, mine / "JPEGImages" / seq)
+        shutil.copytree(bundled / "davis17/Annotations/480p" / seq, mine / "Annotations" / seq)
+    out = tmp_path / "shards"
+    run = subprocess.run(
+        [sys.executable, "-m", "stcn.cli", "shard", "generic", "--root", str(mine), "--name", "mine",
+         "--out", str(out / "mine")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    samples = [decode_video_sample(r) for r in _read(str(_shards(out / "mine", "train")[0]))]
+    assert [s.meta["video"] for s in samples] == ["dog-agility", "libby"]
+    assert samples[1].meta["source"] == "mine/train" and len(samples[1].frames) == 49
+    assert json.loads((out / "mine" / INDEX).read_text())["splits"]["train"]["totals"]["samples"] == 2
+    index = shard_generic(bundled / "youtube19", str(out / "yt"), split="train", name="yt")  # layout detected
+    videos = list((bundled / "youtube19/train/JPEGImages").iterdir())
+    assert index["splits"]["train"]["totals"]["samples"] == len(videos)
