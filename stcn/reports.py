@@ -156,8 +156,15 @@ def plot_curves(curves: dict[str, pd.DataFrame], metrics: list[str], path: str |
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for run, df in curves.items():
-            if metric in df:
-                ax.plot(df["step"], df[metric], marker="." if len(df) < 50 else None, label=run)
+            if metric not in df:
+                continue
+            if len(df) < 50:
+                ax.plot(df["step"], df[metric], marker=".", label=run)
+            else:  # long runs: the raw values faint, a rolling mean over 5% of the run on top
+                (raw,) = ax.plot(df["step"], df[metric], alpha=0.25, linewidth=0.8)
+                window = max(5, len(df) // 20)
+                mean = df[metric].rolling(window, min_periods=1).mean()
+                ax.plot(df["step"], mean, color=raw.get_color(), label=f"{run} (mean of {window})")
         ax.set(title=f"train/{metric}", xlabel="iteration")
         ax.grid(alpha=0.3)
         if curves:
