@@ -280,3 +280,13 @@ def test_train_config_defaults_are_the_cli_defaults():
     _register()
     help_text = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
     assert "[default: 10]" in help_text and "[default: 384]" in help_text
+
+
+def test_one_stage_to_data_kind_map_the_recipe():
+    """The stream takes a stage number's data kind from the recipe (no second map)."""
+    from stcn.data.stream.loader import data_kind
+
+    assert [data_kind(i) for i in STAGES] == [s.data for s in STAGES.values()] == ["static", "bl30k", "video", "video"]
+    assert data_kind("video") == "video"
+    with pytest.raises(UserError, match="unknown training stage"):
+        data_kind("frames")

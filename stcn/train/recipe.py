@@ -17,7 +17,7 @@ class Stage:
     """One training stage of the original release."""
 
     index: int
-    data: str  # "static" (image + mask) or "video"
+    data: str  # the stream's data kind: "static" (image + mask), "bl30k" or "video" (DAVIS / YouTube-VOS)
     single_object: bool
     lr: float
     batch_size: int  # per process
@@ -28,13 +28,13 @@ class Stage:
 
     @property
     def is_video(self) -> bool:
-        return self.data == "video"
+        return self.data != "static"
 
 
 _VIDEO_SKIPS = (5, 10, 15, 20, 25, 5)
 STAGES: dict[int, Stage] = {
     0: Stage(0, "static", True, 1e-5, 8, 300_000, (150_000,)),
-    1: Stage(1, "video", False, 1e-5, 4, 500_000, (400_000,), _VIDEO_SKIPS, (0.1, 0.2, 0.3, 0.4, 0.8)),
+    1: Stage(1, "bl30k", False, 1e-5, 4, 500_000, (400_000,), _VIDEO_SKIPS, (0.1, 0.2, 0.3, 0.4, 0.8)),
     2: Stage(2, "video", False, 1e-5, 4, 300_000, (250_000,), _VIDEO_SKIPS, (0.1, 0.2, 0.3, 0.4, 0.9)),
     3: Stage(3, "video", False, 1e-5, 4, 150_000, (125_000,), _VIDEO_SKIPS, (0.1, 0.2, 0.3, 0.4, 0.9)),
 }

@@ -49,7 +49,7 @@ from stcn.data.shards.store import shard_urls
 from stcn.data.stream.samples import BL30K, VideoRecipe, static_training_sample, video_training_sample
 from stcn.errors import UserError
 
-STAGES = {0: "static", 1: "bl30k", 2: "video", 3: "video", "static": "static", "bl30k": "bl30k", "video": "video"}
+KINDS = ("static", "bl30k", "video")  # a training stage number stands for its recipe's kind (stcn.train.recipe)
 SHUFFLE_BUFFER = {"static": 256, "bl30k": 8, "video": 8}  # raw samples held per worker (videos are MBs)
 HTTP_TIMEOUT = 30.0
 S3_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}
@@ -360,6 +360,17 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def data_kind(stage: int | str) -> str:
+    """The data kind of a stream: a kind name, or a training stage number (its recipe's kind)."""
+    if stage in KINDS:
+        return stage
+    if isinstance(stage, int):
+        from stcn.train.recipe import get_stage
+
+        return get_stage(stage).data
+    raise UserError(f"unknown training stage {stage!r} (expected 0-3, 'static', 'bl30k' or 'video')")
+
+
 def make_dataset(
     urls: Sources,
     stage: int | str,
@@ -377,13 +388,11 @@ def make_dataset(
     state: SharedState | None = None,
 ) -> wds.DataPipeline:
     """The per-rank WebDataset pipeline yielding collated batches (see `make_loader`)."""
-    if stage not in STAGES:
-        raise UserError(f"unknown training stage {stage!r} (expected 0-3, 'static', 'bl30k' or 'video')")
+    kind = data_kind(stage)
     if mode not in ("resampled", "once"):
         raise UserError(f"unknown stream mode {mode!r} (expected 'resampled' or 'once')")
     if batch_size < 1:
         raise UserError(f"batch size must be positive, got {batch_size}")
-    kind = STAGES[stage]
     groups = source_groups(urls, split)
     weights = sorted({w for _, w in groups})
     if mode == "once" and any(w != int(w) for w in weights):
