@@ -123,7 +123,7 @@ def dvc_yaml(p: dict[str, Any]) -> str:
         tsv = {f"models/{r}/dvclive/plots/metrics/train/{metric}.tsv": metric for r in runs(p)}
         plots.append({f"train_{metric}": {"template": "linear", "x": "step", "y": tsv}})
     body = {"stages": stages(p), "metrics": metrics, "plots": plots}
-    return HEADER + yaml.safe_dump(body, sort_keys=False, width=120)
+    return HEADER + yaml.safe_dump(body, sort_keys=False, width=120, default_flow_style=None)
 
 
 def compose(
