@@ -90,6 +90,7 @@ class InteractiveCore:
         self.interacted: list[int] = []  # propagated interactions' frames, in order
         self.certain: list[tuple[torch.Tensor, torch.Tensor]] = []  # (key, values) of those frames
         self.max_memory_seen = 0  # largest number of memory frames read in any pass
+        self.last_propagated = False  # whether the latest interaction propagated (else: next one on this frame)
 
     # --- public API -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -100,6 +101,7 @@ class InteractiveCore:
             if propagate and self.schedule:
                 self.schedule.pop(0)
         self.count += 1
+        self.last_propagated = propagate
         positive, negative = (pad_to_16(m)[0] for m in scribble_maps(scribbles, self.k))
         new = self._scribble_to_mask(frame, positive, negative)
         if propagate:
