@@ -125,7 +125,8 @@ class InteractiveCore:
     def _scribble_to_mask(self, t: int, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
         image = self.images[t].to(self.device)
         current = F.one_hot(torch.argmax(self.prob[:, t], 0), self.k + 1).permute(2, 0, 1)[1:].float()
-        p = self.s2m.object_probability(image, current.to(self.device), positive.to(self.device), negative.to(self.device))
+        current, positive, negative = (m.to(self.device) for m in (current, positive, negative))
+        p = self.s2m.object_probability(image, current, positive, negative)
         return hard_aggregate(p.float()).cpu()
 
     def _encode(self, t: int) -> tuple[torch.Tensor, ...]:

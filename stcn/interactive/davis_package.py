@@ -6,7 +6,8 @@ are restored as the same objects before the import: `np.int` = `int`, `np.float`
 and `networkx.from_scipy_sparse_matrix` = `networkx.from_scipy_sparse_array` (renamed in networkx 3).
 Its report summary relied on pandas < 2 silently dropping non-numeric columns in `groupby().mean()`;
 `EvaluationService.summarize_report` is wrapped to drop the one text column (`session_id`) and give
-the numeric columns a numeric dtype first, which is what pandas < 2 did. Nothing else is changed. Install: see README "Interactive segmentation".
+the numeric columns a numeric dtype first, which is what pandas < 2 did. Nothing else is changed.
+Install: see README "Interactive segmentation".
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ def load_images(frames: list[Path], size: tuple[int, int]) -> torch.Tensor:
     for path in frames:
         rgb = read_frame(path)
         if rgb.shape[1::-1] != size:
-            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+            rgb = np.array(Image.fromarray(rgb).resize(size, Image.BICUBIC))
         out.append(image_tensor(rgb))
     return torch.stack(out)
 
@@ -209,9 +209,10 @@ def write_results(result: InteractiveResult, prepared: list[PreparedSequence], o
     rows = []
     for p in prepared:
         timing = result.report[result.report["sequence"] == p.name]["timing"].astype(float)
+        seconds = round(float(timing.mean()), 3) if len(timing) else math.nan
         rows.append({"sequence": p.name, **_row(result.sequences[p.name]), "objects": p.num_objects,
                      "frames": len(p.frames), "first_scribble": p.scribble_source,
-                     "seconds_per_interaction": round(float(timing.mean()), 3) if len(timing) else math.nan})  # fmt: skip
+                     "seconds_per_interaction": seconds})  # fmt: skip
     per_sequence = pd.DataFrame(rows)
     per_sequence.to_csv(out / "per_sequence.csv", index=False)
     result.report.to_csv(out / "report.csv", index=False)
@@ -247,3 +248,41 @@ def report_markdown(data: dict) -> str:
         lines.append(f"| {name} | {r['auc_jf']:.1f} | {r['jf_at_60s']:.1f} | {r['objects']} | {r['frames']} | "
                      f"{r['first_scribble']} | {r['seconds_per_interaction']:.2f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _describe(path: str | Path | None, seed: int) -> str:
+    return str(path) if path is not None else f"seeded stand-in (seed {seed}, untrained)"
+
+
+def evaluate_interactive(
+    weights: str | Path, s2m_weights: str | Path | None, fusion_weights: str | Path | None, seed: int,
+    davis_root: str | Path, split: str, out: str | Path, settings: InferenceSettings,
+    max_interactions: int = MAX_INTERACTIONS, max_time: float = MAX_TIME,
+) -> dict:  # fmt: skip
+    """Models from their files (S2M / fusion: seeded when None), the session over `split`, results in `out`."""
+    from stcn.inference.loading import load_model
+    from stcn.interactive.weights import load_fusion, load_s2m
+
+    stcn = load_model(weights, settings.device)
+    s2m = load_s2m(s2m_weights, seed, settings.device)
+    fusion = load_fusion(fusion_weights, seed + 1, settings.device)
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = prepare_root(davis_root, split, tmp, settings.resolution)
+        result = run_session(stcn, s2m, fusion, prepared, Path(tmp), settings, max_interactions, max_time)
+    sources = sorted({p.scribble_source for p in prepared})
+    meta = {
+        "stcn": str(weights),
+        "s2m": _describe(s2m_weights, seed),
+        "fusion": _describe(fusion_weights, seed + 1),
+        "resolution": settings.resolution,
+        "first_scribbles": " + ".join(
+            {"dataset": "the dataset's scribble files", "robot": "the robot on an empty prediction"}[s] for s in sources
+        ),
+        "max_interactions": max_interactions,
+        "max_time": max_time,
+        "split": split,
+    }
+    data = write_results(result, prepared, out, meta)
+    (out / "report.md").write_text(report_markdown(data))
+    return data

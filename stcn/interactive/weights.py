@@ -21,10 +21,10 @@ def load_strict(model: nn.Module, source: str | Path | dict[str, torch.Tensor], 
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        parts = ([f"missing {missing[0]!r}"] if missing else []) + ([f"unexpected {unexpected[0]!r}"] if unexpected else [])
-        raise UserError(
-            f"checkpoint does not match {what}: {' and '.join(parts)} ({len(missing)} missing, {len(unexpected)} unexpected)"
-        )
+        parts = [f"missing {missing[0]!r}"] if missing else []
+        parts += [f"unexpected {unexpected[0]!r}"] if unexpected else []
+        counts = f"{len(missing)} missing, {len(unexpected)} unexpected"
+        raise UserError(f"checkpoint does not match {what}: {' and '.join(parts)} ({counts})")
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise UserError(
