@@ -145,8 +145,8 @@ class InteractiveResult:
 
     def summary(self) -> dict:
         return {
-            "auc_jf": round(100 * self.overall["auc"], 2),
-            "jf_at_60s": round(100 * self.overall["metric_at_threshold"]["J_AND_F"], 2),
+            "auc_jf": round(100 * float(self.overall["auc"]), 2),
+            "jf_at_60s": round(100 * float(self.overall["metric_at_threshold"]["J_AND_F"]), 2),
             "interactions": self.interactions,
             "seconds": round(self.seconds, 2),
         }
@@ -234,7 +234,7 @@ def report_markdown(data: dict) -> str:
         "# DAVIS interactive (MiVOS-STCN)",
         "",
         f"S2M: {data['s2m']}; fusion: {data['fusion']}; STCN: {data['stcn']}; "
-        f"resolution: {data['resolution'] or '480p'}; first scribbles: {data['first_scribbles']}.",
+        f"resolution: {data['resolution'] or 480}p; first scribbles: {data['first_scribbles']}.",
         "",
         "| | AUC-J&F | J&F@60s | interactions | seconds |",
         "|---|---|---|---|---|",
