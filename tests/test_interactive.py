@@ -259,3 +259,28 @@ def test_davis_interactive_evaluation_end_to_end(tmp_path, weights_file):
     assert (first["jaccard"] > 0).sum() <= 1  # interaction 1 refines the scribbled frame only
     md = (out / "report.md").read_text()
     assert "| paper (STCN release) | 88.4 | 88.8 |" in md and "| blackswan |" in md
+
+
+def test_dvc_stage_command_writes_results_and_report(tmp_path, weights_file):
+    import os
+    import shutil
+
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["evaluate_davis17_interactive"].update(resolution=48, max_interactions=3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    mini_davis(tmp_path / "data" / "davis17", {"car-shadow": "val"}, n=4, scale=0.2)
+    (tmp_path / "models" / "s012").mkdir(parents=True)
+    shutil.copy(weights_file, tmp_path / params["evaluate"]["weights"])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "evaluate_interactive.py"), "data/davis17"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    data = json.loads((tmp_path / "results" / "davis17_interactive" / "evaluation.json").read_text())
+    assert data["overall"]["interactions"] == 3 and data["resolution"] == 48
+    assert data["s2m"].startswith("seeded stand-in") and list(data["sequences"]) == ["car-shadow"]
+    report = (tmp_path / "reports" / "davis17_interactive.md").read_text()
+    assert "| paper (STCN release) | 88.4 | 88.8 |" in report and "- profile: `sample`" in report
