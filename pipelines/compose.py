@@ -94,6 +94,14 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
             "params": ["evaluate", *_keys(p, name, "layout", "year", "evaluate", "root")],
             "outs": [f"results/{name}"],
         }  # fmt: skip
+    if "evaluate_davis17_interactive" in p:  # DAVIS interactive (MiVOS-STCN) on the davis17 dataset
+        out["evaluate_davis17_interactive"] = {
+            "cmd": f"python pipelines/evaluate_interactive.py {root['davis17']}",
+            "deps": ["pipelines/evaluate_interactive.py", *PIPE, "stcn/interactive", "stcn/inference", "stcn/model",
+                     root["davis17"], "models/pretrained", "${evaluate.weights}"],
+            "params": ["evaluate", "evaluate_davis17_interactive"],
+            "outs": ["results/davis17_interactive", {"reports/davis17_interactive.md": {"cache": False}}],
+        }  # fmt: skip
     reported = [n for n in evaluated(p)]
     out["report"] = {
         "cmd": "python pipelines/report.py",

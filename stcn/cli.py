@@ -16,7 +16,13 @@ app = typer.Typer(
 )
 
 
-AREAS = ("stcn.inference.commands", "stcn.eval.commands", "stcn.data.commands", "stcn.train.commands")
+AREAS = (
+    "stcn.inference.commands",
+    "stcn.eval.commands",
+    "stcn.data.commands",
+    "stcn.train.commands",
+    "stcn.interactive.commands",
+)
 
 
 def _register() -> None:

@@ -200,6 +200,7 @@ def test_s3_mirror_source_with_resume(s3_server, tmp_path: Path) -> None:  # noq
     mirror = s3_server.root / "test-bucket" / "mirror"
     mirror.mkdir()
     weights = {"stcn.pth": FRAME.read_bytes(), "stcn_s03.pth": FRAME.with_name("00001.jpg").read_bytes()}
+    weights |= {"s2m.pth": FRAME.with_name("00002.jpg").read_bytes(), "fusion_stcn.pth": b"fusion weights"}
     for name, data in weights.items():
         (mirror / name).write_bytes(data)
     target = tmp_path / "w"

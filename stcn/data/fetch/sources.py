@@ -72,9 +72,12 @@ DATASETS: dict[str, Dataset] = {
                           place="all_frames/valid_all_frames"))),
         Dataset("bl30k", "BL30K synthetic videos: six ~115 GB tar segments, kept as tars (sharded from them)",
                 tuple(_bl30k(c) for c in "abcdef")),
-        Dataset("pretrained", "pretrained STCN weights (s012: static+BL30K+main, s03: static+main)",
+        Dataset("pretrained", "pretrained STCN weights (s012: static+BL30K+main, s03: static+main) and the "
+                              "MiVOS-STCN interaction modules (S2M, fusion)",
                 (Artifact("stcn.pth", gdrive="1mRrE0uCI2ktdWlUgapJI_KmgeIiF2eOm", place=None, marker=None),
-                 Artifact("stcn_s03.pth", gdrive="1JllXPJZola0G-g1aUQfXe9nLMBioj-aH", place=None, marker=None)),
+                 Artifact("stcn_s03.pth", gdrive="1JllXPJZola0G-g1aUQfXe9nLMBioj-aH", place=None, marker=None),
+                 Artifact("s2m.pth", gdrive="1HKwklVey3P2jmmdmrACFlkXtcvNxbKMM", place=None, marker=None),
+                 Artifact("fusion_stcn.pth", gdrive="1MAbWHrOjlze9vPQdW-HxMnvjPpaZlfLv", place=None, marker=None)),
                 bundled=False),
     ]
 }  # fmt: skip

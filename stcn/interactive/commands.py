@@ -1,0 +1,162 @@
+"""`stcn interact` (scribbles -> masks for a whole video, round after round) and `stcn evaluate-interactive`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from stcn.errors import UserError
+from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K, VIDEO_SUFFIXES
+
+STATE = "interactive.json"  # in the output folder: objects, frames interacted so far, rounds
+S2M = typer.Option(None, help="s2m.pth (MiVOS); default: seeded stand-in weights (not a trained model).")
+FUSION = typer.Option(None, help="fusion_stcn.pth (MiVOS); default: seeded stand-in weights.")
+SEED = typer.Option(0, help="Seed of the stand-in S2M / fusion weights.")
+
+
+def _frames(path: Path) -> tuple[list[str], list[np.ndarray]]:
+    from stcn.data.folders import list_frames
+    from stcn.inference.video import folder_frames, video_frames
+
+    if not path.exists():
+        raise UserError(f"frames not found: {path}")
+    if path.is_file() and path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"--frames must be a folder of images or a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    source = video_frames(path) if path.is_file() else folder_frames(list_frames(path))
+    stems, rgbs = [], []
+    for stem, load in source:
+        stems.append(stem)
+        rgbs.append(load())
+    return stems, rgbs
+
+
+def _frame_index(frame: str | None, stems: list[str]) -> int:
+    if frame is None:
+        raise UserError("--frame is needed with a PNG scribble (the frame's index or file stem)")
+    if frame in stems:
+        return stems.index(frame)
+    if frame.isdigit() and int(frame) < len(stems):
+        return int(frame)
+    raise UserError(f"--frame {frame!r} is neither a frame name nor an index below {len(stems)}")
+
+
+def _read_state(path: Path) -> dict:
+    """The previous rounds' state in the output folder (none yet: round 0)."""
+    if not path.is_file():
+        return {"objects": 0, "interacted": [], "rounds": 0}
+    try:
+        state = json.loads(path.read_text())
+        return {
+            "objects": int(state["objects"]),
+            "interacted": list(state["interacted"]),
+            "rounds": int(state["rounds"]),
+        }
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"corrupt interaction state {path} ({e}); use a new --out folder") from None
+
+
+def interact(
+    weights: Path = typer.Option(..., help="STCN checkpoint (official format)."),
+    frames: Path = typer.Option(..., help="Folder of frames (sorted by name) or a video file."),
+    scribbles: Path = typer.Option(
+        ...,
+        help="DAVIS scribble JSON, or a PNG of strokes: palette/grey (k = object k, 255 = background, 0 = none) "
+        "or RGB (green = the object, red = background).",
+    ),
+    out: Path = typer.Option(..., help="Output folder of palette PNGs; run again with it for another round."),
+    frame: str | None = typer.Option(None, help="Frame the PNG strokes are drawn on (index or file stem)."),
+    s2m: Path | None = S2M,
+    fusion: Path | None = FUSION,
+    seed: int = SEED,
+    propagate: bool = typer.Option(True, help="Propagate through the video (else refine only this frame)."),
+    top_k: int = TOP_K,
+    mem_every: int = MEM_EVERY,
+    max_memory_frames: int | None = MAX_MEMORY_FRAMES,
+    device: str | None = DEVICE,
+    resolution: int | None = RESOLUTION,
+) -> None:
+    """Turn scribbles on a frame into masks for the whole video (S2M, STCN propagation, fusion with the last round)."""
+    import torch
+    from PIL import Image
+
+    from stcn.data.images import read_mask, write_mask
+    from stcn.inference.commands import inference_settings
+    from stcn.inference.frames import image_tensor
+    from stcn.inference.loading import load_model
+    from stcn.interactive.core import InteractiveCore
+    from stcn.interactive.evaluate import target_size
+    from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png
+    from stcn.interactive.weights import load_fusion, load_s2m
+
+    settings = inference_settings(top_k, mem_every, False, False, max_memory_frames, device, resolution)
+    if not scribbles.is_file():
+        raise UserError(f"scribble file not found: {scribbles}")
+    stems, rgbs = _frames(frames)
+    full = (rgbs[0].shape[1], rgbs[0].shape[0])
+    size = target_size(full, resolution)
+    if scribbles.suffix.lower() == ".json":
+        rounds = scribbles_from_json(scribbles, len(stems), size)
+    else:
+        rounds = {_frame_index(frame, stems): scribbles_from_png(scribbles, size)}
+    state_file = out / STATE
+    state = _read_state(state_file)
+    previous = None
+    if state["rounds"]:
+        masks = [out / f"{s}.png" for s in stems]
+        if not all(m.is_file() for m in masks):
+            raise UserError(f"{out} holds an earlier round of another video (missing {masks[0].name}...)")
+        previous = np.stack([np.asarray(Image.fromarray(read_mask(m)).resize(size, Image.NEAREST)) for m in masks])
+    objects = max([state["objects"], *(int(m.max()) for m in rounds.values())])
+    if objects < 1:
+        raise UserError(f"the scribbles in {scribbles} name no object (only background strokes)")
+    images = torch.stack([image_tensor(np.array(Image.fromarray(r).resize(size, Image.BICUBIC))) for r in rgbs])
+    stcn = load_model(weights, settings.device)
+    core = InteractiveCore(
+        stcn, load_s2m(s2m, seed, settings.device), load_fusion(fusion, seed + 1, settings.device),
+        images, objects, settings, schedule=None, previous=previous,
+    )  # fmt: skip
+    core.load_interacted(state["interacted"])
+    for t, scribble_map in sorted(rounds.items()):
+        labels = core.interact(t, scribble_map, propagate=propagate)
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, lab in zip(stems, labels, strict=True):
+        write_mask(out / f"{stem}.png", np.asarray(Image.fromarray(lab).resize(full, Image.NEAREST)))
+    state = {"objects": objects, "interacted": core.interacted, "rounds": state["rounds"] + len(rounds)}
+    state_file.write_text(json.dumps(state) + "\n")
+    Console(stderr=True).print(
+        f"round {state['rounds']}: {len(stems)} frames, {objects} object(s), interacted {core.interacted} -> {out}"
+    )
+
+
+def evaluate_interactive(
+    weights: Path = typer.Option(..., help="STCN checkpoint (official format)."),
+    davis_root: Path = typer.Option(..., help="DAVIS 2017 trainval root (JPEGImages/480p, Annotations/480p)."),
+    out: Path = typer.Option(..., help="Output folder: evaluation.json, per_sequence.csv, report.csv, report.md."),
+    split: str = typer.Option("val", help="ImageSets/2017/<split>.txt"),
+    s2m: Path | None = S2M,
+    fusion: Path | None = FUSION,
+    seed: int = SEED,
+    max_interactions: int = typer.Option(8, help="Interactions per sequence (benchmark: 8)."),
+    max_time: float = typer.Option(240, help="Seconds per object per sequence (benchmark: 8 x 30)."),
+    top_k: int = TOP_K,
+    mem_every: int = MEM_EVERY,
+    max_memory_frames: int | None = MAX_MEMORY_FRAMES,
+    device: str | None = DEVICE,
+    resolution: int | None = RESOLUTION,
+) -> None:
+    """DAVIS interactive benchmark (AUC-J&F, J&F@60s) through the davisinteractive package's local session."""
+    from stcn.inference.commands import inference_settings
+    from stcn.interactive.evaluate import evaluate_interactive as run
+
+    settings = inference_settings(top_k, mem_every, False, False, max_memory_frames, device, resolution)
+    data = run(weights, s2m, fusion, seed, davis_root, split, out, settings, max_interactions, max_time)
+    Console(stderr=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(interact)
+    app.command("evaluate-interactive")(evaluate_interactive)

@@ -1,0 +1,199 @@
+"""The interactive core (MiVOS-STCN): one user interaction -> masks for the whole video.
+
+    core = InteractiveCore(stcn, s2m, fusion, images, num_objects=2)
+    labels = core.interact(frame=12, scribbles=scribble_map)   # (T, H, W) uint8, 0 = background
+
+`scribble_map` is (H, W) int: object id where a stroke of that object lies, -1 elsewhere (0 =
+background strokes). The schedule follows MiVOS-STCN's DAVIS processor: interactions are counted
+from 0; when the count reaches the head of `schedule` the head is dropped and the new mask is
+propagated, otherwise only the interacted frame is replaced. `schedule=None` propagates every time.
+
+Propagation from frame t: frame t joins the "certain" memory (every propagated interaction so far,
+kept for later rounds); a forward pass runs to the next interacted frame (exclusive) or the end, a
+backward pass to the previous one or the start; each pass's memory is the certain memory plus its
+own frames (every `mem_every` frames from t, never the pass's last frame), bounded by
+`settings.max_memory_frames` (oldest pass frames evicted first; certain frames are kept). A pass
+bounded by an interacted frame c fuses the propagated probabilities with the previous round's,
+using the difference at t, its attention through W(key_t, key_i), and nc = |c-i|/|c-t|, nr = |t-i|/|c-t|.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stcn.inference.frames import pad_to_16, unpad
+from stcn.inference.memory_bank import MemoryBank
+from stcn.inference.settings import InferenceSettings
+from stcn.interactive.fusion import FusionNet
+from stcn.interactive.s2m import S2M
+from stcn.model.memory import aggregate, l2_affinity
+from stcn.model.network import STCN
+
+DAVIS_SCHEDULE = (2, 5, 7)
+HARD = 1000.0  # S2M's aggregated logits are scaled by this before the softmax (a hard aggregation)
+
+
+def scribble_maps(scribbles: np.ndarray, num_objects: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive/negative maps (K, H, W) per object from a scribble map (-1 = none), dilated 3x3."""
+    s = torch.from_numpy(np.asarray(scribbles, dtype=np.int64))
+    ids = torch.arange(1, num_objects + 1).view(-1, 1, 1)
+    positive = (s[None] == ids).float()
+    negative = ((s[None] != ids) & (s[None] != -1)).float()
+    maps = torch.stack([positive, negative], 1)  # (K, 2, H, W)
+    maps = F.max_pool2d(maps, 3, stride=1, padding=1)
+    return maps[:, 0], maps[:, 1]
+
+
+def hard_aggregate(prob: torch.Tensor) -> torch.Tensor:
+    """Soft aggregation of K probabilities, logits scaled by 1000 before the softmax: (K+1, H, W)."""
+    p = aggregate(prob).clamp(1e-7, 1 - 1e-7)
+    return torch.softmax(torch.log(p / (1 - p)) * HARD, dim=0)
+
+
+def attention_affinity(key_t: torch.Tensor, key_i: torch.Tensor) -> torch.Tensor:
+    """W(k_t, k_i): full softmax over frame t's positions of the L2 affinity to frame i: (HW_t, HW_i)."""
+    return torch.softmax(l2_affinity(key_t.flatten(1)[None], key_i.flatten(1)[None])[0], dim=0)
+
+
+class InteractiveCore:
+    """Scribbles on one frame -> S2M -> bidirectional STCN propagation -> fusion, round after round."""
+
+    def __init__(
+        self,
+        stcn: STCN,
+        s2m: S2M,
+        fusion: FusionNet,
+        images: torch.Tensor,
+        num_objects: int,
+        settings: InferenceSettings | None = None,
+        schedule: Sequence[int] | None = DAVIS_SCHEDULE,
+        previous: np.ndarray | None = None,
+    ):
+        """images: normalised (T, 3, H, W). previous: optional (T, H, W) labels of an earlier round."""
+        self.stcn, self.s2m, self.fusion = stcn, s2m, fusion
+        self.settings = settings or InferenceSettings()
+        self.device = torch.device(self.settings.device)
+        self.images, self.pad = pad_to_16(images)
+        self.t_len, self.k = images.shape[0], num_objects
+        h, w = self.images.shape[-2:]
+        self.prob = torch.zeros((num_objects + 1, self.t_len, h, w))
+        self.prob[0] = 1
+        if previous is not None:
+            labels = pad_to_16(torch.from_numpy(np.asarray(previous, dtype=np.int64)))[0]
+            self.prob = F.one_hot(labels, num_objects + 1).permute(3, 0, 1, 2).float()
+        self.schedule = list(schedule) if schedule is not None else None
+        self.count = 0
+        self.interacted: list[int] = []  # propagated interactions' frames, in order
+        self.certain: list[tuple[torch.Tensor, torch.Tensor]] = []  # (key, values) of those frames
+        self.max_memory_seen = 0  # largest number of memory frames read in any pass
+        self.last_propagated = False  # whether the latest interaction propagated (else: next one on this frame)
+
+    # --- public API -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def interact(self, frame: int, scribbles: np.ndarray, propagate: bool | None = None) -> np.ndarray:
+        """Apply one interaction on `frame`; returns the (T, H, W) uint8 labels of the whole video."""
+        if propagate is None:
+            propagate = self.schedule is None or (bool(self.schedule) and self.count == self.schedule[0])
+            if propagate and self.schedule:
+                self.schedule.pop(0)
+        self.count += 1
+        self.last_propagated = propagate
+        positive, negative = (pad_to_16(m)[0] for m in scribble_maps(scribbles, self.k))
+        new = self._scribble_to_mask(frame, positive, negative)
+        if propagate:
+            self._propagate(frame, new)
+        else:
+            self.prob[:, frame] = new
+        return self.labels()
+
+    def labels(self) -> np.ndarray:
+        """Argmax labels (T, H, W) of every frame, padding removed."""
+        return unpad(torch.argmax(self.prob, dim=0), self.pad).to(torch.uint8).numpy()
+
+    def load_interacted(self, frames: Sequence[int]) -> None:
+        """Rebuild the certain memory from the current masks at `frames` (a CLI round after a saved one)."""
+        with torch.inference_mode():
+            for t in frames:
+                key, _, f16, _, _ = self._encode(t)
+                self._remember(t, key, f16, self.prob[:, t])
+
+    # --- steps -----------------------------------------------------------------------------------
+    def _scribble_to_mask(self, t: int, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        image = self.images[t].to(self.device)
+        current = F.one_hot(torch.argmax(self.prob[:, t], 0), self.k + 1).permute(2, 0, 1)[1:].float()
+        current, positive, negative = (m.to(self.device) for m in (current, positive, negative))
+        p = self.s2m.object_probability(image, current, positive, negative)
+        return hard_aggregate(p.float()).cpu()
+
+    def _encode(self, t: int) -> tuple[torch.Tensor, ...]:
+        x = self.images[t : t + 1].to(self.device).contiguous(memory_format=torch.channels_last)
+        key, thin, f16, f8, f4 = self.stcn.encode_key(x)
+        return key[0], thin, f16, f8, f4
+
+    def _value(self, t: int, f16: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+        x = self.images[t : t + 1].to(self.device)
+        return self.stcn.encode_value(x, f16, prob[1:].unsqueeze(1).to(self.device))
+
+    def _remember(self, t: int, key: torch.Tensor, f16: torch.Tensor, prob: torch.Tensor) -> None:
+        self.certain.append((key, self._value(t, f16, prob)))
+        self.interacted.append(t)
+
+    def _propagate(self, t: int, new: torch.Tensor) -> None:
+        diff = new[1:] - self.prob[1:, t]
+        diff_maps = torch.stack([diff.clamp(0, 1), (-diff).clamp(0, 1)], 1)  # (K, 2, H, W)
+        self.prob[:, t] = new
+        key_t, _, f16, _, _ = self._encode(t)
+        self._remember(t, key_t, f16, new)
+        later = [c for c in self.interacted if c > t]
+        earlier = [c for c in self.interacted if c < t]
+        self._pass(t, min(later) if later else None, self.t_len, 1, key_t, diff_maps)
+        self._pass(t, max(earlier) if earlier else None, -1, -1, key_t, diff_maps)
+
+    def _pass(
+        self, t: int, bound: int | None, end: int, step: int, key_t: torch.Tensor, diff_maps: torch.Tensor
+    ) -> None:
+        """Propagate from t towards `bound` (an interacted frame, exclusive) or the video end."""
+        stop = bound if bound is not None else end
+        frames = list(range(t + step, stop, step))
+        if not frames:
+            return
+        memory = MemoryBank(self.settings.top_k, self.settings.max_memory_frames)
+        for key, value in self.certain:
+            memory.add(key, {0: value}, pinned=True)
+        small_diff = F.interpolate(diff_maps.to(self.device), size=key_t.shape[-2:], mode="area")
+        last_added = t
+        for i in frames:
+            key, thin, f16, f8, f4 = self._encode(i)
+            self.max_memory_seen = max(self.max_memory_seen, len(memory))
+            readout = memory.read(key)[0]
+            prob = aggregate(self.stcn.decode(readout, thin, f8, f4).float()[:, 0])
+            if abs(i - last_added) >= self.settings.mem_every and i != frames[-1]:
+                memory.add(key, {0: self._value(i, f16, prob)})
+                last_added = i
+            if bound is not None:
+                prob = self._fuse(i, t, bound, prob, key_t, key, small_diff)
+            self.prob[:, i] = prob.cpu()
+
+    def _fuse(
+        self,
+        i: int,
+        t: int,
+        c: int,
+        prob: torch.Tensor,
+        key_t: torch.Tensor,
+        key_i: torch.Tensor,
+        small_diff: torch.Tensor,
+    ) -> torch.Tensor:
+        """Blend frame i's propagated probabilities with the previous round's (difference-aware fusion)."""
+        nc, nr = abs(c - i) / abs(c - t), abs(t - i) / abs(c - t)
+        h, w = prob.shape[-2:]
+        affinity = attention_affinity(key_t, key_i)  # (HW_t, HW_i)
+        attn = (small_diff.flatten(2) @ affinity).view(self.k, 2, *key_i.shape[-2:])
+        attn = F.interpolate(attn, size=(h, w), mode="bilinear", align_corners=False)
+        previous = self.prob[1:, i].to(self.device)
+        fused = self.fusion.fuse(self.images[i].to(self.device), previous, prob[1:], attn, nc, nr)
+        return aggregate(fused.float())

@@ -1,0 +1,67 @@
+"""Reading a user's scribbles: a DAVIS scribble JSON or a PNG with positive/negative strokes.
+
+Every reader returns per interacted frame a scribble map (H, W) int64: object id k >= 1 where a
+stroke of object k lies, 0 where a background (negative) stroke lies, -1 where there is none.
+
+PNG conventions:
+- palette or grey PNG: 0 = no stroke, k (1..254) = stroke of object k, 255 = background stroke;
+- RGB(A) PNG (one object, drawn in any editor): green strokes = the object, red strokes = background,
+  anything else (black, white, transparent) = no stroke.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from stcn.errors import UserError
+
+NONE, BACKGROUND_VALUE = -1, 255
+
+
+def scribbles_from_png(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """A PNG of strokes -> scribble map at `size` (W, H), nearest-resized when it differs."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.size != size:
+                im = im.resize(size, Image.NEAREST)
+            mode, data = im.mode, np.asarray(im.convert("RGBA") if im.mode not in ("P", "L") else im)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read scribble image {path}: {e}") from None
+    out = np.full(data.shape[:2], NONE, dtype=np.int64)
+    if mode in ("P", "L"):
+        out[(data > 0) & (data < BACKGROUND_VALUE)] = data[(data > 0) & (data < BACKGROUND_VALUE)]
+        out[data == BACKGROUND_VALUE] = 0
+    else:
+        r, g, b, a = (data[..., i].astype(int) for i in range(4))
+        visible = a > 127
+        out[visible & (g > 127) & (r < 128) & (b < 128)] = 1
+        out[visible & (r > 127) & (g < 128) & (b < 128)] = 0
+    if (out == NONE).all():
+        raise UserError(f"no strokes in scribble image {path} (see `stcn interact --help` for the colours)")
+    return out
+
+
+def scribbles_from_json(path: str | Path, num_frames: int, size: tuple[int, int]) -> dict[int, np.ndarray]:
+    """A DAVIS scribble JSON -> {frame: scribble map at `size` (W, H)} for every frame with strokes."""
+    from stcn.interactive.davis_package import davisinteractive
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        strokes = data["scribbles"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"not a DAVIS scribble file: {path} ({e})") from None
+    if len(strokes) != num_frames:
+        raise UserError(f"scribble file {path} is for {len(strokes)} frames, the video has {num_frames}")
+    utils = davisinteractive().utils.scribbles
+    frames = utils.annotated_frames(data)
+    if not frames:
+        raise UserError(f"no strokes in scribble file {path}")
+    maps = utils.scribbles2mask(data, size[::-1])
+    return {int(f): maps[f].astype(np.int64) for f in frames}

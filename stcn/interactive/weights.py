@@ -1,0 +1,61 @@
+"""Loading the S2M / fusion checkpoints strictly, and seeded stand-in weights for offline runs."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stcn.errors import UserError
+from stcn.interactive.fusion import FusionNet
+from stcn.interactive.s2m import S2M
+from stcn.model.checkpoint import read_state_dict
+
+
+def load_strict(model: nn.Module, source: str | Path | dict[str, torch.Tensor], what: str) -> nn.Module:
+    """Load `source` into `model` with strict=True; a missing, unexpected or mis-shaped tensor is named."""
+    state = read_state_dict(source) if not isinstance(source, dict) else OrderedDict(source)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = [f"missing {missing[0]!r}"] if missing else []
+        parts += [f"unexpected {unexpected[0]!r}"] if unexpected else []
+        counts = f"{len(missing)} missing, {len(unexpected)} unexpected"
+        raise UserError(f"checkpoint does not match {what}: {' and '.join(parts)} ({counts})")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise UserError(
+                f"{what} checkpoint tensor {name} has shape {list(tensor.shape)}, expected {list(expected[name].shape)}"
+            )
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def seeded(model: nn.Module, seed: int) -> nn.Module:
+    """Re-initialise `model`'s parameters deterministically from `seed` (PyTorch's default initialisers)."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for module in model.modules():
+            if hasattr(module, "reset_parameters") and module is not model:
+                module.reset_parameters()
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return model
+
+
+def load_s2m(weights: str | Path | None, seed: int = 0, device: str = "cpu") -> S2M:
+    """S2M from `s2m.pth`, or seeded stand-in weights when `weights` is None."""
+    model = S2M()
+    model = load_strict(model, weights, "S2M") if weights is not None else seeded(model, seed)
+    return model.to(device).eval()
+
+
+def load_fusion(weights: str | Path | None, seed: int = 0, device: str = "cpu") -> FusionNet:
+    """Fusion network from `fusion_stcn.pth`, or seeded stand-in weights when `weights` is None."""
+    model = FusionNet()
+    model = load_strict(model, weights, "fusion") if weights is not None else seeded(model, seed)
+    return model.to(device).eval()
