@@ -21,7 +21,7 @@ def evaluate(benchmark: str = typer.Argument(...), root: Path = typer.Argument(.
     settings = inference_settings(k["top_k"], k["mem_every"], k["include_last"], k["amp"], k["max_memory_frames"],
                                   k["device"], k["resolution"])  # fmt: skip
     out = Path("results") / benchmark
-    result = run(load_model(k["weights"], settings.device), k["dataset"], root, k["split"], out, settings, False)
+    result = run(load_model(k["weights"], settings.device), k["dataset"], root, k["split"], out, settings)
     log(f"evaluate_{benchmark}: {result.summary()}")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from stcn.cli import QUIET
 from stcn.inference.commands import AMP, DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, TOP_K, WEIGHTS
 
 
@@ -40,6 +41,7 @@ def evaluate(
     resolution: int | None = typer.Option(
         None, help="Process frames resized to this shorter side [default: as stored; YouTube-VOS 480]."
     ),
+    quiet: bool = QUIET,
 ) -> None:
     """Predict a whole split, report the amortized FPS, and score it when ground truth exists."""
     from stcn.eval.davis_score import print_results

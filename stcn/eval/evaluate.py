@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.progress import Progress
 
 from stcn.data.folders import Sequence, davis_sequences, youtube_sequences
 from stcn.data.images import read_mask, write_mask
@@ -17,6 +17,7 @@ from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
 from stcn.inference.video import Timing, folder_frames, propagate
 from stcn.model.network import STCN
+from stcn.progress import progress_bar
 
 DATASETS = ("davis2016", "davis2017", "youtube")
 
@@ -53,6 +54,17 @@ def _first_annotation(seq: Sequence, binarise: bool) -> dict[str, np.ndarray]:
     return {stem: (mask > 0).astype(np.uint8) if binarise else mask}
 
 
+def _frames_out(seq: Sequence) -> int:
+    """How many masks the evaluation writes for a sequence."""
+    return len(seq.required) if seq.required is not None else len(seq.frames)
+
+
+def _video_done(bar, video: str, timing: Timing) -> None:
+    """In logs (plain-line progress), one line per finished video; a terminal bar shows the video in its text."""
+    if bar.mode == "lines":
+        print(f"{bar.description}: {video} done, {timing.frames} frames at {timing.fps:.2f} FPS", file=sys.stderr)
+
+
 def _fully_annotated(seqs: list[Sequence]) -> bool:
     return all(set(s.stems) <= set(s.annotations) for s in seqs)
 
@@ -84,22 +96,25 @@ def evaluate(
         seqs = davis_sequences(root, dataset[-4:], split)
         pred_root = out
     timing = Timing()
-    with Progress(disable=not progress, transient=True) as bar:
-        total = sum(len(s.required) if s.required is not None else len(s.frames) for s in seqs)
-        task = bar.add_task(f"{dataset} {split}", total=total)
-        for seq in seqs:
+    total = sum(_frames_out(s) for s in seqs)
+    with progress_bar(f"{dataset} {split}", total, "frames", quiet=None if progress else True) as bar:
+        for number, seq in enumerate(seqs, 1):
             masks = (
                 {s: read_mask(p) for s, p in seq.annotations.items()}
                 if youtube
                 else _first_annotation(seq, binarise=dataset == "davis2016")
             )
             folder = pred_root / seq.name
+            video = f"video {number}/{len(seqs)} {seq.name}"
+            infos = iter([f"{video} frame {i}/{_frames_out(seq)}" for i in range(1, _frames_out(seq) + 1)])
 
-            def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder) -> None:
+            def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder, infos=infos) -> None:
                 write_mask(folder / f"{stem}.png", labels)
-                bar.advance(task)
+                bar.advance(1, info=next(infos))
 
-            timing += propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
+            seq_timing = propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
+            timing += seq_timing
+            _video_done(bar, video, seq_timing)
     result = Evaluation(dataset, split, timing)
     if youtube:
         result.files.append(_zip_submission(out))

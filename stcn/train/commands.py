@@ -6,6 +6,8 @@ import os
 
 import typer
 
+from stcn.cli import QUIET
+
 
 def train_command(
     stage: int = typer.Option(..., "--stage", help="0 static images, 1 BL30K, 2 or 3 DAVIS + YouTube-VOS"),
@@ -51,6 +53,7 @@ def train_command(
     keep_checkpoint: bool = typer.Option(
         True, "--keep-checkpoint/--no-keep-checkpoint", help="keep OUT/checkpoint.pth after the last iteration"
     ),
+    quiet: bool = QUIET,
 ) -> None:
     """Train one stage of STCN (s012 = 0 -> 1 -> 2, s03 = 0 -> 3, each --init from the previous weights)."""
     from stcn.errors import UserError
