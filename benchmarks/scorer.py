@@ -6,6 +6,7 @@ Run: `python benchmarks/scorer.py` (writes the "Scorer" section of reports/bench
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import sys
@@ -118,5 +119,12 @@ def main(repeats: int = 5) -> pd.DataFrame:
     return df
 
 
+def cli() -> None:
+    """Parse the arguments (`--help` prints help and exits without running anything), then run."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5, help="timed repetitions per scorer (best is kept)")
+    main(ap.parse_args().repeats)
+
+
 if __name__ == "__main__":
-    main()
+    cli()
