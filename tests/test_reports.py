@@ -11,7 +11,7 @@ import pytest
 from stcn.reports import BENCHMARKS, benchmark_table, markdown, read_curves, summary_table, write_reports
 
 DAVIS = {"dataset": "davis2017", "split": "val", "frames": 10, "seconds": 5.0, "fps": 2.0,
-         "J&F-Mean": 0.5, "J-Mean": 0.4, "J-Recall": 0.3, "J-Decay": 0.0, "F-Mean": 0.6}  # fmt: skip
+         "J&F-Mean": 50.0, "J-Mean": 40.0, "J-Recall": 30.0, "J-Decay": 0.0, "F-Mean": 60.0}  # fmt: skip (percent)
 YOUTUBE = {"dataset": "youtube", "split": "valid", "frames": 10, "seconds": 2.5, "fps": 4.0}
 
 
@@ -95,3 +95,9 @@ def test_write_reports(tmp_path):
     readme = (out / "README.md").read_text()
     assert "- profile: `sample`" in readme and "## DAVIS 2017 val" in readme and "training_curves.png" in readme
     assert len(pd.read_csv(out / "summary.csv")) == len(BENCHMARKS)
+    # the experiment table's metrics: percent scores, FPS, last training values; nothing for what was not run
+    assert json.loads((out / "metrics.json").read_text()) == {
+        "davis17": {"J&F-Mean": 50.0, "J-Mean": 40.0, "F-Mean": 60.0, "fps": 2.0},
+        "youtube18": {"fps": 4.0},
+        "train": {"s0": {"loss": 0.5, "iou": 0.4}, "s012": {"loss": 0.5, "iou": 0.4}},
+    }

@@ -41,8 +41,8 @@ class Evaluation:
             "seconds": round(self.timing.seconds, 3),
             "fps": round(self.timing.fps, 3),
         }
-        if self.global_results is not None:
-            row.update({k: round(float(v), 4) for k, v in self.global_results.iloc[0].items()})
+        if self.global_results is not None:  # scores in percent, as in the paper and reports/
+            row.update({k: round(100 * float(v), 2) for k, v in self.global_results.iloc[0].items()})
         return row
 
 

@@ -25,6 +25,11 @@ def truncate_history(live_dir: str | Path, step: int) -> None:
             csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
 
 
+def scientific(value: float) -> str:
+    """A learning rate as the metrics summary shows it: `1.00e-05` (the curve keeps the number)."""
+    return f"{value:.2e}"
+
+
 def inside_dvc() -> bool:
     """True in a `dvc repro`/`dvc exp run` stage or below a folder holding `.dvc`."""
     if os.environ.get("DVC_ROOT"):
@@ -86,6 +91,8 @@ class TrainLog:
             self.live.step = step
             for name, value in metrics.items():
                 self.live.log_metric(f"train/{name}", value)
+            if "lr" in metrics:  # `dvc metrics show` rounds to 5 decimals: 1e-6 would read 0.0
+                self.live.summary["train"]["lr"] = scientific(metrics["lr"])
             self.live.make_summary()
         info = f"loss {metrics.get('loss', float('nan')):.4f} iou {metrics.get('iou', float('nan')):.3f}"
         if self._bar is not None:
