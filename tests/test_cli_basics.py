@@ -38,3 +38,26 @@ def test_quiet_silences_progress_lines(tmp_path, where):
     progress = [line for line in r.stderr.splitlines() if line.startswith("shard davis2017 train: ")]
     assert bool(progress) == (where == "none")
     assert re.search(r"^train: \d+ samples in \d+ shards", r.stderr, re.M)  # the summary line stays
+
+
+COMMANDS = [["segment"], ["evaluate"], ["score"], ["download"], ["train"], ["shard", "davis"], ["shard", "youtube"],
+            ["shard", "static"], ["shard", "bl30k"]]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def app():
+    from stcn.cli import _register, app
+
+    _register()
+    return app
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_texts_have_no_stray_spaces(app, command):
+    """Rich markup used to eat `[default: ...]` in help texts, leaving `shorter side .`."""
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert r.exit_code == 0, r.output
+    assert "Usage:" in r.output
+    assert not re.search(r"\w \.( |$)", r.output, re.M), r.output

@@ -10,8 +10,9 @@ import pytest
 
 from stcn.reports import BENCHMARKS, benchmark_table, markdown, read_curves, summary_table, write_reports
 
+# scores in percent, as evaluation.json holds them
 DAVIS = {"dataset": "davis2017", "split": "val", "frames": 10, "seconds": 5.0, "fps": 2.0,
-         "J&F-Mean": 50.0, "J-Mean": 40.0, "J-Recall": 30.0, "J-Decay": 0.0, "F-Mean": 60.0}  # fmt: skip (percent)
+         "J&F-Mean": 50.0, "J-Mean": 40.0, "J-Recall": 30.0, "J-Decay": 0.0, "F-Mean": 60.0}  # fmt: skip
 YOUTUBE = {"dataset": "youtube", "split": "valid", "frames": 10, "seconds": 2.5, "fps": 4.0}
 
 

@@ -15,7 +15,7 @@ def score(
     year: str = typer.Option("2017", "--year", help="DAVIS year: 2016 (one binarised object) or 2017."),
     split: str = typer.Option("val", "--split", help="Split list ImageSets/<year>/<split>.txt."),
     predictions: Path = typer.Option(..., "--predictions", help="Folder of predicted <seq>/<frame>.png masks."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for the CSVs [default: the predictions folder]."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for the CSVs (default: the predictions folder)."),
 ) -> None:
     """Score predicted masks with the official DAVIS semi-supervised J&F protocol; write the CSVs."""
     from stcn.eval.davis_score import print_results, score_davis
@@ -39,7 +39,7 @@ def evaluate(
     max_memory_frames: int | None = MAX_MEMORY_FRAMES,
     device: str | None = DEVICE,
     resolution: int | None = typer.Option(
-        None, help="Process frames resized to this shorter side [default: as stored; YouTube-VOS 480]."
+        None, help="Process frames resized to this shorter side (default: as stored; YouTube-VOS 480)."
     ),
     quiet: bool = QUIET,
 ) -> None:

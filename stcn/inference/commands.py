@@ -27,7 +27,7 @@ AMP = typer.Option(False, help="Mixed precision: fp16 on CUDA, bf16 on CPU.")
 MAX_MEMORY_FRAMES = typer.Option(None, help="Bound memory to frame 0 + the most recent frames.")
 DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
 RESOLUTION = typer.Option(
-    None, help="Process frames resized to this shorter side; outputs keep the input size [default: as given]."
+    None, help="Process frames resized to this shorter side; outputs keep the input size (default: as given)."
 )
 
 
