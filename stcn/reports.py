@@ -104,10 +104,10 @@ def _fmt(value, digits: int) -> str:
 
 
 def metrics_summary(tables: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame]) -> dict:
-    """The experiment table's numbers (`reports/metrics.json`, DVC's metrics file): per benchmark our scores in
-    percent (`J&F-Mean`, `J-Mean`, `F-Mean`; YouTube-VOS `G`, ... when scored) and `fps`, per training run the
-    last logged value of each curve. Missing values are left out."""
-    keys = {**OURS_KEYS, "FPS": "fps", "FPS (AMP)": "fps"}
+    """The experiment table's numbers (`reports/metrics.json`, DVC's metrics file): per benchmark our headline
+    score in percent (`J&F-Mean`; YouTube-VOS `G` when scored) and `fps`, per training run the last logged value
+    of each curve. Missing values are left out; the other scores are in `reports/<benchmark>.md`."""
+    keys = {"J&F": "J&F-Mean", "G": "G", "FPS": "fps", "FPS (AMP)": "fps"}
     out: dict = {}
     for key, table in tables.items():
         ours = {keys[c]: round(float(v), 2) for c, v in table.iloc[0].items() if c in keys and not math.isnan(v)}
