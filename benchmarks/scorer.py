@@ -112,7 +112,8 @@ def main(repeats: int = 5) -> pd.DataFrame:
         "Bundled DAVIS val (blackswan, car-shadow, libby; 854x480, 1 object each), predictions = gt shifted "
         "by (6, -9) px; frames = scored frames (first and last excluded). The naive loop is the tests' oracle "
         "(tests/test_metrics.py: official structure, float64 stacks, one f_measure per object and frame). "
-        f"Max |difference| of the global scores between the two: {diff:.1e}; J&F-Mean = {g_vec.iloc[0, 0]:.4f}. "
+        f"Max |difference| of the global scores between the two: {diff:.1e}; "
+        f"J&F-Mean = {100 * g_vec.iloc[0, 0]:.2f} %. "
         f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine; interleaved best-of-{repeats} times)."
     )
     print(write_section("Scorer", df, notes))
