@@ -9,6 +9,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from stcn.cli import QUIET
 from stcn.data.folders import list_frames
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
@@ -65,6 +66,7 @@ def segment(
     device: str | None = DEVICE,
     resolution: int | None = RESOLUTION,
     overlay: Path | None = typer.Option(None, help="Also write an MP4 with the masks blended in."),
+    quiet: bool = QUIET,
 ) -> None:
     """Segment the objects of the first-frame mask in every frame; writes 00000.png ... (frame 0 = the mask)."""
     from stcn.inference.loading import load_model
