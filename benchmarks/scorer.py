@@ -6,6 +6,7 @@ Run: `python benchmarks/scorer.py` (writes the "Scorer" section of reports/bench
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import sys
@@ -111,12 +112,20 @@ def main(repeats: int = 5) -> pd.DataFrame:
         "Bundled DAVIS val (blackswan, car-shadow, libby; 854x480, 1 object each), predictions = gt shifted "
         "by (6, -9) px; frames = scored frames (first and last excluded). The naive loop is the tests' oracle "
         "(tests/test_metrics.py: official structure, float64 stacks, one f_measure per object and frame). "
-        f"Max |difference| of the global scores between the two: {diff:.1e}; J&F-Mean = {g_vec.iloc[0, 0]:.4f}. "
+        f"Max |difference| of the global scores between the two: {diff:.1e}; "
+        f"J&F-Mean = {100 * g_vec.iloc[0, 0]:.2f} %. "
         f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine; interleaved best-of-{repeats} times)."
     )
     print(write_section("Scorer", df, notes))
     return df
 
 
+def cli() -> None:
+    """Parse the arguments (`--help` prints help and exits without running anything), then run."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5, help="timed repetitions per scorer (best is kept)")
+    main(ap.parse_args().repeats)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

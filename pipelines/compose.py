@@ -25,6 +25,8 @@ HEADER = (
     "# The STCN pipeline: download -> shard -> train -> evaluate -> report.\n"
 )
 PIPE = ["pipelines/stage.py"]
+# the `evaluate` settings the report describes (declared per key, so the experiment table shows only these)
+REPORTED_EVALUATE = ("weights", "device", "amp", "resolution", "top_k", "mem_every", "max_frames")
 
 
 def compose_params(overrides: list[str]) -> dict[str, Any]:
@@ -104,15 +106,16 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     reported = [n for n in evaluated(p)]
     out["report"] = {
-        "cmd": "python pipelines/report.py",
+        "cmd": " ".join(["python pipelines/report.py", *runs(p)]),
         "deps": ["pipelines/report.py", *PIPE, "stcn/reports.py", *[f"results/{n}" for n in reported],
                  *[f"models/{r}/dvclive/plots/metrics" for r in runs(p)]],
-        "params": ["profile", "evaluate", "report", *[f"datasets.{n}.report" for n in reported
-                                                      if "report" in (p["datasets"][n] or {})]],
+        "params": ["profile", "report", *[f"evaluate.{k}" for k in REPORTED_EVALUATE],
+                   *[f"datasets.{n}.{k}" for n in reported for k in ("layout", "evaluate", "report")
+                     if k in (p["datasets"][n] or {})]],
         "outs": [{path: {"cache": False}} for n in reported for path in (f"reports/{n}.md", f"reports/{n}.csv",
                                                                          f"reports/{n}")]
-        + [{path: {"cache": False}} for path in ("reports/summary.csv", "reports/training_curves.png",
-                                                 "reports/README.md")],
+        + [{path: {"cache": False}} for path in ("reports/summary.csv", "reports/metrics.json",
+                                                 "reports/training_curves.png", "reports/README.md")],
     }  # fmt: skip
     return out
 
@@ -124,8 +127,7 @@ def evaluated(p: dict[str, Any]) -> list[str]:
 
 def dvc_yaml(p: dict[str, Any]) -> str:
     """The text of dvc.yaml for params `p`."""
-    metrics = [f"results/{n}/evaluation.json" for n in evaluated(p)]
-    metrics += [f"models/{r}/dvclive/metrics.json" for r in runs(p)]
+    metrics = ["reports/metrics.json"]  # one git-tracked file: the experiment table's columns
     plots: list[Any] = ["reports/training_curves.png"]
     for metric in p["report"]["curves"]:
         tsv = {f"models/{r}/dvclive/plots/metrics/train/{metric}.tsv": metric for r in runs(p)}

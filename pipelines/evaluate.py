@@ -23,7 +23,7 @@ def evaluate(name: str = typer.Argument(..., help="a dataset of params.yaml `dat
     settings = inference_settings(k["top_k"], k["mem_every"], k["include_last"], k["amp"], k["max_memory_frames"],
                                   k["device"], k["resolution"])  # fmt: skip
     model = load_model(k["weights"], settings.device)
-    result = run(model, name, entry["root"], k["split"], Path("results") / name, settings, False,
+    result = run(model, name, entry["root"], k["split"], Path("results") / name, settings,
                  layout=entry["layout"], year=entry.get("year"), max_frames=k["max_frames"])  # fmt: skip
     log(f"evaluate_{name}: {result.summary()}")
 

@@ -1,14 +1,19 @@
 """DVC stage `report`: reports/ tables (ours, a baseline, the paper), pictures and training curves, via `stcn.reports`.
 
-Benchmarks and runs come from the registry in params.yaml (`datasets`, `train_<run>` blocks).
+Benchmarks come from the registry in params.yaml (`datasets`); the runs are its arguments (compose.py writes them).
 """
 
 from __future__ import annotations
 
-from stage import command, load, runs
+from typing import Annotated
+
+import typer
+from stage import command, load
 
 
-def report() -> None:
+def report(
+    runs: Annotated[list[str] | None, typer.Argument(help="the training runs whose curves are reported")] = None,
+) -> None:
     """Write reports/<benchmark>.md|csv (+ pictures), summary.csv, training_curves.png and README.md."""
     from stcn.reports import benchmarks, write_reports
 
@@ -18,7 +23,7 @@ def report() -> None:
     setting = (f"{ev['device']}, {'AMP' if ev['amp'] else 'fp32'}, {ev['resolution'] or 480}p, "
                f"top-k {ev['top_k']}, a memory frame every {ev['mem_every']}{frames}")  # fmt: skip
     notes = [f"profile: `{p['profile']}`", f"evaluated weights: `{ev['weights']}` ({setting})", *rep["notes"]]
-    write_reports("results", "models", "reports", benches=benchmarks(p["datasets"]), runs=tuple(runs(p)),
+    write_reports("results", "models", "reports", benches=benchmarks(p["datasets"]), runs=tuple(runs or ()),
                   curves=rep["curves"], label=ev["weights"], notes=notes, amp=ev["amp"])  # fmt: skip
 
 

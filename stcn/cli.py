@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
+from stcn import __version__
 from stcn.errors import UserError
 
 app = typer.Typer(
@@ -37,9 +39,32 @@ def _register() -> None:
         mod.register(app)
 
 
+def _set_quiet(quiet: bool) -> bool:
+    """`--quiet`: no progress output for the rest of the process (the same as `STCN_QUIET=1`)."""
+    if quiet:
+        os.environ["STCN_QUIET"] = "1"
+    return quiet
+
+
+def _show_version(show: bool) -> None:
+    if show:
+        typer.echo(f"stcn {__version__}")
+        raise typer.Exit()
+
+
+QUIET = typer.Option(False, "--quiet", "-q", callback=_set_quiet, help="No progress output (or set STCN_QUIET=1).")
+
+
 @app.callback()
-def _root() -> None:
-    """STCN video object segmentation: segment, evaluate, score, download, shard, train."""
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version."),
+    quiet: bool = QUIET,
+) -> None:
+    """STCN video object segmentation: segment, evaluate, score, download, shard, train.
+
+    Long commands show progress: a bar on a terminal, a line every STCN_PROGRESS_PERIOD seconds (default 30)
+    in logs and pipes; --quiet (before or after the command name) or STCN_QUIET=1 turns it off.
+    """
 
 
 def main() -> None:

@@ -55,23 +55,24 @@ def load_evaluation(path: str | Path) -> dict | None:
 
 
 def ours_row(bench: Benchmark, evaluation: dict | None, amp: bool) -> dict[str, float]:
-    """Our numbers in the paper's units (scores in %, FPS in the column of the precision used)."""
+    """Our numbers in the paper's units (scores in %, as `evaluation.json` holds them; FPS in the column of the
+    precision used)."""
     row = {c: math.nan for c in bench.columns}
     if evaluation is None:
         return row
     for column in bench.columns:
         key = OURS_KEYS.get(column)
         if key in evaluation:
-            row[column] = 100 * float(evaluation[key])
+            row[column] = float(evaluation[key])
     row["FPS (AMP)" if amp else "FPS"] = float(evaluation["fps"])
     return row
 
 
 def baseline_row(bench: Benchmark, evaluation: dict | None) -> dict[str, float]:
-    """The copy-the-first-frame-mask baseline's J&F (in %), where the evaluation scored it."""
+    """The copy-the-first-frame-mask baseline's J&F (in %, as `evaluation.json` holds it), where it was scored."""
     row = {c: math.nan for c in bench.columns}
     if evaluation is not None and "baseline J&F-Mean" in evaluation and "J&F" in row:
-        row["J&F"] = 100 * float(evaluation["baseline J&F-Mean"])
+        row["J&F"] = float(evaluation["baseline J&F-Mean"])
     return row
 
 
@@ -132,6 +133,22 @@ def _fmt(value, digits: int) -> str:
     if isinstance(value, str):
         return value
     return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def metrics_summary(tables: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame]) -> dict:
+    """The experiment table's numbers (`reports/metrics.json`, DVC's metrics file): per benchmark our headline
+    score in percent (`J&F-Mean`; YouTube-VOS `G` when scored) and `fps`, per training run the last logged value
+    of each curve. Missing values are left out; the other scores are in `reports/<benchmark>.md`."""
+    keys = {"J&F": "J&F-Mean", "G": "G", "FPS": "fps", "FPS (AMP)": "fps"}
+    out: dict = {}
+    for key, table in tables.items():
+        ours = {keys[c]: round(float(v), 2) for c, v in table.iloc[0].items() if c in keys and not math.isnan(v)}
+        if ours:
+            out[key] = ours
+    train = {run: {m: round(float(df[m].iloc[-1]), 4) for m in df.columns if m != "step"} for run, df in curves.items()}
+    if train:
+        out["train"] = train
+    return out
 
 
 def read_curves(models: str | Path, metrics: list[str], runs: tuple[str, ...] = RUNS) -> dict[str, pd.DataFrame]:
@@ -209,7 +226,8 @@ def write_reports(
     notes: list[str],
     amp: bool = False,
 ) -> list[Path]:
-    """Per benchmark `<key>.md` + `<key>.csv` + `<key>/` (pictures), `summary.csv`, `training_curves.png`, `README.md`.
+    """Per benchmark `<key>.md` + `<key>.csv` + `<key>/` (pictures), `summary.csv`, `metrics.json`,
+    `training_curves.png` and `README.md` in `out`.
 
     `label` names our row (e.g. the evaluated weights); `notes` are bullet lines for the README.
     """
@@ -223,7 +241,9 @@ def write_reports(
         sections.append(md)
     summary = summary_table(tables, benches)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.4g")
-    plot = plot_curves(read_curves(models, curves, runs), curves, out / "training_curves.png")
+    logged = read_curves(models, curves, runs)
+    plot = plot_curves(logged, curves, out / "training_curves.png")
+    (out / "metrics.json").write_text(json.dumps(metrics_summary(tables, logged), indent=2) + "\n")
     readme = (
         "# Reports\n\nWritten by the DVC stage `report` (`stcn.reports`); re-run `dvc repro report`, do not edit.\n\n"
         + "".join(f"- {n}\n" for n in notes)
@@ -234,4 +254,4 @@ def write_reports(
         + "\n## Training curves\n\n![training curves](training_curves.png)\n"
     )
     (out / "README.md").write_text(readme)
-    return [*written, out / "summary.csv", plot, out / "README.md"]
+    return [*written, out / "summary.csv", out / "metrics.json", plot, out / "README.md"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -48,8 +49,14 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
         ],
         capture_output=True,
         text=True,
+        env={**os.environ, "STCN_PROGRESS_PERIOD": "0"},
     )
     assert r.returncode == 0, r.stderr
+    # a non-terminal gets plain progress lines: per frame (period 0), one per finished video, and the total
+    progress = [line for line in r.stderr.splitlines() if line.startswith("davis2017 val: ")]
+    assert progress[0].startswith("davis2017 val: 1/10 frames (10%)") and "video 1/2 blackswan frame 1/5" in progress[0]
+    assert any(line.startswith("davis2017 val: video 2/2 libby done, 5 frames at") for line in progress)
+    assert progress[-1].startswith("davis2017 val: 10/10 frames (100%)") and progress[-1].endswith("done")
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["blackswan", "libby", "pictures"]
     assert len(list((out / "libby").glob("*.png"))) == 5
     gt_shape = read_mask(root / "Annotations/480p/libby/00000.png").shape
@@ -58,12 +65,15 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
     assert list(glob.columns) == ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
     summary = json.loads((out / "evaluation.json").read_text())
     assert summary["frames"] == 10 and summary["fps"] > 0
-    assert summary["J&F-Mean"] == pytest.approx(glob["J&F-Mean"][0], abs=1e-3)
+    assert summary["J&F-Mean"] == pytest.approx(100 * glob["J&F-Mean"][0], abs=0.1)  # percent; the CSV: fractions
     assert "FPS" in r.stdout or "FPS" in r.stderr
 
 
-def test_davis16_binarises_and_first_frame_is_ground_truth(weights_file, root, tmp_path):
-    result = evaluate(load_model(weights_file), "davis2016", root, "val", tmp_path, InferenceSettings(), False)
+def test_davis16_binarises_and_first_frame_is_ground_truth(weights_file, root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STCN_PROGRESS_PERIOD", "0")
+    monkeypatch.setenv("STCN_QUIET", "1")  # what `--quiet` sets
+    result = evaluate(load_model(weights_file), "davis2016", root, "val", tmp_path, InferenceSettings())
+    assert "frames (" not in capsys.readouterr().err
     assert result.timing.frames == 10
     assert result.per_sequence["Sequence"].tolist() == ["blackswan_1", "libby_1"]
     first = read_mask(tmp_path / "blackswan/00000.png")

@@ -130,7 +130,7 @@ def test_repro_runs_every_stage_offline_and_writes_reports(sample):
     assert ran(output) == STAGES
     status = (repo / "models" / "pretrained" / "STATUS").read_text()
     assert status.startswith("skipped: needs internet") or (repo / "models" / "pretrained" / "stcn.pth").is_file()
-    for name in [*(f"{b}.{e}" for b in BENCHMARKS for e in ("md", "csv")), "summary.csv", "README.md"]:
+    for name in [*(f"{b}.{e}" for b in BENCHMARKS for e in ("md", "csv")), "summary.csv", "metrics.json", "README.md"]:
         assert (repo / "reports" / name).is_file(), name
     assert (repo / "reports" / "davis17" / "blackswan.png").read_bytes()[:4] == b"\x89PNG"
     assert (repo / "reports" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"

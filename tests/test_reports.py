@@ -14,9 +14,10 @@ from stcn.reports import BASELINE, benchmark_table, benchmarks, markdown, read_c
 
 BENCHMARKS = benchmarks(yaml.safe_load((REPO / "params.yaml").read_text())["datasets"])
 
+# scores in percent, as evaluation.json holds them
 DAVIS = {"dataset": "davis2017", "split": "val", "frames": 10, "seconds": 5.0, "fps": 2.0,
-         "J&F-Mean": 0.5, "J-Mean": 0.4, "J-Recall": 0.3, "J-Decay": 0.0, "F-Mean": 0.6,
-         "baseline J&F-Mean": 0.25}  # fmt: skip
+         "J&F-Mean": 50.0, "J-Mean": 40.0, "J-Recall": 30.0, "J-Decay": 0.0, "F-Mean": 60.0,
+         "baseline J&F-Mean": 25.0}  # fmt: skip
 YOUTUBE = {"dataset": "youtube", "split": "valid", "frames": 10, "seconds": 2.5, "fps": 4.0}
 
 
@@ -116,3 +117,9 @@ def test_write_reports(tmp_path):
     assert "| blackswan_1 | 60.0 | 50.0 | 70.0 | 70.0 |" in flat
     assert "| car-shadow_1 | 30.0 | 20.0 | 40.0 | 10.0 |" in flat
     assert "![blackswan](davis17/blackswan.png)" in md and (out / "davis17" / "blackswan.png").is_file()
+    # the experiment table's metrics: percent scores, FPS, last training values; nothing for what was not run
+    assert json.loads((out / "metrics.json").read_text()) == {
+        "davis17": {"J&F-Mean": 50.0, "fps": 2.0},
+        "youtube18": {"fps": 4.0},
+        "train": {"s0": {"loss": 0.5, "iou": 0.4}, "s012": {"loss": 0.5, "iou": 0.4}},
+    }

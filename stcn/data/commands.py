@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from stcn.cli import QUIET
 from stcn.data.shards.format import DEFAULT_SHARD_SIZE_MB
 
 
@@ -24,6 +25,7 @@ def download(
     sha256: str = typer.Option(None, help="expected sha256 (or md5:HEX) of a single-file dataset"),
     resize: bool = typer.Option(True, help="youtube19: also write train_480p (shorter side 480)"),
     keep_archives: bool = typer.Option(False, help="keep zip files after extraction"),
+    quiet: bool = QUIET,
 ) -> None:
     """Download (resumable, checksummed) and unpack a dataset into its own folder layout."""
     from stcn.data.fetch.download import EXIT_NEEDS_INTERNET, NeedsInternet, download_dataset
@@ -54,6 +56,7 @@ def shard_davis_cmd(
     year: int = typer.Option(2017, help="2016 | 2017"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    quiet: bool = QUIET,
 ) -> None:
     """One sample per DAVIS sequence."""
     from stcn.data.shards.build import shard_davis
@@ -67,6 +70,7 @@ def shard_youtube_cmd(
     split: str = typer.Option("train", help="train (reads train_480p if present) | valid"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    quiet: bool = QUIET,
 ) -> None:
     """One sample per YouTube-VOS video."""
     from stcn.data.shards.build import shard_youtube
@@ -80,6 +84,7 @@ def shard_static_cmd(
     split: str = typer.Option("train", help="name used for the shard files"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    quiet: bool = QUIET,
 ) -> None:
     """One sample per image + mask pair."""
     from stcn.data.shards.build import shard_static
@@ -90,7 +95,7 @@ def shard_static_cmd(
 @shard_app.command("generic")
 def shard_generic_cmd(
     root: Path = typer.Option(..., help="your dataset: DAVIS layout (with or without ImageSets) or YouTube-VOS layout"),
-    layout: str = typer.Option(None, help="davis | youtube [default: detected from the folder]"),
+    layout: str = typer.Option(None, help="davis | youtube (default: detected from the folder)"),
     split: str = typer.Option("train", help="ImageSets list / YouTube-VOS split folder; the shards' split name"),
     name: str = typer.Option("generic", help="dataset name recorded in the shards"),
     out: str = OUT,
@@ -110,6 +115,7 @@ def shard_bl30k_cmd(
     split: str = typer.Option("train", help="name used for the shard files"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    quiet: bool = QUIET,
 ) -> None:
     """One sample per BL30K video, read straight from the segment tars (no extraction)."""
     from stcn.data.shards.build import shard_bl30k

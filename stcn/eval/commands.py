@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from stcn.cli import QUIET
 from stcn.inference.commands import AMP, DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, TOP_K, WEIGHTS
 
 
@@ -14,7 +15,7 @@ def score(
     year: str = typer.Option("2017", "--year", help="DAVIS year: 2016 (one binarised object) or 2017."),
     split: str = typer.Option("val", "--split", help="Split list ImageSets/<year>/<split>.txt."),
     predictions: Path = typer.Option(..., "--predictions", help="Folder of predicted <seq>/<frame>.png masks."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for the CSVs [default: the predictions folder]."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for the CSVs (default: the predictions folder)."),
 ) -> None:
     """Score predicted masks with the official DAVIS semi-supervised J&F protocol; write the CSVs."""
     from stcn.eval.davis_score import print_results, score_davis
@@ -32,8 +33,8 @@ def evaluate(
     ),
     root: Path = typer.Option(..., help="Dataset root (DAVIS root, or YouTube-VOS root with <split>/JPEGImages)."),
     split: str = typer.Option("val", help="val / test-dev (DAVIS; ignored without ImageSets), valid (YouTube-VOS)."),
-    layout: str | None = typer.Option(None, help="davis | youtube [default: from the name, else from the folder]."),
-    year: int | None = typer.Option(None, help="DAVIS scoring: 2016 (one binarised object) or 2017 [default 2017]."),
+    layout: str | None = typer.Option(None, help="davis | youtube (default: from the name, else from the folder)."),
+    year: int | None = typer.Option(None, help="DAVIS scoring: 2016 (one binarised object) or 2017 (default: 2017)."),
     max_frames: int | None = typer.Option(None, min=1, help="Evaluate only the first N frames of each sequence."),
     out: Path = typer.Option(..., help="Output folder for predictions, scores and evaluation.json."),
     top_k: int = TOP_K,
@@ -43,8 +44,9 @@ def evaluate(
     max_memory_frames: int | None = MAX_MEMORY_FRAMES,
     device: str | None = DEVICE,
     resolution: int | None = typer.Option(
-        None, help="Process frames resized to this shorter side [default: as stored; YouTube-VOS 480]."
+        None, help="Process frames resized to this shorter side (default: as stored; YouTube-VOS 480)."
     ),
+    quiet: bool = QUIET,
 ) -> None:
     """Predict a whole split, report the amortized FPS, and score it when ground truth exists."""
     from stcn.eval.davis_score import print_results

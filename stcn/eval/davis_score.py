@@ -143,12 +143,12 @@ def score_davis(
 
 
 def print_results(global_df: pd.DataFrame, per_sequence: pd.DataFrame, console: Console | None = None) -> None:
-    """Print the global and per-object tables (3 decimals, as the official CSVs)."""
+    """Print the global and per-object tables in percent (one decimal; the official CSVs hold fractions)."""
     console = console or Console()
-    for title, df in (("Global results", global_df), ("Per-object results", per_sequence)):
+    for title, df in (("Global results (%)", global_df), ("Per-object results (%)", per_sequence)):
         table = Table(title=title)
         for col in df.columns:
             table.add_column(col, justify="left" if col == "Sequence" else "right")
         for row in df.itertuples(index=False):
-            table.add_row(*(v if isinstance(v, str) else f"{v:.3f}" for v in row))
+            table.add_row(*(v if isinstance(v, str) else f"{100 * v:.1f}" for v in row))
         console.print(table)

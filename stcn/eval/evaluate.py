@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.progress import Progress
 
 from stcn.data.folders import Sequence, davis_sequences, detect_layout, first_frames, youtube_sequences
 from stcn.data.images import read_mask, write_mask
@@ -17,6 +17,7 @@ from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
 from stcn.inference.video import Timing, folder_frames, propagate
 from stcn.model.network import STCN
+from stcn.progress import progress_bar
 
 LAYOUTS = ("davis", "youtube")
 # names that fix the layout (and DAVIS year); any other name is your own data: layout detected, year 2017
@@ -47,10 +48,10 @@ class Evaluation:
             "seconds": round(self.timing.seconds, 3),
             "fps": round(self.timing.fps, 3),
         }
-        if self.global_results is not None:
-            row.update({k: round(float(v), 4) for k, v in self.global_results.iloc[0].items()})
+        if self.global_results is not None:  # scores in percent, as in the paper and reports/
+            row.update({k: round(100 * float(v), 2) for k, v in self.global_results.iloc[0].items()})
         if self.baseline is not None:
-            row["baseline J&F-Mean"] = round(float(self.baseline["J&F-Mean"].iloc[0]), 4)
+            row["baseline J&F-Mean"] = round(100 * float(self.baseline["J&F-Mean"].iloc[0]), 2)
         return row
 
 
@@ -69,6 +70,17 @@ def _first_annotation(seq: Sequence, binarise: bool) -> dict[str, np.ndarray]:
         raise UserError(f"sequence {seq.name!r}: no annotation for its first frame {stem}")
     mask = read_mask(seq.annotations[stem])
     return {stem: (mask > 0).astype(np.uint8) if binarise else mask}
+
+
+def _frames_out(seq: Sequence) -> int:
+    """How many masks the evaluation writes for a sequence."""
+    return len(seq.required) if seq.required is not None else len(seq.frames)
+
+
+def _video_done(bar, video: str, timing: Timing) -> None:
+    """In logs (plain-line progress), one line per finished video; a terminal bar shows the video in its text."""
+    if bar.mode == "lines":
+        print(f"{bar.description}: {video} done, {timing.frames} frames at {timing.fps:.2f} FPS", file=sys.stderr)
 
 
 def _fully_annotated(seqs: list[Sequence]) -> bool:
@@ -111,10 +123,9 @@ def evaluate(
     seqs = [first_frames(s, max_frames) for s in seqs]
     timing = Timing()
     strips: dict[str, list[np.ndarray]] = {}
-    with Progress(disable=not progress, transient=True) as bar:
-        total = sum(len(s.required) if s.required is not None else len(s.frames) for s in seqs)
-        task = bar.add_task(f"{dataset} {split}", total=total)
-        for seq in seqs:
+    total = sum(_frames_out(s) for s in seqs)
+    with progress_bar(f"{dataset} {split}", total, "frames", quiet=None if progress else True) as bar:
+        for number, seq in enumerate(seqs, 1):
             masks = (
                 {s: read_mask(p) for s, p in seq.annotations.items()}
                 if youtube
@@ -123,15 +134,19 @@ def evaluate(
             folder = pred_root / seq.name
             shown = set(_spread(seq.stems if seq.required is None else sorted(seq.required), PICTURE_FRAMES))
             strip = strips[seq.name] = []
+            video = f"video {number}/{len(seqs)} {seq.name}"
+            infos = iter([f"{video} frame {i}/{_frames_out(seq)}" for i in range(1, _frames_out(seq) + 1)])
 
             def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder, strip=strip,
-                      shown=shown) -> None:  # fmt: skip
+                      shown=shown, infos=infos) -> None:  # fmt: skip
                 write_mask(folder / f"{stem}.png", labels)
                 if pictures and stem in shown:
                     strip.append(overlay(rgb, labels, PICTURE_HEIGHT))
-                bar.advance(task)
+                bar.advance(1, info=next(infos))
 
-            timing += propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
+            seq_timing = propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
+            timing += seq_timing
+            _video_done(bar, video, seq_timing)
     result = Evaluation(dataset, split, timing)
     if pictures:
         result.files += [_save_strip(out / "pictures" / f"{name}.png", s) for name, s in strips.items() if s]

@@ -8,6 +8,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from stcn.cli import QUIET
 from stcn.data.folders import list_frames
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
@@ -25,7 +26,7 @@ AMP = typer.Option(D.amp, help="Mixed precision: fp16 on CUDA, bf16 on CPU.")
 MAX_MEMORY_FRAMES = typer.Option(D.max_memory_frames, help="Bound memory to frame 0 + the most recent frames.")
 DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
 RESOLUTION = typer.Option(
-    None, help="Process frames resized to this shorter side; outputs keep the input size [default: as given]."
+    None, help="Process frames resized to this shorter side; outputs keep the input size (default: as given)."
 )
 
 
@@ -57,6 +58,7 @@ def segment(
     device: str | None = DEVICE,
     resolution: int | None = RESOLUTION,
     overlay: Path | None = typer.Option(None, help="Also write an MP4 with the masks blended in."),
+    quiet: bool = QUIET,
 ) -> None:
     """Segment the objects of the first-frame mask in every frame; writes 00000.png ... (frame 0 = the mask)."""
     from stcn.inference.loading import load_model

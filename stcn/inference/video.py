@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -78,6 +79,30 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+class VanishWatch:
+    """Notices when every object is lost: all masks after the last given one are empty."""
+
+    def __init__(self) -> None:
+        self.last_given: str | None = None
+        self.later = 0  # masks written after the last given one
+        self.later_nonempty = False
+
+    def see(self, stem: str, labels: np.ndarray | None, given: bool) -> None:
+        """Frame `stem`: `given` objects enter here; `labels` is its output (None when not written)."""
+        if given:
+            self.last_given, self.later, self.later_nonempty = stem, 0, False
+        elif labels is not None:
+            self.later += 1
+            self.later_nonempty = self.later_nonempty or bool(labels.any())
+
+    def warning(self, where: str) -> str | None:
+        """The one-line warning when every later mask is empty; else None."""
+        if self.later == 0 or self.later_nonempty:
+            return None
+        lost = f"every object vanished after frame {self.last_given}: all {self.later} later masks are empty"
+        return f"warning: {where}: {lost}"
+
+
 def propagate(
     model: STCN,
     frames: FrameSource,
@@ -95,6 +120,7 @@ def propagate(
         raise UserError(f"{where}: no annotated first frame given")
     core = InferenceCore(model, settings)
     timing = Timing()
+    watch = VanishWatch()
     for (stem, load), is_last in _with_last(frames):
         rgb = load()
         given = masks.get(stem)
@@ -128,8 +154,11 @@ def propagate(
         _sync(settings.device)
         timing.seconds += time.perf_counter() - start
         timing.frames += 1
+        watch.see(stem, labels, given=bool(ids))
         if labels is not None:
             write(stem, labels, rgb)
     if timing.frames == 0:
         raise UserError(f"{where}: no frames")
+    if (message := watch.warning(where)) is not None:
+        print(message, file=sys.stderr, flush=True)
     return timing

@@ -6,6 +6,7 @@ import os
 
 import typer
 
+from stcn.cli import QUIET
 from stcn.train.config import TrainConfig
 
 D = TrainConfig.__dataclass_fields__  # the defaults live in TrainConfig
@@ -59,6 +60,7 @@ def train_command(
         "--keep-checkpoint/--no-keep-checkpoint",
         help="keep OUT/checkpoint.pth after the last iteration",
     ),
+    quiet: bool = QUIET,
 ) -> None:
     """Train one stage of STCN (s012 = 0 -> 1 -> 2, s03 = 0 -> 3, each --init from the previous weights)."""
     from stcn.train.trainer import train

@@ -1,15 +1,15 @@
-"""Rank-0 metrics (dvclive, for DVC metrics and training-curve plots) and a rich progress bar with ETA."""
+"""Rank-0 metrics (dvclive, for DVC metrics and training-curve plots) and progress with loss, IoU and ETA
+(`stcn.progress`: a rich bar on a terminal, periodic lines in logs)."""
 
 from __future__ import annotations
 
 import csv
 import os
-import sys
-import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from stcn.progress import progress_bar
 
 
 def truncate_history(live_dir: str | Path, step: int) -> None:
@@ -23,6 +23,11 @@ def truncate_history(live_dir: str | Path, step: int) -> None:
         kept = [rows[0]] + [r for r in rows[1:] if int(r[col]) < step]
         with tsv.open("w", newline="") as f:
             csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
+
+
+def scientific(value: float) -> str:
+    """A learning rate as the metrics summary shows it: `1.00e-05` (the curve keeps the number)."""
+    return f"{value:.2e}"
 
 
 def inside_dvc() -> bool:
@@ -64,7 +69,7 @@ class TrainLog:
         self.live = None
         self.total, self.start = total, start
         self._bar = None
-        self._last_print = time.monotonic()
+        self._stack = ExitStack()
         if not enabled:
             return
         if live_dir is not None:
@@ -72,23 +77,11 @@ class TrainLog:
                 truncate_history(live_dir, start)
             self.live = open_live(live_dir, resume=start > 0)
             self.live.log_params({k: v for k, v in params.items() if isinstance(v, str | int | float | bool)})
-        if progress is None:
-            progress = sys.stderr.isatty()
-        if progress:
-            from rich.console import Console
-
-            self._bar = Progress(
-                TextColumn("train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=Console(stderr=True),
-            )
-            self._bar.start()
-            self._task = self._bar.add_task("train", total=total, completed=start, info="")
+        # progress None: a bar on a terminal, periodic lines elsewhere; False: silent; True: a bar
+        self._bar = self._stack.enter_context(
+            progress_bar("train", total, "it", quiet=True if progress is False else None, start=start,
+                         terminal=True if progress else None)
+        )  # fmt: skip
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """Record `metrics` at iteration `step` (0-based) and move the bar to step + 1."""
@@ -98,17 +91,15 @@ class TrainLog:
             self.live.step = step
             for name, value in metrics.items():
                 self.live.log_metric(f"train/{name}", value)
+            if "lr" in metrics:  # `dvc metrics show` rounds to 5 decimals: 1e-6 would read 0.0
+                self.live.summary["train"]["lr"] = scientific(metrics["lr"])
             self.live.make_summary()
         info = f"loss {metrics.get('loss', float('nan')):.4f} iou {metrics.get('iou', float('nan')):.3f}"
         if self._bar is not None:
-            self._bar.update(self._task, completed=step + 1, info=info)
-        elif time.monotonic() - self._last_print > 30 or step + 1 == self.total:
-            self._last_print = time.monotonic()
-            print(f"train {step + 1}/{self.total} {info}", file=sys.stderr, flush=True)
+            self._bar.update(step + 1, info=info)
 
     def close(self) -> None:
         """Flush dvclive and stop the bar."""
-        if self._bar is not None:
-            self._bar.stop()
+        self._stack.close()
         if self.live is not None:
             self.live.end()

@@ -22,6 +22,7 @@ import fsspec
 
 from stcn.data.shards.store import storage_options
 from stcn.errors import NeedsInternet, UserError
+from stcn.progress import progress_bar
 
 CHUNK = 1 << 20
 EXIT_NEEDS_INTERNET = 3
@@ -141,6 +142,17 @@ def _content_range_start(value: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _mib(size: int) -> int:
+    """Bytes in whole MiB, rounded up (a started MiB counts)."""
+    return -(-size >> 20)
+
+
+def _bytes_bar(part: Path, total: int, have: int):
+    """Progress of one transfer in MiB (`total` < 0: unknown size)."""
+    name = part.name.removesuffix(".part")
+    return progress_bar(f"download {name}", _mib(total) if total >= 0 else None, "MiB", start=_mib(have))
+
+
 def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log) -> None:
     """Resumable GET: continue `part` with a Range request; restart when the server ignores it."""
     last: BaseException | None = None
@@ -158,9 +170,10 @@ def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log)
                     if have:
                         log(f"{part.name}: server ignored the Range request, restarting")
                     mode, expected = "wb", int(resp.headers.get("Content-Length", -1))
-                with open(part, mode) as f:
+                with open(part, mode) as f, _bytes_bar(part, expected, have if mode == "ab" else 0) as bar:
                     while chunk := resp.read(CHUNK):
                         f.write(chunk)
+                        bar.update(_mib(f.tell()))
             size = part.stat().st_size
             if expected >= 0 and size != expected:
                 raise http.client.IncompleteRead(b"", expected - size)
@@ -215,10 +228,15 @@ def _fetch_fsspec(url: str, part: Path, *, log: Log) -> None:
             have = 0
         if have:
             log(f"{part.name}: resuming at {have} bytes")
-        with fs.open(path, "rb") as src, open(part, "ab" if have else "wb") as out:
+        with (
+            fs.open(path, "rb") as src,
+            open(part, "ab" if have else "wb") as out,
+            _bytes_bar(part, total, have) as bar,
+        ):
             src.seek(have)
             while chunk := src.read(CHUNK):
                 out.write(chunk)
+                bar.update(_mib(out.tell()))
     except FileNotFoundError:
         raise UserError(f"source not found: {url}") from None
     except (OSError, ValueError, ImportError) as e:

@@ -21,6 +21,7 @@ from stcn.data.shards.format import (
 )
 from stcn.data.shards.store import Store
 from stcn.errors import UserError
+from stcn.progress import progress_bar
 
 FORMAT_VERSION = 1
 Members = list[tuple[str, bytes]]
@@ -148,14 +149,16 @@ def write_shards(
 
     shard = _OpenShard(store, shard_name(split, len(kept)))
     try:
-        for sample in samples[done:]:
-            members = sample.load()
-            if shard.samples and shard.bytes + _tar_bytes(members) > shard_size_bytes:
-                entry["shards"].append(shard.close())
-                _save(store, index, split, entry)
-                log(f"wrote {shard.name} ({shard.samples} samples, {shard.bytes / 2**20:.1f} MiB)")
-                shard = _OpenShard(store, shard_name(split, len(entry["shards"])))
-            shard.add(members)
+        with progress_bar(f"shard {dataset} {split}", len(samples), "samples", start=done) as bar:
+            for sample in samples[done:]:
+                members = sample.load()
+                if shard.samples and shard.bytes + _tar_bytes(members) > shard_size_bytes:
+                    entry["shards"].append(shard.close())
+                    _save(store, index, split, entry)
+                    log(f"wrote {shard.name} ({shard.samples} samples, {shard.bytes / 2**20:.1f} MiB)")
+                    shard = _OpenShard(store, shard_name(split, len(entry["shards"])))
+                shard.add(members)
+                bar.advance(1, info=shard.name)
     except BaseException:
         shard.abort()
         raise
