@@ -49,6 +49,10 @@ def _handler(state: Served):
                 self.send_error(404)
                 return
             data = path.read_bytes()
+            etag = '"%s"' % hashlib.sha256(data).hexdigest()[:16]
+            if_range = self.headers.get("If-Range")
+            if if_range and if_range != etag and state.mode != "ignore-if-range":
+                rng = None  # RFC 9110: the file changed, send all of it
             start = 0
             if rng and state.mode != "ignore-range":
                 start = int(rng.removeprefix("bytes=").split("-")[0])
@@ -63,9 +67,14 @@ def _handler(state: Served):
             else:
                 self.send_response(200)
             body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", etag)
+            if state.mode == "no-length":  # body delimited by closing the connection (HTTP/1.0 style)
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            drop = state.mode == "drop" and not state.dropped
+            drop = state.mode in ("drop", "no-length") and not state.dropped
             if drop:
                 state.dropped = True
                 body = body[: len(body) // 2]
@@ -125,6 +134,7 @@ def test_http_resume_continues_partial_file(http_server: Served, tmp_path: Path)
     (http_server.root / "f.jpg").write_bytes(data)
     dest = tmp_path / "f.jpg"
     dest.with_name("f.jpg.part").write_bytes(data[:50_000])
+    dest.with_name("f.jpg.part.validator").write_text('"%s"' % hashlib.sha256(data).hexdigest()[:16])
     fetch(f"{http_server.url}/f.jpg", dest, checksum="md5:" + hashlib.md5(data).hexdigest())
     assert dest.read_bytes() == data
     assert http_server.requests == ["bytes=50000-"]
@@ -137,6 +147,7 @@ def test_http_server_ignoring_range_restarts(http_server: Served, tmp_path: Path
     http_server.mode = "ignore-range"
     dest = tmp_path / "f.jpg"
     dest.with_name("f.jpg.part").write_bytes(data[:50_000])
+    dest.with_name("f.jpg.part.validator").write_text('"%s"' % hashlib.sha256(data).hexdigest()[:16])
     fetch(f"{http_server.url}/f.jpg", dest)
     assert dest.read_bytes() == data and http_server.bytes == len(data)
 

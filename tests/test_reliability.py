@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import hashlib
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_download import FRAME, Served, http_server  # noqa: F401  (pytest fixture)
 
+from stcn.data.download import fetch
+from stcn.data.sources import bl30k_members, bundled_videos, write_tar
 from stcn.errors import UserError
 from stcn.train.checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
@@ -57,3 +62,63 @@ def test_checkpoint_round_trips_optimizer_scheduler_and_rng_with_weights_only(tm
     scheduler.load_state_dict(state["scheduler"])
     assert scheduler.last_epoch == 1 and state["iteration"] == 1
     assert isinstance(rng_state()["numpy"]["keys"], torch.Tensor)
+
+
+# ---- item 2: a download is complete only when its length or checksum says so, and archives open ----------------
+
+
+def _bl30k_tar(path: Path) -> Path:
+    return write_tar(path, bl30k_members(bundled_videos(with_multi_object=False))[:40])
+
+
+def test_truncated_body_without_length_is_not_accepted_then_resumes(http_server: Served, tmp_path: Path):
+    data = _bl30k_tar(http_server.root / "BL30K_a.tar").read_bytes()
+    http_server.mode = "no-length"  # first response: no Content-Length, connection closed at half the file
+    dest = tmp_path / "BL30K_a.tar"
+    with pytest.raises(UserError, match="incomplete download of BL30K_a.tar.*re-run to resume"):
+        fetch(f"{http_server.url}/BL30K_a.tar", dest, retries=0)
+    assert not dest.exists() and not (tmp_path / "BL30K_a.tar.sha256").exists()
+    assert (tmp_path / "BL30K_a.tar.part").stat().st_size == len(data) // 2
+    fetch(f"{http_server.url}/BL30K_a.tar", dest)  # resumes: the 206 states the total
+    assert dest.read_bytes() == data and http_server.requests[-1] == f"bytes={len(data) // 2}-"
+
+
+def test_cli_download_of_truncated_tar_is_an_error_not_ready(http_server: Served, tmp_path: Path):
+    _bl30k_tar(http_server.root / "BL30K_a.tar")
+    http_server.mode = "no-length"
+    cmd = [sys.executable, "-m", "stcn.cli", "download", "bl30k", "--source", "http", "--url", http_server.url + "/"]
+    res = subprocess.run([*cmd, "--to", str(tmp_path / "bl30k")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "incomplete download of BL30K_a.tar" in res.stderr and "ready" not in res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unknown_file_without_length_needs_a_checksum(http_server: Served, tmp_path: Path):
+    data = FRAME.read_bytes()
+    (http_server.root / "f.jpg").write_bytes(data)
+    http_server.mode, http_server.dropped = "no-length", True  # whole body, but no length stated
+    with pytest.raises(UserError, match="cannot tell whether f.jpg .* is complete"):
+        fetch(f"{http_server.url}/f.jpg", tmp_path / "f.jpg", retries=0)
+    sha = hashlib.sha256(data).hexdigest()
+    assert fetch(f"{http_server.url}/f.jpg", tmp_path / "f.jpg", checksum=sha).read_bytes() == data
+
+
+@pytest.mark.parametrize("mode", ["drop", "ignore-if-range"])
+def test_resume_after_the_file_changed_is_not_spliced(http_server: Served, tmp_path: Path, mode: str):
+    old, new = FRAME.read_bytes(), FRAME.with_name("00001.jpg").read_bytes()
+    (http_server.root / "f.jpg").write_bytes(old)
+    http_server.mode = "drop"
+    with pytest.raises(UserError, match="re-run to resume"):
+        fetch(f"{http_server.url}/f.jpg", tmp_path / "f.jpg", retries=0)
+    (http_server.root / "f.jpg").write_bytes(new)  # the server's file changed between the attempts
+    http_server.mode = mode  # honours If-Range (sends all of the new file) or ignores it (206 with a new ETag)
+    assert fetch(f"{http_server.url}/f.jpg", tmp_path / "f.jpg").read_bytes() == new
+
+
+def test_truncated_archive_recorded_by_an_older_run_is_downloaded_again(http_server: Served, tmp_path: Path):
+    data = _bl30k_tar(http_server.root / "BL30K_a.tar").read_bytes()
+    dest = tmp_path / "BL30K_a.tar"
+    dest.write_bytes(data[: len(data) // 2])  # what older versions accepted and recorded
+    dest.with_name("BL30K_a.tar.sha256").write_text(f"{hashlib.sha256(dest.read_bytes()).hexdigest()}  x\n")
+    fetch(f"{http_server.url}/BL30K_a.tar", dest)
+    assert dest.read_bytes() == data

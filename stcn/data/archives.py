@@ -181,3 +181,42 @@ def safe_extract(archive: str | Path, dest: str | Path, log: Callable[[str], Non
     kind = archive_kind(archive)
     log(f"extracting {archive.name} ({kind})")
     return extract_zip(archive, dest, log) if kind == "zip" else extract_tar(archive, dest, log)
+
+
+def check_complete(path: str | Path) -> bool | None:
+    """Open a downloaded file by its name's format: True if it is a complete zip/tar (central directory /
+    every header and the end marker present), None when the name gives no format to check.
+
+    A truncated or corrupt archive is a UserError naming it.
+    """
+    path = Path(path)
+    name = path.name.lower().removesuffix(".part")
+    if name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                size = path.stat().st_size
+                for info in zf.infolist():
+                    if info.header_offset + info.compress_size > size:
+                        raise zipfile.BadZipFile(f"member {info.filename} lies past the end of the file")
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise UserError(f"truncated or corrupt zip archive: {path} ({e})") from None
+        return True
+    if name.endswith(TAR_SUFFIXES):
+        try:
+            tar = tarfile.open(path, "r:*")  # noqa: SIM115
+        except (tarfile.ReadError, OSError, EOFError) as e:
+            raise UserError(f"truncated or corrupt tar archive: {path} ({e})") from None
+        last = "(start)"
+        with tar:
+            while True:
+                try:
+                    info = tar.next()
+                except (tarfile.ReadError, EOFError, OSError, zlib.error) as e:
+                    raise UserError(f"truncated or corrupt tar archive: {path} (after member {last}: {e})") from None
+                if info is None:
+                    break
+                tar.members.clear()
+                last = info.name
+            _check_end(tar, path, last)
+        return True
+    return None

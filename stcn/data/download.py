@@ -3,6 +3,9 @@ s3:// (fsspec) sources; checksummed and atomic (`<name>.part` renamed on success
 
 A finished file gets `<name>.sha256` (sha256sum format) next to it; a re-run re-verifies the file
 against it and skips the download. A checksum mismatch moves the file aside as `<name>.corrupt`.
+A file is only declared complete when its length was stated by the source (or its checksum is
+known) and, for zip/tar archives, after opening it; a resume is validated against the ETag /
+Last-Modified recorded in `<name>.part.validator` (HTTP `If-Range`), so a changed file is never spliced.
 """
 
 from __future__ import annotations
@@ -94,10 +97,33 @@ def verified(path: Path, checksum: str | None = None) -> bool:
     recorded = (rec.read_text().split() or [None])[0]
     try:
         _verify(path, str(path), parse_checksum(checksum), recorded)
+        _check_structure(path, str(path))
     except UserError:
         rec.unlink()
         return False
     return True
+
+
+def _check_structure(path: Path, shown: str, *, length_confirmed: bool = True, checksum: bool = False) -> None:
+    """Open an archive before declaring it downloaded (a truncated one is moved aside as `.corrupt`).
+
+    A file whose length the server never stated and whose format cannot be checked is only accepted
+    with an expected checksum: a length we did not get is never trusted.
+    """
+    from stcn.data.archives import check_complete
+
+    try:
+        known = check_complete(path)
+    except UserError as e:
+        if not length_confirmed:  # cut off before its end: keep the partial file to resume from
+            raise UserError(f"incomplete download of {shown}: {e}; re-run to resume") from None
+        bad = _move_aside(path)
+        raise UserError(f"{e} (from {shown}; moved aside to {bad})") from None
+    if known is None and not length_confirmed and not checksum:
+        raise UserError(
+            f"cannot tell whether {shown} is complete: the server sent no length and the file type cannot be "
+            f"checked; pass its checksum (--sha256) or use another source ({path} kept)"
+        )
 
 
 def fetch(
@@ -121,12 +147,14 @@ def fetch(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     if url.startswith(("http://", "https://")):
-        _fetch_http(url, part, retries=retries, timeout=timeout, log=log)
+        confirmed = _fetch_http(url, part, retries=retries, timeout=timeout, log=log)
     elif url.startswith("gdrive://"):
-        _fetch_gdrive(url.removeprefix("gdrive://"), part, log=log)
+        confirmed = _fetch_gdrive(url.removeprefix("gdrive://"), part, log=log)
     else:
-        _fetch_fsspec(url, part, log=log)
+        confirmed = _fetch_fsspec(url, part, log=log)
+    _check_structure(part, f"{dest.name} from {url}", length_confirmed=confirmed, checksum=expected is not None)
     sha = _verify(part, f"{dest.name} from {url}", expected, None)
+    _validator_path(part).unlink(missing_ok=True)
     os.replace(part, dest)
     record_path(dest).write_text(f"{sha}  {dest.name}\n")
     log(f"{dest.name}: downloaded, sha256 {sha}")
@@ -145,35 +173,73 @@ def _content_range_start(value: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log) -> None:
-    """Resumable GET: continue `part` with a Range request; restart when the server ignores it."""
+def _validator_path(part: Path) -> Path:
+    """Where the ETag / Last-Modified (or S3 ETag / mtime) of the file behind `part` is kept."""
+    return part.with_name(part.name + ".validator")
+
+
+def _http_validator(headers) -> str | None:
+    """A strong ETag, else Last-Modified: what `If-Range` accepts to prove the file is unchanged."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+class _Changed(Exception):
+    """The file behind a partial download changed: restart from zero."""
+
+
+def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log) -> bool:
+    """Resumable GET: continue `part` with a Range + If-Range request; restart when the server ignores it
+    or the file changed. Returns whether the server stated the total length (Content-Length, the total
+    of Content-Range, or a terminated chunked body) and `part` has exactly that length."""
     last: BaseException | None = None
+    validator = _validator_path(part)
     for attempt in range(retries + 1):
-        if attempt:
+        if attempt and not isinstance(last, _Changed):
             time.sleep(min(0.2 * 2**attempt, 5.0))
         have = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": "stcn-download", **({"Range": f"bytes={have}-"} if have else {})}
+        known = validator.read_text() if have and validator.is_file() else None
+        if have and not known:
+            log(f"{part.name}: no validator (ETag/Last-Modified) for the partial file, restarting")
+            have = 0
+        headers = {"User-Agent": "stcn-download", **({"Range": f"bytes={have}-", "If-Range": known} if have else {})}
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+                now = _http_validator(resp.headers)
+                length = resp.headers.get("Content-Length")
+                chunked = "chunked" in (resp.headers.get("Transfer-Encoding") or "").lower()
                 if have and resp.status == 206 and _content_range_start(resp.headers.get("Content-Range")) == have:
-                    mode, expected = "ab", have + int(resp.headers.get("Content-Length", -have - 1))
+                    if now and now != known:  # a server that ignores If-Range but says the file changed
+                        part.unlink()
+                        validator.unlink(missing_ok=True)
+                        raise _Changed(f"{url} changed since the partial download ({known} -> {now})")
+                    total = (resp.headers.get("Content-Range") or "").rpartition("/")[2]
+                    mode = "ab"
+                    expected = int(total) if total.isdigit() else have + int(length) if length else -1
                     log(f"{part.name}: resuming at {have} bytes")
                 else:
                     if have:
-                        log(f"{part.name}: server ignored the Range request, restarting")
-                    mode, expected = "wb", int(resp.headers.get("Content-Length", -1))
+                        log(f"{part.name}: server ignored the Range request or the file changed, restarting")
+                    mode, expected = "wb", int(length) if length else -1
+                    validator.unlink(missing_ok=True)
+                    if now:
+                        validator.write_text(now)
                 with open(part, mode) as f:
                     while chunk := resp.read(CHUNK):
                         f.write(chunk)
             size = part.stat().st_size
             if expected >= 0 and size != expected:
                 raise http.client.IncompleteRead(b"", expected - size)
-            return
+            return expected >= 0 or chunked
+        except _Changed as e:
+            last = e
         except urllib.error.HTTPError as e:
             if e.code == 416 and have:
                 total = (e.headers.get("Content-Range") or "").rpartition("/")[2]
                 if total.isdigit() and int(total) == have:
-                    return  # the partial file was already complete
+                    return True  # the partial file was already complete
                 part.unlink()
                 last = e
                 continue
@@ -193,7 +259,7 @@ def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log)
     )
 
 
-def _fetch_gdrive(file_id: str, part: Path, *, log: Log) -> None:
+def _fetch_gdrive(file_id: str, part: Path, *, log: Log) -> bool:
     """Google Drive through gdown (which resumes its own partial file)."""
     import gdown
 
@@ -207,16 +273,23 @@ def _fetch_gdrive(file_id: str, part: Path, *, log: Log) -> None:
         raise UserError(f"Google Drive download failed for id {file_id}: {str(e).splitlines()[0]}") from None
     if not part.is_file():
         raise UserError(f"Google Drive download produced no file for id {file_id}")
+    return False  # gdown does not report whether the length was checked: the archive is opened instead
 
 
-def _fetch_fsspec(url: str, part: Path, *, log: Log) -> None:
-    """Local path, file:// or s3:// (endpoint from AWS_ENDPOINT_URL); resumes `part` by seeking."""
+def _fetch_fsspec(url: str, part: Path, *, log: Log) -> bool:
+    """Local path, file:// or s3:// (endpoint from AWS_ENDPOINT_URL); resumes `part` by seeking when the
+    source's ETag / mtime and size still match those recorded when `part` was started."""
     have = part.stat().st_size if part.exists() else 0
+    validator = _validator_path(part)
     try:
         fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
-        total = fs.size(path)
-        if have > total:
+        info = fs.info(path)
+        total = int(info["size"])
+        now = f"{info.get('ETag') or info.get('mtime') or info.get('LastModified') or ''} {total}"
+        if have and (have > total or not validator.is_file() or validator.read_text() != now):
+            log(f"{part.name}: the source changed or has no record for the partial file, restarting")
             have = 0
+        validator.write_text(now)
         if have:
             log(f"{part.name}: resuming at {have} bytes")
         with fs.open(path, "rb") as src, open(part, "ab" if have else "wb") as out:
@@ -229,6 +302,7 @@ def _fetch_fsspec(url: str, part: Path, *, log: Log) -> None:
         raise UserError(f"cannot read {url}: {e}") from None
     if part.stat().st_size != total:
         raise UserError(f"incomplete copy of {url}: {part.stat().st_size} of {total} bytes; re-run to resume")
+    return True
 
 
 # --- whole datasets ------------------------------------------------------------------------------
