@@ -31,6 +31,11 @@ FRAME = DAVIS_MINI / "JPEGImages" / "480p" / "blackswan" / "00000.jpg"
 
 
 # --- a real HTTP server: honours Range, ignores it, or drops the connection mid-file -----------
+def etag_of(data: bytes) -> str:
+    """The strong ETag the test server sends for `data`."""
+    return f'"{hashlib.sha256(data).hexdigest()[:16]}"'
+
+
 class Served:
     def __init__(self, root: Path) -> None:
         self.root, self.mode = root, "range"
@@ -49,7 +54,7 @@ def _handler(state: Served):
                 self.send_error(404)
                 return
             data = path.read_bytes()
-            etag = '"%s"' % hashlib.sha256(data).hexdigest()[:16]
+            etag = etag_of(data)
             if_range = self.headers.get("If-Range")
             if if_range and if_range != etag and state.mode != "ignore-if-range":
                 rng = None  # RFC 9110: the file changed, send all of it
@@ -134,7 +139,7 @@ def test_http_resume_continues_partial_file(http_server: Served, tmp_path: Path)
     (http_server.root / "f.jpg").write_bytes(data)
     dest = tmp_path / "f.jpg"
     dest.with_name("f.jpg.part").write_bytes(data[:50_000])
-    dest.with_name("f.jpg.part.validator").write_text('"%s"' % hashlib.sha256(data).hexdigest()[:16])
+    dest.with_name("f.jpg.part.validator").write_text(etag_of(data))
     fetch(f"{http_server.url}/f.jpg", dest, checksum="md5:" + hashlib.md5(data).hexdigest())
     assert dest.read_bytes() == data
     assert http_server.requests == ["bytes=50000-"]
@@ -147,7 +152,7 @@ def test_http_server_ignoring_range_restarts(http_server: Served, tmp_path: Path
     http_server.mode = "ignore-range"
     dest = tmp_path / "f.jpg"
     dest.with_name("f.jpg.part").write_bytes(data[:50_000])
-    dest.with_name("f.jpg.part.validator").write_text('"%s"' % hashlib.sha256(data).hexdigest()[:16])
+    dest.with_name("f.jpg.part.validator").write_text(etag_of(data))
     fetch(f"{http_server.url}/f.jpg", dest)
     assert dest.read_bytes() == data and http_server.bytes == len(data)
 

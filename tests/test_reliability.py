@@ -71,7 +71,7 @@ def _bl30k_tar(path: Path) -> Path:
     return write_tar(path, bl30k_members(bundled_videos(with_multi_object=False))[:40])
 
 
-def test_truncated_body_without_length_is_not_accepted_then_resumes(http_server: Served, tmp_path: Path):
+def test_truncated_body_without_length_is_not_accepted_then_resumes(http_server: Served, tmp_path: Path):  # noqa: F811
     data = _bl30k_tar(http_server.root / "BL30K_a.tar").read_bytes()
     http_server.mode = "no-length"  # first response: no Content-Length, connection closed at half the file
     dest = tmp_path / "BL30K_a.tar"
@@ -83,7 +83,7 @@ def test_truncated_body_without_length_is_not_accepted_then_resumes(http_server:
     assert dest.read_bytes() == data and http_server.requests[-1] == f"bytes={len(data) // 2}-"
 
 
-def test_cli_download_of_truncated_tar_is_an_error_not_ready(http_server: Served, tmp_path: Path):
+def test_cli_download_of_truncated_tar_is_an_error_not_ready(http_server: Served, tmp_path: Path):  # noqa: F811
     _bl30k_tar(http_server.root / "BL30K_a.tar")
     http_server.mode = "no-length"
     cmd = [sys.executable, "-m", "stcn.cli", "download", "bl30k", "--source", "http", "--url", http_server.url + "/"]
@@ -93,7 +93,7 @@ def test_cli_download_of_truncated_tar_is_an_error_not_ready(http_server: Served
     assert "Traceback" not in res.stderr
 
 
-def test_unknown_file_without_length_needs_a_checksum(http_server: Served, tmp_path: Path):
+def test_unknown_file_without_length_needs_a_checksum(http_server: Served, tmp_path: Path):  # noqa: F811
     data = FRAME.read_bytes()
     (http_server.root / "f.jpg").write_bytes(data)
     http_server.mode, http_server.dropped = "no-length", True  # whole body, but no length stated
@@ -104,7 +104,7 @@ def test_unknown_file_without_length_needs_a_checksum(http_server: Served, tmp_p
 
 
 @pytest.mark.parametrize("mode", ["drop", "ignore-if-range"])
-def test_resume_after_the_file_changed_is_not_spliced(http_server: Served, tmp_path: Path, mode: str):
+def test_resume_after_the_file_changed_is_not_spliced(http_server: Served, tmp_path: Path, mode: str):  # noqa: F811
     old, new = FRAME.read_bytes(), FRAME.with_name("00001.jpg").read_bytes()
     (http_server.root / "f.jpg").write_bytes(old)
     http_server.mode = "drop"
@@ -115,7 +115,7 @@ def test_resume_after_the_file_changed_is_not_spliced(http_server: Served, tmp_p
     assert fetch(f"{http_server.url}/f.jpg", tmp_path / "f.jpg").read_bytes() == new
 
 
-def test_truncated_archive_recorded_by_an_older_run_is_downloaded_again(http_server: Served, tmp_path: Path):
+def test_truncated_archive_recorded_by_an_older_run_is_downloaded_again(http_server: Served, tmp_path: Path):  # noqa: F811
     data = _bl30k_tar(http_server.root / "BL30K_a.tar").read_bytes()
     dest = tmp_path / "BL30K_a.tar"
     dest.write_bytes(data[: len(data) // 2])  # what older versions accepted and recorded
