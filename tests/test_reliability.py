@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_download import FRAME, Served, http_server  # noqa: F401  (pytest fixture)
+from test_download import FRAME, Served, _davis_zip, http_server  # noqa: F401  (pytest fixture)
 
-from stcn.data.download import fetch
+from stcn.data.download import download_dataset, fetch
 from stcn.data.sources import bl30k_members, bundled_videos, write_tar
 from stcn.errors import UserError
 from stcn.train.checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -122,3 +122,33 @@ def test_truncated_archive_recorded_by_an_older_run_is_downloaded_again(http_ser
     dest.with_name("BL30K_a.tar.sha256").write_text(f"{hashlib.sha256(dest.read_bytes()).hexdigest()}  x\n")
     fetch(f"{http_server.url}/BL30K_a.tar", dest)
     assert dest.read_bytes() == data
+
+
+# ---- item 3: `stcn download --to` never deletes what it did not create --------------------------------------------
+
+
+def test_download_refuses_a_foreign_non_empty_target(http_server: Served, tmp_path: Path):  # noqa: F811
+    _davis_zip(http_server.root / "DAVIS-2017-trainval-480p.zip")
+    notes = tmp_path / "t" / "JPEGImages" / "480p" / "mine" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("my notes")
+    with pytest.raises(UserError, match="not empty and was not created by `stcn download davis17`"):
+        download_dataset("davis17", source="http", url=http_server.url + "/", to=tmp_path / "t")
+    assert notes.read_text() == "my notes" and http_server.requests == []
+    cmd = [sys.executable, "-m", "stcn.cli", "download", "davis17", "--source", "bundled", "--to", str(tmp_path / "t")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not empty" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "t").rglob("*")) == ["480p", "JPEGImages", "mine", "notes.txt"]
+
+
+def test_reinstall_into_our_own_target_keeps_files_the_user_added(http_server: Served, tmp_path: Path):  # noqa: F811
+    _davis_zip(http_server.root / "DAVIS-2017-trainval-480p.zip")
+    target = download_dataset("davis17", source="http", url=http_server.url + "/", to=tmp_path / "t")
+    notes = target / "JPEGImages" / "480p" / "blackswan" / "notes.txt"
+    notes.write_text("my notes")
+    (target / ".downloads" / "DAVIS-2017-trainval-480p.zip.extracted").unlink()  # force a re-extraction
+    download_dataset("davis17", source="http", url=http_server.url + "/", to=target)
+    assert notes.read_text() == "my notes"
+    assert (target / "JPEGImages" / "480p" / "blackswan" / "00000.jpg").read_bytes() == FRAME.read_bytes()
+    with pytest.raises(UserError, match="holds the davis17 download, not davis16"):
+        download_dataset("davis16", source="bundled", to=target)

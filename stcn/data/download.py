@@ -342,18 +342,54 @@ def _install_archive(url: str, art, target: Path, checksum: str | None, keep: bo
     root = _find_root(tmp, art.marker, str(archive))
     place = target / art.place
     place.mkdir(parents=True, exist_ok=True)
-    for entry in sorted(root.iterdir()):
-        dst = place / entry.name
-        if dst.is_dir() and not dst.is_symlink():
-            shutil.rmtree(dst)
-        elif dst.exists() or dst.is_symlink():
-            dst.unlink()
-        os.replace(entry, dst)
+    _merge_into(root, place, str(archive))
     shutil.rmtree(tmp)
     done.write_text(record_path(archive).read_text())
     if not keep:
         archive.unlink()
     log(f"{art.name}: extracted into {place}")
+
+
+def _merge_into(src: Path, dst: Path, archive: str) -> None:
+    """Move the extracted tree `src` into `dst`: a file replaces the same-named file of an earlier
+    install; nothing else already in `dst` (files the user added) is touched or deleted."""
+    for entry in sorted(src.iterdir()):
+        out = dst / entry.name
+        if entry.is_dir() and not entry.is_symlink() and out.is_dir() and not out.is_symlink():
+            _merge_into(entry, out, archive)
+        elif out.is_dir() and not out.is_symlink():
+            raise UserError(f"cannot install {entry.name} from {archive}: {out} is a folder")
+        else:
+            os.replace(entry, out)
+
+
+MARKER = ".stcn-download"  # in a target folder: the dataset `stcn download` installed there
+_LEFTOVERS = (".part", ".part.validator", ".sha256", ".corrupt", "STATUS")  # what an interrupted run leaves
+
+
+def claim_target(target: Path, name: str) -> None:
+    """Refuse a non-empty folder that is not an earlier `stcn download` of `name` (never touch user data);
+    otherwise mark it as ours."""
+    marker = target / MARKER
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--to {target} is a file, not a folder")
+    if marker.is_file():
+        owner = marker.read_text().strip()
+        if owner != name:
+            raise UserError(f"{target} holds the {owner} download, not {name}: use another --to")
+        return
+    ours = (target / ".downloads").is_dir() or (target / "BUNDLED_SAMPLE.md").is_file()  # earlier versions
+    foreign = [p for p in target.iterdir() if not p.name.endswith(_LEFTOVERS)] if target.is_dir() else []
+    if foreign and not ours:
+        raise UserError(
+            f"{target} is not empty and was not created by `stcn download {name}`: "
+            "choose a new or empty --to (nothing in it was changed)"
+        )
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{name}\n")
+    except OSError as e:
+        raise UserError(f"cannot write into --to {target}: {e.strerror or e}") from None
 
 
 def davis16_image_sets(root: Path) -> None:
@@ -447,6 +483,8 @@ def download_dataset(
     target = Path(to) if to else Path("data") / name
     if sha256 and len(ds.artifacts) > 1:
         raise UserError(f"--sha256 needs a single-file dataset; {name} has {len(ds.artifacts)} files")
+    if source != "bundled" or ds.bundled:
+        claim_target(target, name)
     if source == "bundled":
         build_bundled(name, target, log)
     else:
