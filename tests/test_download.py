@@ -280,10 +280,11 @@ def test_tar_slip_rejected(tmp_path: Path, bad: tarfile.TarInfo) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar", "out"]
 
 
-def test_tar_symlink_inside_target_is_fine(tmp_path: Path) -> None:
+def test_tar_symlink_is_refused_even_inside_target(tmp_path: Path) -> None:
     archive = _tar_with(tmp_path / "a.tar", [_info("d/ok.txt"), _info("d/alias", tarfile.SYMTYPE, "ok.txt")])
-    assert safe_extract(archive, tmp_path / "out") == 1
-    assert (tmp_path / "out" / "d" / "alias").read_bytes() == b"xxx"
+    with pytest.raises(UserError, match="symlink .*'d/alias'"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out" / "d" / "alias").exists()
 
 
 @pytest.mark.parametrize("cut", [0.5, "boundary"])

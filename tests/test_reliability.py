@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import random
+import stat
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,7 @@ import pytest
 import torch
 from test_download import FRAME, Served, _davis_zip, http_server  # noqa: F401  (pytest fixture)
 
+from stcn.data.archives import safe_extract
 from stcn.data.download import download_dataset, fetch
 from stcn.data.sources import bl30k_members, bundled_videos, write_tar
 from stcn.errors import UserError
@@ -152,3 +157,43 @@ def test_reinstall_into_our_own_target_keeps_files_the_user_added(http_server: S
     assert (target / "JPEGImages" / "480p" / "blackswan" / "00000.jpg").read_bytes() == FRAME.read_bytes()
     with pytest.raises(UserError, match="holds the davis17 download, not davis16"):
         download_dataset("davis16", source="bundled", to=target)
+
+
+# ---- item 4: links in archives are refused (a chain of links escapes any textual check) ---------------------------
+
+
+def _zip_symlinks(path: Path, links: list[tuple[str, str]]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("ok/a.txt", b"fine")
+        for name, target in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return path
+
+
+def test_zip_symlink_chain_cannot_escape(tmp_path: Path):
+    archive = _zip_symlinks(tmp_path / "a.zip", [("a", "."), ("b", "a/..")])
+    with pytest.raises(UserError, match="symlink .*'a'"):
+        safe_extract(archive, tmp_path / "t")
+    assert not any(p.is_symlink() for p in (tmp_path / "t").rglob("*"))
+
+
+def test_tar_symlink_chain_cannot_escape(tmp_path: Path):
+    with tarfile.open(tmp_path / "a.tar", "w") as tar:
+        for name, link in [("a", "."), ("b", "a/..")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, link
+            tar.addfile(info)
+    with pytest.raises(UserError, match="symlink .*'a'"):
+        safe_extract(tmp_path / "a.tar", tmp_path / "t")
+    assert not any(p.is_symlink() for p in (tmp_path / "t").rglob("*"))
+
+
+def test_tar_members_go_through_the_data_filter(tmp_path: Path):
+    with tarfile.open(tmp_path / "a.tar", "w") as tar:
+        info = tarfile.TarInfo("d/run.sh")
+        info.size, info.mode = 4, 0o6777  # setuid, setgid, world-writable
+        tar.addfile(info, io.BytesIO(b"echo"))
+    assert safe_extract(tmp_path / "a.tar", tmp_path / "t") == 1
+    assert stat.S_IMODE((tmp_path / "t" / "d" / "run.sh").stat().st_mode) & 0o6002 == 0
