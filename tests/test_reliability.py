@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import shutil
 import stat
 import subprocess
 import sys
@@ -15,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fullfs import tiny_fs  # noqa: F401  (pytest fixture)
 from test_download import FRAME, Served, _davis_zip, http_server  # noqa: F401  (pytest fixture)
 
 from stcn.data.archives import safe_extract
 from stcn.data.download import download_dataset, fetch
-from stcn.data.sources import bl30k_members, bundled_videos, write_tar
+from stcn.data.sources import DAVIS_MINI, bl30k_members, bundled_videos, write_tar
 from stcn.errors import UserError
 from stcn.train.checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
@@ -197,3 +199,47 @@ def test_tar_members_go_through_the_data_filter(tmp_path: Path):
         tar.addfile(info, io.BytesIO(b"echo"))
     assert safe_extract(tmp_path / "a.tar", tmp_path / "t") == 1
     assert stat.S_IMODE((tmp_path / "t" / "d" / "run.sh").stat().st_mode) & 0o6002 == 0
+
+
+# ---- item 5: extraction is capped by the archive's size and the free space; a full disk is one line ------------
+
+
+def test_zip_bomb_is_refused_before_writing(tmp_path: Path):
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf, zf.open("zeros.bin", "w") as f:
+        for _ in range(100):
+            f.write(bytes(1 << 20))
+    assert (tmp_path / "bomb.zip").stat().st_size < 1 << 20
+    with pytest.raises(UserError, match=r"bomb.zip would expand to 104.9 MB, over 50x its size"):
+        safe_extract(tmp_path / "bomb.zip", tmp_path / "t")
+    assert list((tmp_path / "t").iterdir()) == []
+
+
+def _small_davis_zip(path: Path) -> Path:
+    """A DAVIS-layout zip of the first 12 real blackswan frames and masks (~1 MB)."""
+    path.parent.mkdir(parents=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for sub in ("JPEGImages", "Annotations"):
+            for p in sorted((DAVIS_MINI / sub / "480p" / "blackswan").iterdir())[:12]:
+                zf.write(p, f"DAVIS/{sub}/480p/blackswan/{p.name}")
+    return path
+
+
+def test_full_disk_during_extraction_is_one_line_and_cleans_up(
+    tiny_fs,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch,
+):
+    archive = _small_davis_zip(tmp_path / "mirror" / "DAVIS-2017-trainval-480p.zip")
+    small = tiny_fs(archive.stat().st_size * 3 // 2)  # room for the download, not for its extraction
+    target = small / "d"
+    with pytest.raises(UserError, match="not enough space to extract .*DAVIS-2017-trainval-480p.zip"):
+        download_dataset("davis17", source="file", url=str(archive.parent), to=target)
+    assert not (target / ".downloads" / "DAVIS-2017-trainval-480p.zip.extracting").exists()
+    assert not (target / "JPEGImages").exists()
+    # free space reported wrongly (another writer filled the disk meanwhile): the write itself fails
+    plenty = shutil.disk_usage(tmp_path)._replace(free=1 << 40)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: plenty)
+    with pytest.raises(UserError, match="cannot extract DAVIS/.* No space left on device") as e:
+        download_dataset("davis17", source="file", url=str(archive.parent), to=target)
+    assert "\n" not in str(e.value)
+    assert not (target / ".downloads" / "DAVIS-2017-trainval-480p.zip.extracting").exists()

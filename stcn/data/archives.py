@@ -21,6 +21,8 @@ from pathlib import Path
 from stcn.errors import UserError
 
 CHUNK = 1 << 20
+MAX_RATIO = 50  # extracted / archive size; real datasets are JPEG/PNG (ratio ~1), a zip bomb is ~1000
+MIN_CAP = 64 << 20  # small archives may always expand to this much
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -64,6 +66,29 @@ def _write(src, path: Path) -> None:
         shutil.copyfileobj(src, out, CHUNK)
 
 
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def check_expansion(archive: Path, dest: Path, declared: int, needed: int | None = None) -> None:
+    """Refuse an archive declaring more than MAX_RATIO x its own size (a zip bomb), or `needed` bytes
+    still to write (default: all it declares) when `dest` has less free space, before writing them."""
+    cap = max(MAX_RATIO * archive.stat().st_size, MIN_CAP)
+    if declared > cap:
+        raise UserError(
+            f"archive {archive} would expand to {_mb(declared)}, over {MAX_RATIO}x its size: refused (zip bomb?)"
+        )
+    needed = declared if needed is None else needed
+    free = shutil.disk_usage(dest).free
+    if needed > free:
+        raise UserError(f"not enough space to extract {archive}: {_mb(needed)} more needed, {_mb(free)} free in {dest}")
+
+
+def _write_error(e: OSError, member: str, archive: Path, dest: Path) -> UserError:
+    """One line for a failed write (disk full, read-only, a file where a folder must go)."""
+    return UserError(f"cannot extract {member} from {archive} into {dest}: {e.strerror or e}")
+
+
 def extract_zip(archive: Path, dest: Path, log: Callable[[str], None] = lambda _: None) -> int:
     """Extract a zip safely into `dest`; returns the number of files."""
     try:
@@ -72,6 +97,7 @@ def extract_zip(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
         raise UserError(f"truncated or corrupt zip archive: {archive} ({e})") from None
     count = 0
     with zf:
+        check_expansion(archive, dest, sum(info.file_size for info in zf.infolist()))
         for info in zf.infolist():
             rel = _check_name(info.filename, archive)
             if not rel:
@@ -89,6 +115,8 @@ def extract_zip(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
                     count += 1
             except (zipfile.BadZipFile, EOFError, zlib.error) as e:
                 raise UserError(f"truncated or corrupt zip archive: {archive} (member {info.filename}: {e})") from None
+            except OSError as e:
+                raise _write_error(e, info.filename, archive, dest) from None
     return count
 
 
@@ -98,7 +126,7 @@ def extract_tar(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
         tar = tarfile.open(archive, "r:*")  # noqa: SIM115
     except (tarfile.ReadError, OSError, EOFError) as e:
         raise UserError(f"truncated or corrupt tar archive: {archive} ({e})") from None
-    count, last = 0, "(start)"
+    count, last, declared = 0, "(start)", 0
     with tar:
         while True:
             try:
@@ -118,13 +146,15 @@ def extract_tar(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
                 raise UserError(f"archive {archive} has a {kind} (refused, links can escape): {info.name!r}")
             if not (info.isdir() or info.isfile()):
                 raise UserError(f"archive {archive} has an unsupported member type (device/fifo): {info.name!r}")
+            declared += info.size
+            check_expansion(archive, dest, declared, info.size)  # a tar lists its sizes only member by member
             try:
                 tar.extract(info, dest, filter="data")
             except tarfile.FilterError as e:
                 raise UserError(f"archive {archive} has an unsafe member {info.name!r}: {e}") from None
             except (tarfile.ReadError, EOFError, zlib.error, OSError) as e:
                 if isinstance(e, OSError) and not isinstance(e, EOFError) and e.errno is not None:
-                    raise UserError(f"cannot extract {info.name} from {archive} into {dest}: {e}") from None
+                    raise _write_error(e, info.name, archive, dest) from None
                 raise UserError(f"truncated or corrupt tar archive: {archive} (member {info.name}: {e})") from None
             if info.isfile():
                 if (dest / rel).stat().st_size != info.size:

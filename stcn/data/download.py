@@ -338,12 +338,16 @@ def _install_archive(url: str, art, target: Path, checksum: str | None, keep: bo
     archive = fetch(url, downloads / art.name, checksum=checksum, log=log)
     tmp = downloads / f"{art.name}.extracting"
     shutil.rmtree(tmp, ignore_errors=True)
-    safe_extract(archive, tmp, log)
-    root = _find_root(tmp, art.marker, str(archive))
-    place = target / art.place
-    place.mkdir(parents=True, exist_ok=True)
-    _merge_into(root, place, str(archive))
-    shutil.rmtree(tmp)
+    try:
+        safe_extract(archive, tmp, log)
+        root = _find_root(tmp, art.marker, str(archive))
+        place = target / art.place
+        place.mkdir(parents=True, exist_ok=True)
+        _merge_into(root, place, str(archive))
+    except OSError as e:
+        raise UserError(f"cannot install {art.name} into {target}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed extraction leaves nothing half-written behind
     done.write_text(record_path(archive).read_text())
     if not keep:
         archive.unlink()
