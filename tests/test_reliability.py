@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import random
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from fullfs import tiny_fs  # noqa: F401  (pytest fixture)
@@ -29,6 +31,7 @@ from stcn.errors import UserError
 from stcn.eval.davis_score import score_davis
 from stcn.inference.video import video_frames
 from stcn.train.checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from stcn.train.trainer import TrainConfig, train
 
 
 class _Exploit:
@@ -364,3 +367,50 @@ def test_frames_of_different_sizes_are_an_error(weights_file, small_blackswan, t
     res = _stcn("segment", "--weights", weights_file, "--frames", frames, "--first-mask", masks / "00000.png",
                 "--out", tmp_path / "o")  # fmt: skip
     _one_line_error(res, "frame 00001 is 300x200 but the first frame is 427x240")
+
+
+# ---- item 7: outputs appear whole or not at all -----------------------------------------------------------------
+
+
+def test_failed_segment_leaves_no_output_folder(weights_file, small_blackswan, tmp_path):
+    frames, masks = small_blackswan
+    (frames / "00005.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    res = _stcn("segment", "--weights", weights_file, "--frames", frames, "--first-mask", masks / "00000.png",
+                "--out", tmp_path / "out")  # fmt: skip
+    _one_line_error(res, "corrupt", "00005.jpg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blackswan"]  # no out/, no temporary folder
+
+
+def test_failed_training_leaves_no_dvclive(tmp_path):
+    def broken(index, segment):
+        raise UserError("the data stream failed")
+
+    cfg = TrainConfig(stage=0, data=["unused"], out=str(tmp_path / "run"), init="random", iterations=2, batch_size=1,
+                      crop=64, num_workers=0, device="cpu", progress=False)  # fmt: skip
+    with pytest.raises(UserError, match="data stream failed"):
+        train(cfg, open_segment=broken)
+    assert not (tmp_path / "run" / "dvclive").exists()
+
+
+def test_score_csvs_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    root = tmp_path / "davis"
+    for sub in ("JPEGImages", "Annotations"):
+        for seq in ("blackswan", "car-shadow", "libby"):
+            for p in sorted((DAVIS_MINI / sub / "480p" / seq).iterdir())[:4]:
+                (root / sub / "480p" / seq).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, root / sub / "480p" / seq / p.name)
+    shutil.copytree(DAVIS_MINI / "ImageSets", root / "ImageSets")
+    shutil.copytree(root / "Annotations" / "480p", tmp_path / "pred")  # perfect predictions
+    score_davis(root, 2017, "val", tmp_path / "pred", out_dir=tmp_path / "scores", progress=False)
+    before = (tmp_path / "scores" / "global_results-val.csv").read_text()
+
+    def full_disk(self, path, **kw):
+        Path(path).write_text("J&F-Mean,J-Me")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    with pytest.raises(UserError, match="cannot write .*global_results-val.csv: No space left on device"):
+        score_davis(root, 2017, "val", tmp_path / "pred", out_dir=tmp_path / "scores", progress=False)
+    assert (tmp_path / "scores" / "global_results-val.csv").read_text() == before
+    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == [
+        "global_results-val.csv", "per-sequence_results-val.csv"]  # fmt: skip

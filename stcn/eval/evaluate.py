@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
+from stcn.atomic import atomic_folder, atomic_path, write_text_atomic
 from stcn.data.folders import Sequence, davis_sequences, youtube_sequences
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
@@ -93,13 +94,13 @@ def evaluate(
                 if youtube
                 else _first_annotation(seq, binarise=dataset == "davis2016")
             )
-            folder = pred_root / seq.name
+            with atomic_folder(pred_root / seq.name) as folder:  # a sequence's folder appears complete
 
-            def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder) -> None:
-                write_mask(folder / f"{stem}.png", labels)
-                bar.advance(task)
+                def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder) -> None:
+                    write_mask(folder / f"{stem}.png", labels)
+                    bar.advance(task)
 
-            timing += propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
+                timing += propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
     result = Evaluation(dataset, split, timing)
     if youtube:
         result.files.append(_zip_submission(out))
@@ -107,14 +108,14 @@ def evaluate(
         from stcn.eval.davis_score import score_davis
 
         result.global_results, result.per_sequence = score_davis(root, dataset[-4:], split, out, out, progress)
-    (out / "evaluation.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+    write_text_atomic(out / "evaluation.json", json.dumps(result.summary(), indent=2) + "\n")
     return result
 
 
 def _zip_submission(out: Path) -> Path:
     """The official YouTube-VOS submission layout: Annotations/<video>/<frame>.png in a zip."""
     path = out / "submission.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for png in sorted((out / "Annotations").rglob("*.png")):
             zf.write(png, png.relative_to(out).as_posix())
     return path

@@ -172,6 +172,7 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
         start = int(state["iteration"])
     save = functools.partial(_checkpoint, out / CHECKPOINT, model, optimizer, scheduler, scaler, segments, conf, dist)
 
+    fresh_log = not (out / "dvclive").exists()
     log = _make_log(cfg, conf, out, iterations, start, dist)
     history: list[float] = []
     tick, steps = time.perf_counter(), 0
@@ -198,8 +199,12 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
                 tick, steps = time.perf_counter(), 0
             if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < iterations:
                 save(it + 1)
-    finally:
+    except BaseException:
         log.close()
+        if fresh_log and dist.is_main:
+            _drop_unresumable_log(out)
+        raise
+    log.close()
     if cfg.keep_checkpoint:
         save(iterations)
     if dist.is_main:
@@ -208,6 +213,14 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
             (out / CHECKPOINT).unlink(missing_ok=True)
     ddp.barrier()
     return {"iteration": iterations, "losses": history, "weights": str(out / WEIGHTS), "model": model}
+
+
+def _drop_unresumable_log(out: Path) -> None:
+    """A failed run with no checkpoint to resume from leaves no metrics behind (they would describe nothing)."""
+    import shutil
+
+    if not (out / CHECKPOINT).exists():
+        shutil.rmtree(out / "dvclive", ignore_errors=True)
 
 
 def _resume_state(cfg: TrainConfig, conf: dict[str, Any], path: Path) -> dict[str, Any] | None:
