@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from fullfs import tiny_fs  # noqa: F401  (pytest fixture)
 from PIL import Image
 from test_download import FRAME, Served, _davis_zip, http_server  # noqa: F401  (pytest fixture)
@@ -32,6 +33,8 @@ from stcn.eval.davis_score import score_davis
 from stcn.inference.video import video_frames
 from stcn.train.checkpointing import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from stcn.train.trainer import TrainConfig, train
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class _Exploit:
@@ -414,3 +417,29 @@ def test_score_csvs_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     assert (tmp_path / "scores" / "global_results-val.csv").read_text() == before
     assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == [
         "global_results-val.csv", "per-sequence_results-val.csv"]  # fmt: skip
+
+
+# ---- items 8 and 10: training settings: None means the recipe, anything else must be a valid number --------------
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"stage": 3, "data": ["d"], "out": "o", **kw})
+
+
+def test_none_means_recipe_and_non_positive_values_are_refused():
+    assert _cfg().resolved(1)["iterations"] == 150_000 and _cfg(iterations=7).resolved(1)["iterations"] == 7
+    for name, value in [("iterations", 0), ("batch_size", 0), ("lr", 0), ("lr", -1e-5), ("iterations", -1)]:
+        with pytest.raises(UserError, match=f"training setting {name} must be .*, got {value!r}"):
+            _cfg(**{name: value})
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "2.5"])
+def test_pipeline_train_with_a_bad_iterations_param_is_one_line(tmp_path, value):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train_s03"]["iterations"] = yaml.safe_load(value)  # what `dvc exp run -S train_s03.iterations=...` writes
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    res = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "train.py"), "s03"], cwd=tmp_path, capture_output=True, text=True
+    )
+    _one_line_error(res, "training setting iterations must be an integer >= 1", f"got {yaml.safe_load(value)!r}")
+    assert not (tmp_path / "models").exists()

@@ -58,17 +58,42 @@ class TrainConfig:
     progress: bool | None = None
     keep_checkpoint: bool = True  # False: drop checkpoint.pth once weights.pth is written
 
+    def __post_init__(self) -> None:
+        """Every number is checked here, so a bad value from params.yaml or `-S` is one line naming it."""
+        for name, lowest, recipe in _NUMBERS:
+            _check_number(name, getattr(self, name), lowest, recipe)
+        get_stage(self.stage)
+
     def resolved(self, world_size: int) -> dict[str, Any]:
-        """The settings with recipe defaults filled in, as stored in checkpoints."""
+        """The settings with recipe defaults (for None) filled in, as stored in checkpoints."""
         stage = get_stage(self.stage)
         out = asdict(self)
         out.update(
-            iterations=self.iterations or stage.iterations,
-            batch_size=self.batch_size or stage.batch_size,
-            lr=self.lr or stage.lr,
+            iterations=stage.iterations if self.iterations is None else self.iterations,
+            batch_size=stage.batch_size if self.batch_size is None else self.batch_size,
+            lr=stage.lr if self.lr is None else self.lr,
             world_size=world_size,
         )
         return out
+
+
+# (setting, smallest allowed value, None allowed = the recipe's value); lr may be any positive float
+_NUMBERS = (("stage", 0, False), ("iterations", 1, True), ("batch_size", 1, True), ("crop", 16, False),
+            ("lr", 0.0, True), ("checkpoint_every", 1, False), ("seed", -(2**63), False), ("num_workers", 0, False),
+            ("log_every", 1, False))  # fmt: skip
+
+
+def _check_number(name: str, value: Any, lowest: float, recipe: bool) -> None:
+    if value is None and recipe:
+        return
+    real = isinstance(lowest, float)
+    ok_type = isinstance(value, int | float) if real else isinstance(value, int)
+    if isinstance(value, bool) or not ok_type or (value <= lowest if real else value < lowest):
+        kind = "a positive number" if real else f"an integer >= {lowest}" if lowest > -(2**63) else "an integer"
+        raise UserError(
+            f"training setting {name} must be {kind}{' (or null for the recipe value)' if recipe else ''}, "
+            f"got {value!r}"
+        )
 
 
 def seed_everything(seed: int) -> None:
