@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import random
 import shutil
 import stat
@@ -27,7 +28,10 @@ from test_download import FRAME, Served, _davis_zip, http_server  # noqa: F401  
 from stcn.data.archives import safe_extract
 from stcn.data.download import download_dataset, fetch
 from stcn.data.images import PALETTE, read_mask
+from stcn.data.shard_inputs import davis_pending
+from stcn.data.shard_writer import write_shards
 from stcn.data.sources import DAVIS_MINI, bl30k_members, bundled_videos, write_tar
+from stcn.data.stream import make_loader
 from stcn.errors import UserError
 from stcn.eval.davis_score import score_davis
 from stcn.inference.video import video_frames
@@ -443,3 +447,51 @@ def test_pipeline_train_with_a_bad_iterations_param_is_one_line(tmp_path, value)
     )
     _one_line_error(res, "training setting iterations must be an integer >= 1", f"got {yaml.safe_load(value)!r}")
     assert not (tmp_path / "models").exists()
+
+
+# ---- item 8: corrupt payloads inside a shard are skipped with a line naming shard and key, and counted -----------
+
+
+def _rewrite_shard(path: Path, change) -> None:
+    """Rewrite a shard tar with `change(name, data)` applied to every member's bytes."""
+    with tarfile.open(path) as tar:
+        members = [(info, tar.extractfile(info).read()) for info in tar.getmembers()]
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            data = change(info.name, data)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_corrupt_payloads_in_shards_are_skipped_named_and_counted(tmp_path, capfd):
+    videos = davis_pending(DAVIS_MINI, 2017, "val")  # blackswan, car-shadow, libby: one shard each
+    write_shards(videos, str(tmp_path / "s"), dataset="davis", split="train", source="davis", shard_size_bytes=1)
+    shards = sorted((tmp_path / "s").glob("*.tar"))
+    assert len(shards) == 3
+    _rewrite_shard(shards[0], lambda name, data: b"\xff\xd8 not a jpeg" if name.endswith(".jpg") else data)
+    _rewrite_shard(shards[1], lambda name, data: b"{not json" if name.endswith(".json") else data)
+    loader = make_loader(tmp_path / "s", 2, batch_size=1, num_workers=0, mode="once", crop=64, shuffle_buffer=0)
+    batches = list(loader)
+    assert [i["name"] for b in batches for i in b["info"]] == ["libby"]
+    assert batches[0]["info"][0]["skipped"] in (0, 1, 2)  # corrupt samples skipped by this worker before it
+    warnings = [ln for ln in capfd.readouterr().err.splitlines() if ln.startswith("warning: skipped corrupt")]
+    assert len(warnings) == 2
+    warnings.sort(key=lambda line: "car-shadow" in line)  # the shard order is shuffled
+    assert "'blackswan'" in warnings[0] and shards[0].name in warnings[0]
+    assert "'car-shadow'" in warnings[1] and shards[1].name in warnings[1]
+
+
+def test_training_metrics_count_skipped_samples(tmp_path):
+    def batches(index, segment):
+        for i in range(segment.batches):
+            rgb = torch.rand(1, 3, 3, 64, 64)
+            gt = torch.zeros(1, 3, 1, 64, 64)
+            gt[..., 16:48, 16:48] = 1
+            info = [{"rank": 0, "worker": i % 2, "skipped": i}]  # two workers: 0 and 1 skipped so far
+            yield {"rgb": rgb, "gt": gt, "cls_gt": gt[:, :, 0].long(), "info": info}
+
+    cfg = TrainConfig(stage=0, data=["unused"], out=str(tmp_path / "run"), init="random", iterations=2, batch_size=1,
+                      crop=64, num_workers=0, device="cpu", progress=False)  # fmt: skip
+    train(cfg, open_segment=batches)
+    metrics = json.loads((tmp_path / "run" / "dvclive" / "metrics.json").read_text())
+    assert metrics["train"]["skipped_samples"] == 1

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from stcn.data.stream import skipped_samples
 from stcn.errors import UserError
 from stcn.model.checkpoint import load_weights
 from stcn.model.network import STCN
@@ -200,10 +201,12 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
     fresh_log = not (out / "dvclive").exists()
     log = _make_log(cfg, conf, out, iterations, start, dist)
     history: list[float] = []
+    skipped_by: dict[tuple, int] = {}
     tick, steps = time.perf_counter(), 0
     try:
         batches = batches_from(segments, start, open_segment)
         for it, batch in zip(range(start, iterations), batches, strict=False):
+            skipped = skipped_samples(batch.get("info") or [], skipped_by)
             batch = to_device(batch, device, stage.single_object)
             with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=use_amp):
                 result = forward(batch["rgb"], batch["gt"], batch.get("sec_gt"), batch.get("selector"))
@@ -218,6 +221,7 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
             if (it + 1) % cfg.log_every == 0 or it + 1 == iterations:
                 rate = steps / (time.perf_counter() - tick)
                 metrics = _metrics(losses, lr, segments[segment_at(segments, it)].max_skip)
+                metrics["skipped_samples"] = skipped  # corrupt samples skipped so far by this rank's workers
                 metrics.update(its_per_s=rate, samples_per_s=rate * conf["batch_size"] * dist.world_size)
                 history.append(metrics["loss"])
                 log.log(it, metrics)
