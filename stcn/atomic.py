@@ -7,6 +7,7 @@ as it was. Write errors (missing permission, read-only or full file system) are 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -83,3 +84,22 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
         raise write_error(out, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR,
+                errno.EISDIR, errno.EEXIST}  # fmt: skip
+FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG}
+
+
+@contextmanager
+def output_errors(what: str | None) -> Iterator[None]:
+    """Turn a failed write (disk full, read-only file system, no permission, a file where a folder must
+    go) inside the block into one UserError naming `what` is being written (None: only the file system's
+    reason and file, for a last-resort handler around a whole command)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (WRITE_ERRNOS if what else FULL_OR_READ_ONLY):
+            raise
+        name = f" ({e.filename})" if e.filename else ""
+        raise UserError(f"{f'cannot write {what}: ' if what else ''}{e.strerror or e}{name}") from None

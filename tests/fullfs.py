@@ -47,6 +47,23 @@ def tiny_fs(tmp_path: Path, monkeypatch):
         monkeypatch.setattr(shutil, "disk_usage", disk_usage)
         return root
 
+    make.mounted = mounted
     yield make
     for root in mounted:
         subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """A folder nothing can be written into: a read-only tmpfs where this process may mount one (root ignores
+    permission bits), else a folder without write permission."""
+    root = tmp_path / "read-only"
+    root.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(root)], capture_output=True)
+    if res.returncode != 0:
+        root.chmod(0o555)
+    yield root
+    if res.returncode == 0:
+        subprocess.run(["umount", "-l", str(root)], check=False)
+    else:
+        root.chmod(0o755)

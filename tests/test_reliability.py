@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from fullfs import tiny_fs  # noqa: F401  (pytest fixture)
+from fullfs import read_only_dir, tiny_fs  # noqa: F401  (pytest fixtures)
 from PIL import Image
 from test_download import FRAME, Served, _davis_zip, http_server  # noqa: F401  (pytest fixture)
 
@@ -495,3 +495,35 @@ def test_training_metrics_count_skipped_samples(tmp_path):
     train(cfg, open_segment=batches)
     metrics = json.loads((tmp_path / "run" / "dvclive" / "metrics.json").read_text())
     assert metrics["train"]["skipped_samples"] == 1
+
+
+# ---- item 8: unwritable, read-only or full outputs are one line ---------------------------------------------------
+
+
+def test_segment_out_is_a_file_or_read_only_is_one_line(weights_file, small_blackswan, read_only_dir, tmp_path):  # noqa: F811
+    frames, masks = small_blackswan
+    args = ["segment", "--weights", weights_file, "--frames", frames, "--first-mask", masks / "00000.png", "--out"]
+    (tmp_path / "taken").write_text("x")
+    _one_line_error(_stcn(*args, tmp_path / "taken"), "taken exists and is a file")
+    _one_line_error(_stcn(*args, read_only_dir / "out"), "cannot write", "read-only/out")
+
+
+def test_download_to_read_only_is_one_line(read_only_dir):  # noqa: F811
+    res = _stcn("download", "davis17", "--source", "bundled", "--to", read_only_dir / "d")
+    _one_line_error(res, "cannot write into --to", "read-only/d")
+
+
+def test_shard_on_a_full_disk_is_one_line(tiny_fs, tmp_path):  # noqa: F811
+    small = tiny_fs(300_000)
+    if not tiny_fs.mounted:
+        pytest.skip("needs a real small file system (root may mount a tmpfs)")
+    res = _stcn("shard", "davis", "--root", DAVIS_MINI, "--split", "val", "--out", small / "shards")
+    _one_line_error(res, "cannot write shards to", "No space left on device")
+
+
+def test_zip_with_a_file_and_a_folder_of_the_same_name_is_one_line(tmp_path):
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        zf.writestr("data", b"a file")
+        zf.writestr("data/x.txt", b"and a folder")
+    with pytest.raises(UserError, match="cannot extract data/x.txt from .*a.zip"):
+        safe_extract(tmp_path / "a.zip", tmp_path / "t")
