@@ -6,12 +6,16 @@ import errno
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -527,3 +531,44 @@ def test_zip_with_a_file_and_a_folder_of_the_same_name_is_one_line(tmp_path):
         zf.writestr("data/x.txt", b"and a folder")
     with pytest.raises(UserError, match="cannot extract data/x.txt from .*a.zip"):
         safe_extract(tmp_path / "a.zip", tmp_path / "t")
+
+
+# ---- item 9: an S3 endpoint that accepts and never answers is one line naming it within 60 s ----------------------
+
+
+@pytest.fixture
+def black_hole():
+    """A TCP listener on 127.0.0.1 that accepts connections and never sends a byte."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("data", ["s3://bucket/shards", "s3://bucket/shards/train-000000.tar"])
+def test_training_against_a_silent_s3_endpoint_fails_within_60s(black_hole, tmp_path, data):
+    env = {**os.environ, "AWS_ENDPOINT_URL": black_hole, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+           "AWS_DEFAULT_REGION": "us-east-1", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    cmd = [sys.executable, "-m", "stcn.cli", "train", "--stage", "2", "--data", data, "--out", str(tmp_path / "run"),
+           "--init", "random", "--iterations", "2", "--device", "cpu", "--num-workers", "0"]  # fmt: skip
+    start = time.monotonic()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    elapsed = time.monotonic() - start
+    _one_line_error(res, black_hole.removeprefix("http://"))
+    assert elapsed < 60, f"took {elapsed:.0f} s"

@@ -46,6 +46,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from stcn.data import s3_limits
 from stcn.data.samples import BL30K, VideoRecipe, static_training_sample, video_training_sample
 from stcn.data.shard_store import shard_urls
 from stcn.errors import UserError
@@ -163,11 +164,12 @@ def check_shards(urls: list[str]) -> None:
             open_shard(url).close()
     for folder, wanted in s3_dirs.items():
         try:
-            listed = {f"s3://{p}" for p in s3_filesystem().ls(folder, refresh=True)}
+            listed = {f"s3://{p}" for p in s3_limits.check_filesystem().ls(folder, refresh=True)}
         except FileNotFoundError:
             listed = set()
         except Exception as e:
-            raise UserError(f"cannot reach S3 for {sorted(wanted)[0]}: {_reason(e)}") from None
+            where = f"{sorted(wanted)[0]} at {s3_limits.endpoint()}"
+            raise UserError(f"cannot reach S3 for {where}: {_reason(e)}") from None
         listed |= {u.replace("s3://", "s3a://", 1) for u in listed}
         for url in sorted(wanted):
             if url not in listed:
