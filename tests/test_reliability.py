@@ -485,18 +485,25 @@ def test_corrupt_payloads_in_shards_are_skipped_named_and_counted(tmp_path, capf
     assert "'car-shadow'" in warnings[1] and shards[1].name in warnings[1]
 
 
-def test_training_metrics_count_skipped_samples(tmp_path):
-    def batches(index, segment):
-        for i in range(segment.batches):
-            rgb = torch.rand(1, 3, 3, 64, 64)
-            gt = torch.zeros(1, 3, 1, 64, 64)
-            gt[..., 16:48, 16:48] = 1
-            info = [{"rank": 0, "worker": i % 2, "skipped": i}]  # two workers: 0 and 1 skipped so far
-            yield {"rgb": rgb, "gt": gt, "cls_gt": gt[:, :, 0].long(), "info": info}
+def _batches(index, segment):
+    """Seeded static-stage batches; batch i says its worker (i % 2) has skipped i corrupt samples so far."""
+    gen = torch.Generator().manual_seed(index)
+    for i in range(segment.batches):
+        rgb = torch.rand(1, 3, 3, 64, 64, generator=gen)
+        gt = torch.zeros(1, 3, 1, 64, 64)
+        gt[..., 16:48, 16:48] = 1
+        info = [{"rank": 0, "worker": i % 2, "skipped": i}]
+        yield {"rgb": rgb, "gt": gt, "cls_gt": gt[:, :, 0].long(), "info": info}
 
-    cfg = TrainConfig(stage=0, data=["unused"], out=str(tmp_path / "run"), init="random", iterations=2, batch_size=1,
-                      crop=64, num_workers=0, device="cpu", progress=False)  # fmt: skip
-    train(cfg, open_segment=batches)
+
+def _train_small(out: Path) -> None:
+    cfg = TrainConfig(stage=0, data=["unused"], out=str(out), init="random", iterations=2, batch_size=1, crop=64,
+                      num_workers=0, device="cpu", progress=False, seed=3)  # fmt: skip
+    train(cfg, open_segment=_batches)
+
+
+def test_training_metrics_count_skipped_samples(tmp_path):
+    _train_small(tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "dvclive" / "metrics.json").read_text())
     assert metrics["train"]["skipped_samples"] == 1
 
@@ -572,3 +579,25 @@ def test_training_against_a_silent_s3_endpoint_fails_within_60s(black_hole, tmp_
     elapsed = time.monotonic() - start
     _one_line_error(res, black_hole.removeprefix("http://"))
     assert elapsed < 60, f"took {elapsed:.0f} s"
+
+
+# ---- item 11: cached training outputs reproduce exactly; files respect the umask ---------------------------------
+
+
+def test_training_outputs_reproduce_and_respect_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        _train_small(tmp_path / "a")
+        _train_small(tmp_path / "b")
+    finally:
+        os.umask(old)
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    a, b = files(tmp_path / "a" / "dvclive"), files(tmp_path / "b" / "dvclive")
+    assert "metrics.json" in a and a.keys() == b.keys()
+    assert {k: v for k, v in a.items() if k != "params.yaml"} == {k: v for k, v in b.items() if k != "params.yaml"}
+    assert not any("per_s" in name for name in a)  # no wall-clock throughput among the recorded metrics
+    for name in ("weights.pth", "checkpoint.pth"):
+        assert stat.S_IMODE((tmp_path / "a" / name).stat().st_mode) == 0o644

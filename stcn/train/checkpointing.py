@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from stcn.atomic import temporary_sibling
 from stcn.errors import UserError
 from stcn.model.checkpoint import official_state_dict
 
@@ -20,12 +20,12 @@ WEIGHTS = "weights.pth"  # the final network, official format
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`."""
+    """torch.save to a temp file in the same folder, fsync, then rename over `path` (mode from the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary_sibling(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())

@@ -90,8 +90,9 @@ class TrainLog:
             self._bar.start()
             self._task = self._bar.add_task("train", total=total, completed=start, info="")
 
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Record `metrics` at iteration `step` (0-based) and move the bar to step + 1."""
+    def log(self, step: int, metrics: dict[str, float], speed: str = "") -> None:
+        """Record `metrics` at iteration `step` (0-based) and move the bar to step + 1; `speed` (wall-clock
+        throughput) goes to the console only, so the recorded metrics reproduce exactly."""
         if not self.enabled:
             return
         if self.live is not None:
@@ -100,6 +101,7 @@ class TrainLog:
                 self.live.log_metric(f"train/{name}", value)
             self.live.make_summary()
         info = f"loss {metrics.get('loss', float('nan')):.4f} iou {metrics.get('iou', float('nan')):.3f}"
+        info = f"{info} {speed}" if speed else info
         if self._bar is not None:
             self._bar.update(self._task, completed=step + 1, info=info)
         elif time.monotonic() - self._last_print > 30 or step + 1 == self.total:

@@ -222,9 +222,9 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
                 rate = steps / (time.perf_counter() - tick)
                 metrics = _metrics(losses, lr, segments[segment_at(segments, it)].max_skip)
                 metrics["skipped_samples"] = skipped  # corrupt samples skipped so far by this rank's workers
-                metrics.update(its_per_s=rate, samples_per_s=rate * conf["batch_size"] * dist.world_size)
                 history.append(metrics["loss"])
-                log.log(it, metrics)
+                # the speed is shown, not logged: wall-clock numbers in models/<run>/ would never hash the same
+                log.log(it, metrics, speed=f"{rate * conf['batch_size'] * dist.world_size:.2f} samples/s")
                 tick, steps = time.perf_counter(), 0
             if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < iterations:
                 save(it + 1)
