@@ -109,6 +109,15 @@ def test_truncated_body_without_length_is_not_accepted_then_resumes(http_server:
     assert dest.read_bytes() == data and http_server.requests[-1] == f"bytes={len(data) // 2}-"
 
 
+def test_truncated_torch_weights_without_length_are_not_accepted(http_server: Served, tmp_path: Path):  # noqa: F811
+    torch.save({"w": torch.arange(50_000.0)}, http_server.root / "stcn.pth")
+    http_server.mode = "no-length"
+    with pytest.raises(UserError, match="incomplete download of stcn.pth .*truncated or corrupt zip"):
+        fetch(f"{http_server.url}/stcn.pth", tmp_path / "stcn.pth", retries=0)
+    dest = fetch(f"{http_server.url}/stcn.pth", tmp_path / "stcn.pth")
+    assert torch.equal(torch.load(dest, weights_only=True)["w"], torch.arange(50_000.0))
+
+
 def test_cli_download_of_truncated_tar_is_an_error_not_ready(http_server: Served, tmp_path: Path):  # noqa: F811
     _bl30k_tar(http_server.root / "BL30K_a.tar")
     http_server.mode = "no-length"

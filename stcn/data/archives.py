@@ -187,14 +187,16 @@ def safe_extract(archive: str | Path, dest: str | Path, log: Callable[[str], Non
 
 
 def check_complete(path: str | Path) -> bool | None:
-    """Open a downloaded file by its name's format: True if it is a complete zip/tar (central directory /
-    every header and the end marker present), None when the name gives no format to check.
+    """Open a downloaded file by its name's format: True if it is a complete zip/tar/torch zip checkpoint
+    (central directory / every header and the end marker present), None when there is no format to check.
 
     A truncated or corrupt archive is a UserError naming it.
     """
     path = Path(path)
     name = path.name.lower().removesuffix(".part")
-    if name.endswith(".zip"):
+    with open(path, "rb") as f:
+        torch_zip = name.endswith((".pth", ".pt")) and f.read(2) == b"PK"  # torch.save's format is a zip
+    if name.endswith(".zip") or torch_zip:
         try:
             with zipfile.ZipFile(path) as zf:
                 size = path.stat().st_size
