@@ -610,3 +610,14 @@ def test_training_outputs_reproduce_and_respect_the_umask(tmp_path):
     assert not any("per_s" in name for name in a)  # no wall-clock throughput among the recorded metrics
     for name in ("weights.pth", "checkpoint.pth"):
         assert stat.S_IMODE((tmp_path / "a" / name).stat().st_mode) == 0o644
+
+
+def test_files_downloaded_by_an_earlier_version_count_as_ours(http_server: Served, tmp_path: Path):  # noqa: F811
+    target = tmp_path / "w"
+    target.mkdir()
+    (target / "stcn.pth").write_bytes(b"old weights")  # kept files with their records, no marker yet
+    (target / "stcn.pth.sha256").write_text(f"{hashlib.sha256(b'old weights').hexdigest()}  stcn.pth\n")
+    for name in ("stcn.pth", "stcn_s03.pth"):
+        torch.save({"name": name}, http_server.root / name)
+    download_dataset("pretrained", source="http", url=http_server.url + "/", to=target)
+    assert (target / "stcn_s03.pth").is_file() and (target / ".stcn-download").read_text() == "pretrained\n"

@@ -371,6 +371,11 @@ MARKER = ".stcn-download"  # in a target folder: the dataset `stcn download` ins
 _LEFTOVERS = (".part", ".part.validator", ".sha256", ".corrupt", "STATUS")  # what an interrupted run leaves
 
 
+def _ours(entry: Path) -> bool:
+    """A file an earlier `stcn download` left: a partial download, a record, or a file with its record."""
+    return entry.name.endswith(_LEFTOVERS) or record_path(entry).is_file()
+
+
 def claim_target(target: Path, name: str) -> None:
     """Refuse a non-empty folder that is not an earlier `stcn download` of `name` (never touch user data);
     otherwise mark it as ours."""
@@ -383,7 +388,7 @@ def claim_target(target: Path, name: str) -> None:
             raise UserError(f"{target} holds the {owner} download, not {name}: use another --to")
         return
     ours = (target / ".downloads").is_dir() or (target / "BUNDLED_SAMPLE.md").is_file()  # earlier versions
-    foreign = [p for p in target.iterdir() if not p.name.endswith(_LEFTOVERS)] if target.is_dir() else []
+    foreign = [p for p in target.iterdir() if not _ours(p)] if target.is_dir() else []
     if foreign and not ours:
         raise UserError(
             f"{target} is not empty and was not created by `stcn download {name}`: "
