@@ -69,9 +69,12 @@ def _root(
 
 def main() -> None:
     """Entry point: user errors become one clear line on stderr and exit code 2."""
+    from stcn.atomic import output_errors
+
     _register()
     try:
-        app()
+        with output_errors(None):  # a full or read-only disk where no command names the output: still one line
+            app()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

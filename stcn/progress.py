@@ -93,10 +93,11 @@ class Bar:
             parts.append(self.info)
         return f"{self.description}: " + ", ".join(parts)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Stop the bar; the closing plain line is left out when the work failed (its error line says it)."""
         if self._rich is not None:
             self._rich.stop()
-        elif self.mode == "lines":
+        elif self.mode == "lines" and not failed:
             print(
                 self.line() + " — done" if self.total and self.completed >= self.total else self.line(),
                 file=sys.stderr,
@@ -121,5 +122,7 @@ def progress_bar(
     bar = Bar(description, total, unit, mode, default_period() if period is None else period, start)
     try:
         yield bar
-    finally:
-        bar.close()
+    except BaseException:
+        bar.close(failed=True)
+        raise
+    bar.close()

@@ -57,11 +57,11 @@ def test_download_reports_mebibytes(tmp_path, capsys, monkeypatch):
     from stcn.data.fetch.download import fetch
 
     monkeypatch.setenv("STCN_PROGRESS_PERIOD", "0")
-    src = tmp_path / "src" / "frames.tar"
+    src = tmp_path / "src" / "frames.bin"
     src.parent.mkdir()
     src.write_bytes(bytes(range(256)) * (3 * 4096 + 10))  # 3 MiB + 2560 bytes: 4 started MiB
-    fetch(str(src), tmp_path / "dl" / "frames.tar")
-    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("download frames.tar: ")]
+    fetch(str(src), tmp_path / "dl" / "frames.bin")
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("download frames.bin: ")]
     assert [ln.split(": ")[1].split(" (")[0] for ln in lines] == ["1/4 MiB", "2/4 MiB", "3/4 MiB", "4/4 MiB", "4/4 MiB"]
     assert lines[-1].endswith("done")
 

@@ -47,12 +47,47 @@ def read_frame(path: str | Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """A label mask as uint8 (H, W): palette index (or grey value) = object id, 255 = void."""
-    im = _open(Path(path))
-    if im.mode not in ("P", "L", "1"):
-        # an RGB-saved mask: a pixel is an object where it is not black (single object)
-        return (np.asarray(im.convert("L")) > 0).astype(np.uint8)
-    return np.asarray(im.convert("L") if im.mode == "1" else im).astype(np.uint8)
+    """A label mask as uint8 (H, W): palette index (or grey value) = object id, 255 = void.
+
+    16-bit grey masks keep their ids when all are below 256 (one non-zero value: a binary mask, id 1);
+    colour masks with one non-black colour are binary (id 1), with several colours all of the DAVIS
+    palette they map to its indices. Anything else that would merge objects is a UserError naming the file.
+    """
+    path = Path(path)
+    im = _open(path)
+    if im.mode in ("P", "L", "1"):
+        return np.asarray(im.convert("L") if im.mode == "1" else im).astype(np.uint8)
+    if im.mode.startswith(("I", "F")):  # 16/32-bit grey
+        return _wide_mask(np.asarray(im), path)
+    return _colour_mask(np.asarray(im.convert("RGB")), path)
+
+
+def _wide_mask(values: np.ndarray, path: Path) -> np.ndarray:
+    ids = np.unique(values)
+    if ids.min() >= 0 and ids.max() <= VOID and np.all(ids == np.round(ids)):
+        return values.astype(np.uint8)
+    nonzero = ids[ids != 0]
+    if len(nonzero) == 1:
+        return (values != 0).astype(np.uint8)
+    raise UserError(
+        f"mask {path} has object ids above 255 ({', '.join(str(v) for v in nonzero[:5])}...): "
+        "masks hold ids 1-254; save it as a palette (P) PNG with one index per object"
+    )
+
+
+def _colour_mask(rgb: np.ndarray, path: Path) -> np.ndarray:
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    colours, inverse = np.unique(packed, return_inverse=True)
+    objects = colours[colours != 0]
+    if len(objects) <= 1:
+        return (packed != 0).astype(np.uint8)
+    table = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(zip(*[iter(PALETTE)] * 3, strict=True))}
+    if all(int(c) in table for c in colours):
+        return np.array([table[int(c)] for c in colours], np.uint8)[inverse.reshape(packed.shape)]
+    raise UserError(
+        f"colour mask {path} has {len(objects)} colours, not all of the DAVIS palette: save it as a palette (P) "
+        "PNG with one index per object (or one colour for a single object)"
+    )
 
 
 def write_mask(path: str | Path, labels: np.ndarray) -> None:

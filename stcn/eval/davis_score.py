@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from stcn.atomic import atomic_path
 from stcn.data.folders import Sequence, davis_sequences
 from stcn.data.images import VOID, read_mask
 from stcn.errors import UserError
@@ -136,9 +137,9 @@ def score_davis(
     global_df, per_sequence = _tables(names, np.concatenate(j_stats), np.concatenate(f_stats))
     if out_dir is not None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        global_df.to_csv(out / f"global_results-{split}.csv", index=False, float_format="%.3f")
-        per_sequence.to_csv(out / f"per-sequence_results-{split}.csv", index=False, float_format="%.3f")
+        for df, name in ((global_df, "global_results"), (per_sequence, "per-sequence_results")):
+            with atomic_path(out / f"{name}-{split}.csv") as tmp:
+                df.to_csv(tmp, index=False, float_format="%.3f")
     return global_df, per_sequence
 
 

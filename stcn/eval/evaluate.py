@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stcn.atomic import atomic_folder, atomic_path, write_text_atomic
 from stcn.data.folders import Sequence, davis_sequences, detect_layout, first_frames, youtube_sequences
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
@@ -131,20 +132,21 @@ def evaluate(
                 if youtube
                 else _first_annotation(seq, binarise=year == "2016")
             )
-            folder = pred_root / seq.name
             shown = set(_spread(seq.stems if seq.required is None else sorted(seq.required), PICTURE_FRAMES))
             strip = strips[seq.name] = []
             video = f"video {number}/{len(seqs)} {seq.name}"
             infos = iter([f"{video} frame {i}/{_frames_out(seq)}" for i in range(1, _frames_out(seq) + 1)])
+            with atomic_folder(pred_root / seq.name) as folder:  # a sequence's folder appears complete
 
-            def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder, strip=strip,
-                      shown=shown, infos=infos) -> None:  # fmt: skip
-                write_mask(folder / f"{stem}.png", labels)
-                if pictures and stem in shown:
-                    strip.append(overlay(rgb, labels, PICTURE_HEIGHT))
-                bar.advance(1, info=next(infos))
+                def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder, strip=strip,
+                          shown=shown, infos=infos) -> None:  # fmt: skip
+                    write_mask(folder / f"{stem}.png", labels)
+                    if pictures and stem in shown:
+                        strip.append(overlay(rgb, labels, PICTURE_HEIGHT))
+                    bar.advance(1, info=next(infos))
 
-            seq_timing = propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
+                seq_timing = propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required,
+                                       seq.name)  # fmt: skip
             timing += seq_timing
             _video_done(bar, video, seq_timing)
     result = Evaluation(dataset, split, timing)
@@ -157,9 +159,10 @@ def evaluate(
 
         result.global_results, result.per_sequence = score_davis(root, year, split, out, out, progress, seqs)
         result.baseline, per_sequence = _score_baseline(root, year, split, seqs, progress)
-        result.baseline.to_csv(out / f"baseline_global_results-{split}.csv", index=False, float_format="%.3f")
-        per_sequence.to_csv(out / f"baseline_per-sequence_results-{split}.csv", index=False, float_format="%.3f")
-    (out / "evaluation.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+        for table, name in ((result.baseline, "global"), (per_sequence, "per-sequence")):
+            with atomic_path(out / f"baseline_{name}_results-{split}.csv") as tmp:
+                table.to_csv(tmp, index=False, float_format="%.3f")
+    write_text_atomic(out / "evaluation.json", json.dumps(result.summary(), indent=2) + "\n")
     return result
 
 
@@ -215,7 +218,7 @@ def _save_strip(path: Path, frames: list[np.ndarray]) -> Path:
 def _zip_submission(out: Path) -> Path:
     """The official YouTube-VOS submission layout: Annotations/<video>/<frame>.png in a zip."""
     path = out / "submission.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for png in sorted((out / "Annotations").rglob("*.png")):
             zf.write(png, png.relative_to(out).as_posix())
     return path

@@ -8,6 +8,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from stcn.atomic import atomic_folder
 from stcn.cli import QUIET
 from stcn.data.folders import list_frames
 from stcn.data.images import read_mask, write_mask
@@ -80,17 +81,18 @@ def segment(
 
         preview = OverlayWriter(overlay)
 
-    def write(stem: str, labels: np.ndarray, rgb: np.ndarray) -> None:
-        write_mask(out / f"{stem}.png", labels)
-        if preview is not None:
-            preview.add(rgb, labels)
+    with atomic_folder(out) as partial:  # `out` gets the masks only once every frame is done
 
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        timing = propagate(model, source, {first: mask}, settings, write, where=str(frames))
-    finally:
-        if preview is not None:
-            preview.close()
+        def write(stem: str, labels: np.ndarray, rgb: np.ndarray) -> None:
+            write_mask(partial / f"{stem}.png", labels)
+            if preview is not None:
+                preview.add(rgb, labels)
+
+        try:
+            timing = propagate(model, source, {first: mask}, settings, write, where=str(frames))
+        finally:
+            if preview is not None:
+                preview.close()
     Console(stderr=True).print(
         f"segmented {timing.frames} frames in {timing.seconds:.1f} s ({timing.fps:.2f} FPS) -> {out}"
     )

@@ -19,6 +19,7 @@ from stcn.inference.frames import image_tensor, labels_from_prob, one_hot
 from stcn.inference.settings import InferenceSettings
 from stcn.model.network import STCN
 
+INDEXED_VIDEO = (".mp4", ".mov", ".m4v")  # containers whose frame count comes from an index, not an estimate
 FrameSource = Iterable[tuple[str, Callable[[], np.ndarray]]]  # (frame stem, loader of RGB uint8)
 
 
@@ -57,9 +58,26 @@ def video_frames(path: Path) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         yield f"{t:05d}", lambda rgb=rgb: rgb
         t += 1
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     if t == 0:
         raise UserError(f"no frames could be decoded from video: {path}")
+    check_frame_count(path, t, declared)
+
+
+def check_frame_count(path: Path, decoded: int, declared: int) -> None:
+    """A truncated MP4/MOV (its index lists every frame) decodes fewer frames than it declares."""
+    if Path(path).suffix.lower() in INDEXED_VIDEO and decoded < declared:
+        raise UserError(f"truncated or damaged video: {path} (decoded {decoded} of its {declared} frames)")
+
+
+def check_frame_size(where: str, stem: str, rgb: np.ndarray, size: tuple[int, ...] | None) -> tuple[int, ...]:
+    """All frames of a video must have the first frame's size (else a UserError naming the frame)."""
+    if size is not None and rgb.shape[:2] != size:
+        raise UserError(
+            f"{where}: frame {stem} is {rgb.shape[1]}x{rgb.shape[0]} but the first frame is {size[1]}x{size[0]}"
+        )
+    return rgb.shape[:2]
 
 
 def _with_last(items: Iterable) -> Iterator[tuple[object, bool]]:
@@ -121,8 +139,10 @@ def propagate(
     core = InferenceCore(model, settings)
     timing = Timing()
     watch = VanishWatch()
+    size = None
     for (stem, load), is_last in _with_last(frames):
         rgb = load()
+        size = check_frame_size(where, stem, rgb, size)
         given = masks.get(stem)
         ids = []
         if given is not None:

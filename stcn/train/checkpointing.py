@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from stcn.atomic import temporary_sibling
 from stcn.errors import UserError
 from stcn.model.checkpoint import official_state_dict
 
@@ -19,12 +20,12 @@ WEIGHTS = "weights.pth"  # the final network, official format
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`."""
+    """torch.save to a temp file in the same folder, fsync, then rename over `path` (mode from the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary_sibling(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
@@ -35,8 +36,11 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, numpy, torch (and CUDA when present) generator states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, numpy, torch (and CUDA when present) generator states, in types `weights_only` loading allows."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -45,7 +49,8 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what `rng_state` saved (CUDA only when both sides have it)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -79,12 +84,21 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint written by `save_checkpoint`; a bad file is a user error."""
+    """Read a training checkpoint written by `save_checkpoint`; a bad file is a user error.
+
+    Loaded with `weights_only=True`: a file holding anything but tensors and plain containers (a crafted
+    pickle that would run code, or a checkpoint of an older version) is refused, never executed.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint to resume from: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # objects outside the allowed types
+        raise UserError(
+            f"refusing to load {path}: it holds Python objects other than tensors and plain containers "
+            "(a foreign or older-version checkpoint); delete it or use a new --out"
+        ) from None
     except Exception as e:  # truncated / foreign file
         raise UserError(f"cannot read training checkpoint {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(state, dict) or not {"network", "optimizer", "iteration"} <= state.keys():

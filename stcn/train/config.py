@@ -39,30 +39,45 @@ class TrainConfig:
     keep_checkpoint: bool = True  # False: drop checkpoint.pth once weights.pth is written
 
     def __post_init__(self) -> None:
+        """Every number is checked here, so a bad value from params.yaml or `-S` is one line naming it."""
+        for name, lowest, recipe in _NUMBERS:
+            _check_number(name, getattr(self, name), lowest, recipe)
         get_stage(self.stage)
         if not self.data:
             raise UserError("no training data given (--data SHARDS)")
         if self.crop < 32 or self.crop % 16:
             raise UserError(f"--crop must be a multiple of 16 and at least 32, got {self.crop}")
-        for name in ("iterations", "batch_size", "checkpoint_every", "log_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.lr is not None and self.lr <= 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
         if self.num_workers is None:
             self.num_workers = min(4, os.cpu_count() or 1)
-        elif self.num_workers < 0:
-            raise UserError(f"--num-workers must be at least 0, got {self.num_workers}")
 
     def resolved(self, world_size: int) -> dict[str, Any]:
         """The settings with recipe defaults filled in, as stored in checkpoints."""
         stage = get_stage(self.stage)
         out = asdict(self)
         out.update(
-            iterations=self.iterations or stage.iterations,
-            batch_size=self.batch_size or stage.batch_size,
-            lr=self.lr or stage.lr,
+            iterations=stage.iterations if self.iterations is None else self.iterations,
+            batch_size=stage.batch_size if self.batch_size is None else self.batch_size,
+            lr=stage.lr if self.lr is None else self.lr,
             world_size=world_size,
         )
         return out
+
+
+# (setting, smallest allowed value, None allowed = the recipe's / default value); lr may be any positive float
+_NUMBERS = (("stage", 0, False), ("iterations", 1, True), ("batch_size", 1, True), ("crop", 16, False),
+            ("lr", 0.0, True), ("checkpoint_every", 1, False), ("seed", -(2**63), False), ("num_workers", 0, True),
+            ("log_every", 1, False))  # fmt: skip
+
+
+def _check_number(name: str, value: Any, lowest: float, recipe: bool) -> None:
+    """A UserError naming `name` unless `value` is an int (a positive number for float `lowest`) >= `lowest`."""
+    if value is None and recipe:
+        return
+    real = isinstance(lowest, float)
+    ok_type = isinstance(value, int | float) if real else isinstance(value, int)
+    if isinstance(value, bool) or not ok_type or (value <= lowest if real else value < lowest):
+        kind = "a positive number" if real else f"an integer >= {lowest}" if lowest > -(2**63) else "an integer"
+        raise UserError(
+            f"training setting {name} must be {kind}{' (or null for the recipe value)' if recipe else ''}, "
+            f"got {value!r}"
+        )

@@ -83,8 +83,9 @@ class TrainLog:
                          terminal=True if progress else None)
         )  # fmt: skip
 
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Record `metrics` at iteration `step` (0-based) and move the bar to step + 1."""
+    def log(self, step: int, metrics: dict[str, float], speed: str = "") -> None:
+        """Record `metrics` at iteration `step` (0-based) and move the bar to step + 1; `speed` (wall-clock
+        throughput) goes to the console only, so the recorded metrics reproduce exactly."""
         if not self.enabled:
             return
         if self.live is not None:
@@ -95,6 +96,7 @@ class TrainLog:
                 self.live.summary["train"]["lr"] = scientific(metrics["lr"])
             self.live.make_summary()
         info = f"loss {metrics.get('loss', float('nan')):.4f} iou {metrics.get('iou', float('nan')):.3f}"
+        info = f"{info} {speed}" if speed else info
         if self._bar is not None:
             self._bar.update(step + 1, info=info)
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from stcn.data.stream.loader import skipped_samples
 from stcn.errors import UserError
 from stcn.model.checkpoint import load_weights
 from stcn.model.network import STCN
@@ -157,12 +158,15 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
         start = int(state["iteration"])
     save = functools.partial(_checkpoint, out / CHECKPOINT, model, optimizer, scheduler, scaler, segments, conf, dist)
 
+    fresh_log = not (out / "dvclive").exists()
     log = _make_log(cfg, conf, out, iterations, start, dist)
     history: list[float] = []
+    skipped_by: dict[tuple, int] = {}
     tick, steps = time.perf_counter(), 0
     try:
         batches = batches_from(segments, start, open_segment)
         for it, batch in zip(range(start, iterations), batches, strict=False):
+            skipped = skipped_samples(batch.get("info") or [], skipped_by)
             batch = to_device(batch, device, stage.single_object)
             lr = optimizer.param_groups[0]["lr"]
             losses = train_one_iteration(forward, batch, it, optimizer, scheduler, scaler, use_amp, device)
@@ -170,14 +174,19 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
             if (it + 1) % cfg.log_every == 0 or it + 1 == iterations:
                 rate = steps / (time.perf_counter() - tick)
                 metrics = _metrics(losses, lr, segments[segment_at(segments, it)].max_skip)
-                metrics.update(its_per_s=rate, samples_per_s=rate * conf["batch_size"] * dist.world_size)
+                metrics["skipped_samples"] = skipped  # corrupt samples skipped so far by this rank's workers
                 history.append(metrics["loss"])
-                log.log(it, metrics)
+                # the speed is shown, not logged: wall-clock numbers in models/<run>/ would never hash the same
+                log.log(it, metrics, speed=f"{rate * conf['batch_size'] * dist.world_size:.2f} samples/s")
                 tick, steps = time.perf_counter(), 0
             if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < iterations:
                 save(it + 1)
-    finally:
+    except BaseException:
         log.close()
+        if fresh_log and dist.is_main:
+            _drop_unresumable_log(out)
+        raise
+    log.close()
     if cfg.keep_checkpoint:
         save(iterations)
     if dist.is_main:
@@ -186,6 +195,14 @@ def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -
             (out / CHECKPOINT).unlink(missing_ok=True)
     ddp.barrier()
     return {"iteration": iterations, "losses": history, "weights": str(out / WEIGHTS), "model": model}
+
+
+def _drop_unresumable_log(out: Path) -> None:
+    """A failed run with no checkpoint to resume from leaves no metrics behind (they would describe nothing)."""
+    import shutil
+
+    if not (out / CHECKPOINT).exists():
+        shutil.rmtree(out / "dvclive", ignore_errors=True)
 
 
 def _resume_state(cfg: TrainConfig, conf: dict[str, Any], path: Path) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
 """Safe zip/tar extraction: every member must land inside the target folder.
 
-Absolute names, `..` components, and symlinks or hard links resolving outside the target are
-refused with a UserError naming the member; a truncated or corrupt archive is a UserError naming
-the archive. Nothing outside the target is ever written.
+Absolute names, `..` components, symlinks and hard links (the datasets have none; a chain of links
+can escape any textual check) and device files are refused with a UserError naming the member; tar
+members go through tarfile's `data` filter as well. A truncated or corrupt archive is a UserError
+naming the archive. Nothing outside the target is ever written.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from stcn.errors import UserError
 
 CHUNK = 1 << 20
+MAX_RATIO = 50  # extracted / archive size; real datasets are JPEG/PNG (ratio ~1), a zip bomb is ~1000
+MIN_CAP = 64 << 20  # small archives may always expand to this much
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -55,22 +58,35 @@ def _inside(dest: Path, path: str, name: str, archive: Path) -> Path:
     return dest / path
 
 
-def _link_target(dest: Path, rel: str, link: str, name: str, archive: Path) -> None:
-    """Refuse a symlink whose target resolves outside `dest`."""
-    if link.startswith("/") or re.match(r"^[A-Za-z]:", link):
-        raise UserError(f"archive {archive} has a symlink pointing outside the target folder: {name!r} -> {link!r}")
-    joined = os.path.normpath(os.path.join(os.path.dirname(rel), link))
-    if joined == ".." or joined.startswith("../"):
-        raise UserError(f"archive {archive} has a symlink pointing outside the target folder: {name!r} -> {link!r}")
-    _inside(dest, joined, name, archive)
-
-
 def _write(src, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink():
         path.unlink()
     with open(path, "wb") as out:
         shutil.copyfileobj(src, out, CHUNK)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def check_expansion(archive: Path, dest: Path, declared: int, needed: int | None = None) -> None:
+    """Refuse an archive declaring more than MAX_RATIO x its own size (a zip bomb), or `needed` bytes
+    still to write (default: all it declares) when `dest` has less free space, before writing them."""
+    cap = max(MAX_RATIO * archive.stat().st_size, MIN_CAP)
+    if declared > cap:
+        raise UserError(
+            f"archive {archive} would expand to {_mb(declared)}, over {MAX_RATIO}x its size: refused (zip bomb?)"
+        )
+    needed = declared if needed is None else needed
+    free = shutil.disk_usage(dest).free
+    if needed > free:
+        raise UserError(f"not enough space to extract {archive}: {_mb(needed)} more needed, {_mb(free)} free in {dest}")
+
+
+def _write_error(e: OSError, member: str, archive: Path, dest: Path) -> UserError:
+    """One line for a failed write (disk full, read-only, a file where a folder must go)."""
+    return UserError(f"cannot extract {member} from {archive} into {dest}: {e.strerror or e}")
 
 
 def extract_zip(archive: Path, dest: Path, log: Callable[[str], None] = lambda _: None) -> int:
@@ -81,6 +97,7 @@ def extract_zip(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
         raise UserError(f"truncated or corrupt zip archive: {archive} ({e})") from None
     count = 0
     with zf:
+        check_expansion(archive, dest, sum(info.file_size for info in zf.infolist()))
         for info in zf.infolist():
             rel = _check_name(info.filename, archive)
             if not rel:
@@ -91,16 +108,15 @@ def extract_zip(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
                 if info.is_dir():
                     path.mkdir(parents=True, exist_ok=True)
                 elif stat.S_ISLNK(mode):
-                    link = zf.read(info).decode()
-                    _link_target(dest, rel, link, info.filename, archive)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(link, path)
+                    raise UserError(f"archive {archive} has a symlink (refused, links can escape): {info.filename!r}")
                 else:
                     with zf.open(info) as src:
                         _write(src, path)
                     count += 1
             except (zipfile.BadZipFile, EOFError, zlib.error) as e:
                 raise UserError(f"truncated or corrupt zip archive: {archive} (member {info.filename}: {e})") from None
+            except OSError as e:
+                raise _write_error(e, info.filename, archive, dest) from None
     return count
 
 
@@ -110,7 +126,7 @@ def extract_tar(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
         tar = tarfile.open(archive, "r:*")  # noqa: SIM115
     except (tarfile.ReadError, OSError, EOFError) as e:
         raise UserError(f"truncated or corrupt tar archive: {archive} ({e})") from None
-    count, last = 0, "(start)"
+    count, last, declared = 0, "(start)", 0
     with tar:
         while True:
             try:
@@ -124,39 +140,26 @@ def extract_tar(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
             rel = _check_name(info.name, archive)
             if not rel:
                 continue
-            path = _inside(dest, rel, info.name, archive)
+            _inside(dest, rel, info.name, archive)
+            if info.issym() or info.islnk():
+                kind = "symlink" if info.issym() else "hard link"
+                raise UserError(f"archive {archive} has a {kind} (refused, links can escape): {info.name!r}")
+            if not (info.isdir() or info.isfile()):
+                raise UserError(f"archive {archive} has an unsupported member type (device/fifo): {info.name!r}")
+            declared += info.size
+            check_expansion(archive, dest, declared, info.size)  # a tar lists its sizes only member by member
             try:
-                if info.isdir():
-                    path.mkdir(parents=True, exist_ok=True)
-                elif info.issym():
-                    _link_target(dest, rel, info.linkname, info.name, archive)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(info.linkname, path)
-                elif info.islnk():
-                    try:
-                        src = _inside(dest, _check_name(info.linkname, archive), info.name, archive)
-                    except UserError:
-                        raise UserError(
-                            f"archive {archive} has a hard link pointing outside the target folder: "
-                            f"{info.name!r} -> {info.linkname!r}"
-                        ) from None
-                    if not src.is_file():
-                        raise UserError(f"archive {archive} has a hard link to a missing member: {info.name!r}")
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(src, path)
-                    count += 1
-                elif info.isfile():
-                    fileobj = tar.extractfile(info)
-                    _write(fileobj, path)
-                    if path.stat().st_size != info.size:
-                        raise EOFError("member data cut off")
-                    count += 1
-                else:
-                    raise UserError(f"archive {archive} has an unsupported member type (device/fifo): {info.name!r}")
+                tar.extract(info, dest, filter="data")
+            except tarfile.FilterError as e:
+                raise UserError(f"archive {archive} has an unsafe member {info.name!r}: {e}") from None
             except (tarfile.ReadError, EOFError, zlib.error, OSError) as e:
                 if isinstance(e, OSError) and not isinstance(e, EOFError) and e.errno is not None:
-                    raise UserError(f"cannot extract {info.name} from {archive} into {dest}: {e}") from None
+                    raise _write_error(e, info.name, archive, dest) from None
                 raise UserError(f"truncated or corrupt tar archive: {archive} (member {info.name}: {e})") from None
+            if info.isfile():
+                if (dest / rel).stat().st_size != info.size:
+                    raise UserError(f"truncated or corrupt tar archive: {archive} (member {info.name} cut off)")
+                count += 1
         _check_end(tar, archive, last)
     return count
 
@@ -181,3 +184,44 @@ def safe_extract(archive: str | Path, dest: str | Path, log: Callable[[str], Non
     kind = archive_kind(archive)
     log(f"extracting {archive.name} ({kind})")
     return extract_zip(archive, dest, log) if kind == "zip" else extract_tar(archive, dest, log)
+
+
+def check_complete(path: str | Path) -> bool | None:
+    """Open a downloaded file by its name's format: True if it is a complete zip/tar/torch zip checkpoint
+    (central directory / every header and the end marker present), None when there is no format to check.
+
+    A truncated or corrupt archive is a UserError naming it.
+    """
+    path = Path(path)
+    name = path.name.lower().removesuffix(".part")
+    with open(path, "rb") as f:
+        torch_zip = name.endswith((".pth", ".pt")) and f.read(2) == b"PK"  # torch.save's format is a zip
+    if name.endswith(".zip") or torch_zip:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                size = path.stat().st_size
+                for info in zf.infolist():
+                    if info.header_offset + info.compress_size > size:
+                        raise zipfile.BadZipFile(f"member {info.filename} lies past the end of the file")
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise UserError(f"truncated or corrupt zip archive: {path} ({e})") from None
+        return True
+    if name.endswith(TAR_SUFFIXES):
+        try:
+            tar = tarfile.open(path, "r:*")  # noqa: SIM115
+        except (tarfile.ReadError, OSError, EOFError) as e:
+            raise UserError(f"truncated or corrupt tar archive: {path} ({e})") from None
+        last = "(start)"
+        with tar:
+            while True:
+                try:
+                    info = tar.next()
+                except (tarfile.ReadError, EOFError, OSError, zlib.error) as e:
+                    raise UserError(f"truncated or corrupt tar archive: {path} (after member {last}: {e})") from None
+                if info is None:
+                    break
+                tar.members.clear()
+                last = info.name
+            _check_end(tar, path, last)
+        return True
+    return None

@@ -3,6 +3,9 @@ s3:// (fsspec) sources; checksummed and atomic (`<name>.part` renamed on success
 
 A finished file gets `<name>.sha256` (sha256sum format) next to it; a re-run re-verifies the file
 against it and skips the download. A checksum mismatch moves the file aside as `<name>.corrupt`.
+A file is only declared complete when its length was stated by the source (or its checksum is
+known) and, for zip/tar archives, after opening it; a resume is validated against the ETag /
+Last-Modified recorded in `<name>.part.validator` (HTTP `If-Range`), so a changed file is never spliced.
 """
 
 from __future__ import annotations
@@ -91,10 +94,33 @@ def verified(path: Path, checksum: str | None = None) -> bool:
     recorded = (rec.read_text().split() or [None])[0]
     try:
         _verify(path, str(path), parse_checksum(checksum), recorded)
+        _check_structure(path, str(path))
     except UserError:
         rec.unlink()
         return False
     return True
+
+
+def _check_structure(path: Path, shown: str, *, length_confirmed: bool = True, checksum: bool = False) -> None:
+    """Open an archive before declaring it downloaded (a truncated one is moved aside as `.corrupt`).
+
+    A file whose length the server never stated and whose format cannot be checked is only accepted
+    with an expected checksum: a length we did not get is never trusted.
+    """
+    from stcn.data.fetch.archives import check_complete
+
+    try:
+        known = check_complete(path)
+    except UserError as e:
+        if not length_confirmed:  # cut off before its end: keep the partial file to resume from
+            raise UserError(f"incomplete download of {shown}: {e}; re-run to resume") from None
+        bad = _move_aside(path)
+        raise UserError(f"{e} (from {shown}; moved aside to {bad})") from None
+    if known is None and not length_confirmed and not checksum:
+        raise UserError(
+            f"cannot tell whether {shown} is complete: the server sent no length and the file type cannot be "
+            f"checked; pass its checksum (--sha256) or use another source ({path} kept)"
+        )
 
 
 def fetch(
@@ -118,12 +144,14 @@ def fetch(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     if url.startswith(("http://", "https://")):
-        _fetch_http(url, part, retries=retries, timeout=timeout, log=log)
+        confirmed = _fetch_http(url, part, retries=retries, timeout=timeout, log=log)
     elif url.startswith("gdrive://"):
-        _fetch_gdrive(url.removeprefix("gdrive://"), part, log=log)
+        confirmed = _fetch_gdrive(url.removeprefix("gdrive://"), part, log=log)
     else:
-        _fetch_fsspec(url, part, log=log)
+        confirmed = _fetch_fsspec(url, part, log=log)
+    _check_structure(part, f"{dest.name} from {url}", length_confirmed=confirmed, checksum=expected is not None)
     sha = _verify(part, f"{dest.name} from {url}", expected, None)
+    _validator_path(part).unlink(missing_ok=True)
     os.replace(part, dest)
     record_path(dest).write_text(f"{sha}  {dest.name}\n")
     log(f"{dest.name}: downloaded, sha256 {sha}")
@@ -153,23 +181,59 @@ def _bytes_bar(part: Path, total: int, have: int):
     return progress_bar(f"download {name}", _mib(total) if total >= 0 else None, "MiB", start=_mib(have))
 
 
-def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log) -> None:
-    """Resumable GET: continue `part` with a Range request; restart when the server ignores it."""
+def _validator_path(part: Path) -> Path:
+    """Where the ETag / Last-Modified (or S3 ETag / mtime) of the file behind `part` is kept."""
+    return part.with_name(part.name + ".validator")
+
+
+def _http_validator(headers) -> str | None:
+    """A strong ETag, else Last-Modified: what `If-Range` accepts to prove the file is unchanged."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+class _Changed(Exception):
+    """The file behind a partial download changed: restart from zero."""
+
+
+def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log) -> bool:
+    """Resumable GET: continue `part` with a Range + If-Range request; restart when the server ignores it
+    or the file changed. Returns whether the server stated the total length (Content-Length, the total
+    of Content-Range, or a terminated chunked body) and `part` has exactly that length."""
     last: BaseException | None = None
+    validator = _validator_path(part)
     for attempt in range(retries + 1):
-        if attempt:
+        if attempt and not isinstance(last, _Changed):
             time.sleep(min(0.2 * 2**attempt, 5.0))
         have = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": "stcn-download", **({"Range": f"bytes={have}-"} if have else {})}
+        known = validator.read_text() if have and validator.is_file() else None
+        if have and not known:
+            log(f"{part.name}: no validator (ETag/Last-Modified) for the partial file, restarting")
+            have = 0
+        headers = {"User-Agent": "stcn-download", **({"Range": f"bytes={have}-", "If-Range": known} if have else {})}
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+                now = _http_validator(resp.headers)
+                length = resp.headers.get("Content-Length")
+                chunked = "chunked" in (resp.headers.get("Transfer-Encoding") or "").lower()
                 if have and resp.status == 206 and _content_range_start(resp.headers.get("Content-Range")) == have:
-                    mode, expected = "ab", have + int(resp.headers.get("Content-Length", -have - 1))
+                    if now and now != known:  # a server that ignores If-Range but says the file changed
+                        part.unlink()
+                        validator.unlink(missing_ok=True)
+                        raise _Changed(f"{url} changed since the partial download ({known} -> {now})")
+                    total = (resp.headers.get("Content-Range") or "").rpartition("/")[2]
+                    mode = "ab"
+                    expected = int(total) if total.isdigit() else have + int(length) if length else -1
                     log(f"{part.name}: resuming at {have} bytes")
                 else:
                     if have:
-                        log(f"{part.name}: server ignored the Range request, restarting")
-                    mode, expected = "wb", int(resp.headers.get("Content-Length", -1))
+                        log(f"{part.name}: server ignored the Range request or the file changed, restarting")
+                    mode, expected = "wb", int(length) if length else -1
+                    validator.unlink(missing_ok=True)
+                    if now:
+                        validator.write_text(now)
                 with open(part, mode) as f, _bytes_bar(part, expected, have if mode == "ab" else 0) as bar:
                     while chunk := resp.read(CHUNK):
                         f.write(chunk)
@@ -177,12 +241,14 @@ def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log)
             size = part.stat().st_size
             if expected >= 0 and size != expected:
                 raise http.client.IncompleteRead(b"", expected - size)
-            return
+            return expected >= 0 or chunked
+        except _Changed as e:
+            last = e
         except urllib.error.HTTPError as e:
             if e.code == 416 and have:
                 total = (e.headers.get("Content-Range") or "").rpartition("/")[2]
                 if total.isdigit() and int(total) == have:
-                    return  # the partial file was already complete
+                    return True  # the partial file was already complete
                 part.unlink()
                 last = e
                 continue
@@ -202,7 +268,7 @@ def _fetch_http(url: str, part: Path, *, retries: int, timeout: float, log: Log)
     )
 
 
-def _fetch_gdrive(file_id: str, part: Path, *, log: Log) -> None:
+def _fetch_gdrive(file_id: str, part: Path, *, log: Log) -> bool:
     """Google Drive through gdown (which resumes its own partial file)."""
     import gdown
 
@@ -216,16 +282,23 @@ def _fetch_gdrive(file_id: str, part: Path, *, log: Log) -> None:
         raise UserError(f"Google Drive download failed for id {file_id}: {str(e).splitlines()[0]}") from None
     if not part.is_file():
         raise UserError(f"Google Drive download produced no file for id {file_id}")
+    return True  # gdown reads through requests/urllib3 2, which raise on a body shorter than its Content-Length
 
 
-def _fetch_fsspec(url: str, part: Path, *, log: Log) -> None:
-    """Local path, file:// or s3:// (endpoint from AWS_ENDPOINT_URL); resumes `part` by seeking."""
+def _fetch_fsspec(url: str, part: Path, *, log: Log) -> bool:
+    """Local path, file:// or s3:// (endpoint from AWS_ENDPOINT_URL); resumes `part` by seeking when the
+    source's ETag / mtime and size still match those recorded when `part` was started."""
     have = part.stat().st_size if part.exists() else 0
+    validator = _validator_path(part)
     try:
         fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
-        total = fs.size(path)
-        if have > total:
+        info = fs.info(path)
+        total = int(info["size"])
+        now = f"{info.get('ETag') or info.get('mtime') or info.get('LastModified') or ''} {total}"
+        if have and (have > total or not validator.is_file() or validator.read_text() != now):
+            log(f"{part.name}: the source changed or has no record for the partial file, restarting")
             have = 0
+        validator.write_text(now)
         if have:
             log(f"{part.name}: resuming at {have} bytes")
         with (
@@ -243,6 +316,7 @@ def _fetch_fsspec(url: str, part: Path, *, log: Log) -> None:
         raise UserError(f"cannot read {url}: {e}") from None
     if part.stat().st_size != total:
         raise UserError(f"incomplete copy of {url}: {part.stat().st_size} of {total} bytes; re-run to resume")
+    return True
 
 
 # --- whole datasets ------------------------------------------------------------------------------
@@ -278,22 +352,67 @@ def _install_archive(url: str, art, target: Path, checksum: str | None, keep: bo
     archive = fetch(url, downloads / art.name, checksum=checksum, log=log)
     tmp = downloads / f"{art.name}.extracting"
     shutil.rmtree(tmp, ignore_errors=True)
-    safe_extract(archive, tmp, log)
-    root = _find_root(tmp, art.marker, str(archive))
-    place = target / art.place
-    place.mkdir(parents=True, exist_ok=True)
-    for entry in sorted(root.iterdir()):
-        dst = place / entry.name
-        if dst.is_dir() and not dst.is_symlink():
-            shutil.rmtree(dst)
-        elif dst.exists() or dst.is_symlink():
-            dst.unlink()
-        os.replace(entry, dst)
-    shutil.rmtree(tmp)
+    try:
+        safe_extract(archive, tmp, log)
+        root = _find_root(tmp, art.marker, str(archive))
+        place = target / art.place
+        place.mkdir(parents=True, exist_ok=True)
+        _merge_into(root, place, str(archive))
+    except OSError as e:
+        raise UserError(f"cannot install {art.name} into {target}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed extraction leaves nothing half-written behind
     done.write_text(record_path(archive).read_text())
     if not keep:
         archive.unlink()
     log(f"{art.name}: extracted into {place}")
+
+
+def _merge_into(src: Path, dst: Path, archive: str) -> None:
+    """Move the extracted tree `src` into `dst`: a file replaces the same-named file of an earlier
+    install; nothing else already in `dst` (files the user added) is touched or deleted."""
+    for entry in sorted(src.iterdir()):
+        out = dst / entry.name
+        if entry.is_dir() and not entry.is_symlink() and out.is_dir() and not out.is_symlink():
+            _merge_into(entry, out, archive)
+        elif out.is_dir() and not out.is_symlink():
+            raise UserError(f"cannot install {entry.name} from {archive}: {out} is a folder")
+        else:
+            os.replace(entry, out)
+
+
+MARKER = ".stcn-download"  # in a target folder: the dataset `stcn download` installed there
+_LEFTOVERS = (".part", ".part.validator", ".sha256", ".corrupt", "STATUS")  # what an interrupted run leaves
+
+
+def _ours(entry: Path) -> bool:
+    """A file an earlier `stcn download` left: a partial download, a record, or a file with its record."""
+    return entry.name.endswith(_LEFTOVERS) or record_path(entry).is_file()
+
+
+def claim_target(target: Path, name: str) -> None:
+    """Refuse a non-empty folder that is not an earlier `stcn download` of `name` (never touch user data);
+    otherwise mark it as ours."""
+    marker = target / MARKER
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--to {target} is a file, not a folder")
+    if marker.is_file():
+        owner = marker.read_text().strip()
+        if owner != name:
+            raise UserError(f"{target} holds the {owner} download, not {name}: use another --to")
+        return
+    ours = (target / ".downloads").is_dir() or (target / "BUNDLED_SAMPLE.md").is_file()  # earlier versions
+    foreign = [p for p in target.iterdir() if not _ours(p)] if target.is_dir() else []
+    if foreign and not ours:
+        raise UserError(
+            f"{target} is not empty and was not created by `stcn download {name}`: "
+            "choose a new or empty --to (nothing in it was changed)"
+        )
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{name}\n")
+    except OSError as e:
+        raise UserError(f"cannot write into --to {target}: {e.strerror or e}") from None
 
 
 def davis16_image_sets(root: Path) -> None:
@@ -387,6 +506,8 @@ def download_dataset(
     target = Path(to) if to else Path("data") / name
     if sha256 and len(ds.artifacts) > 1:
         raise UserError(f"--sha256 needs a single-file dataset; {name} has {len(ds.artifacts)} files")
+    if source != "bundled" or ds.bundled:
+        claim_target(target, name)
     if source == "bundled":
         build_bundled(name, target, log)
     else:

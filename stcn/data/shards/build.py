@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from stcn.atomic import output_errors
 from stcn.data.shards.bl30k import Bl30kIndex, Bl30kReader, bl30k_pending
 from stcn.data.shards.format import DEFAULT_SHARD_SIZE_MB
 from stcn.data.folders import davis_sequences, detect_layout, youtube_sequences
@@ -34,7 +35,9 @@ def _size(shard_size_mb: float) -> int:
 
 
 def _write(samples: list, out: str, dataset: str, split: str, source: str, size: int, log: Log) -> dict[str, Any]:
-    return write_shards(samples, str(out), dataset=dataset, split=split, source=source, shard_size_bytes=size, log=log)
+    with output_errors(f"shards to {out}"):  # disk full, read-only: one line
+        return write_shards(samples, str(out), dataset=dataset, split=split, source=source, shard_size_bytes=size,
+                            log=log)  # fmt: skip
 
 
 def shard_davis(

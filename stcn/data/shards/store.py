@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from stcn.data.s3_limits import bounded, s3_options
 from stcn.data.shards.format import INDEX
 from stcn.errors import UserError
 
@@ -20,9 +21,9 @@ CHUNK = 4 << 20
 
 
 def storage_options(url: str) -> dict[str, Any]:
-    """fsspec options for a URL: for s3:// the endpoint comes from AWS_ENDPOINT_URL (if set)."""
-    if url.startswith(("s3://", "s3a://")) and os.environ.get("AWS_ENDPOINT_URL"):
-        return {"client_kwargs": {"endpoint_url": os.environ["AWS_ENDPOINT_URL"]}}
+    """fsspec options for a URL: for s3:// bounded timeouts and retries, the endpoint from AWS_ENDPOINT_URL."""
+    if url.startswith(("s3://", "s3a://")):
+        return s3_options()
     return {}
 
 
@@ -55,6 +56,7 @@ class Store:
         self.url = url.rstrip("/")
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options(self.url))
+            bounded(self.fs)
         except (ImportError, ValueError) as e:
             raise UserError(f"unsupported output location {url!r}: {e}") from None
         self.local = isinstance(self.fs, LocalFileSystem)

@@ -31,6 +31,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -45,6 +46,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from stcn.data import s3_limits
 from stcn.data.shards.store import shard_urls
 from stcn.data.stream.samples import BL30K, VideoRecipe, static_training_sample, video_training_sample
 from stcn.errors import UserError
@@ -162,11 +164,12 @@ def check_shards(urls: list[str]) -> None:
             open_shard(url).close()
     for folder, wanted in s3_dirs.items():
         try:
-            listed = {f"s3://{p}" for p in s3_filesystem().ls(folder, refresh=True)}
+            listed = {f"s3://{p}" for p in s3_limits.check_filesystem().ls(folder, refresh=True)}
         except FileNotFoundError:
             listed = set()
         except Exception as e:
-            raise UserError(f"cannot reach S3 for {sorted(wanted)[0]}: {_reason(e)}") from None
+            where = f"{sorted(wanted)[0]} at {s3_limits.endpoint()}"
+            raise UserError(f"cannot reach S3 for {where}: {_reason(e)}") from None
         listed |= {u.replace("s3://", "s3a://", 1) for u in listed}
         for url in sorted(wanted):
             if url not in listed:
@@ -344,13 +347,47 @@ class ToTrainingSample:
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         rng = worker_rng(self.seed, self.rank, self.state.epoch, 3)
         worker, _ = worker_and_count()
+        skipped = SkipCounter()
         for raw in src:
-            if self.kind == "static":
-                sample = static_training_sample(raw, rng, self.crop)
-            else:
-                sample = video_training_sample(raw, rng, self.state.max_skip, self.recipe)
-            sample["info"] |= {"rank": self.rank, "worker": worker, "url": raw.get("__url__")}
+            try:
+                if self.kind == "static":
+                    sample = static_training_sample(raw, rng, self.crop)
+                else:
+                    sample = video_training_sample(raw, rng, self.state.max_skip, self.recipe)
+            except CORRUPT_SAMPLE as e:
+                skipped.add(raw, e)
+                continue
+            skipped.good += 1
+            sample["info"] |= {"rank": self.rank, "worker": worker, "url": raw.get("__url__"), "skipped": skipped.count}
             yield sample
+
+
+# what a corrupt JPEG/PNG/JSON payload raises while a sample is decoded (PIL: OSError/SyntaxError/ValueError)
+CORRUPT_SAMPLE = (UserError, OSError, ValueError, SyntaxError, KeyError, EOFError)
+MAX_CORRUPT = 100  # skipped samples of one worker, when more than half of all it saw: the data is broken
+
+
+class SkipCounter:
+    """Counts the corrupt samples a worker skipped, logging one line naming each one's shard and key."""
+
+    def __init__(self) -> None:
+        self.count, self.good = 0, 0
+
+    def add(self, raw: dict[str, Any], error: BaseException) -> None:
+        self.count += 1
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        where = f"sample {raw.get('__key__')!r} of shard {raw.get('__url__')}"
+        print(f"warning: skipped corrupt {where}: {reason}", file=sys.stderr, flush=True)
+        if self.count >= MAX_CORRUPT and self.count > self.good:
+            raise UserError(f"{self.count} of {self.count + self.good} samples are corrupt (last: {where}): {reason}")
+
+
+def skipped_samples(info: list[dict[str, Any]], seen: dict[tuple, int]) -> int:
+    """Update `seen` ((rank, worker) -> skipped so far) from a batch's `info`; the total skipped."""
+    for item in info:
+        key = (item.get("rank"), item.get("worker"))
+        seen[key] = max(seen.get(key, 0), int(item.get("skipped", 0)))
+    return sum(seen.values())
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
