@@ -43,8 +43,19 @@ class Dataset:
     bundled: bool = True  # a stand-in can be built from the bundled DAVIS sample
 
 
+# Google Drive ids of the six BL30K segments, a..f, from the original release's download script
+BL30K_GDRIVE = {
+    "a": "1z9V5zxLOJLNt1Uj7RFqaP2FZWKzyXvVc",
+    "b": "11-IzgNwEAPxgagb67FSrBdzZR7OKAEdJ",
+    "c": "1ZfIv6GTo-OGpXpoKen1fUvDQ0A_WoQ-Q",
+    "d": "1G4eXgYS2kL7_Cc0x3N1g1x7Zl8D_aU_-",
+    "e": "1Y8q0V_oBwJIY27W_6-8CD1dRqV2gNTdE",
+    "f": "1nawBAazf_unMv46qGBHhWcQ4JXZ5883r",
+}
+
+
 def _bl30k(letter: str) -> Artifact:
-    return Artifact(f"BL30K_{letter}.tar", place=None, marker=None)
+    return Artifact(f"BL30K_{letter}.tar", gdrive=BL30K_GDRIVE[letter], place=None, marker=None)
 
 
 DATASETS: dict[str, Dataset] = {
