@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import signal
@@ -13,6 +14,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import webdataset as wds
 from PIL import Image
@@ -21,6 +23,7 @@ from s3_server import s3_server  # noqa: F401  (pytest fixture)
 from stcn.data.download import download_dataset
 from stcn.data.shard import shard_bl30k, shard_davis, shard_static, shard_youtube
 from stcn.data.shard_format import INDEX, decode_mask, decode_static_sample, decode_video_sample, unsafe_key
+from stcn.data.shard_parallel import merge_parts
 from stcn.data.shard_store import shard_urls
 from stcn.data.sources import DAVIS_MINI, bl30k_members, bundled_videos, write_tar
 from stcn.errors import UserError
@@ -49,9 +52,10 @@ def _digests(paths: list[Path]) -> list[str]:
     return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
 
 
-def test_davis_shards_hold_original_bytes(bundled: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("check", ["header", "full"])
+def test_davis_shards_hold_original_bytes(bundled: Path, tmp_path: Path, check: str) -> None:
     root = bundled / "davis17"
-    index = shard_davis(root, str(tmp_path / "s"), year=2017, split="val", shard_size_mb=6)
+    index = shard_davis(root, str(tmp_path / "s"), year=2017, split="val", shard_size_mb=6, check=check, workers=2)
     entry = index["splits"]["val"]
     assert entry["complete"] and entry["totals"]["samples"] == 3 and entry["totals"]["shards"] >= 2
     seen = []
@@ -66,7 +70,8 @@ def test_davis_shards_hold_original_bytes(bundled: Path, tmp_path: Path) -> None
                 assert data == path.read_bytes()
                 assert v.masks[stem] == (root / "Annotations" / "480p" / name / f"{stem}.png").read_bytes()
             assert v.meta["size"] == [480, 854] and v.meta["source"] == "davis2017/val"
-            assert v.meta["objects"] == ([1, 2] if name == "tennis" else [1])
+            objects = [1, 2] if name == "tennis" else [1]
+            assert v.meta["objects"] == (objects if check == "full" else None)  # labels need decoding
     assert seen == ["blackswan", "car-shadow", "libby"]
     sizes = {s["name"]: s["bytes"] for s in entry["shards"]}
     assert all(sizes[p.name] == p.stat().st_size for p in _shards(tmp_path / "s", "val"))
@@ -99,7 +104,7 @@ def test_resume_after_interrupt_and_damaged_shard(bundled: Path, tmp_path: Path,
 
     monkeypatch.setattr(inputs, "video_sample_members", dying)
     with pytest.raises(KeyboardInterrupt):
-        shard_davis(bundled / "davis17", str(tmp_path / "out"), split="val", shard_size_mb=5)
+        shard_davis(bundled / "davis17", str(tmp_path / "out"), split="val", shard_size_mb=5, workers=1)
     monkeypatch.setattr(inputs, "video_sample_members", real)
     left = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert left == [INDEX, "val-000000.tar"]  # no partial shard visible
@@ -141,6 +146,88 @@ def test_killed_subprocess_resumes_to_identical_shards(tmp_path: Path) -> None:
     assert "train: resuming after" in run.stderr
     assert _digests(_shards(tmp_path / "out", "train")) == _digests(_shards(tmp_path / "ref", "train"))
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def _samples(out: Path) -> list[tuple[str, list[tuple[str, bytes]]]]:
+    """Every sample of the train split (key, sorted fields with bytes), in shard order."""
+    return [(r["__key__"], sorted((k, v) for k, v in r.items() if not k.startswith("__")))
+            for url in _shards(out, "train") for r in _read(str(url))]  # fmt: skip
+
+
+@pytest.mark.parametrize("check", ["header", "full"])
+def test_workers_write_the_shards_of_one_process(tmp_path: Path, check: str) -> None:
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=2)
+    shard_bl30k([seg], str(tmp_path / "one"), shard_size_mb=4, check=check, workers=1)
+    shard_bl30k([seg], str(tmp_path / "two"), shard_size_mb=4, check=check, workers=2)
+    one = _shards(tmp_path / "one", "train")
+    assert len(one) >= 3 and _digests(one) == _digests(_shards(tmp_path / "two", "train"))
+
+
+def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_path: Path) -> None:
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=4)
+    shard_bl30k([seg], str(tmp_path / "single"), shard_size_mb=4, workers=1)
+    shard_bl30k([seg], str(tmp_path / "ref"), shard_size_mb=4, workers=1, part="1/2")
+    cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
+           "--shard-size-mb", "4", "--workers", "2", "--part", "1/2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    index = tmp_path / "out" / "parts" / "1-of-2" / INDEX
+    deadline, killed = time.monotonic() + 60, None
+    while time.monotonic() < deadline and proc.poll() is None and killed is None:
+        children = psutil.Process(proc.pid).children()
+        if children and index.exists() and json.loads(index.read_text() or "{}").get("shards"):
+            killed = children[-1].pid
+            os.kill(killed, signal.SIGKILL)  # one worker process, not the writer
+        time.sleep(0.01)
+    assert killed, "the run finished before a worker could be killed"
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 2 and err.strip().splitlines()[-1].startswith("error: a shard worker process died")
+    assert not json.loads(index.read_text())["splits"]["train"]["complete"]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert "train: resuming after" in run.stderr
+    assert _digests(_shards(tmp_path / "out" / "parts" / "1-of-2", "train")) == _digests(
+        _shards(tmp_path / "ref" / "parts" / "1-of-2", "train")
+    )
+    shard_bl30k([seg], str(tmp_path / "out"), shard_size_mb=4, workers=2, part="0/2")
+    merged = subprocess.run([sys.executable, "-m", "stcn.cli", "shard", "merge", "--out", str(tmp_path / "out"),
+                             "--parts", "2"], capture_output=True, text=True, check=True)  # fmt: skip
+    assert "train: 20 samples" in merged.stderr
+    assert _samples(tmp_path / "out") == _samples(tmp_path / "single")
+
+
+def test_merge_needs_every_part_finished(tmp_path: Path) -> None:
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=1)
+    shard_bl30k([seg], str(tmp_path / "out"), part="0/3")
+    with pytest.raises(UserError, match=r"part 1/3 of 'train' is missing or unfinished"):
+        merge_parts(str(tmp_path / "out"), "train", 3)
+    with pytest.raises(UserError, match="--part must be I/N"):
+        shard_bl30k([seg], str(tmp_path / "out"), part="3/3")
+
+
+def test_header_check_catches_truncated_and_foreign_files(davis_copy: Path, tmp_path: Path) -> None:
+    mask = davis_copy / "Annotations" / "480p" / "libby" / "00003.png"
+    mask.write_bytes(mask.read_bytes()[:-30])
+    with pytest.raises(UserError, match=f"corrupt mask PNG: {mask} \\(no IEND"):
+        shard_davis(davis_copy, str(tmp_path / "s"), split="val", check="header")
+    frame = davis_copy / "JPEGImages" / "480p" / "blackswan" / "00001.jpg"
+    Image.open(frame).save(frame, format="PNG")  # a PNG under a .jpg name
+    with pytest.raises(UserError, match=f"not a JPEG \\(PNG\\): {frame}"):
+        shard_davis(davis_copy, str(tmp_path / "s"), split="val", check="header")
+    with pytest.raises(UserError, match="unknown check level 'fast'"):
+        shard_davis(davis_copy, str(tmp_path / "s"), split="val", check="fast")
+
+
+def test_youtube_subset(bundled: Path, tmp_path: Path) -> None:
+    listed = tmp_path / "subset.txt"
+    listed.write_text("libby\nblackswan\n")
+    index = shard_youtube(bundled / "youtube19", str(tmp_path / "s"), subset=listed)
+    assert index["totals"]["samples"] == 2
+    keys = [k for k, _ in _samples(tmp_path / "s")]
+    assert keys == ["blackswan", "libby"]
+    listed.write_text("libby\nnot-there\n")
+    with pytest.raises(UserError, match="1 video\\(s\\) of .*subset.txt are not in .*, e.g. not-there"):
+        shard_youtube(bundled / "youtube19", str(tmp_path / "s2"), subset=listed)
+    shipped = Path(__file__).parent.parent / "stcn" / "data" / "youtube_train_subset.txt"
+    assert len(shipped.read_text().split()) == 3464
 
 
 def test_bl30k_members_far_apart_across_segments(bundled: Path, tmp_path: Path) -> None:

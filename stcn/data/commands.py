@@ -40,6 +40,9 @@ def download(
 shard_app = typer.Typer(no_args_is_help=True, help="Write WebDataset shards (local folder or s3://bucket/prefix).")
 OUT = typer.Option(..., "--out", help="output folder or s3://bucket/prefix")
 SIZE = typer.Option(DEFAULT_SHARD_SIZE_MB, "--shard-size-mb", help="target shard size in MiB")
+CHECK = typer.Option("header", "--check", help="header: read image headers only (fast); full: decode every image")
+WORKERS = typer.Option(None, "--workers", min=1, help="processes reading and checking samples (default: CPU count)")
+PART = typer.Option(None, "--part", help="I/N: write only part I of N into OUT/parts/I-of-N (then `stcn shard merge`)")
 
 
 def _done(index: dict, split: str, out: str) -> None:
@@ -54,11 +57,15 @@ def shard_davis_cmd(
     year: int = typer.Option(2017, help="2016 | 2017"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
 ) -> None:
     """One sample per DAVIS sequence."""
     from stcn.data.shard import shard_davis
 
-    _done(shard_davis(root, out, year=year, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+    run = {"check": check, "workers": workers, "part": part}
+    _done(shard_davis(root, out, year=year, split=split, shard_size_mb=shard_size_mb, log=_log, **run), split, out)
 
 
 @shard_app.command("youtube")
@@ -67,11 +74,16 @@ def shard_youtube_cmd(
     split: str = typer.Option("train", help="train (reads train_480p if present) | valid"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
+    subset: Path = typer.Option(None, help="file of video names to keep (the release: youtube_train_subset.txt)"),
 ) -> None:
     """One sample per YouTube-VOS video."""
     from stcn.data.shard import shard_youtube
 
-    _done(shard_youtube(root, out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+    run = {"check": check, "workers": workers, "part": part, "subset": subset}
+    _done(shard_youtube(root, out, split=split, shard_size_mb=shard_size_mb, log=_log, **run), split, out)
 
 
 @shard_app.command("static")
@@ -80,11 +92,15 @@ def shard_static_cmd(
     split: str = typer.Option("train", help="name used for the shard files"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
 ) -> None:
     """One sample per image + mask pair."""
     from stcn.data.shard import shard_static
 
-    _done(shard_static(root, out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+    run = {"check": check, "workers": workers, "part": part}
+    _done(shard_static(root, out, split=split, shard_size_mb=shard_size_mb, log=_log, **run), split, out)
 
 
 @shard_app.command("bl30k")
@@ -94,11 +110,31 @@ def shard_bl30k_cmd(
     split: str = typer.Option("train", help="name used for the shard files"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
 ) -> None:
     """One sample per BL30K video, read straight from the segment tars (no extraction)."""
     from stcn.data.shard import shard_bl30k
 
-    _done(shard_bl30k([*segments, *(extra or [])], out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+    run = {"check": check, "workers": workers, "part": part}
+    _done(
+        shard_bl30k([*segments, *(extra or [])], out, split=split, shard_size_mb=shard_size_mb, log=_log, **run),
+        split,
+        out,
+    )
+
+
+@shard_app.command("merge")
+def shard_merge_cmd(
+    out: str = OUT,
+    parts: int = typer.Option(..., "--parts", min=1, help="N of the `--part I/N` runs"),
+    split: str = typer.Option("train", help="the split the parts wrote"),
+) -> None:
+    """Write OUT/index.json from the finished parts OUT/parts/I-of-N (in part order)."""
+    from stcn.data.shard_parallel import merge_parts
+
+    _done(merge_parts(out, split, parts), split, out)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import io
 import re
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,8 +110,12 @@ def write_shards(
     source: str,
     shard_size_bytes: int,
     log: Callable[[str], None] = lambda _: None,
+    loads: Callable[[Sequence[Pending]], Iterator[Members]] | None = None,
 ) -> dict[str, Any]:
     """Write `samples` (in the given order) to `out` and return the index; resumes a killed run.
+
+    `loads(samples)` yields each sample's members in order (default: `sample.load()` one by one;
+    `stcn.data.shard_parallel.parallel_loads` reads and checks them in worker processes).
 
     A sample never spans shards; a shard is closed before a sample would push it past
     `shard_size_bytes`. Each finished shard is recorded in index.json at once, so a re-run keeps
@@ -148,8 +152,8 @@ def write_shards(
 
     shard = _OpenShard(store, shard_name(split, len(kept)))
     try:
-        for sample in samples[done:]:
-            members = sample.load()
+        todo = samples[done:]
+        for members in (s.load() for s in todo) if loads is None else loads(todo):
             if shard.samples and shard.bytes + _tar_bytes(members) > shard_size_bytes:
                 entry["shards"].append(shard.close())
                 _save(store, index, split, entry)
