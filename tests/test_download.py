@@ -319,6 +319,11 @@ def test_bundled_source_builds_dataset_layout(tmp_path: Path, name: str) -> None
         jpgs, pngs = sorted(target.rglob("*.jpg")), sorted(target.rglob("*.png"))
         assert len(jpgs) == len(pngs) > 10
         assert set(np.unique(np.asarray(Image.open(pngs[0])))) <= {0, 255}
+        # the real archive's layout: fss/<class>/<n>.jpg|png and <set>/<name>.jpg|png
+        sets = {p.relative_to(target).parts[0] for p in jpgs}
+        assert sets == {"fss", "DUTS-TR", "DUTS-TE", "ecssd", "BIG_small", "HRSOD_small"}
+        assert (target / "fss" / "blackswan" / "1.jpg").is_file() and (target / "fss" / "blackswan" / "1.png").is_file()
+        assert all(len(p.relative_to(target).parts) == (3 if p.parts[-3] == "fss" else 2) for p in jpgs)
     elif name == "bl30k":
         with tarfile.open(target / "BL30K_a.tar") as a, tarfile.open(target / "BL30K_b.tar") as b:
             names = a.getnames() + b.getnames()

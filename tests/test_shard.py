@@ -260,8 +260,9 @@ def test_youtube_and_static(bundled: Path, tmp_path: Path) -> None:
     index = shard_static(bundled / "static", str(tmp_path / "st"))
     assert index["totals"]["samples"] == len(list((bundled / "static").rglob("*.jpg")))
     s = decode_static_sample(_read(str(_shards(tmp_path / "st", "train")[0]))[0])
-    assert s.meta["name"] == "davis_static/blackswan/00000" and s.key == "davis_static~2Fblackswan~2F00000"
-    assert s.jpg == (bundled / "static" / "davis_static" / "blackswan" / "00000.jpg").read_bytes()
+    assert s.meta["name"] == "BIG_small/blackswan_00040" and s.key == "BIG_small~2Fblackswan_00040"
+    assert s.meta["source"] == "static/BIG_small"
+    assert s.jpg == (bundled / "static" / "BIG_small" / "blackswan_00040.jpg").read_bytes()
 
 
 def test_s3_output_matches_local_and_resumes(bundled: Path, tmp_path: Path, s3_server) -> None:  # noqa: F811

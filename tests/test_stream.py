@@ -281,3 +281,20 @@ def test_unreachable_s3_fails_fast_with_the_url(monkeypatch):
     loader = make_loader("s3://nowhere/x/train-000000.tar", 2, 1, 2, mode="once", check=False)
     with pytest.raises(UserError, match=r"^cannot read shard s3://nowhere/x/train-000000\.tar"):
         list(loader)
+
+
+def test_stage0_mixture_repeats_big_and_hrsod_five_times(tmp_path):
+    from stcn.data.sources import build_bundled
+    from stcn.train.recipe import STAGE0_REPEATS
+
+    root = build_bundled("static", tmp_path / "static", log=lambda _: None)
+    write_shards(static_pending(root), str(tmp_path / "s"), dataset="static", split="train", source="static",
+                 shard_size_bytes=1 << 20)  # fmt: skip
+    loader = make_loader(tmp_path / "s", 0, 1, 0, mode="once", crop=CROP, repeats=STAGE0_REPEATS)
+    counts = Counter(names(loader))
+    images = {p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.jpg")}
+    assert set(counts) == images
+    for name, n in counts.items():
+        assert n == (5 if name.split("/")[0] in ("BIG_small", "HRSOD_small") else 1), name
+    with pytest.raises(UserError, match="repeats apply to static images"):
+        make_loader(tmp_path / "s", 2, 1, 0, mode="once", crop=CROP, repeats=STAGE0_REPEATS)

@@ -198,20 +198,24 @@ def _youtube_split(target: Path, split: str, videos: list[Video], valid: bool) -
                     _copy(png, target / split / "Annotations" / name / f"{stem}.png")
 
 
+STATIC_SETS = ("fss", "DUTS-TR", "DUTS-TE", "ecssd", "BIG_small", "HRSOD_small")  # static_data.zip's folders
+
+
 def _static(target: Path, videos: list[Video]) -> None:
-    """Every 10th frame as an image + binary (0/255) mask pair, nested like fss/<class>/<n>.jpg."""
+    """Every 10th frame as an image + binary (0/255) mask pair, dealt in turn to the six datasets of
+    the real archive in its layout: `fss/<class>/<n>.jpg|png` (class = video), `<set>/<name>.jpg|png`."""
     import numpy as np
     from PIL import Image
 
-    for name, frames in videos:
-        for i, (stem, jpg, png) in enumerate(frames):
-            if i % 10 or png is None:
-                continue
-            _copy(jpg, target / "davis_static" / name / f"{stem}.jpg")
-            with Image.open(png) as im:
-                labels = np.asarray(im)
-            binary = np.where((labels > 0) & (labels < 255), 255, 0).astype(np.uint8)
-            Image.fromarray(binary, "L").save(target / "davis_static" / name / f"{stem}.png")
+    picked = [(n, s, j, p) for n, fr in videos for i, (s, j, p) in enumerate(fr) if i % 10 == 0 and p is not None]
+    for k, (name, stem, jpg, png) in enumerate(picked):
+        subset = STATIC_SETS[k % len(STATIC_SETS)]
+        base = target / "fss" / name / str(int(stem) + 1) if subset == "fss" else target / subset / f"{name}_{stem}"
+        _copy(jpg, base.with_suffix(".jpg"))
+        with Image.open(png) as im:
+            labels = np.asarray(im)
+        binary = np.where((labels > 0) & (labels < 255), 255, 0).astype(np.uint8)
+        Image.fromarray(binary, "L").save(base.with_suffix(".png"))
 
 
 def bl30k_members(videos: list[Video], head: str = "BL30K/") -> list[tuple[str, Path]]:

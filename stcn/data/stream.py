@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import multiprocessing as mp
 import os
 import random
@@ -333,6 +334,29 @@ class Shuffle:
         yield from wds.filters._shuffle(src, self.size, max(1, self.size // 2), rng=py_rng)
 
 
+def static_subset(raw: dict[str, Any]) -> str:
+    """The dataset a static shard sample comes from: `static/BIG_small` -> `BIG_small` (else "")."""
+    try:
+        source = json.loads(raw.get("json") or b"{}").get("source") or ""
+    except ValueError:
+        return ""
+    return source.split("/", 1)[1] if "/" in source else ""
+
+
+class RepeatBySubset:
+    """Yield each static sample `repeats[its dataset]` times (default once): the release's stage-0
+    mixture `[fss, DUTS-TR, DUTS-TE, ecssd] + [BIG_small, HRSOD_small] * 5` concatenates the
+    high-resolution sets five times; the shuffle buffer after this spreads the copies out."""
+
+    def __init__(self, repeats: dict[str, int]) -> None:
+        self.repeats = {k: int(v) for k, v in repeats.items()}
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for raw in src:
+            for _ in range(self.repeats.get(static_subset(raw), 1)):
+                yield raw
+
+
 class ToTrainingSample:
     """Map raw shard samples to training samples with the stage's augmentation recipe."""
 
@@ -375,6 +399,7 @@ def make_dataset(
     shuffle_buffer: int | None = None,
     check: bool = True,
     state: SharedState | None = None,
+    repeats: dict[str, int] | None = None,
 ) -> wds.DataPipeline:
     """The per-rank WebDataset pipeline yielding collated batches (see `make_loader`)."""
     if stage not in STAGES:
@@ -393,9 +418,12 @@ def make_dataset(
     rank, world = rank_and_world()
     state = state or SharedState(max_skip)
     buffer = SHUFFLE_BUFFER[kind] if shuffle_buffer is None else shuffle_buffer
+    if repeats and kind != "static":
+        raise UserError(f"per-dataset repeats apply to static images (stage 0), not to {kind!r} samples")
     pipeline = wds.DataPipeline(
         ShardList(groups, mode, seed, rank, world, state),
         ReadShards(s3_env()),
+        *([RepeatBySubset(repeats)] if repeats else []),
         Shuffle(buffer, seed, rank, state),
         ToTrainingSample(kind, crop, seed, rank, state),
         wds.batched(batch_size, collation_fn=collate, partial=mode == "once"),
@@ -473,13 +501,15 @@ def make_loader(
     prefetch_factor: int = 2,
     check: bool = True,
     mp_context: str = "forkserver",
+    repeats: dict[str, int] | None = None,
 ) -> StreamLoader:
     """A loader of batched training tensors for `stage` (0 static, 1 BL30K, 2/3 DAVIS/YouTube-VOS).
 
     Batches hold `rgb` (B, 3, 3, crop, crop), `gt`/`sec_gt` (B, 3, 1, crop, crop), `cls_gt`
     (B, 3, crop, crop), `first_frame_gt` (B, 2, 1, crop, crop), `selector` (B, 2), `info` (list).
     In "resampled" mode each rank yields `ceil(samples_per_rank / (batch_size * workers))`
-    batches per worker per epoch; `check` verifies up front that every shard exists.
+    batches per worker per epoch; `check` verifies up front that every shard exists; `repeats`
+    ({dataset: n}, stage 0) yields the static samples of those datasets n times (`RepeatBySubset`).
     Workers start by "forkserver": a forked worker deadlocks when the parent has already used
     OpenCV's (or OpenMP's) thread pool, which training code does; scripts need a `__main__` guard.
     """
@@ -487,7 +517,7 @@ def make_loader(
     dataset = make_dataset(
         urls, stage, batch_size, seed=seed, mode=mode, samples_per_rank=samples_per_rank,
         num_workers=num_workers, max_skip=max_skip, crop=crop, split=split,
-        shuffle_buffer=shuffle_buffer, check=check, state=state,
+        shuffle_buffer=shuffle_buffer, check=check, state=state, repeats=repeats,
     )  # fmt: skip
     extra = {}
     if num_workers > 0:
