@@ -197,7 +197,7 @@ def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_pat
 def test_merge_needs_every_part_finished(tmp_path: Path) -> None:
     seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=1)
     shard_bl30k([seg], str(tmp_path / "out"), part="0/3")
-    with pytest.raises(UserError, match=r"part 1/3 of 'train' is missing or unfinished"):
+    with pytest.raises(UserError, match=r"part parts/1-of-3 of 'train' is missing or unfinished"):
         merge_parts(str(tmp_path / "out"), "train", 3)
     with pytest.raises(UserError, match="--part must be I/N"):
         shard_bl30k([seg], str(tmp_path / "out"), part="3/3")
@@ -369,3 +369,66 @@ def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
     assert run.stderr.strip().splitlines() == [
         f"error: not a DAVIS root (needs JPEGImages/480p and Annotations/480p): {tmp_path / 'nope'}"
     ]
+
+
+def _du(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_bl30k_streamed_one_segment_at_a_time_matches_the_full_tars(bundled: Path, tmp_path: Path) -> None:
+    from stcn.data.shard_bl30k_stream import segment_fetcher, shard_bl30k_streamed
+
+    names, fetch = segment_fetcher("file", str(bundled / "bl30k"), lambda _: None)
+    work, peaks = tmp_path / "work", []
+
+    def fetch_measured(i: int, dest: Path) -> Path:
+        got = fetch(i, dest)
+        peaks.append(_du(work))
+        return got
+
+    logs: list[str] = []
+    index = shard_bl30k_streamed(names[:2], fetch_measured, str(tmp_path / "out"), work, shard_size_mb=4,
+                                 log=logs.append)  # fmt: skip
+    segs = sorted((bundled / "bl30k").glob("BL30K_*.tar"))
+    assert "BL30K_a.tar: 1 complete videos to shard, 4 continue in the next segment" in logs
+    # peak: the segment just downloaded + the spill of the videos that continue, never both segments
+    assert peaks[0] <= segs[0].stat().st_size + 4096
+    assert peaks[1] < segs[0].stat().st_size + segs[1].stat().st_size
+    assert sorted(p.name for p in work.iterdir()) == ["state.json"]  # segments and spill deleted
+    shard_bl30k(segs, str(tmp_path / "full"), shard_size_mb=4)
+    assert index["totals"]["samples"] == 5
+    assert sorted(_samples(tmp_path / "out")) == sorted(_samples(tmp_path / "full"))
+
+
+def test_bl30k_streamed_resumes_to_identical_shards_and_names_a_video_split_after_sharding(tmp_path: Path) -> None:
+    from stcn.data.shard_bl30k_stream import segment_fetcher, shard_bl30k_streamed
+
+    names, fetch = segment_fetcher("bundled", None, lambda _: None)
+    shard_bl30k_streamed(names, fetch, str(tmp_path / "ref"), tmp_path / "w1", shard_size_mb=1)
+
+    def dies_on_b(i: int, dest: Path) -> Path:
+        if i == 1:
+            raise KeyboardInterrupt
+        return fetch(i, dest)
+
+    with pytest.raises(KeyboardInterrupt):
+        shard_bl30k_streamed(names, dies_on_b, str(tmp_path / "out"), tmp_path / "w2", shard_size_mb=1)
+    assert sorted(p.name for p in (tmp_path / "w2").iterdir()) == ["spill-0.tar", "state.json"]
+    logs: list[str] = []
+    shard_bl30k_streamed(names, fetch, str(tmp_path / "out"), tmp_path / "w2", shard_size_mb=1, log=logs.append)
+    assert not any(m.startswith("BL30K_a.tar") for m in logs)  # segment a is not fetched again
+    assert _digests(_shards(tmp_path / "out", "train")) == _digests(_shards(tmp_path / "ref", "train"))
+
+    # blackswan is complete in segment a; a later segment holding more of it cannot be sharded this way
+    videos = bundled_videos()
+    (tmp_path / "src").mkdir()
+    a = write_tar(tmp_path / "src" / "BL30K_a.tar", bl30k_members(videos))
+    b = write_tar(tmp_path / "src" / "BL30K_b.tar", bl30k_members([("blackswan", [("00099", *videos[0][1][0][1:])])]))
+    names, fetch = segment_fetcher("file", str(tmp_path / "src"), lambda _: None)
+    with pytest.raises(UserError, match="BL30K video blackswan continues in BL30K_b.tar after it was sharded"):
+        shard_bl30k_streamed(names[:2], fetch, str(tmp_path / "o3"), tmp_path / "w3")
+    assert a.exists() and b.exists()
+    b.write_bytes(write_tar(tmp_path / "x.tar", bl30k_members(videos)[:1]).read_bytes())  # libby's masks lost
+    write_tar(a, [m for m in bl30k_members(videos) if m[0] != "BL30K/Annotations/libby/00004.png"])
+    with pytest.raises(UserError, match="frame without a mask after the last BL30K segment: BL30K/JPEGImages/libby"):
+        shard_bl30k_streamed(names[:1], fetch, str(tmp_path / "o4"), tmp_path / "w4")

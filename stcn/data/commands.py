@@ -125,6 +125,26 @@ def shard_bl30k_cmd(
     )
 
 
+@shard_app.command("bl30k-stream")
+def shard_bl30k_stream_cmd(
+    source: str = typer.Option(None, help="gdrive | http | file | s3 | bundled (default: gdrive)"),
+    url: str = typer.Option(None, help="a mirror folder/prefix holding BL30K_a.tar ... (http, file, s3)"),
+    work: Path = typer.Option(Path("data/bl30k"), help="scratch folder: one segment (+ a spill) at a time"),
+    split: str = typer.Option("train", help="name used for the shard files"),
+    out: str = OUT,
+    shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+) -> None:
+    """Download one BL30K segment at a time, shard the videos it completes, delete it (bounded disk)."""
+    from stcn.data.shard_bl30k_stream import segment_fetcher, shard_bl30k_streamed
+
+    names, fetch = segment_fetcher(source, url, _log)
+    index = shard_bl30k_streamed(names, fetch, out, work, split=split, shard_size_mb=shard_size_mb, check=check,
+                                 workers=workers, log=_log)  # fmt: skip
+    _done(index, split, out)
+
+
 @shard_app.command("merge")
 def shard_merge_cmd(
     out: str = OUT,

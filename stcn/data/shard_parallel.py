@@ -105,23 +105,27 @@ def select_part(samples: Sequence[Pending], part: tuple[int, int] | None) -> Seq
 
 def merge_parts(out: str, split: str, parts: int) -> dict[str, Any]:
     """Write `<out>/index.json` for `split` from the finished indexes of parts 0..parts-1."""
+    return merge_dirs(out, split, [part_dir((i, parts)) for i in range(parts)], {"parts": parts})
+
+
+def merge_dirs(out: str, split: str, subdirs: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write `<out>/index.json` for `split` listing the shards of the finished `<out>/<subdir>` outputs, in order."""
     store = Store(out)
     shards, inputs = [], []
     dataset = settings = None
-    for i in range(parts):
-        sub = part_dir((i, parts))
+    for sub in subdirs:
         index = Store(f"{store.url}/{sub}").read_index()
         entry = (index or {}).get("splits", {}).get(split)
         if not entry or not entry.get("complete"):
-            raise UserError(f"part {i}/{parts} of {split!r} is missing or unfinished in {store.url_of(sub)}")
+            raise UserError(f"part {sub} of {split!r} is missing or unfinished in {store.url_of(sub)}")
         if dataset not in (None, index["dataset"]) or settings not in (None, entry["shard_size_bytes"]):
-            raise UserError(f"part {i}/{parts} in {store.url_of(sub)} was written with other settings")
+            raise UserError(f"part {sub} in {store.url_of(sub)} was written with other settings")
         dataset, settings = index["dataset"], entry["shard_size_bytes"]
         shards += [{**s, "name": f"{sub}/{s['name']}"} for s in entry["shards"]]
         inputs.append(entry["input_sha256"])
     totals = {"shards": len(shards), "samples": sum(s["samples"] for s in shards)}
     totals["bytes"] = sum(s["bytes"] for s in shards)
-    entry = {"format": FORMAT_VERSION, "complete": True, "parts": parts, "part_inputs_sha256": inputs}
+    entry = {"format": FORMAT_VERSION, "complete": True, **(extra or {}), "part_inputs_sha256": inputs}
     entry |= {"shard_size_bytes": settings, "shards": shards, "totals": totals}
     index = store.read_index() or {"splits": {}}
     index = {"format": FORMAT_VERSION, "dataset": dataset, "splits": {**index.get("splits", {}), split: entry}}

@@ -242,6 +242,14 @@ def write_tar(path: str | Path, members: list[tuple[str, Path | bytes]]) -> Path
     return path
 
 
+def bundled_bl30k_segments() -> list[list[tuple[str, Path]]]:
+    """Members of the two bundled BL30K stand-in segments: a holds every frame and the first half of
+    the masks, so those videos' masks continue in segment b."""
+    members = bl30k_members(bundled_videos())
+    half = len(members) - sum(1 for n, _ in members if "/Annotations/" in n) // 2
+    return [members[:half], members[half:]]
+
+
 def build_bundled(name: str, target: str | Path, log=lambda _: None) -> Path:
     """Write the bundled stand-in of dataset `name` into `target` in that dataset's own layout."""
     ds, target = dataset(name), Path(target)
@@ -273,10 +281,8 @@ def build_bundled(name: str, target: str | Path, log=lambda _: None) -> Path:
     elif name == "static":
         _static(target, videos)
     elif name == "bl30k":
-        members = bl30k_members(videos)
-        half = len(members) - sum(1 for n, _ in members if "/Annotations/" in n) // 2
-        write_tar(target / "BL30K_a.tar", members[:half])  # a video's masks continue in segment b
-        write_tar(target / "BL30K_b.tar", members[half:])
+        for letter, members in zip("ab", bundled_bl30k_segments(), strict=True):
+            write_tar(target / f"BL30K_{letter}.tar", members)
     (target / "BUNDLED_SAMPLE.md").write_text(CREDIT.format(name=name))
     log(f"{name}: bundled stand-in written to {target}")
     return target
