@@ -152,14 +152,15 @@ def video_sample_members(
             raise UserError(f"frame without a mask: {missing[0][1]}")
     jpgs = {stem: (where, read()) for stem, where, read in frames}
     pngs = {stem: (where, read()) for stem, (where, read) in masks.items()}
-    sizes = list(_threads().map(lambda s: frame_size(jpgs[s][1], jpgs[s][0]), stems))
+    run = _threads().map if _CHECK["level"] == "full" else map  # header reads are too small for threads
+    sizes = list(run(lambda s: frame_size(jpgs[s][1], jpgs[s][0]), stems))
     size = sizes[0]
     for stem, hw in zip(stems, sizes, strict=True):
         if hw != size:
             raise UserError(f"frame size {hw[0]}x{hw[1]} differs from the video's {size[0]}x{size[1]}: {jpgs[stem][0]}")
     annotated = [s for s in stems if s in pngs]
     present: np.ndarray | None = np.zeros(256, bool)
-    for labels in _threads().map(lambda s: mask_labels(pngs[s][1], pngs[s][0], size), annotated):
+    for labels in run(lambda s: mask_labels(pngs[s][1], pngs[s][0], size), annotated):
         present = None if labels is None or present is None else present | labels
     meta = {
         "video": name,

@@ -25,7 +25,7 @@ from typing import Any
 
 from stcn.data import shard_inputs
 from stcn.data.shard_store import Store
-from stcn.data.shard_writer import FORMAT_VERSION, Members, Pending
+from stcn.data.shard_writer import FORMAT_VERSION, Members, Pending, tar_record
 from stcn.errors import UserError
 
 _TASKS: Sequence[Pending] = ()
@@ -44,14 +44,14 @@ def _init_worker() -> None:
     shard_inputs._CHECK["threads"] = 1  # one process per core already
 
 
-def _load(i: int) -> Members:
-    return _TASKS[i].load()
+def _load(i: int) -> bytes:
+    return tar_record(_TASKS[i].load())  # one bytes object to send back, ready to write
 
 
-def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Members]]:
+def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Members | bytes]]:
     """A `loads` for `write_shards`: members of each sample in order, read by `workers` processes."""
 
-    def loads(samples: Sequence[Pending]) -> Iterator[Members]:
+    def loads(samples: Sequence[Pending]) -> Iterator[Members | bytes]:
         if workers <= 1 or len(samples) <= 1:
             yield from (s.load() for s in samples)
             return
