@@ -164,7 +164,7 @@ def test_workers_write_the_shards_of_one_process(tmp_path: Path, check: str) -> 
 
 
 def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_path: Path) -> None:
-    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=4)
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=8)
     shard_bl30k([seg], str(tmp_path / "single"), shard_size_mb=4, workers=1)
     shard_bl30k([seg], str(tmp_path / "ref"), shard_size_mb=4, workers=1, part="1/2")
     cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
@@ -190,7 +190,7 @@ def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_pat
     shard_bl30k([seg], str(tmp_path / "out"), shard_size_mb=4, workers=2, part="0/2")
     merged = subprocess.run([sys.executable, "-m", "stcn.cli", "shard", "merge", "--out", str(tmp_path / "out"),
                              "--parts", "2"], capture_output=True, text=True, check=True)  # fmt: skip
-    assert "train: 20 samples" in merged.stderr
+    assert "train: 40 samples" in merged.stderr
     assert _samples(tmp_path / "out") == _samples(tmp_path / "single")
 
 
