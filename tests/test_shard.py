@@ -180,7 +180,7 @@ def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_pat
         time.sleep(0.01)
     assert killed, "the run finished before a worker could be killed"
     err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 2 and err.strip().splitlines()[-1].startswith("error: a shard worker process died")
+    assert proc.returncode == 2 and err.strip().splitlines()[-1].startswith("error: a shard worker process died"), err
     assert not json.loads(index.read_text())["splits"]["train"]["complete"]
     run = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "train: resuming after" in run.stderr

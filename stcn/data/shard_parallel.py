@@ -65,14 +65,12 @@ def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Membe
                 while nxt < len(samples) and len(window) < 4 * workers:
                     window.append(pool.submit(_load, nxt))
                     nxt += 1
-                try:
-                    members = window.popleft().result()
-                except BrokenProcessPool:
-                    raise UserError(
-                        "a shard worker process died (killed or out of memory); re-run to resume from the last "
-                        "finished shard"
-                    ) from None
+                members = window.popleft().result()
                 yield members
+        except BrokenProcessPool:
+            raise UserError(
+                "a shard worker process died (killed or out of memory); re-run to resume from the last finished shard"
+            ) from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             _TASKS = ()
