@@ -39,7 +39,7 @@ def _write(
     if part is not None:
         samples, out = select_part(samples, part), f"{out}/{part_dir(part)}"
         log(f"part {part[0]}/{part[1]}: {len(samples)} samples -> {out}")
-    with check_level(run.get("check") or DEFAULT_CHECK):
+    with check_level(run.get("check") or DEFAULT_CHECK, threads=1):  # one core per worker process
         return write_shards(samples, out, dataset=dataset, split=split, source=source, shard_size_bytes=size,
                             log=log, loads=parallel_loads(workers))  # fmt: skip
 

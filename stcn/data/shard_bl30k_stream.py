@@ -142,7 +142,7 @@ def shard_bl30k_streamed(
             log(f"{names[i]}: {len(done)} complete videos to shard, {len(carry)} continue in the next segment")
             pending = [video_pending(index, reader, n, rows) for n, rows in done]
             sub = f"{out.rstrip('/')}/{subdirs[i]}"
-            with check_level(run["check"]):
+            with check_level(run["check"], threads=1):  # one core per worker process
                 loads = parallel_loads(run["workers"] or default_workers())
                 if pending:
                     write_shards(pending, sub, dataset="bl30k", split=split, source="bl30k", shard_size_bytes=size,

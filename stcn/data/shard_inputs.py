@@ -152,7 +152,8 @@ def video_sample_members(
             raise UserError(f"frame without a mask: {missing[0][1]}")
     jpgs = {stem: (where, read()) for stem, where, read in frames}
     pngs = {stem: (where, read()) for stem, (where, read) in masks.items()}
-    run = _threads().map if _CHECK["level"] == "full" else map  # header reads are too small for threads
+    # threads only for full decodes on a process of its own (header reads are too small; one thread per worker)
+    run = _threads().map if _CHECK["level"] == "full" and _CHECK["threads"] != 1 else map
     sizes = list(run(lambda s: frame_size(jpgs[s][1], jpgs[s][0]), stems))
     size = sizes[0]
     for stem, hw in zip(stems, sizes, strict=True):
