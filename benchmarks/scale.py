@@ -51,7 +51,8 @@ def generate(folder: Path, size_gb: float) -> dict:
     videos = bundled_videos()
     per_copy = sum(j.stat().st_size + (p.stat().st_size if p else 0) for _, fr in videos for _, j, p in fr)
     copies = math.ceil(size_gb * 1e9 / per_copy)
-    named = sorted((f"{name}-{k:05d}", frames) for k in range(copies) for name, frames in videos)
+    # copies interleaved (a-00000, b-00000, ..., a-00001, ...) so the six segments get about equal bytes
+    named = [(f"{name}-{k:05d}", frames) for k in range(copies) for name, frames in videos]
     per_seg = math.ceil(len(named) / len(LETTERS))
     folder.mkdir(parents=True, exist_ok=True)
     spanning = 0
@@ -69,8 +70,9 @@ def generate(folder: Path, size_gb: float) -> dict:
         write_tar(folder / f"BL30K_{letter}.tar", carry + members)
         carry = moved
     frames = sum(len(fr) for _, fr in named)
-    total = sum((folder / f"BL30K_{c}.tar").stat().st_size for c in LETTERS)
-    return {"videos": len(named), "frames": frames, "bytes": total, "spanning": spanning, "copies": copies}
+    sizes = [(folder / f"BL30K_{c}.tar").stat().st_size for c in LETTERS]
+    return {"videos": len(named), "frames": frames, "bytes": sum(sizes), "largest": max(sizes), "spanning": spanning,
+            "copies": copies}  # fmt: skip
 
 
 def _free_port() -> int:
@@ -211,7 +213,7 @@ def main() -> None:
     samples = index["totals"]["samples"]
     total_s = shard["seconds"]
     rows = [
-        {"step": "dd copy of one segment (bs=4M, fsync)", "seconds": mb / dd, "MB/s": dd, "x dd": 1.0,
+        {"step": "dd copy of a segment (bs=4M, fsync), time scaled to all", "seconds": mb / dd, "MB/s": dd, "x dd": 1.0,
          "peak RSS GiB": float("nan"), "peak local disk GiB": float("nan"), "uploaded GB": 0.0},
         {"step": "download (HTTP, 127.0.0.1)", "seconds": download_s, "MB/s": mb / download_s,
          "x dd": mb / download_s / dd, "peak RSS GiB": float("nan"), "peak local disk GiB": float("nan"),
@@ -253,8 +255,9 @@ def main() -> None:
         f"CC BY-NC 4.0); {made['spanning']} videos have their frames in one segment and their masks in the next. "
         f"Output: {samples} samples in {index['totals']['shards']} shards on a local `rclone serve s3`, "
         f"{uploaded / 1e9:.2f} GB uploaded; no shard was written to local disk. Peak local disk = the stage's work "
-        f"folder (one segment + the spill of videos continuing in the next); the segments are "
-        f"{made['bytes'] / 6 / gib:.2f} GiB each. Peak RSS = all processes of the command (writer + workers, or "
+        f"folder (one segment + the spill of videos continuing in the next); the largest segment is "
+        f"{made['largest'] / gib:.2f} GiB, so peak / largest segment = {shard['disk'] / made['largest']:.2f}. "
+        f"Peak RSS = all processes of the command (writer + workers, or "
         f"trainer + DataLoader workers). Per-step times come from the stage's log (a segment's `downloaded` and "
         f"`done` lines). dd: {dd:.0f} MB/s. Generation took {gen_s:.0f} s. Load average at start: "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores (shared with other jobs).\n\n"
