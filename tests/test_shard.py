@@ -309,7 +309,7 @@ def test_mask_size_differs_from_frame(davis_copy: Path, tmp_path: Path) -> None:
 def test_static_image_without_mask(bundled: Path, tmp_path: Path) -> None:
     root = tmp_path / "static"
     shutil.copytree(bundled / "static", root)
-    lone = root / "davis_static" / "libby" / "00010.png"
+    lone = root / "fss" / "car-shadow" / "11.png"  # fss/<class>/<n>.png, as in the real archive
     lone.unlink()
     with pytest.raises(UserError, match=f"image without a mask.*{lone.with_suffix('.jpg')}"):
         shard_static(root, str(tmp_path / "s"))
