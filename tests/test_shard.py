@@ -432,3 +432,9 @@ def test_bl30k_streamed_resumes_to_identical_shards_and_names_a_video_split_afte
     write_tar(a, [m for m in bl30k_members(videos) if m[0] != "BL30K/Annotations/libby/00004.png"])
     with pytest.raises(UserError, match="frame without a mask after the last BL30K segment: BL30K/JPEGImages/libby"):
         shard_bl30k_streamed(names[:1], fetch, str(tmp_path / "o4"), tmp_path / "w4")
+
+
+def test_s3_output_to_a_missing_bucket_is_one_line(tmp_path: Path, s3_server) -> None:  # noqa: F811
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=1)
+    with pytest.raises(UserError, match="cannot write s3://no-such-bucket/bl30k/"):
+        shard_bl30k([seg], "s3://no-such-bucket/bl30k", workers=1)
