@@ -137,10 +137,14 @@ def test_killed_subprocess_resumes_to_identical_shards(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if index.exists() and len(json.loads(index.read_text() or "{}").get("shards", [])) >= 3:
+            workers = psutil.Process(proc.pid).children()
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.01)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert workers, "the run had no worker processes"
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "worker processes outlived their killed writer"
     assert not json.loads(index.read_text())["splits"]["train"]["complete"]
     run = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "train: resuming after" in run.stderr
@@ -179,7 +183,10 @@ def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_pat
             os.kill(killed, signal.SIGKILL)  # one worker process, not the writer
         time.sleep(0.01)
     assert killed, "the run finished before a worker could be killed"
+    others = [c for c in children if c.pid != killed]
     err = proc.communicate(timeout=60)[1]
+    _gone, alive = psutil.wait_procs(others, timeout=10)
+    assert not alive, "the other worker outlived the failed run"
     assert proc.returncode == 2 and err.strip().splitlines()[-1].startswith("error: a shard worker process died"), err
     assert not json.loads(index.read_text())["splits"]["train"]["complete"]
     run = subprocess.run(cmd, capture_output=True, text=True, check=True)

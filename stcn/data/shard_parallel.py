@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -39,9 +41,17 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     shard_inputs._POOL = None  # the parent's thread pool has no threads in a forked child
     shard_inputs._CHECK["threads"] = 1  # one process per core already
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the writer process is gone (killed): it would wait for tasks forever."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _load(i: int) -> bytes:
@@ -57,7 +67,10 @@ def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Membe
             return
         global _TASKS
         _TASKS = samples  # read by the forked workers
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=_init_worker)
+        pool = ProcessPoolExecutor(
+            workers, mp_context=get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
+        )
+        broken = False
         window: deque[Future] = deque()
         nxt = 0
         try:
@@ -68,11 +81,12 @@ def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Membe
                 members = window.popleft().result()
                 yield members
         except BrokenProcessPool:
+            broken = True
             raise UserError(
                 "a shard worker process died (killed or out of memory); re-run to resume from the last finished shard"
             ) from None
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=not broken, cancel_futures=True)  # a broken pool ends its live workers itself
             _TASKS = ()
 
     return loads
