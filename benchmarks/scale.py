@@ -266,7 +266,9 @@ def main() -> None:
         f"a real one is bounded by the network and Google Drive's quota), sharding r_core = {r_core:.0f} MB/s per "
         f"core (header check). One node: T = D / r_dl + D / (c * r_core) (each segment is downloaded, then "
         f"sharded); N nodes (`--part I/N`, segments mirrored once to S3 and read by offset): "
-        f"T = D / (N * c * r_core), plus a header pass over the segments on every node. Peak RSS = the measured "
+        f"T = D / (N * c * r_core); these rows leave out the header pass every node makes over all segments and "
+        f"the S3 read bandwidth (not measured here: over S3 the pass may read most of the bytes), so they are "
+        f"lower bounds. Peak RSS = the measured "
         f"per-process RSS x (cores + 1) + the index of one segment (31 B/member, +45 B while sorting). "
         f"Training then streams from S3; no local copy.\n\n" + pd.DataFrame(proj).to_markdown(index=False)
     )
