@@ -55,8 +55,8 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
     data = _entries(p)
     root = {n: e.get("root", f"data/{n}") for n, e in data.items()}
     for name, e in data.items():
-        if "root" in e:
-            continue  # your own folder: nothing to download
+        if "root" in e or streamed(e):
+            continue  # your own folder, or BL30K fetched segment by segment by its shard stage
         out[f"download_{name}"] = {
             "cmd": f"python pipelines/download.py {name}",
             "deps": ["pipelines/download.py", *PIPE, "stcn/data/fetch"],
@@ -73,10 +73,12 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         if "shard" in e:
             out[f"shard_{name}"] = {
                 "cmd": f"python pipelines/shard.py {name}",
-                "deps": ["pipelines/shard.py", *PIPE, "stcn/data/shards", "stcn/data/folders.py", root[name]],
-                "params": ["shard", *_keys(p, name, "layout", "shard", "root")],
+                "deps": ["pipelines/shard.py", *PIPE, "stcn/data/shards", "stcn/data/folders.py",
+                         *(["stcn/data/fetch"] if streamed(e) else [root[name]])],
+                "params": ["shard", *(["download"] if streamed(e) else []),
+                           *_keys(p, name, "layout", "shard", "root", *(["download"] if streamed(e) else []))],
                 "outs": [f"shards/{name}"],
-            }
+            }  # fmt: skip
     for run in runs(p):
         block = p[f"train_{run}"]
         used = sorted({d.split("*")[0] for d in block["data"]})
@@ -118,6 +120,11 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
                                                  "reports/training_curves.png", "reports/README.md")],
     }  # fmt: skip
     return out
+
+
+def streamed(entry: dict[str, Any]) -> bool:
+    """BL30K from its source (no `root`): its shard stage downloads, shards and drops one segment at a time."""
+    return entry.get("layout") == "bl30k" and "root" not in entry
 
 
 def evaluated(p: dict[str, Any]) -> list[str]:

@@ -337,6 +337,11 @@ def test_bundled_source_builds_dataset_layout(tmp_path: Path, name: str) -> None
         jpgs, pngs = sorted(target.rglob("*.jpg")), sorted(target.rglob("*.png"))
         assert len(jpgs) == len(pngs) > 10
         assert set(np.unique(np.asarray(Image.open(pngs[0])))) <= {0, 255}
+        # the real archive's layout: fss/<class>/<n>.jpg|png and <set>/<name>.jpg|png
+        sets = {p.relative_to(target).parts[0] for p in jpgs}
+        assert sets == {"fss", "DUTS-TR", "DUTS-TE", "ecssd", "BIG_small", "HRSOD_small"}
+        assert (target / "fss" / "blackswan" / "1.jpg").is_file() and (target / "fss" / "blackswan" / "1.png").is_file()
+        assert all(len(p.relative_to(target).parts) == (3 if p.parts[-3] == "fss" else 2) for p in jpgs)
     elif name == "bl30k":
         with tarfile.open(target / "BL30K_a.tar") as a, tarfile.open(target / "BL30K_b.tar") as b:
             names = a.getnames() + b.getnames()
@@ -382,3 +387,20 @@ def test_resize_youtube_split_shorter_side_480(tmp_path: Path) -> None:
     resized = Image.open(out / "Annotations" / "v" / "00000.png")
     assert resized.size == (853, 480) and resized.mode == "P"
     assert set(np.unique(np.asarray(resized))) == set(np.unique(np.asarray(mask)))  # nearest: labels stay labels
+
+
+def test_bl30k_segments_come_from_google_drive_by_default_and_a_mirror_overrides():
+    from stcn.data.fetch.sources import artifact_url, dataset, default_source
+
+    ds = dataset("bl30k")
+    assert [a.name for a in ds.artifacts] == [f"BL30K_{c}.tar" for c in "abcdef"]
+    assert default_source(ds) == "gdrive"
+    urls = [artifact_url(ds, a, "gdrive") for a in ds.artifacts]
+    assert urls[0] == "gdrive://1z9V5zxLOJLNt1Uj7RFqaP2FZWKzyXvVc"
+    assert urls[-1] == "gdrive://1nawBAazf_unMv46qGBHhWcQ4JXZ5883r"
+    assert len(set(urls)) == 6
+    assert artifact_url(ds, ds.artifacts[2], "http", "https://mirror/bl30k/") == "https://mirror/bl30k/BL30K_c.tar"
+    import yaml
+
+    paper = yaml.safe_load((Path(__file__).parent.parent / "conf/profile/paper.yaml").read_text())
+    assert paper["download_bl30k"]["source"] == "gdrive"

@@ -20,7 +20,8 @@ import yaml
 from s3_server import rclone_s3
 
 ROOT = Path(__file__).resolve().parent.parent
-DOWNLOADS = ["static", "davis16", "davis17", "davis17_testdev", "youtube18", "youtube19", "bl30k", "pretrained"]
+# BL30K has no download stage: shard_bl30k downloads, shards and deletes one segment at a time
+DOWNLOADS = ["static", "davis16", "davis17", "davis17_testdev", "youtube18", "youtube19", "pretrained"]
 BENCHMARKS = ["davis16", "davis17", "davis17_testdev", "youtube18", "youtube19"]
 STAGES = {
     *(f"download_{d}" for d in DOWNLOADS),
@@ -94,6 +95,8 @@ def test_paper_profile_and_single_overrides(tmp_path):
     assert p["train"]["crop"] == 384 and p["train_s0"]["init"] == "imagenet"
     assert p["train_s012"]["iterations"] is None and p["train_s03"]["iterations"] == 40  # None: the recipe's
     assert p["evaluate"]["resolution"] is None and p["evaluate"]["amp"] is False
+    assert p["download_bl30k"]["source"] == "gdrive" and p["shard"]["check"] == "header"
+    assert p["shard_youtube"]["subset"] == "stcn/data/youtube_train_subset.txt"
     sample = compose(tmp_path, "train_s03.iterations=40")
     assert sample["train_s03"]["iterations"] == 40 and sample["train_s012"]["iterations"] == 4
 
@@ -137,6 +140,25 @@ def test_repro_runs_every_stage_offline_and_writes_reports(sample):
     assert "J&F-Mean" in dvc(repo, "metrics", "show")
     assert "train_loss" in dvc(repo, "plots", "show", "--json")
     assert UP_TO_DATE in dvc(repo, "status")
+
+
+def disk_bytes(*folders: Path) -> int:
+    """Bytes the files under `folders` occupy, each inode once (hard links share their blocks)."""
+    seen: dict[tuple[int, int], int] = {}
+    for folder in folders:
+        for p in folder.rglob("*"):
+            st = p.lstat()
+            if p.is_file() and not p.is_symlink():
+                seen[st.st_dev, st.st_ino] = st.st_size
+    return sum(seen.values())
+
+
+def test_no_dataset_is_held_twice_on_local_disk(sample):
+    repo, _ = sample
+    data = disk_bytes(repo / "data", repo / "shards")
+    total = disk_bytes(repo / "data", repo / "shards", repo / ".dvc" / "cache")
+    assert total <= 1.3 * data, f"data/ + shards/ + .dvc/cache = {total / data:.2f}x data/ + shards/"
+    assert sorted(p.name for p in (repo / "data" / "bl30k").iterdir()) == ["state.json"]  # segments deleted
 
 
 def test_exp_run_reruns_only_what_is_downstream_of_the_param(sample):

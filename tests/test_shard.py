@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import signal
@@ -13,6 +14,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import webdataset as wds
 from PIL import Image
@@ -22,6 +24,7 @@ from stcn.data.fetch.download import download_dataset
 from stcn.data.fetch.sources import DAVIS_MINI, bl30k_members, bundled_videos, write_tar
 from stcn.data.shards.build import shard_bl30k, shard_davis, shard_generic, shard_static, shard_youtube
 from stcn.data.shards.format import INDEX, decode_mask, decode_static_sample, decode_video_sample, unsafe_key
+from stcn.data.shards.parallel import merge_parts
 from stcn.data.shards.store import shard_urls
 from stcn.errors import UserError
 
@@ -49,9 +52,10 @@ def _digests(paths: list[Path]) -> list[str]:
     return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
 
 
-def test_davis_shards_hold_original_bytes(bundled: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("check", ["header", "full"])
+def test_davis_shards_hold_original_bytes(bundled: Path, tmp_path: Path, check: str) -> None:
     root = bundled / "davis17"
-    index = shard_davis(root, str(tmp_path / "s"), year=2017, split="val", shard_size_mb=6)
+    index = shard_davis(root, str(tmp_path / "s"), year=2017, split="val", shard_size_mb=6, check=check, workers=2)
     entry = index["splits"]["val"]
     assert entry["complete"] and entry["totals"]["samples"] == 3 and entry["totals"]["shards"] >= 2
     seen = []
@@ -66,7 +70,8 @@ def test_davis_shards_hold_original_bytes(bundled: Path, tmp_path: Path) -> None
                 assert data == path.read_bytes()
                 assert v.masks[stem] == (root / "Annotations" / "480p" / name / f"{stem}.png").read_bytes()
             assert v.meta["size"] == [480, 854] and v.meta["source"] == "davis2017/val"
-            assert v.meta["objects"] == ([1, 2] if name == "tennis" else [1])
+            objects = [1, 2] if name == "tennis" else [1]
+            assert v.meta["objects"] == (objects if check == "full" else None)  # labels need decoding
     assert seen == ["blackswan", "car-shadow", "libby"]
     sizes = {s["name"]: s["bytes"] for s in entry["shards"]}
     assert all(sizes[p.name] == p.stat().st_size for p in _shards(tmp_path / "s", "val"))
@@ -99,7 +104,7 @@ def test_resume_after_interrupt_and_damaged_shard(bundled: Path, tmp_path: Path,
 
     monkeypatch.setattr(inputs, "video_sample_members", dying)
     with pytest.raises(KeyboardInterrupt):
-        shard_davis(bundled / "davis17", str(tmp_path / "out"), split="val", shard_size_mb=5)
+        shard_davis(bundled / "davis17", str(tmp_path / "out"), split="val", shard_size_mb=5, workers=1)
     monkeypatch.setattr(inputs, "video_sample_members", real)
     left = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert left == [INDEX, "val-000000.tar"]  # no partial shard visible
@@ -132,15 +137,104 @@ def test_killed_subprocess_resumes_to_identical_shards(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if index.exists() and len(json.loads(index.read_text() or "{}").get("shards", [])) >= 3:
+            workers = psutil.Process(proc.pid).children()
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.01)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert workers, "the run had no worker processes"
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "worker processes outlived their killed writer"
     assert not json.loads(index.read_text())["splits"]["train"]["complete"]
     run = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "train: resuming after" in run.stderr
     assert _digests(_shards(tmp_path / "out", "train")) == _digests(_shards(tmp_path / "ref", "train"))
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def _samples(out: Path) -> list[tuple[str, list[tuple[str, bytes]]]]:
+    """Every sample of the train split (key, sorted fields with bytes), in shard order."""
+    return [(r["__key__"], sorted((k, v) for k, v in r.items() if not k.startswith("__")))
+            for url in _shards(out, "train") for r in _read(str(url))]  # fmt: skip
+
+
+@pytest.mark.parametrize("check", ["header", "full"])
+def test_workers_write_the_shards_of_one_process(tmp_path: Path, check: str) -> None:
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=2)
+    shard_bl30k([seg], str(tmp_path / "one"), shard_size_mb=4, check=check, workers=1)
+    shard_bl30k([seg], str(tmp_path / "two"), shard_size_mb=4, check=check, workers=2)
+    one = _shards(tmp_path / "one", "train")
+    assert len(one) >= 3 and _digests(one) == _digests(_shards(tmp_path / "two", "train"))
+
+
+def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_path: Path) -> None:
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=8)
+    shard_bl30k([seg], str(tmp_path / "single"), shard_size_mb=4, workers=1)
+    shard_bl30k([seg], str(tmp_path / "ref"), shard_size_mb=4, workers=1, part="1/2")
+    cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
+           "--shard-size-mb", "4", "--workers", "2", "--part", "1/2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    index = tmp_path / "out" / "parts" / "1-of-2" / INDEX
+    deadline, killed = time.monotonic() + 60, None
+    while time.monotonic() < deadline and proc.poll() is None and killed is None:
+        children = psutil.Process(proc.pid).children()
+        if children and index.exists() and json.loads(index.read_text() or "{}").get("shards"):
+            killed = children[-1].pid
+            os.kill(killed, signal.SIGKILL)  # one worker process, not the writer
+        time.sleep(0.01)
+    assert killed, "the run finished before a worker could be killed"
+    others = [c for c in children if c.pid != killed]
+    err = proc.communicate(timeout=60)[1]
+    _gone, alive = psutil.wait_procs(others, timeout=10)
+    assert not alive, "the other worker outlived the failed run"
+    assert proc.returncode == 2 and err.strip().splitlines()[-1].startswith("error: a shard worker process died"), err
+    assert not json.loads(index.read_text())["splits"]["train"]["complete"]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert "train: resuming after" in run.stderr
+    assert _digests(_shards(tmp_path / "out" / "parts" / "1-of-2", "train")) == _digests(
+        _shards(tmp_path / "ref" / "parts" / "1-of-2", "train")
+    )
+    shard_bl30k([seg], str(tmp_path / "out"), shard_size_mb=4, workers=2, part="0/2")
+    merged = subprocess.run([sys.executable, "-m", "stcn.cli", "shard", "merge", "--out", str(tmp_path / "out"),
+                             "--parts", "2"], capture_output=True, text=True, check=True)  # fmt: skip
+    assert "train: 40 samples" in merged.stderr
+    assert _samples(tmp_path / "out") == _samples(tmp_path / "single")
+
+
+def test_merge_needs_every_part_finished(tmp_path: Path) -> None:
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=1)
+    shard_bl30k([seg], str(tmp_path / "out"), part="0/3")
+    with pytest.raises(UserError, match=r"part parts/1-of-3 of 'train' is missing or unfinished"):
+        merge_parts(str(tmp_path / "out"), "train", 3)
+    with pytest.raises(UserError, match="--part must be I/N"):
+        shard_bl30k([seg], str(tmp_path / "out"), part="3/3")
+
+
+def test_header_check_catches_truncated_and_foreign_files(davis_copy: Path, tmp_path: Path) -> None:
+    mask = davis_copy / "Annotations" / "480p" / "libby" / "00003.png"
+    mask.write_bytes(mask.read_bytes()[:-30])
+    with pytest.raises(UserError, match=f"corrupt mask PNG: {mask} \\(no IEND"):
+        shard_davis(davis_copy, str(tmp_path / "s"), split="val", check="header")
+    frame = davis_copy / "JPEGImages" / "480p" / "blackswan" / "00001.jpg"
+    Image.open(frame).save(frame, format="PNG")  # a PNG under a .jpg name
+    with pytest.raises(UserError, match=f"not a JPEG \\(PNG\\): {frame}"):
+        shard_davis(davis_copy, str(tmp_path / "s"), split="val", check="header")
+    with pytest.raises(UserError, match="unknown check level 'fast'"):
+        shard_davis(davis_copy, str(tmp_path / "s"), split="val", check="fast")
+
+
+def test_youtube_subset(bundled: Path, tmp_path: Path) -> None:
+    listed = tmp_path / "subset.txt"
+    listed.write_text("libby\nblackswan\n")
+    index = shard_youtube(bundled / "youtube19", str(tmp_path / "s"), subset=listed)
+    assert index["totals"]["samples"] == 2
+    keys = [k for k, _ in _samples(tmp_path / "s")]
+    assert keys == ["blackswan", "libby"]
+    listed.write_text("libby\nnot-there\n")
+    with pytest.raises(UserError, match="1 video\\(s\\) of .*subset.txt are not in .*, e.g. not-there"):
+        shard_youtube(bundled / "youtube19", str(tmp_path / "s2"), subset=listed)
+    shipped = Path(__file__).parent.parent / "stcn" / "data" / "youtube_train_subset.txt"
+    assert len(shipped.read_text().split()) == 3464
 
 
 def test_bl30k_members_far_apart_across_segments(bundled: Path, tmp_path: Path) -> None:
@@ -173,8 +267,9 @@ def test_youtube_and_static(bundled: Path, tmp_path: Path) -> None:
     index = shard_static(bundled / "static", str(tmp_path / "st"))
     assert index["totals"]["samples"] == len(list((bundled / "static").rglob("*.jpg")))
     s = decode_static_sample(_read(str(_shards(tmp_path / "st", "train")[0]))[0])
-    assert s.meta["name"] == "davis_static/blackswan/00000" and s.key == "davis_static~2Fblackswan~2F00000"
-    assert s.jpg == (bundled / "static" / "davis_static" / "blackswan" / "00000.jpg").read_bytes()
+    assert s.meta["name"] == "BIG_small/blackswan_00040" and s.key == "BIG_small~2Fblackswan_00040"
+    assert s.meta["source"] == "static/BIG_small"
+    assert s.jpg == (bundled / "static" / "BIG_small" / "blackswan_00040.jpg").read_bytes()
 
 
 def test_s3_output_matches_local_and_resumes(bundled: Path, tmp_path: Path, s3_server) -> None:  # noqa: F811
@@ -221,7 +316,7 @@ def test_mask_size_differs_from_frame(davis_copy: Path, tmp_path: Path) -> None:
 def test_static_image_without_mask(bundled: Path, tmp_path: Path) -> None:
     root = tmp_path / "static"
     shutil.copytree(bundled / "static", root)
-    lone = root / "davis_static" / "libby" / "00010.png"
+    lone = root / "fss" / "car-shadow" / "11.png"  # fss/<class>/<n>.png, as in the real archive
     lone.unlink()
     with pytest.raises(UserError, match=f"image without a mask.*{lone.with_suffix('.jpg')}"):
         shard_static(root, str(tmp_path / "s"))
@@ -303,3 +398,72 @@ def test_shard_generic_cli_own_davis_folder_without_imagesets_and_youtube_layout
     index = shard_generic(bundled / "youtube19", str(out / "yt"), split="train", name="yt")  # layout detected
     videos = list((bundled / "youtube19/train/JPEGImages").iterdir())
     assert index["splits"]["train"]["totals"]["samples"] == len(videos)
+
+
+def _du(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_bl30k_streamed_one_segment_at_a_time_matches_the_full_tars(bundled: Path, tmp_path: Path) -> None:
+    from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
+
+    names, fetch = segment_fetcher("file", str(bundled / "bl30k"), lambda _: None)
+    work, peaks = tmp_path / "work", []
+
+    def fetch_measured(i: int, dest: Path) -> Path:
+        got = fetch(i, dest)
+        peaks.append(_du(work))
+        return got
+
+    logs: list[str] = []
+    index = shard_bl30k_streamed(names[:2], fetch_measured, str(tmp_path / "out"), work, shard_size_mb=4,
+                                 log=logs.append)  # fmt: skip
+    segs = sorted((bundled / "bl30k").glob("BL30K_*.tar"))
+    assert "BL30K_a.tar: 1 complete videos to shard, 4 continue in the next segment" in logs
+    # peak: the segment just downloaded + the spill of the videos that continue, never both segments
+    assert peaks[0] <= segs[0].stat().st_size + 4096
+    assert peaks[1] < segs[0].stat().st_size + segs[1].stat().st_size
+    assert sorted(p.name for p in work.iterdir()) == ["state.json"]  # segments and spill deleted
+    shard_bl30k(segs, str(tmp_path / "full"), shard_size_mb=4)
+    assert index["totals"]["samples"] == 5
+    assert sorted(_samples(tmp_path / "out")) == sorted(_samples(tmp_path / "full"))
+
+
+def test_bl30k_streamed_resumes_to_identical_shards_and_names_a_video_split_after_sharding(tmp_path: Path) -> None:
+    from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
+
+    names, fetch = segment_fetcher("bundled", None, lambda _: None)
+    shard_bl30k_streamed(names, fetch, str(tmp_path / "ref"), tmp_path / "w1", shard_size_mb=1)
+
+    def dies_on_b(i: int, dest: Path) -> Path:
+        if i == 1:
+            raise KeyboardInterrupt
+        return fetch(i, dest)
+
+    with pytest.raises(KeyboardInterrupt):
+        shard_bl30k_streamed(names, dies_on_b, str(tmp_path / "out"), tmp_path / "w2", shard_size_mb=1)
+    assert sorted(p.name for p in (tmp_path / "w2").iterdir()) == ["spill-0.tar", "state.json"]
+    logs: list[str] = []
+    shard_bl30k_streamed(names, fetch, str(tmp_path / "out"), tmp_path / "w2", shard_size_mb=1, log=logs.append)
+    assert not any(m.startswith("BL30K_a.tar") for m in logs)  # segment a is not fetched again
+    assert _digests(_shards(tmp_path / "out", "train")) == _digests(_shards(tmp_path / "ref", "train"))
+
+    # blackswan is complete in segment a; a later segment holding more of it cannot be sharded this way
+    videos = bundled_videos()
+    (tmp_path / "src").mkdir()
+    a = write_tar(tmp_path / "src" / "BL30K_a.tar", bl30k_members(videos))
+    b = write_tar(tmp_path / "src" / "BL30K_b.tar", bl30k_members([("blackswan", [("00099", *videos[0][1][0][1:])])]))
+    names, fetch = segment_fetcher("file", str(tmp_path / "src"), lambda _: None)
+    with pytest.raises(UserError, match="BL30K video blackswan continues in BL30K_b.tar after it was sharded"):
+        shard_bl30k_streamed(names[:2], fetch, str(tmp_path / "o3"), tmp_path / "w3")
+    assert a.exists() and b.exists()
+    b.write_bytes(write_tar(tmp_path / "x.tar", bl30k_members(videos)[:1]).read_bytes())  # libby's masks lost
+    write_tar(a, [m for m in bl30k_members(videos) if m[0] != "BL30K/Annotations/libby/00004.png"])
+    with pytest.raises(UserError, match="frame without a mask after the last BL30K segment: BL30K/JPEGImages/libby"):
+        shard_bl30k_streamed(names[:1], fetch, str(tmp_path / "o4"), tmp_path / "w4")
+
+
+def test_s3_output_to_a_missing_bucket_is_one_line(tmp_path: Path, s3_server) -> None:  # noqa: F811
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=1)
+    with pytest.raises(UserError, match="cannot write s3://no-such-bucket/bl30k/"):
+        shard_bl30k([seg], "s3://no-such-bucket/bl30k", workers=1)

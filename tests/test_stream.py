@@ -281,3 +281,41 @@ def test_unreachable_s3_fails_fast_with_the_url(monkeypatch):
     loader = make_loader("s3://nowhere/x/train-000000.tar", 2, 1, 2, mode="once", check=False)
     with pytest.raises(UserError, match=r"^cannot read shard s3://nowhere/x/train-000000\.tar"):
         list(loader)
+
+
+def test_stage0_mixture_repeats_big_and_hrsod_five_times(tmp_path):
+    from stcn.data.fetch.sources import build_bundled
+    from stcn.train.recipe import STAGE0_REPEATS
+
+    root = build_bundled("static", tmp_path / "static", log=lambda _: None)
+    write_shards(static_pending(root), str(tmp_path / "s"), dataset="static", split="train", source="static",
+                 shard_size_bytes=1 << 20)  # fmt: skip
+    loader = make_loader(tmp_path / "s", 0, 1, 0, mode="once", crop=CROP, repeats=STAGE0_REPEATS)
+    counts = Counter(names(loader))
+    images = {p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.jpg")}
+    assert set(counts) == images
+    for name, n in counts.items():
+        assert n == (5 if name.split("/")[0] in ("BIG_small", "HRSOD_small") else 1), name
+    with pytest.raises(UserError, match="repeats apply to static images"):
+        make_loader(tmp_path / "s", 2, 1, 0, mode="once", crop=CROP, repeats=STAGE0_REPEATS)
+
+
+def test_s3_streamed_and_range_reads_give_the_same_samples(shards, s3_server, monkeypatch):  # noqa: F811
+    from stcn.data.stream.loader import open_shard, read_shard
+
+    upload(s3_server, shards / "davis", "test-bucket/davis")
+    url = "s3://test-bucket/davis/train-000001.tar"
+    streamed = list(read_shard(url, open_shard(url)))
+    monkeypatch.setenv("STCN_S3_READ", "ranges")
+    ranged = list(read_shard(url, open_shard(url)))
+    path = str(shards / "davis" / "train-000001.tar")
+    local = list(read_shard(path, open_shard(path)))
+    strip = [{k: v for k, v in s.items() if k != "__url__"} for s in streamed]
+    assert strip == [{k: v for k, v in s.items() if k != "__url__"} for s in ranged]
+    assert strip == [{k: v for k, v in s.items() if k != "__url__"} for s in local] and len(strip) == 1
+    monkeypatch.delenv("STCN_S3_READ")
+    with pytest.raises(UserError, match="shard not found: s3://test-bucket/davis/train-000099.tar"):
+        open_shard("s3://test-bucket/davis/train-000099.tar")
+    half = open_shard(url)  # closing a stream read only in part stops its read-ahead thread
+    half.read(1000)
+    half.close()

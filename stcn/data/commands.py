@@ -42,6 +42,9 @@ def download(
 shard_app = typer.Typer(no_args_is_help=True, help="Write WebDataset shards (local folder or s3://bucket/prefix).")
 OUT = typer.Option(..., "--out", help="output folder or s3://bucket/prefix")
 SIZE = typer.Option(DEFAULT_SHARD_SIZE_MB, "--shard-size-mb", help="target shard size in MiB")
+CHECK = typer.Option("header", "--check", help="header: read image headers only (fast); full: decode every image")
+WORKERS = typer.Option(None, "--workers", min=1, help="processes reading and checking samples (default: CPU count)")
+PART = typer.Option(None, "--part", help="I/N: write only part I of N into OUT/parts/I-of-N (then `stcn shard merge`)")
 
 
 def _done(index: dict, split: str, out: str) -> None:
@@ -56,12 +59,16 @@ def shard_davis_cmd(
     year: int = typer.Option(2017, help="2016 | 2017"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
     quiet: bool = QUIET,
 ) -> None:
     """One sample per DAVIS sequence."""
     from stcn.data.shards.build import shard_davis
 
-    _done(shard_davis(root, out, year=year, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+    run = {"check": check, "workers": workers, "part": part}
+    _done(shard_davis(root, out, year=year, split=split, shard_size_mb=shard_size_mb, log=_log, **run), split, out)
 
 
 @shard_app.command("youtube")
@@ -70,12 +77,17 @@ def shard_youtube_cmd(
     split: str = typer.Option("train", help="train (reads train_480p if present) | valid"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
+    subset: Path = typer.Option(None, help="file of video names to keep (the release: youtube_train_subset.txt)"),
     quiet: bool = QUIET,
 ) -> None:
     """One sample per YouTube-VOS video."""
     from stcn.data.shards.build import shard_youtube
 
-    _done(shard_youtube(root, out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+    run = {"check": check, "workers": workers, "part": part, "subset": subset}
+    _done(shard_youtube(root, out, split=split, shard_size_mb=shard_size_mb, log=_log, **run), split, out)
 
 
 @shard_app.command("static")
@@ -84,12 +96,16 @@ def shard_static_cmd(
     split: str = typer.Option("train", help="name used for the shard files"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
     quiet: bool = QUIET,
 ) -> None:
     """One sample per image + mask pair."""
     from stcn.data.shards.build import shard_static
 
-    _done(shard_static(root, out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+    run = {"check": check, "workers": workers, "part": part}
+    _done(shard_static(root, out, split=split, shard_size_mb=shard_size_mb, log=_log, **run), split, out)
 
 
 @shard_app.command("generic")
@@ -100,11 +116,17 @@ def shard_generic_cmd(
     name: str = typer.Option("generic", help="dataset name recorded in the shards"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
+    quiet: bool = QUIET,
 ) -> None:
     """One sample per video of your own dataset (train on it with `stcn train --data OUT*WEIGHT`)."""
     from stcn.data.shards.build import shard_generic
 
-    index = shard_generic(root, out, layout=layout, split=split, name=name, shard_size_mb=shard_size_mb, log=_log)
+    run = {"check": check, "workers": workers, "part": part}
+    index = shard_generic(root, out, layout=layout, split=split, name=name, shard_size_mb=shard_size_mb, log=_log,
+                          **run)  # fmt: skip
     _done(index, split, out)
 
 
@@ -115,12 +137,53 @@ def shard_bl30k_cmd(
     split: str = typer.Option("train", help="name used for the shard files"),
     out: str = OUT,
     shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
     quiet: bool = QUIET,
 ) -> None:
     """One sample per BL30K video, read straight from the segment tars (no extraction)."""
     from stcn.data.shards.build import shard_bl30k
 
-    _done(shard_bl30k([*segments, *(extra or [])], out, split=split, shard_size_mb=shard_size_mb, log=_log), split, out)
+    run = {"check": check, "workers": workers, "part": part}
+    _done(
+        shard_bl30k([*segments, *(extra or [])], out, split=split, shard_size_mb=shard_size_mb, log=_log, **run),
+        split,
+        out,
+    )
+
+
+@shard_app.command("bl30k-stream")
+def shard_bl30k_stream_cmd(
+    source: str = typer.Option(None, help="gdrive | http | file | s3 | bundled (default: gdrive)"),
+    url: str = typer.Option(None, help="a mirror folder/prefix holding BL30K_a.tar ... (http, file, s3)"),
+    work: Path = typer.Option(Path("data/bl30k"), help="scratch folder: one segment (+ a spill) at a time"),
+    split: str = typer.Option("train", help="name used for the shard files"),
+    out: str = OUT,
+    shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    quiet: bool = QUIET,
+) -> None:
+    """Download one BL30K segment at a time, shard the videos it completes, delete it (bounded disk)."""
+    from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
+
+    names, fetch = segment_fetcher(source, url, _log)
+    index = shard_bl30k_streamed(names, fetch, out, work, split=split, shard_size_mb=shard_size_mb, check=check,
+                                 workers=workers, log=_log)  # fmt: skip
+    _done(index, split, out)
+
+
+@shard_app.command("merge")
+def shard_merge_cmd(
+    out: str = OUT,
+    parts: int = typer.Option(..., "--parts", min=1, help="N of the `--part I/N` runs"),
+    split: str = typer.Option("train", help="the split the parts wrote"),
+) -> None:
+    """Write OUT/index.json from the finished parts OUT/parts/I-of-N (in part order)."""
+    from stcn.data.shards.parallel import merge_parts
+
+    _done(merge_parts(out, split, parts), split, out)
 
 
 def register(app: typer.Typer) -> None:

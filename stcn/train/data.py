@@ -13,6 +13,7 @@ import torch
 
 from stcn.data.stream.loader import make_loader
 from stcn.train.data_plan import Segment
+from stcn.train.recipe import STAGE0_REPEATS
 
 # (segment index, segment) -> that segment's batches (at least segment.batches of them)
 OpenSegment = Callable[[int, Segment], Iterable[dict[str, Any]]]
@@ -26,6 +27,7 @@ def segment_opener(
     loader = make_loader(
         data, stage, batch_size, num_workers, seed, mode="resampled", samples_per_rank=longest * batch_size,
         max_skip=max(1, segments[0].max_skip), crop=crop, pin_memory=torch.cuda.is_available(),
+        repeats=STAGE0_REPEATS if stage == 0 else None,
     )  # fmt: skip
 
     def open_segment(index: int, segment: Segment) -> Iterable[dict[str, Any]]:

@@ -9,6 +9,9 @@ from stcn.errors import UserError
 # bootstrapped cross-entropy: plain CE until START, then the hardest p of pixels, p 1.0 -> TOP_P by END
 BOOTSTRAP_START, BOOTSTRAP_END, BOOTSTRAP_TOP_P = 20_000, 70_000, 0.15
 WEIGHT_DECAY = 1e-7
+# stage 0 draws from `[fss, DUTS-TR, DUTS-TE, ecssd] + [BIG_small, HRSOD_small] * 5` (the release's
+# ConcatDataset): the two high-resolution sets are seen five times as often per image
+STAGE0_REPEATS = {"BIG_small": 5, "HRSOD_small": 5}
 LR_GAMMA = 0.1
 
 

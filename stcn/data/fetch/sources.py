@@ -43,8 +43,19 @@ class Dataset:
     bundled: bool = True  # a stand-in can be built from the bundled DAVIS sample
 
 
+# Google Drive ids of the six BL30K segments, a..f, from the original release's download script
+BL30K_GDRIVE = {
+    "a": "1z9V5zxLOJLNt1Uj7RFqaP2FZWKzyXvVc",
+    "b": "11-IzgNwEAPxgagb67FSrBdzZR7OKAEdJ",
+    "c": "1ZfIv6GTo-OGpXpoKen1fUvDQ0A_WoQ-Q",
+    "d": "1G4eXgYS2kL7_Cc0x3N1g1x7Zl8D_aU_-",
+    "e": "1Y8q0V_oBwJIY27W_6-8CD1dRqV2gNTdE",
+    "f": "1nawBAazf_unMv46qGBHhWcQ4JXZ5883r",
+}
+
+
 def _bl30k(letter: str) -> Artifact:
-    return Artifact(f"BL30K_{letter}.tar", place=None, marker=None)
+    return Artifact(f"BL30K_{letter}.tar", gdrive=BL30K_GDRIVE[letter], place=None, marker=None)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -190,20 +201,24 @@ def _youtube_split(target: Path, split: str, videos: list[Video], valid: bool) -
                     _copy(png, target / split / "Annotations" / name / f"{stem}.png")
 
 
+STATIC_SETS = ("fss", "DUTS-TR", "DUTS-TE", "ecssd", "BIG_small", "HRSOD_small")  # static_data.zip's folders
+
+
 def _static(target: Path, videos: list[Video]) -> None:
-    """Every 10th frame as an image + binary (0/255) mask pair, nested like fss/<class>/<n>.jpg."""
+    """Every 10th frame as an image + binary (0/255) mask pair, dealt in turn to the six datasets of
+    the real archive in its layout: `fss/<class>/<n>.jpg|png` (class = video), `<set>/<name>.jpg|png`."""
     import numpy as np
     from PIL import Image
 
-    for name, frames in videos:
-        for i, (stem, jpg, png) in enumerate(frames):
-            if i % 10 or png is None:
-                continue
-            _copy(jpg, target / "davis_static" / name / f"{stem}.jpg")
-            with Image.open(png) as im:
-                labels = np.asarray(im)
-            binary = np.where((labels > 0) & (labels < 255), 255, 0).astype(np.uint8)
-            Image.fromarray(binary, "L").save(target / "davis_static" / name / f"{stem}.png")
+    picked = [(n, s, j, p) for n, fr in videos for i, (s, j, p) in enumerate(fr) if i % 10 == 0 and p is not None]
+    for k, (name, stem, jpg, png) in enumerate(picked):
+        subset = STATIC_SETS[k % len(STATIC_SETS)]
+        base = target / "fss" / name / str(int(stem) + 1) if subset == "fss" else target / subset / f"{name}_{stem}"
+        _copy(jpg, base.with_suffix(".jpg"))
+        with Image.open(png) as im:
+            labels = np.asarray(im)
+        binary = np.where((labels > 0) & (labels < 255), 255, 0).astype(np.uint8)
+        Image.fromarray(binary, "L").save(base.with_suffix(".png"))
 
 
 def bl30k_members(videos: list[Video], head: str = "BL30K/") -> list[tuple[str, Path]]:
@@ -228,6 +243,14 @@ def write_tar(path: str | Path, members: list[tuple[str, Path | bytes]]) -> Path
             tar.addfile(info, io.BytesIO(data))
     tmp.replace(path)
     return path
+
+
+def bundled_bl30k_segments() -> list[list[tuple[str, Path]]]:
+    """Members of the two bundled BL30K stand-in segments: a holds every frame and the first half of
+    the masks, so those videos' masks continue in segment b."""
+    members = bl30k_members(bundled_videos())
+    half = len(members) - sum(1 for n, _ in members if "/Annotations/" in n) // 2
+    return [members[:half], members[half:]]
 
 
 def build_bundled(name: str, target: str | Path, log=lambda _: None) -> Path:
@@ -259,10 +282,8 @@ def build_bundled(name: str, target: str | Path, log=lambda _: None) -> Path:
     elif name == "static":
         _static(target, videos)
     elif name == "bl30k":
-        members = bl30k_members(videos)
-        half = len(members) - sum(1 for n, _ in members if "/Annotations/" in n) // 2
-        write_tar(target / "BL30K_a.tar", members[:half])  # a video's masks continue in segment b
-        write_tar(target / "BL30K_b.tar", members[half:])
+        for letter, members in zip("ab", bundled_bl30k_segments(), strict=True):
+            write_tar(target / f"BL30K_{letter}.tar", members)
     (target / "BUNDLED_SAMPLE.md").write_text(CREDIT.format(name=name))
     log(f"{name}: bundled stand-in written to {target}")
     return target

@@ -115,14 +115,17 @@ class Bl30kIndex:
                     f"after member {last})"
                 )
 
-    def member(self, row: int) -> str:
-        """`segment:member name` of an index row, for messages."""
+    def name(self, row: int) -> str:
+        """The tar member name of an index row."""
         r = self.rows
-        name = (
+        return (
             f"{self.heads.values[r['head'][row]]}{KINDS[r['kind'][row]]}/{self.videos.values[r['vid'][row]]}/"
             f"{self.stems.values[r['stem'][row]]}{self.exts.values[r['ext'][row]]}"
         )
-        return f"{self.segments[r['seg'][row]]}:{name}"
+
+    def member(self, row: int) -> str:
+        """`segment:member name` of an index row, for messages."""
+        return f"{self.segments[self.rows['seg'][row]]}:{self.name(row)}"
 
     def groups(self) -> Iterator[tuple[str, np.ndarray]]:
         """(video name, its rows sorted by frame name then kind), videos in name order."""
@@ -179,13 +182,15 @@ class Bl30kReader:
 
 def bl30k_pending(index: Bl30kIndex, reader: Bl30kReader) -> list[Pending]:
     """One pending sample per BL30K video (name order); every frame needs its mask."""
-    out = []
+    return [video_pending(index, reader, name, rows) for name, rows in index.groups()]
+
+
+def video_pending(index: Bl30kIndex, reader: Bl30kReader, name: str, rows: np.ndarray) -> Pending:
+    """The pending sample of one video (`rows`: its index rows, as `Bl30kIndex.groups` gives them)."""
     r = index.rows
-    for name, rows in index.groups():
-        parts = (f"{index.stems.values[r['stem'][i]]}:{r['kind'][i]}:{r['size'][i]}" for i in rows)
-        fingerprint = hashlib.sha1(";".join(parts).encode()).hexdigest()
-        out.append(Pending(safe_key(name), fingerprint, _loader(index, reader, name, rows)))
-    return out
+    parts = (f"{index.stems.values[r['stem'][i]]}:{r['kind'][i]}:{r['size'][i]}" for i in rows)
+    fingerprint = hashlib.sha1(";".join(parts).encode()).hexdigest()
+    return Pending(safe_key(name), fingerprint, _loader(index, reader, name, rows))
 
 
 def _loader(index: Bl30kIndex, reader: Bl30kReader, name: str, rows: np.ndarray) -> Callable[[], Members]:

@@ -11,16 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from stcn.atomic import output_errors
-from stcn.data.shards.bl30k import Bl30kIndex, Bl30kReader, bl30k_pending
-from stcn.data.shards.format import DEFAULT_SHARD_SIZE_MB
 from stcn.data.folders import davis_sequences, detect_layout, youtube_sequences
+from stcn.data.shards.bl30k import Bl30kIndex, Bl30kReader, bl30k_pending
+from stcn.data.shards.format import DEFAULT_SHARD_SIZE_MB, safe_key
 from stcn.data.shards.inputs import (
+    DEFAULT_CHECK,
+    check_level,
     davis_pending,
     sequence_pending,
     static_pending,
     youtube_pending,
     youtube_split_folder,
 )
+from stcn.data.shards.parallel import default_workers, parallel_loads, parse_part, part_dir, select_part
 from stcn.data.shards.writer import write_shards
 from stcn.errors import UserError
 
@@ -34,10 +37,29 @@ def _size(shard_size_mb: float) -> int:
     return int(shard_size_mb * 2**20)
 
 
-def _write(samples: list, out: str, dataset: str, split: str, source: str, size: int, log: Log) -> dict[str, Any]:
-    with output_errors(f"shards to {out}"):  # disk full, read-only: one line
-        return write_shards(samples, str(out), dataset=dataset, split=split, source=source, shard_size_bytes=size,
-                            log=log)  # fmt: skip
+def _write(
+    samples: list, out: str, dataset: str, split: str, source: str, size: int, log: Log, run: dict[str, Any]
+) -> dict[str, Any]:
+    """Write (this part of) the samples with the run's check level and worker processes."""
+    part = parse_part(run.get("part"))
+    workers = run.get("workers") or default_workers()
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    out = str(out).rstrip("/")
+    if part is not None:
+        samples, out = select_part(samples, part), f"{out}/{part_dir(part)}"
+        log(f"part {part[0]}/{part[1]}: {len(samples)} samples -> {out}")
+    with check_level(run.get("check") or DEFAULT_CHECK, threads=1), output_errors(f"shards to {out}"):
+        return write_shards(samples, out, dataset=dataset, split=split, source=source, shard_size_bytes=size,
+                            log=log, loads=parallel_loads(workers))  # fmt: skip
+
+
+def _run(check: str, workers: int | None, part: str | None) -> dict[str, Any]:
+    """The run options of every shard command, checked before any input is read."""
+    parse_part(part)
+    with check_level(check):
+        pass
+    return {"check": check, "workers": workers, "part": part}
 
 
 def shard_davis(
@@ -48,12 +70,18 @@ def shard_davis(
     split: str = "train",
     shard_size_mb: float = DEFAULT_SHARD_SIZE_MB,
     log: Log = lambda _: None,
+    check: str = DEFAULT_CHECK,
+    workers: int | None = None,
+    part: str | None = None,
 ) -> dict[str, Any]:
-    """Shard a DAVIS split (one sample per sequence); returns the index."""
+    """Shard a DAVIS split (one sample per sequence); returns the index.
+
+    Every shard command: `check` "header" (default) or "full" (see `check_level`), `workers`
+    processes (default: the CPU count), `part` "I/N" to write only part I of N (`shard_parallel`)."""
     if str(year) not in ("2016", "2017"):
         raise UserError(f"DAVIS year must be 2016 or 2017, got {year}")
-    size = _size(shard_size_mb)
-    return _write(davis_pending(root, year, split), out, f"davis{year}", split, f"davis{year}/{split}", size, log)
+    size, run = _size(shard_size_mb), _run(check, workers, part)
+    return _write(davis_pending(root, year, split), out, f"davis{year}", split, f"davis{year}/{split}", size, log, run)
 
 
 def shard_youtube(
@@ -63,10 +91,36 @@ def shard_youtube(
     split: str = "train",
     shard_size_mb: float = DEFAULT_SHARD_SIZE_MB,
     log: Log = lambda _: None,
+    check: str = DEFAULT_CHECK,
+    workers: int | None = None,
+    part: str | None = None,
+    subset: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Shard a YouTube-VOS split (`train` reads `train_480p` when it exists); returns the index."""
-    size = _size(shard_size_mb)
-    return _write(youtube_pending(root, split), out, "youtube", split, f"youtube/{split}", size, log)
+    """Shard a YouTube-VOS split (`train` reads `train_480p` when it exists); returns the index.
+
+    `subset`: a file listing the video names to keep, one a line (the release trains on the 3464
+    videos of `stcn/data/youtube_train_subset.txt`); every listed video must exist."""
+    size, run = _size(shard_size_mb), _run(check, workers, part)
+    pending = youtube_pending(root, split)
+    if subset:
+        pending = youtube_subset(pending, subset, f"{root}/{split}")
+        log(f"subset {subset}: {len(pending)} videos")
+    return _write(pending, out, "youtube", split, f"youtube/{split}", size, log, run)
+
+
+def youtube_subset(pending: list, subset: str | Path, where: str) -> list:
+    """The pending videos named in the `subset` file (name order kept); a listed video that is
+    missing is a UserError."""
+    try:
+        names = [n.strip() for n in Path(subset).read_text().splitlines() if n.strip()]
+    except OSError as e:
+        raise UserError(f"cannot read the YouTube-VOS subset list {subset}: {e}") from None
+    wanted = {safe_key(n): n for n in names}
+    have = {p.key for p in pending}
+    missing = sorted(n for k, n in wanted.items() if k not in have)
+    if missing:
+        raise UserError(f"{len(missing)} video(s) of {subset} are not in {where}, e.g. {missing[0]}")
+    return [p for p in pending if p.key in wanted]
 
 
 def shard_static(
@@ -76,10 +130,13 @@ def shard_static(
     split: str = "train",
     shard_size_mb: float = DEFAULT_SHARD_SIZE_MB,
     log: Log = lambda _: None,
+    check: str = DEFAULT_CHECK,
+    workers: int | None = None,
+    part: str | None = None,
 ) -> dict[str, Any]:
     """Shard image + mask pairs found recursively under `root` (one sample per image)."""
-    size = _size(shard_size_mb)
-    return _write(static_pending(root), out, "static", split, "static", size, log)
+    size, run = _size(shard_size_mb), _run(check, workers, part)
+    return _write(static_pending(root), out, "static", split, "static", size, log, run)
 
 
 def shard_bl30k(
@@ -89,18 +146,21 @@ def shard_bl30k(
     split: str = "train",
     shard_size_mb: float = DEFAULT_SHARD_SIZE_MB,
     log: Log = lambda _: None,
+    check: str = DEFAULT_CHECK,
+    workers: int | None = None,
+    part: str | None = None,
 ) -> dict[str, Any]:
     """Shard BL30K straight from its segment tars (no extraction); one sample per video."""
     if not segments:
         raise UserError("no BL30K segments given (--segments BL30K_a.tar ...)")
-    size = _size(shard_size_mb)
+    size, run = _size(shard_size_mb), _run(check, workers, part)
     paths = [str(s) for s in segments]
     log(f"indexing {len(paths)} segment(s)")
     index = Bl30kIndex(paths)
     with Bl30kReader(index) as reader:
         samples = bl30k_pending(index, reader)
         log(f"{len(samples)} videos, {len(index.rows['vid'])} members")
-        return _write(samples, out, "bl30k", split, "bl30k", size, log)
+        return _write(samples, out, "bl30k", split, "bl30k", size, log, run)
 
 
 def shard_generic(
@@ -112,12 +172,18 @@ def shard_generic(
     name: str = "generic",
     shard_size_mb: float = DEFAULT_SHARD_SIZE_MB,
     log: Log = lambda _: None,
+    check: str = DEFAULT_CHECK,
+    workers: int | None = None,
+    part: str | None = None,
+    subset: str | Path | None = None,
 ) -> dict[str, Any]:
     """Shard your own videos: a folder in DAVIS layout (`JPEGImages[/480p]/<seq>`, `Annotations[/480p]/<seq>`,
     with or without `ImageSets`; without, every sequence) or YouTube-VOS layout (`<split>/JPEGImages/<video>`).
 
-    Every frame needs its mask for training. `layout` None: detected from the folder.
+    Every frame needs its mask for training. `layout` None: detected from the folder. `subset`: a file of the
+    video names to keep (see `youtube_subset`).
     """
+    run = _run(check, workers, part)
     layout = layout or detect_layout(root)
     size = _size(shard_size_mb)
     if layout == "davis":
@@ -127,4 +193,7 @@ def shard_generic(
     else:
         raise UserError(f"unknown layout {layout!r}; choose davis or youtube")
     pending = [sequence_pending(s, f"{name}/{split}") for s in seqs]
-    return _write(pending, out, name, split, f"{name}/{split}", size, log)
+    if subset:
+        pending = youtube_subset(pending, subset, f"{root} ({split})")
+        log(f"subset {subset}: {len(pending)} videos")
+    return _write(pending, out, name, split, f"{name}/{split}", size, log, run)

@@ -5,6 +5,7 @@ Video sample (DAVIS, YouTube-VOS, BL30K), one per video, members in this order:
     `<key>.<stem>.jpg`                the frame's original JPEG bytes, unchanged
     `<key>.<stem>.png`                that frame's mask PNG bytes (only for annotated frames)
 so a WebDataset sample dict has keys "__key__", "json", "<stem>.jpg", "<stem>.png".
+"objects" (the mask labels) is null when the shards were written with the header-only check.
 YouTube-VOS valid with all frames adds "required": the stems that need an output mask.
 
 Static sample (image + mask datasets), one per image: `<key>.json` {"name", "source", "size"},

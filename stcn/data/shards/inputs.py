@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,66 @@ from stcn.data.shards.writer import Members, Pending
 from stcn.errors import UserError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
+CHECKS = ("header", "full")
+DEFAULT_CHECK = "header"
+_CHECK = {"level": DEFAULT_CHECK, "threads": 0}  # set by `check_level`; forked shard workers inherit it
+
+
+@contextlib.contextmanager
+def check_level(level: str, threads: int = 0) -> Iterator[None]:
+    """Check images at `level` while the block runs: "header" reads only what the image headers say
+    (format, size, PNG mode, an end marker), "full" decodes every JPEG and mask (and lists the mask
+    labels in "objects"). `threads`: image-check threads per process (0: the CPU count)."""
+    if level not in CHECKS:
+        raise UserError(f"unknown check level {level!r} (one of: {', '.join(CHECKS)})")
+    saved = dict(_CHECK)
+    _CHECK.update(level=level, threads=threads)
+    try:
+        yield
+    finally:
+        _CHECK.update(saved)
+
+
+def peek_jpeg(data: bytes, where: str) -> tuple[int, int]:
+    """(H, W) of JPEG bytes from the header alone, plus an end-of-image marker near the end
+    (catches truncated files); pixels are not decoded."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "JPEG":
+                raise UserError(f"not a JPEG ({im.format}): {where}")
+            size = (im.height, im.width)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"corrupt JPEG: {where} ({e})") from None
+    if b"\xff\xd9" not in data[-1024:]:
+        raise UserError(f"corrupt JPEG: {where} (no end-of-image marker: truncated?)")
+    return size
+
+
+def peek_mask(data: bytes, where: str, size: tuple[int, int]) -> None:
+    """Check a mask PNG from its header (format, size, mode) and its IEND chunk; no decoding."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "PNG":
+                raise UserError(f"mask is not a PNG ({im.format}): {where}")
+            if (im.height, im.width) != tuple(size):
+                raise UserError(f"mask size {im.height}x{im.width} differs from its frame {size[0]}x{size[1]}: {where}")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"corrupt mask PNG: {where} ({e})") from None
+    if data[-8:-4] != b"IEND":
+        raise UserError(f"corrupt mask PNG: {where} (no IEND chunk: truncated?)")
+
+
+def frame_size(data: bytes, where: str) -> tuple[int, int]:
+    """(H, W) of a frame, checked at the current level (`check_level`)."""
+    return check_jpeg(data, where) if _CHECK["level"] == "full" else peek_jpeg(data, where)
+
+
+def mask_labels(data: bytes, where: str, size: tuple[int, int]) -> np.ndarray | None:
+    """The label values a mask holds (full check), or None after a header-only check."""
+    if _CHECK["level"] == "full":
+        return check_mask(data, where, size)
+    peek_mask(data, where, size)
+    return None
 
 
 def check_jpeg(data: bytes, where: str) -> tuple[int, int]:
@@ -57,7 +118,8 @@ def _threads() -> ThreadPoolExecutor:
     """Workers for the image checks (PIL decodes without holding the GIL)."""
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="stcn-shard-check")
+        threads = _CHECK["threads"] or os.cpu_count() or 1
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stcn-shard-check")
     return _POOL
 
 
@@ -90,20 +152,23 @@ def video_sample_members(
             raise UserError(f"frame without a mask: {missing[0][1]}")
     jpgs = {stem: (where, read()) for stem, where, read in frames}
     pngs = {stem: (where, read()) for stem, (where, read) in masks.items()}
-    sizes = list(_threads().map(lambda s: check_jpeg(jpgs[s][1], jpgs[s][0]), stems))
+    # threads only for full decodes on a process of its own (header reads are too small; one thread per worker)
+    run = _threads().map if _CHECK["level"] == "full" and _CHECK["threads"] != 1 else map
+    sizes = list(run(lambda s: frame_size(jpgs[s][1], jpgs[s][0]), stems))
     size = sizes[0]
     for stem, hw in zip(stems, sizes, strict=True):
         if hw != size:
             raise UserError(f"frame size {hw[0]}x{hw[1]} differs from the video's {size[0]}x{size[1]}: {jpgs[stem][0]}")
     annotated = [s for s in stems if s in pngs]
-    present = np.zeros(256, bool)
-    for labels in _threads().map(lambda s: check_mask(pngs[s][1], pngs[s][0], size), annotated):
-        present |= labels
+    present: np.ndarray | None = np.zeros(256, bool)
+    for labels in run(lambda s: mask_labels(pngs[s][1], pngs[s][0], size), annotated):
+        present = None if labels is None or present is None else present | labels
     meta = {
         "video": name,
         "frames": stems,
         "annotated": annotated,
-        "objects": [int(i) for i in np.flatnonzero(present) if i not in (0, 255)],
+        # header-only check: the labels are not known without decoding (training decodes the masks anyway)
+        "objects": None if present is None else [int(i) for i in np.flatnonzero(present) if i not in (0, 255)],
         "size": list(size),
         "source": source,
         **(extra or {}),
@@ -191,8 +256,8 @@ def static_pending(root: str | Path) -> list[Pending]:
 def _static_loader(name: str, img: Path, msk: Path, sub: str) -> Callable[[], Members]:
     def load() -> Members:
         jpg, png = _read(img), _read(msk)
-        size = check_jpeg(jpg, str(img))
-        check_mask(png, str(msk), size)
+        size = frame_size(jpg, str(img))
+        mask_labels(png, str(msk), size)
         meta = {"name": name, "source": "static" if sub == "." else f"static/{sub}", "size": list(size)}
         return static_members(safe_key(name), meta, jpg, png)
 

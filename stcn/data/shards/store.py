@@ -153,7 +153,10 @@ class PendingFile:
                 f.close()
                 os.replace(self.tmp, self.final)
             else:
-                f.close()
+                try:
+                    f.close()
+                except FileNotFoundError as e:  # s3fs: the bucket does not exist
+                    raise UserError(f"cannot write {self.store.url_of(self.name)}: {e}") from None
 
     def discard(self) -> None:
         f = self.out.f

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +110,12 @@ def write_shards(
     source: str,
     shard_size_bytes: int,
     log: Callable[[str], None] = lambda _: None,
+    loads: Callable[[Sequence[Pending]], Iterator[Members | bytes]] | None = None,
 ) -> dict[str, Any]:
     """Write `samples` (in the given order) to `out` and return the index; resumes a killed run.
+
+    `loads(samples)` yields each sample's members (or their `tar_record`) in order (default: `sample.load()`;
+    `stcn.data.shards.parallel.parallel_loads` reads and checks them in worker processes).
 
     A sample never spans shards; a shard is closed before a sample would push it past
     `shard_size_bytes`. Each finished shard is recorded in index.json at once, so a re-run keeps
@@ -149,10 +152,11 @@ def write_shards(
 
     shard = _OpenShard(store, shard_name(split, len(kept)))
     try:
+        todo = samples[done:]
         with progress_bar(f"shard {dataset} {split}", len(samples), "samples", start=done) as bar:
-            for sample in samples[done:]:
-                members = sample.load()
-                if shard.samples and shard.bytes + _tar_bytes(members) > shard_size_bytes:
+            for members in (s.load() for s in todo) if loads is None else loads(todo):
+                size = len(members) if isinstance(members, bytes) else _tar_bytes(members)
+                if shard.samples and shard.bytes + size > shard_size_bytes:
                     entry["shards"].append(shard.close())
                     _save(store, index, split, entry)
                     log(f"wrote {shard.name} ({shard.samples} samples, {shard.bytes / 2**20:.1f} MiB)")
@@ -182,27 +186,41 @@ def _remove_stale(store: Store, split: str, count: int) -> None:
             store.remove(name)
 
 
+def tar_record(members: Members) -> bytes:
+    """The bytes `members` take in a GNU tar (header, long-name records, data, padding), as
+    `tarfile` writes them; shard workers build these so the writer only hashes and writes."""
+    parts = []
+    for name, data in members:
+        parts.append(tar_info(name, len(data)).tobuf(tarfile.GNU_FORMAT, tarfile.ENCODING, "surrogateescape"))
+        parts.append(data)
+        if len(data) % tarfile.BLOCKSIZE:
+            parts.append(bytes(tarfile.BLOCKSIZE - len(data) % tarfile.BLOCKSIZE))
+    return b"".join(parts)
+
+
 class _OpenShard:
-    """One shard being written: a deterministic GNU tar streamed into the store."""
+    """One shard being written: a deterministic GNU tar streamed into the store (byte for byte what
+    `tarfile` writes: member records, two zero blocks, zeros up to a whole 10240-byte record)."""
 
     def __init__(self, store: Store, name: str) -> None:
         self.name, self.samples = name, 0
         self._file = store.create(name)
-        self._tar = tarfile.open(fileobj=self._file.out, mode="w", format=tarfile.GNU_FORMAT)  # noqa: SIM115
 
     @property
     def bytes(self) -> int:
         return self._file.out.n
 
-    def add(self, members: Members) -> None:
-        for name, data in members:
-            self._tar.addfile(tar_info(name, len(data)), io.BytesIO(data))
+    def add(self, members: Members | bytes) -> None:
+        """Append one sample: its members, or their `tar_record` bytes."""
+        self._file.out.write(members if isinstance(members, bytes) else tar_record(members))
         self.samples += 1
 
     def close(self) -> dict[str, Any]:
-        self._tar.close()
-        self._file.commit()
         out = self._file.out
+        out.write(bytes(2 * tarfile.BLOCKSIZE))
+        if out.n % tarfile.RECORDSIZE:
+            out.write(bytes(tarfile.RECORDSIZE - out.n % tarfile.RECORDSIZE))
+        self._file.commit()
         return {"name": self.name, "samples": self.samples, "bytes": out.n, "sha256": out.sha.hexdigest()}
 
     def abort(self) -> None:

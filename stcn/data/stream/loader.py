@@ -26,12 +26,16 @@ DataLoader worker processes read for every sample (the max_skip curriculum), and
 from __future__ import annotations
 
 import importlib
+import io
 import itertools
+import json
 import multiprocessing as mp
 import os
+import queue
 import random
 import re
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -56,8 +60,13 @@ SHUFFLE_BUFFER = {"static": 256, "bl30k": 8, "video": 8}  # raw samples held per
 HTTP_TIMEOUT = 30.0
 S3_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}
 S3_BLOCK = 16 << 20
+S3_BUFFER = 1 << 20
+S3_AHEAD = 64 << 20  # bytes of a shard read ahead per open S3 stream
+# STCN_S3_READ=stream (default): whole-object streaming GETs read ahead (s3_stream); =ranges: s3fs range
+# reads of S3_BLOCK with its read-ahead cache (the former reader, kept for comparison)
+S3_READ_VAR = "STCN_S3_READ"
 AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-AWS_VARS += ("AWS_REGION", "AWS_DEFAULT_REGION")
+AWS_VARS += ("AWS_REGION", "AWS_DEFAULT_REGION", S3_READ_VAR)
 _S3: dict[tuple, Any] = {}
 Sources = str | Path | Sequence[str | Path]
 
@@ -119,6 +128,93 @@ def s3_filesystem(env: dict[str, str] | None = None) -> Any:
     return _S3[cache_key]
 
 
+def s3_client(env: dict[str, str] | None = None) -> Any:
+    """A boto3 S3 client for this process configured from `env` (default: `s3_env()`)."""
+    import boto3
+    from botocore.config import Config
+
+    env = s3_env() if env is None else env
+    cache_key = ("boto3", os.getpid(), tuple(sorted(env.items())))
+    if cache_key not in _S3:
+        _S3[cache_key] = boto3.session.Session().client(
+            "s3",
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+            aws_session_token=env.get("AWS_SESSION_TOKEN"),
+            endpoint_url=env.get("AWS_ENDPOINT_URL"),
+            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            config=Config(**S3_CONFIG),
+        )
+    return _S3[cache_key]
+
+
+class _ReadAhead(io.RawIOBase):
+    """A raw file over a stream that a background thread reads up to `ahead` bytes in advance
+    (the GET body of an S3 object), so the transfer overlaps with decoding in this process."""
+
+    def __init__(self, body: Any, ahead: int, chunk: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead // chunk))
+        self._buf, self._pos, self._eof = b"", 0, False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(body, chunk), daemon=True)
+        self._thread.start()
+
+    def _fill(self, body: Any, chunk: int) -> None:
+        try:
+            while not self._stop.is_set():
+                data = body.read(chunk)
+                self._queue.put(data)
+                if not data:
+                    break
+        except Exception as e:  # handed to the reader, raised there
+            self._queue.put(e)
+        finally:
+            body.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._pos >= len(self._buf):
+            if self._eof:
+                return 0
+            item = self._queue.get()
+            if isinstance(item, Exception):
+                raise item
+            if not item:
+                self._eof = True
+                return 0
+            self._buf, self._pos = item, 0
+        n = min(len(buffer), len(self._buf) - self._pos)
+        buffer[:n] = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock the reader thread so it can finish
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.01)
+        super().close()
+
+
+def s3_stream(url: str, env: dict[str, str] | None = None) -> BinaryIO:
+    """The whole S3 object as one streaming GET (no HEAD, no range requests) that a background
+    thread reads up to S3_AHEAD bytes ahead of the consumer (benchmarks/stream.py measures it)."""
+    from botocore.exceptions import ClientError
+
+    parsed = urlparse(url)
+    try:
+        body = s3_client(env).get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchBucket"):
+            raise FileNotFoundError(url) from None
+        raise
+    return io.BufferedReader(_ReadAhead(body, S3_AHEAD, S3_BUFFER), buffer_size=S3_BUFFER)
+
+
 def _scheme(url: str) -> str:
     scheme = urlparse(url).scheme
     return "" if len(scheme) <= 1 else scheme  # "C:" is a drive, not a scheme
@@ -135,6 +231,8 @@ def open_shard(url: str, env: dict[str, str] | None = None) -> BinaryIO:
     try:
         if scheme in ("", "file"):
             return open(urlparse(url).path if scheme else url, "rb")
+        if scheme in ("s3", "s3a") and (s3_env() if env is None else env).get(S3_READ_VAR, "stream") == "stream":
+            return s3_stream(url, env)
         if scheme in ("s3", "s3a"):
             return s3_filesystem(env).open(url, "rb", block_size=S3_BLOCK, cache_type="readahead")
         if scheme in ("http", "https"):
@@ -294,6 +392,25 @@ class ShardList(IterableDataset):
         yield from ({"url": u, "part": 0, "parts": 1} for u in mine)
 
 
+def opened_ahead(src: Iterator[dict[str, Any]], env: dict[str, str]) -> Iterator[tuple[dict[str, Any], BinaryIO]]:
+    """(item, its opened shard), opening the next shard before the current one is handed out, so an
+    S3 shard downloads (`s3_stream` reads ahead) while the samples of the one before are decoded."""
+    ahead = None
+    try:
+        for item in src:
+            opened = (item, open_shard(item["url"], env))
+            if ahead is not None:
+                current, ahead = ahead, None
+                yield current
+            ahead = opened
+        if ahead is not None:
+            current, ahead = ahead, None
+            yield current
+    finally:
+        if ahead is not None:
+            ahead[1].close()
+
+
 class ReadShards:
     """Open each shard and yield its samples (raw bytes per field) of the item's part; failures name the shard.
 
@@ -306,8 +423,8 @@ class ReadShards:
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         empty: set[str] = set()  # shards that hold no sample of this rank's part
-        for item in src:
-            samples = read_shard(item["url"], open_shard(item["url"], self.env))
+        for item, stream in opened_ahead(src, self.env):
+            samples = read_shard(item["url"], stream)
             got = False
             for sample in itertools.islice(samples, item["part"], None, item["parts"]):
                 got = True
@@ -334,6 +451,29 @@ class Shuffle:
         rng = worker_rng(self.seed, self.rank, self.state.epoch, 2)
         py_rng = random.Random(int(rng.integers(2**63)))
         yield from wds.shuffle(self.size, max(1, self.size // 2), rng=py_rng)(src)
+
+
+def static_subset(raw: dict[str, Any]) -> str:
+    """The dataset a static shard sample comes from: `static/BIG_small` -> `BIG_small` (else "")."""
+    try:
+        source = json.loads(raw.get("json") or b"{}").get("source") or ""
+    except ValueError:
+        return ""
+    return source.split("/", 1)[1] if "/" in source else ""
+
+
+class RepeatBySubset:
+    """Yield each static sample `repeats[its dataset]` times (default once): the release's stage-0
+    mixture `[fss, DUTS-TR, DUTS-TE, ecssd] + [BIG_small, HRSOD_small] * 5` concatenates the
+    high-resolution sets five times; the shuffle buffer after this spreads the copies out."""
+
+    def __init__(self, repeats: dict[str, int]) -> None:
+        self.repeats = {k: int(v) for k, v in repeats.items()}
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for raw in src:
+            for _ in range(self.repeats.get(static_subset(raw), 1)):
+                yield raw
 
 
 class ToTrainingSample:
@@ -423,6 +563,7 @@ def make_dataset(
     shuffle_buffer: int | None = None,
     check: bool = True,
     state: SharedState | None = None,
+    repeats: dict[str, int] | None = None,
 ) -> wds.DataPipeline:
     """The per-rank WebDataset pipeline yielding collated batches (see `make_loader`)."""
     kind = data_kind(stage)
@@ -439,9 +580,12 @@ def make_dataset(
     rank, world = rank_and_world()
     state = state or SharedState(max_skip)
     buffer = SHUFFLE_BUFFER[kind] if shuffle_buffer is None else shuffle_buffer
+    if repeats and kind != "static":
+        raise UserError(f"per-dataset repeats apply to static images (stage 0), not to {kind!r} samples")
     pipeline = wds.DataPipeline(
         ShardList(groups, mode, seed, rank, world, state),
         ReadShards(s3_env()),
+        *([RepeatBySubset(repeats)] if repeats else []),
         Shuffle(buffer, seed, rank, state),
         ToTrainingSample(kind, crop, seed, rank, state),
         wds.batched(batch_size, collation_fn=collate, partial=mode == "once"),
@@ -519,13 +663,15 @@ def make_loader(
     prefetch_factor: int = 2,
     check: bool = True,
     mp_context: str = "forkserver",
+    repeats: dict[str, int] | None = None,
 ) -> StreamLoader:
     """A loader of batched training tensors for `stage` (0 static, 1 BL30K, 2/3 DAVIS/YouTube-VOS).
 
     Batches hold `rgb` (B, 3, 3, crop, crop), `gt`/`sec_gt` (B, 3, 1, crop, crop), `cls_gt`
     (B, 3, crop, crop), `first_frame_gt` (B, 2, 1, crop, crop), `selector` (B, 2), `info` (list).
     In "resampled" mode each rank yields `ceil(samples_per_rank / (batch_size * workers))`
-    batches per worker per epoch; `check` verifies up front that every shard exists.
+    batches per worker per epoch; `check` verifies up front that every shard exists; `repeats`
+    ({dataset: n}, stage 0) yields the static samples of those datasets n times (`RepeatBySubset`).
     Workers start by "forkserver": a forked worker deadlocks when the parent has already used
     OpenCV's (or OpenMP's) thread pool, which training code does; scripts need a `__main__` guard.
     """
@@ -533,7 +679,7 @@ def make_loader(
     dataset = make_dataset(
         urls, stage, batch_size, seed=seed, mode=mode, samples_per_rank=samples_per_rank,
         num_workers=num_workers, max_skip=max_skip, crop=crop, split=split,
-        shuffle_buffer=shuffle_buffer, check=check, state=state,
+        shuffle_buffer=shuffle_buffer, check=check, state=state, repeats=repeats,
     )  # fmt: skip
     extra = {}
     if num_workers > 0:

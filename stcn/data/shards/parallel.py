@@ -1,0 +1,148 @@
+"""Sharding on many cores and many machines.
+
+`parallel_loads` reads and checks samples in worker processes (forked, so the pending samples and
+the BL30K index are shared copy-on-write) while the calling process writes them in order: the
+shards are byte-identical to a one-process run. At most `4 * workers` samples are in flight, so
+memory stays bounded. A worker that dies (killed, out of memory) fails the run with one line; the
+re-run resumes from the last finished shard like any interrupted run.
+
+`--part I/N` splits the samples (name order) into N contiguous parts; part I writes its shards and
+its own index.json under `<out>/parts/I-of-N/`, so N machines can shard into the same folder or S3
+prefix without touching each other's files. `merge_parts` then writes `<out>/index.json` listing
+the parts' shards in part order: the samples, in order, of a single run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any
+
+from stcn.data.shards import inputs as shard_inputs
+from stcn.data.shards.store import Store
+from stcn.data.shards.writer import FORMAT_VERSION, Members, Pending, tar_record
+from stcn.errors import UserError
+
+_TASKS: Sequence[Pending] = ()
+
+
+def default_workers() -> int:
+    """Worker processes for sharding: the CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker(parent: int) -> None:
+    shard_inputs._POOL = None  # the parent's thread pool has no threads in a forked child
+    shard_inputs._CHECK["threads"] = 1  # one process per core already
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the writer process is gone (killed): it would wait for tasks forever."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _load(i: int) -> bytes:
+    return tar_record(_TASKS[i].load())  # one bytes object to send back, ready to write
+
+
+def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Members | bytes]]:
+    """A `loads` for `write_shards`: members of each sample in order, read by `workers` processes."""
+
+    def loads(samples: Sequence[Pending]) -> Iterator[Members | bytes]:
+        if workers <= 1 or len(samples) <= 1:
+            yield from (s.load() for s in samples)
+            return
+        global _TASKS
+        _TASKS = samples  # read by the forked workers
+        pool = ProcessPoolExecutor(
+            workers, mp_context=get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
+        )
+        broken = False
+        window: deque[Future] = deque()
+        nxt = 0
+        try:
+            while nxt < len(samples) or window:
+                while nxt < len(samples) and len(window) < 4 * workers:
+                    window.append(pool.submit(_load, nxt))
+                    nxt += 1
+                members = window.popleft().result()
+                yield members
+        except BrokenProcessPool:
+            broken = True
+            raise UserError(
+                "a shard worker process died (killed or out of memory); re-run to resume from the last finished shard"
+            ) from None
+        finally:
+            pool.shutdown(wait=not broken, cancel_futures=True)  # a broken pool ends its live workers itself
+            _TASKS = ()
+
+    return loads
+
+
+def parse_part(part: str | None) -> tuple[int, int] | None:
+    """`I/N` -> (I, N) with 0 <= I < N; None -> None (the whole dataset)."""
+    if part is None or part == "":
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(part))
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise UserError(f"--part must be I/N with 0 <= I < N (e.g. 0/4), got {part!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def part_dir(part: tuple[int, int]) -> str:
+    """Sub-folder (relative to the output) of one part: `parts/I-of-N`."""
+    return f"parts/{part[0]}-of-{part[1]}"
+
+
+def select_part(samples: Sequence[Pending], part: tuple[int, int] | None) -> Sequence[Pending]:
+    """Part I of N of the samples: a contiguous run, sizes differing by at most one."""
+    if part is None:
+        return samples
+    i, n = part
+    return samples[i * len(samples) // n : (i + 1) * len(samples) // n]
+
+
+def merge_parts(out: str, split: str, parts: int) -> dict[str, Any]:
+    """Write `<out>/index.json` for `split` from the finished indexes of parts 0..parts-1."""
+    return merge_dirs(out, split, [part_dir((i, parts)) for i in range(parts)], {"parts": parts})
+
+
+def merge_dirs(out: str, split: str, subdirs: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write `<out>/index.json` for `split` listing the shards of the finished `<out>/<subdir>` outputs, in order."""
+    store = Store(out)
+    shards, inputs = [], []
+    dataset = settings = None
+    for sub in subdirs:
+        index = Store(f"{store.url}/{sub}").read_index()
+        entry = (index or {}).get("splits", {}).get(split)
+        if not entry or not entry.get("complete"):
+            raise UserError(f"part {sub} of {split!r} is missing or unfinished in {store.url_of(sub)}")
+        if dataset not in (None, index["dataset"]) or settings not in (None, entry["shard_size_bytes"]):
+            raise UserError(f"part {sub} in {store.url_of(sub)} was written with other settings")
+        dataset, settings = index["dataset"], entry["shard_size_bytes"]
+        shards += [{**s, "name": f"{sub}/{s['name']}"} for s in entry["shards"]]
+        inputs.append(entry["input_sha256"])
+    totals = {"shards": len(shards), "samples": sum(s["samples"] for s in shards)}
+    totals["bytes"] = sum(s["bytes"] for s in shards)
+    entry = {"format": FORMAT_VERSION, "complete": True, **(extra or {}), "part_inputs_sha256": inputs}
+    entry |= {"shard_size_bytes": settings, "shards": shards, "totals": totals}
+    index = store.read_index() or {"splits": {}}
+    index = {"format": FORMAT_VERSION, "dataset": dataset, "splits": {**index.get("splits", {}), split: entry}}
+    flat = [{**s, "split": name} for name, e in sorted(index["splits"].items()) for s in e["shards"]]
+    index["shards"] = flat
+    index["totals"] = {k: sum(e["totals"][k] for e in index["splits"].values()) for k in totals}
+    store.write_index(index)
+    return index
