@@ -4,7 +4,8 @@ The dataset's `layout` picks the reader (davis, youtube, static, bl30k); `datase
 options over the shared `shard` block. BL30K without a `root` of its own is downloaded one segment at a time
 into data/bl30k (scratch, not an output), sharded and deleted (`stcn shard bl30k-stream`): peak local disk is
 one segment plus the shards (only the index when `shard.url` is s3://). `shard.url` is `shards` (local,
-DVC-tracked) or an s3:// prefix; for the latter the index is also written to `shards/<name>/index.json`, the stage's DVC output (it lists every shard's sha256).
+DVC-tracked) or an s3:// prefix; for the latter the index is also written to `shards/<name>/index.json`, the
+stage's DVC output (it lists every shard's sha256).
 """
 
 from __future__ import annotations

@@ -261,8 +261,8 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [({"crop": 100}, "multiple of 16"), ({"crop": 16}, "at least 32"), ({"log_every": 0}, "setting log_every"),
-     ({"iterations": 0}, "setting iterations"), ({"stage": 5}, "unknown training stage"), ({"data": []}, "no training data"),
-     ({"num_workers": -1}, "setting num_workers"), ({"lr": 0.0}, "setting lr")],
+     ({"iterations": 0}, "setting iterations"), ({"stage": 5}, "unknown training stage"),
+     ({"data": []}, "no training data"), ({"num_workers": -1}, "setting num_workers"), ({"lr": 0.0}, "setting lr")],
 )  # fmt: skip
 def test_train_config_is_checked_on_construction(change, message):
     """Every caller (CLI, DVC stage, benchmarks) gets the same checks: they live in TrainConfig."""
