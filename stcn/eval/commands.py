@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stcn.inference.commands import AMP, DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, TOP_K, WEIGHTS
+from stcn.inference.commands import DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, PRECISION, TOP_K, WEIGHTS
 
 
 def score(
@@ -34,7 +34,7 @@ def evaluate(
     top_k: int = TOP_K,
     mem_every: int = MEM_EVERY,
     include_last: bool = INCLUDE_LAST,
-    amp: bool = AMP,
+    precision: str = PRECISION,
     max_memory_frames: int | None = MAX_MEMORY_FRAMES,
     device: str | None = DEVICE,
     resolution: int | None = typer.Option(
@@ -47,7 +47,7 @@ def evaluate(
     from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
 
-    settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device, resolution)
+    settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
     result = run(load_model(weights, settings.device), dataset, root, split, out, settings)
     if result.global_results is not None:
         print_results(result.global_results, result.per_sequence)

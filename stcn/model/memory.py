@@ -34,10 +34,10 @@ def topk_readout(affinity: torch.Tensor, mem_value: torch.Tensor, k: int) -> tor
     """
     k = min(k, affinity.shape[0])
     values, indices = torch.topk(affinity, k=k, dim=0)  # (k, HW)
-    weights = torch.softmax(values, dim=0).to(mem_value.dtype)
-    out = mem_value[:, :, indices[0]] * weights[0]
+    weights = torch.softmax(values, dim=0)  # in the affinity's precision (fp32 unless bf16/fp16 throughout)
+    out = mem_value[:, :, indices[0]].to(weights.dtype) * weights[0]
     for j in range(1, k):
-        out += mem_value[:, :, indices[j]] * weights[j]
+        out += mem_value[:, :, indices[j]].to(weights.dtype) * weights[j]
     return out
 
 
