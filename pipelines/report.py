@@ -11,11 +11,11 @@ def report() -> None:
 
     p = load()
     ev, rep = p["evaluate"], p["report"]
-    setting = (f"{ev['device']}, {'AMP' if ev['amp'] else 'fp32'}, {ev['resolution'] or 480}p, "
+    setting = (f"{ev['device']}, {ev['precision']}, {ev['resolution'] or 480}p, "
                f"top-k {ev['top_k']}, a memory frame every {ev['mem_every']}")  # fmt: skip
     notes = [f"profile: `{p['profile']}`", f"evaluated weights: `{ev['weights']}` ({setting})", *rep["notes"]]
     write_reports("results", "models", "reports", curves=rep["curves"], label=ev["weights"], notes=notes,
-                  amp=ev["amp"])  # fmt: skip
+                  amp=ev["precision"] != "fp32")  # fmt: skip
 
 
 if __name__ == "__main__":

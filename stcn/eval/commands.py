@@ -41,14 +41,26 @@ def evaluate(
         None, help="Process frames resized to this shorter side [default: as stored; YouTube-VOS 480]."
     ),
 ) -> None:
-    """Predict a whole split, report the amortized FPS, and score it when ground truth exists."""
+    """Predict a whole split, report the amortized FPS, and score it when ground truth exists.
+
+    Under `torchrun --nproc-per-node N -m stcn.eval.evaluate` (same options) the videos are split across
+    the ranks by frame count; the outputs are those of one process.
+    """
+    import dataclasses
+
     from stcn.eval.davis_score import print_results
     from stcn.eval.evaluate import evaluate as run
+    from stcn.eval.ranks import setup
     from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
 
     settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
-    result = run(load_model(weights, settings.device), dataset, root, split, out, settings)
+    ranks, rank_device = setup(settings.device)
+    settings = dataclasses.replace(settings, device=rank_device)
+    model = load_model(weights, settings.device)
+    result = run(model, dataset, root, split, out, settings, progress=ranks.is_main, ranks=ranks)
+    if not ranks.is_main:
+        return
     if result.global_results is not None:
         print_results(result.global_results, result.per_sequence)
     typer.echo(

@@ -14,6 +14,7 @@ from rich.progress import Progress
 from stcn.data.folders import Sequence, davis_sequences, youtube_sequences
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
+from stcn.eval.ranks import Ranks, balance
 from stcn.inference.settings import InferenceSettings
 from stcn.inference.video import Timing, folder_frames, propagate
 from stcn.model.network import STCN
@@ -65,13 +66,17 @@ def evaluate(
     out: str | Path,
     settings: InferenceSettings,
     progress: bool = True,
+    ranks: Ranks | None = None,
 ) -> Evaluation:
     """Predict every sequence of the split into `out`, measure FPS, and score DAVIS splits with ground truth.
 
     DAVIS: `out/<seq>/<frame>.png` from the first frame's objects (2016: one binarised object).
     YouTube-VOS: frames resized to shorter side 480, every object enters at its first annotated frame,
     output only for the annotated subset's frames, in `out/Annotations/<video>/` and `out/submission.zip`.
+    With `ranks` (torchrun), this rank predicts its share of the videos; rank 0 then scores and writes
+    the summary over all of them (other ranks return their own timing and no files).
     """
+    ranks = ranks or Ranks()
     if dataset not in DATASETS:
         raise UserError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     out = Path(out)
@@ -84,9 +89,11 @@ def evaluate(
         seqs = davis_sequences(root, dataset[-4:], split)
         pred_root = out
     timing = Timing()
+    every = seqs
+    seqs = [seqs[i] for i in balance([len(s.frames) for s in seqs], ranks.world)[ranks.rank]]
     with Progress(disable=not progress, transient=True) as bar:
         total = sum(len(s.required) if s.required is not None else len(s.frames) for s in seqs)
-        task = bar.add_task(f"{dataset} {split}", total=total)
+        task = bar.add_task(f"{dataset} {split}" + (f" (rank {ranks.rank})" if ranks.world > 1 else ""), total=total)
         for seq in seqs:
             masks = (
                 {s: read_mask(p) for s, p in seq.annotations.items()}
@@ -100,6 +107,12 @@ def evaluate(
                 bar.advance(task)
 
             timing += propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
+    if ranks.world > 1:
+        timings = ranks.gather(timing)  # also waits until every rank has written its predictions
+        if not ranks.is_main:
+            return Evaluation(dataset, split, timing)
+        timing = Timing(sum(t.frames for t in timings), sum(t.seconds for t in timings))
+        seqs = every
     result = Evaluation(dataset, split, timing)
     if youtube:
         result.files.append(_zip_submission(out))
@@ -118,3 +131,9 @@ def _zip_submission(out: Path) -> Path:
         for png in sorted((out / "Annotations").rglob("*.png")):
             zf.write(png, png.relative_to(out).as_posix())
     return path
+
+
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m stcn.eval.evaluate --weights ... (as `stcn evaluate`)
+    from stcn.eval.ranks import main
+
+    main()
