@@ -289,9 +289,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="alternated repeats of the speed part (best is kept)")
     ap.add_argument("--agreement-frames", type=int, default=12, help="frames per sequence for the agreement part")
     ap.add_argument("--scale", type=float, default=0.5, help="frame scale for the long-video memory part")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, one per core]")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--max-memory", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     if a.child:
         print(json.dumps(memory_child(a.child, a.max_memory, a.scale)))
         return
@@ -308,7 +311,8 @@ def main() -> None:
                 "dense matrix, bmm, full-length probability tensor, BatchNorm unfolded, NCHW); every path runs "
                 f"alternately on the same 1-object blackswan frames (parity case A). {note} "
                 f"Load average (1/5/15 min) at start: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
-                f"at end: {os.getloadavg()[0]:.1f} (2 cores shared with other jobs)."
+                f"at end: {os.getloadavg()[0]:.1f}; {torch.get_num_threads()} torch thread(s) on "
+                f"{os.cpu_count()} cores."
             ),
         )
     if a.part in ("agreement", "all"):

@@ -79,3 +79,20 @@ def test_batch_missing_mask_and_empty_root(weights_file, tmp_path):
     (tmp_path / "empty").mkdir()
     r = segment(weights_file, tmp_path / "empty", masks, tmp_path / "out2")
     assert r.returncode == 2 and r.stderr.strip().startswith("error: no videos"), r.stderr
+
+
+def test_unknown_precision_is_a_one_line_error(weights_file, tmp_path):
+    r = segment(weights_file, tmp_path, tmp_path, tmp_path / "out", "--precision", "fp16", "--device", "cpu")
+    assert (
+        r.returncode == 2
+        and r.stderr.strip() == "error: unknown precision 'fp16' on cpu; choose one of fp32, fast, bf16"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", str(weights_file), "--dataset", "davis2017",
+         "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--precision", "half", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: unknown precision 'half' on cpu; choose one of fp32, fast, bf16"
+    ]
