@@ -182,3 +182,13 @@ def load_model_from_state(state):
     from stcn.model import STCN, load_weights
 
     return prepare_for_inference(load_weights(STCN(), state))
+
+
+@pytest.mark.parametrize("channels", [2, 3, 6])
+def test_channel_argmax_equals_torch_argmax_with_ties(channels):
+    from stcn.inference.frames import channel_argmax
+
+    prob = torch.rand(channels, 37, 53, generator=torch.Generator().manual_seed(channels))
+    prob[-1, :5] = prob[0, :5]  # ties go to the lowest channel, as torch.argmax
+    prob[1, 5:9] = prob[0, 5:9]
+    assert torch.equal(channel_argmax(prob), torch.argmax(prob, dim=0).to(torch.uint8))
