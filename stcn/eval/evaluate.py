@@ -15,6 +15,7 @@ from stcn.data.folders import Sequence, davis_sequences, youtube_sequences
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
 from stcn.eval.ranks import Ranks, balance
+from stcn.inference.overlap import read_ahead
 from stcn.inference.settings import InferenceSettings
 from stcn.inference.video import Timing, folder_frames, propagate
 from stcn.model.network import STCN
@@ -106,7 +107,8 @@ def evaluate(
                 write_mask(folder / f"{stem}.png", labels)
                 bar.advance(task)
 
-            timing += propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required, seq.name)
+            frames = read_ahead(folder_frames(seq.frames))  # JPEG decoding overlaps the network
+            timing += propagate(model, frames, masks, settings, write, seq.required, seq.name)
     if ranks.world > 1:
         timings = ranks.gather(timing)  # also waits until every rank has written its predictions
         if not ranks.is_main:
