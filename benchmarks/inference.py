@@ -1,9 +1,14 @@
-"""Inference speed (s/frame, FPS; fp32 and bf16 autocast) at 480p and peak RSS on long videos.
+"""Inference speed against the original evaluation path (same run), precision ladder agreement, peak RSS.
 
-    python benchmarks/inference.py            # both parts, writes two sections of reports/benchmarks.md
-    python benchmarks/inference.py --part speed|memory
+    python benchmarks/inference.py                 # all parts; each rewrites its section of reports/benchmarks.md
+    python benchmarks/inference.py --part speed    # speed vs the dense reference + conv peak (parity case A)
+    python benchmarks/inference.py --part agreement  # fast/bf16 vs fp32 masks on the bundled sequences
+    python benchmarks/inference.py --part memory   # peak RSS on long videos
 
-Weights are seeded random tensors in the official layout (speed does not depend on the values).
+Speed: the dense re-implementation of the original path (benchmarks/dense_reference.py) and ours at
+each precision run alternately on the same decoded frames (best of --repeats); a plain 3x3 convolution
+measured in the same run gives the machine's practical peak (fp32 and bf16). Weights: the parity
+weights (../shared/reference/parity) when present, so the same runs give the parity agreement; else seeded.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,26 +31,51 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import DAVIS, KEY_LIST, seeded_state_dict  # noqa: E402
+from conftest import DAVIS, KEY_LIST, SHARED, TENNIS, seeded_state_dict  # noqa: E402
 
+from benchmarks.dense_reference import segment_dense  # noqa: E402
 from benchmarks.report import write_section  # noqa: E402
 from stcn.data.images import read_frame, read_mask  # noqa: E402
 from stcn.inference import InferenceCore, InferenceSettings  # noqa: E402
 from stcn.inference.frames import image_tensor, labels_from_prob, one_hot  # noqa: E402
+from stcn.inference.loading import prepare_for_inference  # noqa: E402
 from stcn.model import STCN, load_weights  # noqa: E402
 
-ORIGINAL_S_PER_FRAME = 1.85  # original release, same machine kind, 1 object, fp32 (shared/reference/parity)
+PARITY = SHARED / "reference" / "parity"
+RUNGS = ("fp32", "fast", "bf16")
 
 
-def model() -> STCN:
-    entries = json.loads(KEY_LIST.read_text())["entries"]
-    return load_weights(STCN(), seeded_state_dict(entries)).eval().to(memory_format=torch.channels_last)
+def weights() -> tuple[dict, str]:
+    """The parity weights when the shared reference is present (made by its script), else seeded ones."""
+    if (PARITY / "make_weights.py").is_file():
+        path = Path(tempfile.mkdtemp()) / "parity.pth"
+        subprocess.run(
+            [sys.executable, PARITY / "make_weights.py", SHARED / "reference/stcn_state_dict.json", path],
+            check=True,
+            capture_output=True,
+        )
+        state = torch.load(path, weights_only=True)
+        path.unlink()
+        return state, "parity weights (shared/reference/parity)"
+    return seeded_state_dict(json.loads(KEY_LIST.read_text())["entries"]), "seeded random weights"
 
 
-def run_sequence(net: STCN, frames: list[np.ndarray], first: np.ndarray, ids: list[int], settings) -> float:
-    """Seconds of compute for one sequence (frames already decoded)."""
+def model(state: dict | None = None) -> STCN:
+    """Ours: BatchNorm folded, channels-last."""
+    state = state if state is not None else seeded_state_dict(json.loads(KEY_LIST.read_text())["entries"])
+    return prepare_for_inference(load_weights(STCN(), state))
+
+
+def reference_model(state: dict) -> STCN:
+    """The original's network: BatchNorm kept, NCHW."""
+    return load_weights(STCN(), state).eval()
+
+
+def run_ours(net: STCN, frames: list[np.ndarray], first: np.ndarray, ids: list[int], settings) -> np.ndarray:
+    """Label maps (T, H, W) of one sequence (frames already decoded): step + un-pad/argmax per frame."""
     core = InferenceCore(net, settings)
-    start = time.perf_counter()
+    out = np.zeros((len(frames), *first.shape), np.uint8)
+    lut = np.array([0, *ids], np.uint8)
     for t, rgb in enumerate(frames):
         prob = core.step(
             image_tensor(rgb),
@@ -52,34 +83,143 @@ def run_sequence(net: STCN, frames: list[np.ndarray], first: np.ndarray, ids: li
             ids if t == 0 else None,
             is_last=t == len(frames) - 1,
         )
-        labels_from_prob(prob, rgb.shape[:2])
-    return time.perf_counter() - start
+        out[t] = lut[labels_from_prob(prob, rgb.shape[:2])]
+    return out
 
 
-def speed(max_frames: int) -> pd.DataFrame:
-    net = model()
+def conv_peak(repeats: int) -> dict[str, float]:
+    """GFLOP/s of a plain 3x3 conv 256->256 on a 120x216 map (the decoder's 1/4-resolution convs), fp32 and bf16."""
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 256, 120, 216).contiguous(memory_format=torch.channels_last)
+    flops = 2 * 256 * 256 * 9 * 120 * 216
+    best = {}
+    with torch.inference_mode():
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            c, y = conv.to(dtype), x.to(dtype)
+            c(y)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                c(y)
+                times.append(time.perf_counter() - start)
+            best[name] = flops / min(times) / 1e9
+    return best
+
+
+def video_flops(net: STCN, shape: tuple[int, int], n_frames: int, n_objects: int, mem_every: int) -> float:
+    """Convolution/matmul FLOPs of segmenting a video (official memory schedule), counted per component."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h, w = ((s + 15) // 16 * 16 for s in shape)
+    x = torch.zeros(1, 3, h, w).contiguous(memory_format=torch.channels_last)
+    counts = {}
+    with torch.inference_mode():
+        for name, fn in (
+            ("key", lambda: net.encode_key(x)),
+            ("value", lambda: net.encode_value(x, torch.zeros(1, 1024, h // 16, w // 16), torch.zeros(1, 1, h, w))),
+            (
+                "decode",
+                lambda: net.decode(
+                    torch.zeros(1, 512, h // 16, w // 16),
+                    torch.zeros(1, 512, h // 16, w // 16),
+                    torch.zeros(1, 512, h // 8, w // 8),
+                    torch.zeros(1, 256, h // 4, w // 4),
+                ),
+            ),
+        ):
+            counter = FlopCounterMode(display=False)
+            with counter:
+                fn()
+            counts[name] = counter.get_total_flops()
+    memory_frames = 1 + len([t for t in range(1, n_frames - 1) if t % mem_every == 0])
+    return (
+        n_frames * counts["key"]
+        + memory_frames * n_objects * counts["value"]
+        + (n_frames - 1) * n_objects * counts["decode"]
+    )
+
+
+def speed(n_frames: int, repeats: int) -> tuple[pd.DataFrame, str]:
+    """Dense reference vs ours at every rung on parity case A's frames, alternated; ratios and GFLOP/s."""
+    state, source = weights()
+    ours, ref = model(state), reference_model(state)
+    paths = sorted((DAVIS / "JPEGImages/480p/blackswan").glob("*.jpg"))[:n_frames]
+    frames = [read_frame(p) for p in paths]
+    first = read_mask(DAVIS / "Annotations/480p/blackswan/00000.png")
+    runs = {"reference (dense, original path)": lambda: segment_dense(ref, frames, first, [1])}
+    for rung in RUNGS:
+        runs[f"ours {rung}"] = lambda rung=rung: run_ours(ours, frames, first, [1], InferenceSettings(precision=rung))
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    masks: dict[str, np.ndarray] = {}
+    peaks: list[dict[str, float]] = []
+    for r in range(repeats):
+        peaks.append(conv_peak(3))
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            masks[name] = fn()
+            times[name].append(time.perf_counter() - start)
+            print(f"repeat {r + 1}/{repeats} {name}: {times[name][-1] / len(frames):.3f} s/frame", flush=True)
+    peak = {k: max(p[k] for p in peaks) for k in peaks[0]}
+    flops = video_flops(ours, first.shape, len(frames), 1, 5)
+    case = np.load(PARITY / "case_A.npz")["masks"][: len(frames)] if (PARITY / "case_A.npz").is_file() else None
+    base = min(times["reference (dense, original path)"])
+    fp32 = masks["ours fp32"]
     rows = []
-    cases = [(seq, 1) for seq in ("blackswan", "car-shadow", "libby")] + [("blackswan", 2)]
-    for seq, n_obj in cases:
-        paths = sorted((DAVIS / "JPEGImages/480p" / seq).glob("*.jpg"))[:max_frames]
+    for name, t in times.items():
+        best = min(t)
+        half = name.endswith(("fast", "bf16"))
+        agree_fp32 = [(a == b).mean() for a, b in zip(masks[name], fp32, strict=True)]
+        row = {
+            "path": name,
+            "frames": len(frames),
+            "s/frame (best)": best / len(frames),
+            "vs reference": base / best,
+            "GFLOP/s": flops / best / 1e9,
+            "% of conv peak": 100 * flops / best / 1e9 / peak["bf16" if half else "fp32"],
+            "min per-frame agreement with ours fp32 (%)": 100 * min(agree_fp32),
+        }
+        if case is not None:
+            row["min per-frame agreement with the original's masks (%)"] = 100 * min(
+                (a == b).mean() for a, b in zip(masks[name], case, strict=True)
+            )
+        rows.append(row)
+        print(row, flush=True)
+    note = (
+        f"Conv peak measured in the same run (3x3 conv 256->256 at 120x216, best of {3 * repeats}): "
+        f"fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; '% of conv peak' compares fp32 runs "
+        "with the fp32 peak and fast/bf16 runs with the bf16 peak. FLOPs per video "
+        f"{flops / 1e9:.0f} GFLOP (torch FlopCounterMode: key encoder per frame, value encoder per memory frame, "
+        f"decoder per propagated frame). Weights: {source}."
+    )
+    return pd.DataFrame(rows).round(3), note
+
+
+def agreement(n_frames: int) -> pd.DataFrame:
+    """Per-frame mask agreement of fast and bf16 with fp32 on every bundled sequence (seeded weights)."""
+    net = model()
+    cases = [(DAVIS, s) for s in ("blackswan", "car-shadow", "dog-agility", "libby")] + [(TENNIS, "tennis")]
+    rows = []
+    for root, seq in cases:
+        paths = sorted((root / "JPEGImages/480p" / seq).glob("*.jpg"))[:n_frames]
         frames = [read_frame(p) for p in paths]
-        first = read_mask(DAVIS / "Annotations/480p" / seq / "00000.png")
-        if n_obj == 2:  # the swan split into a left and a right object
-            first = first.copy()
-            half = first.shape[1] // 2 + 60
-            first[:, half:] *= 2
-        ids = sorted(int(v) for v in np.unique(first) if v)
-        for amp in (False, True):
-            seconds = run_sequence(net, frames, first, ids, InferenceSettings(amp=amp))
+        first = read_mask(root / "Annotations/480p" / seq / f"{paths[0].stem}.png")
+        ids = sorted(int(v) for v in np.unique(first) if v not in (0, 255))
+        masks, seconds = {}, {}
+        for rung in RUNGS:
+            start = time.perf_counter()
+            masks[rung] = run_ours(net, frames, first, ids, InferenceSettings(precision=rung))
+            seconds[rung] = time.perf_counter() - start
+        for rung in RUNGS[1:]:
+            agree = np.array([(a == b).mean() for a, b in zip(masks[rung], masks["fp32"], strict=True)])
             rows.append(
                 {
                     "sequence": seq,
                     "objects": len(ids),
                     "frames": len(frames),
-                    "precision": "bf16 autocast" if amp else "fp32",
-                    "s/frame": seconds / len(frames),
-                    "FPS": len(frames) / seconds,
-                    "vs original (1.85 s/frame, 1 object)": ORIGINAL_S_PER_FRAME / (seconds / len(frames)),
+                    "precision": rung,
+                    "speed vs ours fp32": seconds["fp32"] / seconds[rung],
+                    "min per-frame agreement (%)": 100 * agree.min(),
+                    "mean agreement (%)": 100 * agree.mean(),
                 }
             )
             print(rows[-1], flush=True)
@@ -143,29 +283,49 @@ def memory(scale: float) -> pd.DataFrame:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--part", choices=["speed", "memory", "all"], default="all")
-    ap.add_argument("--max-frames", type=int, default=50, help="frames per sequence for the speed part")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["speed", "agreement", "memory", "all"], default="all")
+    ap.add_argument("--frames", type=int, default=20, help="frames of blackswan for the speed part (parity case A: 20)")
+    ap.add_argument("--repeats", type=int, default=2, help="alternated repeats of the speed part (best is kept)")
+    ap.add_argument("--agreement-frames", type=int, default=12, help="frames per sequence for the agreement part")
     ap.add_argument("--scale", type=float, default=0.5, help="frame scale for the long-video memory part")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, one per core]")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--max-memory", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    if a.threads:
+        torch.set_num_threads(a.threads)
     if a.child:
         print(json.dumps(memory_child(a.child, a.max_memory, a.scale)))
         return
-    load = os.getloadavg()[0]
     if a.part in ("speed", "all"):
+        load = os.getloadavg()
+        table, note = speed(a.frames, a.repeats)
         write_section(
-            "Inference speed (480p)",
-            speed(a.max_frames),
+            "Inference speed (480p) vs the original path",
+            table,
             notes=(
-                "Compute time per frame with frames already decoded (I/O excluded), including padding, "
-                "inference and un-padding/resize/argmax. The original release takes 1.85 s/frame (1 object) on "
-                "this machine kind for the same work (shared/reference/parity/README.md) and 3-5 s/frame with "
-                "2 objects (so the last column understates the 2-object speed-up). fp32 outputs match the original "
-                "(tests/test_parity.py); bf16 is a speed path. "
-                f"Load average at start: {load:.1f} on 2 cores."
+                "Compute time per video with frames already decoded (I/O excluded): padding, inference, "
+                "un-padding/resize/argmax. 'reference' is the dense re-implementation of the original release's "
+                "evaluation path (benchmarks/dense_reference.py: dense affinity, top-k softmax scattered into the "
+                "dense matrix, bmm, full-length probability tensor, BatchNorm unfolded, NCHW); every path runs "
+                f"alternately on the same 1-object blackswan frames (parity case A). {note} "
+                f"Load average (1/5/15 min) at start: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
+                f"at end: {os.getloadavg()[0]:.1f}; {torch.get_num_threads()} torch thread(s) on "
+                f"{os.cpu_count()} cores."
+            ),
+        )
+    if a.part in ("agreement", "all"):
+        load = os.getloadavg()
+        write_section(
+            "Precision ladder: mask agreement with fp32",
+            agreement(a.agreement_frames),
+            notes=(
+                "Seeded random weights (tests/conftest.py), first frames of every bundled sequence (tennis: 2 "
+                "objects + void). Agreement = fraction of pixels whose label equals the fp32 run's, per frame. "
+                "fast = bf16 convolutions with the key projection, affinity, top-k, softmax, read-out and "
+                "aggregation in fp32; bf16 = autocast throughout. Speed ratios are single runs (see the speed "
+                f"section for alternated timings). Load average at start: {load[0]:.1f}."
             ),
         )
     if a.part in ("memory", "all"):

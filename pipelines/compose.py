@@ -26,7 +26,7 @@ HEADER = (
 )
 PIPE = ["pipelines/stage.py"]
 # the `evaluate` settings the report describes (declared per key, so the experiment table shows only these)
-REPORTED_EVALUATE = ("weights", "device", "amp", "resolution", "top_k", "mem_every", "max_frames")
+REPORTED_EVALUATE = ("weights", "device", "precision", "resolution", "top_k", "mem_every", "max_frames")
 
 
 def compose_params(overrides: list[str]) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     for name in evaluated(p):
         out[f"evaluate_{name}"] = {
-            "cmd": f"python pipelines/evaluate.py {name}",
+            "cmd": "${evaluate.launcher} pipelines/evaluate.py " + name,
             "deps": ["pipelines/evaluate.py", *PIPE, "stcn/eval", "stcn/inference", "stcn/model",
                      "stcn/data/folders.py", "stcn/data/images.py", root[name], "${evaluate.weights}"],
             "params": ["evaluate", *_keys(p, name, "layout", "year", "evaluate", "root")],

@@ -18,8 +18,8 @@ def evaluate_interactive(root: Path = typer.Argument(..., help="DAVIS 2017 train
     from stcn.interactive.evaluate import evaluate_interactive as run
 
     k = params("evaluate_davis17_interactive", "evaluate")
-    settings = inference_settings(k["top_k"], k["mem_every"], False, False, k["max_memory_frames"], k["device"],
-                                  k["resolution"])  # fmt: skip
+    settings = inference_settings(k["top_k"], k["mem_every"], False, k["precision"], k["max_memory_frames"],
+                                  k["device"], k["resolution"])  # fmt: skip
     out = Path("results") / "davis17_interactive"
     data = run(k["weights"], k["s2m"], k["fusion"], k["seed"], root, k["split"], out, settings,
                k["max_interactions"], k["max_time"])  # fmt: skip

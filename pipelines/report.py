@@ -20,11 +20,11 @@ def report(
     p = load()
     ev, rep = p["evaluate"], p["report"]
     frames = f", the first {ev['max_frames']} frames of each sequence" if ev.get("max_frames") else ""
-    setting = (f"{ev['device']}, {'AMP' if ev['amp'] else 'fp32'}, {ev['resolution'] or 480}p, "
+    setting = (f"{ev['device']}, {ev['precision']}, {ev['resolution'] or 480}p, "
                f"top-k {ev['top_k']}, a memory frame every {ev['mem_every']}{frames}")  # fmt: skip
     notes = [f"profile: `{p['profile']}`", f"evaluated weights: `{ev['weights']}` ({setting})", *rep["notes"]]
     write_reports("results", "models", "reports", benches=benchmarks(p["datasets"]), runs=tuple(runs or ()),
-                  curves=rep["curves"], label=ev["weights"], notes=notes, amp=ev["amp"])  # fmt: skip
+                  curves=rep["curves"], label=ev["weights"], notes=notes, amp=ev["precision"] != "fp32")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -129,9 +129,66 @@ def test_frames_before_the_first_annotation_are_background(model, small_blackswa
     assert np.array_equal(out["00002"], read_mask(masks_dir / "00002.png"))
 
 
-def test_bf16_autocast_runs_and_mostly_agrees(model, small_blackswan):
+@pytest.mark.parametrize("precision", ["fast", "bf16"])
+def test_half_precision_rungs_run_and_mostly_agree(model, small_blackswan, precision):
     frames_dir, masks_dir = small_blackswan
     frames = sorted(frames_dir.glob("*.jpg"))[:4]
     fp32 = run(model, frames, masks_dir / "00000.png", InferenceSettings())
-    bf16 = run(model, frames, masks_dir / "00000.png", InferenceSettings(amp=True))
-    assert np.mean(fp32["00003"] == bf16["00003"]) > 0.9
+    half = run(model, frames, masks_dir / "00000.png", InferenceSettings(precision=precision))
+    assert np.mean(fp32["00003"] == half["00003"]) > 0.9
+
+
+def test_fast_keeps_the_memory_read_out_in_fp32(model, small_blackswan):
+    frames_dir, masks_dir = small_blackswan
+    core = InferenceCore(model, InferenceSettings(precision="fast"))
+    first = read_mask(masks_dir / "00000.png")
+    for t, path in enumerate(sorted(frames_dir.glob("*.jpg"))[:2]):
+        core.step(image_tensor(read_frame(path)), one_hot(first, [1]) if t == 0 else None, [1] if t == 0 else None)
+    entry = core.memory.entries[0]
+    assert entry.key.dtype == torch.float32  # keys (and so affinity, top-k, softmax) in fp32
+    assert entry.values[0].dtype == torch.bfloat16  # values come from the bf16 value encoder
+    assert core.memory.read(entry.key.view(64, *[s // 16 for s in _padded(first.shape)]))[0].dtype == torch.float32
+
+
+def _padded(shape: tuple[int, int]) -> tuple[int, int]:
+    return tuple((s + 15) // 16 * 16 for s in shape)
+
+
+def test_batchnorm_is_folded_and_outputs_match(weights_file):
+    from stcn.model import STCN, load_weights
+    from stcn.model.fold import count_batchnorm
+
+    plain = load_weights(STCN(), weights_file).eval()
+    state = plain.state_dict()
+    for name, tensor in state.items():  # non-trivial BatchNorm statistics, so folding has something to do
+        if name.endswith("running_var"):
+            tensor.uniform_(0.5, 2.0)
+        elif name.endswith(("running_mean", ".bias")) and "bn" in name:
+            tensor.uniform_(-0.2, 0.2)
+    folded = load_model_from_state(state)
+    assert count_batchnorm(plain) > 0 and count_batchnorm(folded) == 0
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        a, b = plain.encode_key(x), folded.encode_key(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(a[2], b[2], rtol=1e-4, atol=1e-4)
+        m = torch.rand(1, 1, 64, 96)
+        torch.testing.assert_close(
+            plain.encode_value(x, a[2], m), folded.encode_value(x, a[2], m), rtol=1e-4, atol=1e-4
+        )
+
+
+def load_model_from_state(state):
+    from stcn.inference.loading import prepare_for_inference
+    from stcn.model import STCN, load_weights
+
+    return prepare_for_inference(load_weights(STCN(), state))
+
+
+@pytest.mark.parametrize("channels", [2, 3, 6])
+def test_channel_argmax_equals_torch_argmax_with_ties(channels):
+    from stcn.inference.frames import channel_argmax
+
+    prob = torch.rand(channels, 37, 53, generator=torch.Generator().manual_seed(channels))
+    prob[-1, :5] = prob[0, :5]  # ties go to the lowest channel, as torch.argmax
+    prob[1, 5:9] = prob[0, 5:9]
+    assert torch.equal(channel_argmax(prob), torch.argmax(prob, dim=0).to(torch.uint8))

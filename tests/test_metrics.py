@@ -285,3 +285,12 @@ def test_user_errors(tmp_path):
         score_davis(root, 2017, "test-dev", preds)
     with pytest.raises(UserError, match="predictions folder"):
         score_davis(root, 2017, "val", tmp_path / "nope")
+
+
+def test_parallel_sequences_give_the_same_tables(tmp_path):
+    preds = write_predictions(tmp_path, lambda m: np.roll(m, (5, 11), axis=(0, 1)))
+    g1, per1 = score_davis(MINI, 2017, "val", preds, progress=False, processes=1)
+    g2, per2 = score_davis(MINI, 2017, "val", preds, progress=False, processes=2)
+    assert g1.equals(g2) and per1.equals(per2)  # bit-identical, same order
+    g_ref, _ = naive_score(MINI, 2017, "val", preds)
+    np.testing.assert_allclose(g2.to_numpy(), g_ref.to_numpy(), rtol=0, atol=1e-9)

@@ -86,6 +86,22 @@ def test_topk_readout_equals_dense_topk_softmax():
     torch.testing.assert_close(weights.sum(0), torch.ones(50))
 
 
+def test_sparse_query_major_readout_equals_dense_topk_softmax():
+    from stcn.model.memory import query_affinity, sparse_topk_readout
+
+    gen = torch.Generator().manual_seed(2)
+    mk, qk = torch.randn(8, 200, generator=gen), torch.randn(8, 50, generator=gen)
+    aff = query_affinity(mk, qk)
+    torch.testing.assert_close(aff, l2_affinity(mk[None], qk[None])[0].t(), rtol=1e-5, atol=1e-5)
+    values = torch.randn(3, 16, 200, generator=gen)
+    dense = readout(topk_softmax(aff.t()[None], 20).expand(3, -1, -1), values)
+    out = sparse_topk_readout(aff, values, 20)
+    assert out.shape == (3, 16, 50) and out.dtype == torch.float32
+    torch.testing.assert_close(out, dense, rtol=1e-5, atol=1e-5)
+    out_half = sparse_topk_readout(aff.bfloat16(), values.bfloat16(), 20)  # half inputs: read out in fp32
+    assert out_half.dtype == torch.float32
+
+
 def test_aggregate_probabilities():
     p = torch.tensor([[0.9, 0.0, 0.5], [0.0, 0.0, 0.5]])
     out = aggregate(p)

@@ -94,9 +94,10 @@ def test_paper_profile_and_single_overrides(tmp_path):
     assert p["train"]["launcher"].startswith("torchrun") and p["train"]["device"] == "cuda" and p["train"]["amp"]
     assert p["train"]["crop"] == 384 and p["train_s0"]["init"] == "imagenet"
     assert p["train_s012"]["iterations"] is None and p["train_s03"]["iterations"] == 40  # None: the recipe's
-    assert p["evaluate"]["resolution"] is None and p["evaluate"]["amp"] is False
-    assert p["download_bl30k"]["source"] == "gdrive" and p["shard"]["check"] == "header"
-    assert p["shard_youtube"]["subset"] == "stcn/data/youtube_train_subset.txt"
+    assert p["evaluate"]["resolution"] is None and p["evaluate"]["precision"] == "fp32"
+    assert p["evaluate"]["launcher"] == "python"
+    assert p["download"]["source"] is None and p["shard"]["check"] == "header"
+    assert p["datasets"]["youtube19"]["shard"]["subset"] == "stcn/data/youtube_train_subset.txt"
     sample = compose(tmp_path, "train_s03.iterations=40")
     assert sample["train_s03"]["iterations"] == 40 and sample["train_s012"]["iterations"] == 4
 

@@ -20,4 +20,4 @@ def test_bad_values_fail_on_construction(change, message):
 
 def test_official_defaults():
     s = InferenceSettings()
-    assert (s.top_k, s.mem_every, s.include_last, s.amp, s.max_memory_frames) == (20, 5, False, False, None)
+    assert (s.top_k, s.mem_every, s.include_last, s.precision, s.max_memory_frames) == (20, 5, False, "fp32", None)

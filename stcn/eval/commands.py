@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from stcn.cli import QUIET
-from stcn.inference.commands import AMP, DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, TOP_K, WEIGHTS
+from stcn.inference.commands import DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, PRECISION, TOP_K, WEIGHTS
 
 
 def score(
@@ -40,7 +40,7 @@ def evaluate(
     top_k: int = TOP_K,
     mem_every: int = MEM_EVERY,
     include_last: bool = INCLUDE_LAST,
-    amp: bool = AMP,
+    precision: str = PRECISION,
     max_memory_frames: int | None = MAX_MEMORY_FRAMES,
     device: str | None = DEVICE,
     resolution: int | None = typer.Option(
@@ -48,18 +48,30 @@ def evaluate(
     ),
     quiet: bool = QUIET,
 ) -> None:
-    """Predict a whole split, report the amortized FPS, and score it when ground truth exists."""
+    """Predict a whole split, report the amortized FPS, and score it when ground truth exists.
+
+    Under `torchrun --nproc-per-node N -m stcn.eval.evaluate` (same options) the videos are split across
+    the ranks by frame count; the outputs are those of one process.
+    """
+    import dataclasses
+
     from stcn.eval.davis_score import print_results
     from stcn.eval.evaluate import evaluate as run
+    from stcn.eval.ranks import setup
     from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
 
-    settings = inference_settings(top_k, mem_every, include_last, amp, max_memory_frames, device, resolution)
+    settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
+    ranks, rank_device = setup(settings.device)
+    settings = dataclasses.replace(settings, device=rank_device)
     model = load_model(weights, settings.device)
-    result = run(model, dataset, root, split, out, settings, layout=layout, year=year, max_frames=max_frames)
+    result = run(model, dataset, root, split, out, settings, progress=ranks.is_main, layout=layout, year=year,
+                 max_frames=max_frames, ranks=ranks)  # fmt: skip
+    if not ranks.is_main:
+        return
     if result.global_results is not None:
         print_results(result.global_results, result.per_sequence)
-        typer.echo(f"copy-the-first-frame baseline: J&F {result.baseline['J&F-Mean'].iloc[0]:.3f}")
+        typer.echo(f"copy-the-first-frame baseline: J&F {100 * result.baseline['J&F-Mean'].iloc[0]:.1f} %")
     typer.echo(
         f"{dataset} {split}: {result.timing.frames} frames in {result.timing.seconds:.1f} s "
         f"= {result.timing.fps:.2f} FPS (amortized, I/O excluded) -> {out}"

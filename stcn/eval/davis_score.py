@@ -7,9 +7,10 @@ those predictions (`PRED_DIR/<seq>/<frame>.png`) are read. DAVIS-2016 scores one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,8 @@ def load_predictions(folder: Path, seq: str, stems: list[str], shape: tuple[int,
 
 def _crop(gt: np.ndarray, pred: np.ndarray) -> tuple[slice, slice]:
     """Bounding box of all labelled pixels plus a 1-pixel margin: outside it no pixel is a boundary."""
-    used = (gt > 0) | (pred > 0)
-    rows, cols = np.flatnonzero(used.any(axis=(0, 2))), np.flatnonzero(used.any(axis=(0, 1)))
+    used = gt.any(axis=0) | pred.any(axis=0)  # (H, W): a reduction over frames, cheap and contiguous
+    rows, cols = np.flatnonzero(used.any(axis=1)), np.flatnonzero(used.any(axis=0))
     if not len(rows):
         return slice(0, 1), slice(0, 1)
     return slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2)
@@ -87,6 +88,21 @@ def score_sequence(gt: np.ndarray, pred: np.ndarray, n_objects: int) -> tuple[np
         j[:, t : t + step] = jaccard(g, p)
         f[:, t : t + step] = f_measure(g, p, image_shape=shape)
     return j, f
+
+
+def _score_job(job: tuple[Sequence, str, Path]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One sequence (in a worker process): object names and the (Mean, Recall, Decay) rows of J and F."""
+    seq, year, predictions = job
+    gt, n_objects, stems = load_ground_truth(seq, year)
+    pred = load_predictions(predictions, seq.name, stems, gt.shape[1:], year)
+    if int(pred.max()) > n_objects:
+        raise UserError(
+            f"prediction of {seq.name!r} has object id {int(pred.max())}, "
+            f"but the ground truth has {n_objects} object(s)"
+        )
+    j, f = score_sequence(gt, pred, n_objects)
+    names = [f"{seq.name}_{k + 1}" for k in range(n_objects)]
+    return names, np.stack(statistics(j), axis=1), np.stack(statistics(f), axis=1)
 
 
 def _tables(names: list[str], j: np.ndarray, f: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -108,10 +124,12 @@ def score_davis(
     out_dir: str | Path | None = None,
     progress: bool = True,
     sequences: list[Sequence] | None = None,
+    processes: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score `predictions` on DAVIS `year` `split`; returns (global, per-object) tables, written as CSVs to out_dir.
 
-    `sequences` (e.g. cut to their first frames) replace the split's own.
+    `sequences` (e.g. cut to their first frames) replace the split's own. Sequences are scored in parallel
+    processes (`processes`, default one per CPU core); the tables do not depend on how many.
     """
     year, predictions = str(year), Path(predictions)
     if year not in ("2016", "2017"):
@@ -122,18 +140,16 @@ def score_davis(
     names: list[str] = []
     j_stats, f_stats = [np.zeros((0, 3))], [np.zeros((0, 3))]
     console = Console(stderr=True)
-    for seq in track(seqs, description="Scoring", disable=not progress, console=console, transient=True):
-        gt, n_objects, stems = load_ground_truth(seq, year)
-        pred = load_predictions(predictions, seq.name, stems, gt.shape[1:], year)
-        if int(pred.max()) > n_objects:
-            raise UserError(
-                f"prediction of {seq.name!r} has object id {int(pred.max())}, "
-                f"but the ground truth has {n_objects} object(s)"
-            )
-        j, f = score_sequence(gt, pred, n_objects)
-        names += [f"{seq.name}_{k + 1}" for k in range(n_objects)]
-        j_stats.append(np.stack(statistics(j), axis=1))
-        f_stats.append(np.stack(statistics(f), axis=1))
+    jobs = [(seq, year, predictions) for seq in seqs]
+    workers = min(len(seqs), os.cpu_count() or 1) if processes is None else max(1, processes)
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        results = pool.map(_score_job, jobs) if pool is not None else map(_score_job, jobs)
+        for seq_names, j, f in track(
+            results, total=len(jobs), description="Scoring", disable=not progress, console=console, transient=True
+        ):
+            names += seq_names
+            j_stats.append(j)
+            f_stats.append(f)
     global_df, per_sequence = _tables(names, np.concatenate(j_stats), np.concatenate(f_stats))
     if out_dir is not None:
         out = Path(out_dir)

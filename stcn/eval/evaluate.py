@@ -15,6 +15,8 @@ from stcn.atomic import atomic_folder, atomic_path, write_text_atomic
 from stcn.data.folders import Sequence, davis_sequences, detect_layout, first_frames, youtube_sequences
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
+from stcn.eval.ranks import Ranks, balance
+from stcn.inference.overlap import read_ahead
 from stcn.inference.settings import InferenceSettings
 from stcn.inference.video import Timing, folder_frames, propagate
 from stcn.model.network import STCN
@@ -101,6 +103,7 @@ def evaluate(
     year: int | str | None = None,
     max_frames: int | None = None,
     pictures: bool = True,
+    ranks: Ranks | None = None,
 ) -> Evaluation:
     """Predict every sequence of the split into `out`, measure FPS, and score DAVIS splits with ground truth.
 
@@ -110,7 +113,10 @@ def evaluate(
     `layout`/`year` default from the dataset name (see `KNOWN`), else from the folder. `max_frames` cuts
     every sequence to its first frames. Scored DAVIS splits also score the copy-the-first-frame baseline.
     `pictures`: `out/pictures/<seq>.png`, a strip of frames with the predicted masks overlaid.
+    With `ranks` (torchrun), this rank predicts (and pictures) its share of the videos, balanced by frame
+    count; rank 0 then scores and writes the summary over all of them (other ranks return their own timing).
     """
+    ranks = ranks or Ranks()
     layout, year = resolve_layout(dataset, root, layout, year)
     out = Path(out)
     youtube = layout == "youtube"
@@ -124,8 +130,11 @@ def evaluate(
     seqs = [first_frames(s, max_frames) for s in seqs]
     timing = Timing()
     strips: dict[str, list[np.ndarray]] = {}
+    every = seqs
+    seqs = [seqs[i] for i in balance([len(s.frames) for s in seqs], ranks.world)[ranks.rank]]
     total = sum(_frames_out(s) for s in seqs)
-    with progress_bar(f"{dataset} {split}", total, "frames", quiet=None if progress else True) as bar:
+    title = f"{dataset} {split}" + (f" (rank {ranks.rank})" if ranks.world > 1 else "")
+    with progress_bar(title, total, "frames", quiet=None if progress else True) as bar:
         for number, seq in enumerate(seqs, 1):
             masks = (
                 {s: read_mask(p) for s, p in seq.annotations.items()}
@@ -145,13 +154,23 @@ def evaluate(
                         strip.append(overlay(rgb, labels, PICTURE_HEIGHT))
                     bar.advance(1, info=next(infos))
 
-                seq_timing = propagate(model, folder_frames(seq.frames), masks, settings, write, seq.required,
-                                       seq.name)  # fmt: skip
+                frames = read_ahead(folder_frames(seq.frames))  # JPEG decoding overlaps the network
+                seq_timing = propagate(model, frames, masks, settings, write, seq.required, seq.name)
             timing += seq_timing
             _video_done(bar, video, seq_timing)
+    if pictures:
+        for name, strip in strips.items():
+            if strip:
+                _save_strip(out / "pictures" / f"{name}.png", strip)
+    if ranks.world > 1:
+        timings = ranks.gather(timing)  # also waits until every rank has written its predictions
+        if not ranks.is_main:
+            return Evaluation(dataset, split, timing)
+        timing = Timing(sum(t.frames for t in timings), sum(t.seconds for t in timings))
+        seqs = every
     result = Evaluation(dataset, split, timing)
     if pictures:
-        result.files += [_save_strip(out / "pictures" / f"{name}.png", s) for name, s in strips.items() if s]
+        result.files += [p for s in seqs if (p := out / "pictures" / f"{s.name}.png").is_file()]
     if youtube:
         result.files.append(_zip_submission(out))
     elif _fully_annotated(seqs):
@@ -222,3 +241,9 @@ def _zip_submission(out: Path) -> Path:
         for png in sorted((out / "Annotations").rglob("*.png")):
             zf.write(png, png.relative_to(out).as_posix())
     return path
+
+
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m stcn.eval.evaluate --weights ... (as `stcn evaluate`)
+    from stcn.eval.ranks import main
+
+    main()

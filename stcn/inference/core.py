@@ -60,7 +60,7 @@ class InferenceCore:
         with self.settings.autocast():
             x, pad = pad_to_16(image.to(self.device))
             x = x.unsqueeze(0).contiguous(memory_format=torch.channels_last)
-            key, thin, f16, f8, f4 = self.model.encode_key(x)
+            key, thin, f16, f8, f4 = self._encode_key(x)
             if self.object_ids and len(self.memory):
                 prob = self._segment(key[0], thin, f8, f4)
             else:
@@ -71,13 +71,24 @@ class InferenceCore:
                 self._memorise(x, key[0], f16, prob, permanent=is_memory, pinned=given)
         return unpad(prob.float(), pad)
 
+    def _encode_key(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`model.encode_key`; with an fp32 read-out the 64-channel key projection runs in fp32."""
+        if not (self.settings.half_convs and self.settings.fp32_readout):
+            return self.model.encode_key(x)
+        f16, f8, f4 = self.model.key_encoder(x)
+        with self.settings.exact():
+            key = self.model.key_proj(f16.float())
+        return key, self.model.key_comp(f16), f16, f8, f4
+
     def _segment(self, key: torch.Tensor, thin: torch.Tensor, f8: torch.Tensor, f4: torch.Tensor) -> torch.Tensor:
-        readouts = self.memory.read(key)
+        with self.settings.exact():
+            readouts = self.memory.read(key)
         k = len(self.object_ids)
         object_prob = torch.empty((k, 1, f4.shape[-2] * 4, f4.shape[-1] * 4), device=self.device)
         for group, channels in enumerate(self.groups):
             object_prob[channels] = self.model.decode(readouts[group], thin, f8, f4).float()
-        return aggregate(object_prob[:, 0])
+        with self.settings.exact():
+            return aggregate(object_prob[:, 0])
 
     def _merge(self, prob: torch.Tensor, masks: torch.Tensor, object_ids: list[int]) -> torch.Tensor:
         """Put the given masks into the frame's probabilities (official YouTube-VOS rule)."""

@@ -48,4 +48,18 @@ def labels_from_prob(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """(K+1, h, w) probabilities -> uint8 argmax labels (H, W) after bilinear resize to `size`."""
     if tuple(prob.shape[-2:]) != tuple(size):
         prob = F.interpolate(prob.unsqueeze(1), size, mode="bilinear", align_corners=False).squeeze(1)
-    return torch.argmax(prob, dim=0).to(torch.uint8).cpu().numpy()
+    return channel_argmax(prob).cpu().numpy()
+
+
+def channel_argmax(prob: torch.Tensor) -> torch.Tensor:
+    """`torch.argmax(prob, dim=0)` as uint8 (ties to the lowest channel), by K+1 element-wise passes.
+
+    An argmax over the leading (strided) dimension of a full-resolution map is a slow reduction;
+    a running maximum over the channel planes is a few fast vectorised passes.
+    """
+    best, labels = prob[0], torch.zeros(prob.shape[1:], dtype=torch.uint8, device=prob.device)
+    for c in range(1, prob.shape[0]):
+        higher = prob[c] > best
+        labels.masked_fill_(higher, c)
+        best = torch.maximum(best, prob[c])
+    return labels

@@ -7,13 +7,18 @@ from pathlib import Path
 import torch
 
 from stcn.model import STCN, load_weights
+from stcn.model.fold import fold_batchnorm
+
+
+def prepare_for_inference(model: STCN, device: str = "cpu") -> STCN:
+    """Eval mode, frozen BatchNorm folded into the convolutions, channels-last, on `device`."""
+    return fold_batchnorm(model.eval()).to(device).to(memory_format=torch.channels_last)
 
 
 def load_model(weights: str | Path, device: str = "cpu") -> STCN:
-    """STCN in eval mode on `device` (channels-last), loaded strictly from an official-format checkpoint.
+    """STCN ready for inference on `device` (`prepare_for_inference`), loaded strictly from an official checkpoint.
 
     Stage-0 (4-channel) checkpoints get a zero 5th value-encoder input channel, as the official
     evaluation does.
     """
-    model = load_weights(STCN(), weights)
-    return model.eval().to(device).to(memory_format=torch.channels_last)
+    return prepare_for_inference(load_weights(STCN(), weights), device)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stcn.model.memory import l2_affinity, topk_readout
+from stcn.model.memory import query_affinity, sparse_topk_readout
 
 
 @dataclass
@@ -57,12 +57,12 @@ class MemoryBank:
         h, w = query_key.shape[-2:]
         entries = self.entries + ([self.temp] if self.temp is not None else [])
         keys = torch.cat([e.key for e in entries], 1)
-        affinity = l2_affinity(keys.unsqueeze(0), query_key.flatten(1).unsqueeze(0))[0]  # (N, HW)
+        affinity = query_affinity(keys, query_key.flatten(1))  # (HW, N)
         hw = entries[0].key.shape[1]
         out = {}
         for group in entries[-1].values:
             first = next(i for i, e in enumerate(entries) if group in e.values)
             values = torch.cat([e.values[group] for e in entries[first:]], 2)  # (K_g, CV, N_g)
-            read = topk_readout(affinity[first * hw :], values, self.top_k)
+            read = sparse_topk_readout(affinity[:, first * hw :], values, self.top_k)
             out[group] = read.view(values.shape[0], -1, h, w)
         return out

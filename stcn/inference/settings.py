@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads these defaults without it
     import torch
+
+# the precision ladder per device type: fp32 (exact), fast (half-precision convolutions, fp32 memory
+# read-out), and half precision everywhere (bf16 on CPU, fp16 on CUDA)
+PRECISIONS = {"cpu": ("fp32", "fast", "bf16"), "cuda": ("fp32", "fast", "fp16")}
+
+
+def half_dtype(device: str) -> torch.dtype:
+    """The half-precision type of a device: fp16 on CUDA, bf16 elsewhere (AMX / AVX512-BF16 on CPU)."""
+    import torch
+
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+
+
+def check_precision(precision: str, device: str) -> str:
+    """`precision` when it is a rung of the device's ladder; otherwise a one-line UserError."""
+    from stcn.errors import UserError
+
+    kind = str(device).split(":")[0]
+    rungs = PRECISIONS.get(kind, ("fp32",))
+    if precision not in rungs:
+        raise UserError(f"unknown precision {precision!r} on {kind}; choose one of {', '.join(rungs)}")
+    return precision
 
 
 @dataclass(frozen=True)
@@ -16,7 +39,7 @@ class InferenceSettings:
     top_k: int = 20
     mem_every: int = 5
     include_last: bool = False
-    amp: bool = False
+    precision: str = "fp32"  # fp32 | fast | bf16 (CPU) / fp16 (CUDA); see PRECISIONS
     max_memory_frames: int | None = None  # None: unbounded (official); else frame 0 + most recent
     device: str = "cpu"
     resolution: int | None = None  # resize frames so the shorter side is this (YouTube-VOS: 480)
@@ -31,14 +54,32 @@ class InferenceSettings:
             raise UserError("--max-memory-frames must be at least 1")
         if self.resolution is not None and self.resolution < 16:
             raise UserError(f"--resolution must be at least 16 pixels, got {self.resolution}")
+        check_precision(self.precision, self.device)
+
+    @property
+    def half_convs(self) -> bool:
+        """Whether the convolutions run in half precision (every rung but fp32)."""
+        return self.precision != "fp32"
+
+    @property
+    def fp32_readout(self) -> bool:
+        """Whether keys, affinity, top-k, softmax and aggregation stay in fp32 (fp32 and fast)."""
+        return self.precision in ("fp32", "fast")
 
     def autocast(self) -> torch.autocast:
-        """fp16 autocast on CUDA, bf16 on CPU; disabled unless `amp`."""
+        """Half-precision autocast (fp16 on CUDA, bf16 on CPU) unless fp32."""
         import torch
 
         device_type = torch.device(self.device).type
-        dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
-        return torch.autocast(device_type, dtype=dtype, enabled=self.amp)
+        return torch.autocast(device_type, dtype=half_dtype(self.device), enabled=self.half_convs)
+
+    def exact(self) -> contextlib.AbstractContextManager:
+        """fp32 for the memory read-out: autocast off on the `fast` rung, a no-op otherwise."""
+        import torch
+
+        if self.precision == "fast":
+            return torch.autocast(torch.device(self.device).type, enabled=False)
+        return contextlib.nullcontext()
 
 
 def pick_device(name: str | None) -> str:

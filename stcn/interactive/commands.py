@@ -92,7 +92,7 @@ def interact(
     from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png
     from stcn.interactive.weights import load_fusion, load_s2m
 
-    settings = inference_settings(top_k, mem_every, False, False, max_memory_frames, device, resolution)
+    settings = inference_settings(top_k, mem_every, False, "fp32", max_memory_frames, device, resolution)
     if not scribbles.is_file():
         raise UserError(f"scribble file not found: {scribbles}")
     stems, rgbs = _frames(frames)
@@ -152,7 +152,7 @@ def evaluate_interactive(
     from stcn.inference.commands import inference_settings
     from stcn.interactive.evaluate import evaluate_interactive as run
 
-    settings = inference_settings(top_k, mem_every, False, False, max_memory_frames, device, resolution)
+    settings = inference_settings(top_k, mem_every, False, "fp32", max_memory_frames, device, resolution)
     data = run(weights, s2m, fusion, seed, davis_root, split, out, settings, max_interactions, max_time)
     Console(stderr=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +35,40 @@ def topk_readout(affinity: torch.Tensor, mem_value: torch.Tensor, k: int) -> tor
     """
     k = min(k, affinity.shape[0])
     values, indices = torch.topk(affinity, k=k, dim=0)  # (k, HW)
-    weights = torch.softmax(values, dim=0).to(mem_value.dtype)
-    out = mem_value[:, :, indices[0]] * weights[0]
+    weights = torch.softmax(values, dim=0)  # in the affinity's precision (fp32 unless bf16/fp16 throughout)
+    out = mem_value[:, :, indices[0]].to(weights.dtype) * weights[0]
     for j in range(1, k):
-        out += mem_value[:, :, indices[j]] * weights[j]
+        out += mem_value[:, :, indices[j]].to(weights.dtype) * weights[j]
     return out
+
+
+def query_affinity(mem_key: torch.Tensor, query_key: torch.Tensor) -> torch.Tensor:
+    """`l2_affinity` transposed, one row per query pixel: mem_key (C, N), query_key (C, HW) -> (HW, N).
+
+    Row-major per query pixel, the top-k over the memory runs along contiguous rows.
+    """
+    c = mem_key.shape[0]
+    a_sq = mem_key.pow(2).sum(0).unsqueeze(0)
+    ab = query_key.t() @ mem_key
+    return (2 * ab - a_sq) / math.sqrt(c)
+
+
+def sparse_topk_readout(affinity: torch.Tensor, mem_value: torch.Tensor, k: int) -> torch.Tensor:
+    """`readout(topk_softmax(...), mem_value)` as one sparse (k entries per query pixel) matrix product, in fp32.
+
+    affinity (HW, N) from `query_affinity`, mem_value (K, CV, N) -> (K, CV, HW), laid out channels-last
+    (the (HW, CV) product transposed), which is what the decoder's convolutions want.
+    """
+    hw, n = affinity.shape
+    k = min(k, n)
+    values, indices = torch.topk(affinity.float(), k=k, dim=1)  # (HW, k)
+    weights = torch.softmax(values, dim=1)
+    rows = torch.arange(0, hw * k + 1, k, device=affinity.device)
+    with warnings.catch_warnings(), torch.autocast(affinity.device.type, enabled=False):
+        warnings.simplefilter("ignore", UserWarning)  # sparse CSR tensors are a "beta" feature: silence its notice
+        sparse = torch.sparse_csr_tensor(rows, indices.reshape(-1), weights.reshape(-1), (hw, n))
+        out = torch.stack([sparse @ v.t().float() for v in mem_value])  # (K, HW, CV)
+    return out.transpose(1, 2)
 
 
 def full_softmax(affinity: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,98 @@
+"""`stcn segment --frames ROOT --first-mask MASKS --out OUT`: many videos, one model load, resume, bad videos."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+from conftest import DAVIS, shrink_sequence
+from PIL import Image
+
+from stcn.data.images import read_mask
+
+
+def segment(weights, frames, masks, out, *extra) -> subprocess.CompletedProcess:
+    args = ["segment", "--weights", weights, "--frames", frames, "--first-mask", masks, "--out", out, *extra]
+    return subprocess.run(
+        [sys.executable, "-m", "stcn.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={"STCN_PROGRESS_PERIOD": "0", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200",
+             **{k: v for k, v in __import__("os").environ.items() if k in ("PYTHONPATH", "HOME")}},
+    )  # fmt: skip
+
+
+def make_root(tmp_path):
+    """ROOT: blackswan (folder, DAVIS mask layout), car-shadow (folder, <video>.png), clip (mp4), broken (folder)."""
+    root, masks = tmp_path / "videos", tmp_path / "masks"
+    for name, n in (("blackswan", 4), ("car-shadow", 3), ("broken", 3)):
+        src = DAVIS / "JPEGImages/480p" / name.replace("broken", "libby")
+        frames, ann = shrink_sequence(src, DAVIS / "Annotations/480p" / src.name, tmp_path / "src" / name, n, 0.25)
+        shutil.copytree(frames, root / name)
+        if name == "blackswan":
+            shutil.copytree(ann, masks / name)
+        else:
+            shutil.copy(ann / "00000.png", masks / f"{name}.png")
+    (root / "broken" / "00001.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    frames = sorted((root / "blackswan").glob("*.jpg"))
+    h, w = cv2.imread(str(frames[0])).shape[:2]
+    writer = cv2.VideoWriter(str(root / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w // 2 * 2, h // 2 * 2))
+    for f in frames:
+        writer.write(cv2.imread(str(f))[: h // 2 * 2, : w // 2 * 2])
+    writer.release()
+    Image.fromarray(read_mask(masks / "blackswan" / "00000.png")[: h // 2 * 2, : w // 2 * 2]).save(masks / "clip.png")
+    return root, masks
+
+
+def test_batch_segments_every_video_skips_bad_and_resumes(weights_file, tmp_path):
+    root, masks = make_root(tmp_path)
+    out = tmp_path / "out"
+    (out / ".clip.partial").mkdir(parents=True)  # a leftover of an interrupted run is redone
+    r = segment(weights_file, root, masks, out)
+    assert r.returncode == 1, r.stderr
+    assert "broken" in r.stderr and "00001.jpg" in r.stderr and "1 of 4 videos failed" in r.stderr
+    for name, n in (("blackswan", 4), ("car-shadow", 3), ("clip", 4)):
+        assert sorted(p.name for p in (out / name).glob("*.png")) == [f"{i:05d}.png" for i in range(n)], name
+    assert np.array_equal(read_mask(out / "blackswan/00000.png"), read_mask(masks / "blackswan/00000.png"))
+    assert not (out / "broken").exists() and not list(out.glob(".*"))  # no half-written output
+    for line in ("blackswan", "car-shadow", "clip"):  # summary table: frames, objects, FPS per video
+        assert any(line in row and "done" in row for row in r.stderr.splitlines()), r.stderr
+    assert "[4/4 videos" in r.stderr  # overall progress in the per-video progress lines
+
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    shutil.copy(root / "car-shadow" / "00000.jpg", root / "broken" / "00001.jpg")  # repair the bad video
+    r = segment(weights_file, root, masks, out)
+    assert r.returncode == 0, r.stderr
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # complete videos were not redone
+    assert r.stderr.count("skipped (complete)") == 3
+    assert sorted(p.name for p in (out / "broken").glob("*.png")) == [f"{i:05d}.png" for i in range(3)]
+
+
+def test_batch_missing_mask_and_empty_root(weights_file, tmp_path):
+    root, masks = make_root(tmp_path)
+    (masks / "car-shadow.png").unlink()
+    r = segment(weights_file, root, masks, tmp_path / "out")
+    assert r.returncode == 1 and "no first-frame mask for car-shadow" in r.stderr, r.stderr
+    (tmp_path / "empty").mkdir()
+    r = segment(weights_file, tmp_path / "empty", masks, tmp_path / "out2")
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: no videos"), r.stderr
+
+
+def test_unknown_precision_is_a_one_line_error(weights_file, tmp_path):
+    r = segment(weights_file, tmp_path, tmp_path, tmp_path / "out", "--precision", "fp16", "--device", "cpu")
+    assert (
+        r.returncode == 2
+        and r.stderr.strip() == "error: unknown precision 'fp16' on cpu; choose one of fp32, fast, bf16"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", str(weights_file), "--dataset", "davis2017",
+         "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--precision", "half", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: unknown precision 'half' on cpu; choose one of fp32, fast, bf16"
+    ]
