@@ -403,4 +403,4 @@ def test_bl30k_segments_come_from_google_drive_by_default_and_a_mirror_overrides
     import yaml
 
     paper = yaml.safe_load((Path(__file__).parent.parent / "conf/profile/paper.yaml").read_text())
-    assert paper["download_bl30k"]["source"] == "gdrive"
+    assert paper["download"]["source"] is None  # null: each dataset's default source, gdrive for BL30K

@@ -44,8 +44,8 @@ def test_two_gloo_ranks_equal_one_process(weights_file, tmp_path):
     )  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = tmp_path / "one", tmp_path / "two"
-    pngs = sorted(p.relative_to(a) for p in a.rglob("*.png"))
-    assert len(pngs) == 12 and pngs == sorted(p.relative_to(b) for p in b.rglob("*.png"))
+    pngs = sorted(p.relative_to(a) for p in a.rglob("*.png"))  # masks + a picture strip per sequence
+    assert len(pngs) == 12 + 3 and pngs == sorted(p.relative_to(b) for p in b.rglob("*.png"))
     for rel in pngs:
         assert np.array_equal(read_mask(a / rel), read_mask(b / rel)), rel
     for csv in ("global_results-val.csv", "per-sequence_results-val.csv"):

@@ -271,8 +271,9 @@ def test_dvc_stage_command_writes_results_and_report(tmp_path, weights_file):
     params["evaluate_davis17_interactive"].update(resolution=48, max_interactions=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     mini_davis(tmp_path / "data" / "davis17", {"car-shadow": "val"}, n=4, scale=0.2)
-    (tmp_path / "models" / "s012").mkdir(parents=True)
-    shutil.copy(weights_file, tmp_path / params["evaluate"]["weights"])
+    evaluated = tmp_path / params["evaluate"]["weights"]
+    evaluated.parent.mkdir(parents=True)
+    shutil.copy(weights_file, evaluated)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(
         [sys.executable, str(REPO / "pipelines" / "evaluate_interactive.py"), "data/davis17"],

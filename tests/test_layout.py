@@ -69,4 +69,5 @@ def test_data_package_is_split_by_job():
     assert {p.name for p in data.iterdir() if p.is_dir() and (p / "__init__.py").is_file()} == {
         "fetch", "shards", "stream"
     }  # fmt: skip
-    assert sorted(p.name for p in data.glob("*.py")) == ["__init__.py", "commands.py", "folders.py", "images.py"]
+    assert sorted(p.name for p in data.glob("*.py")) == ["__init__.py", "commands.py", "folders.py", "images.py",
+                                                              "s3_limits.py"]  # fmt: skip

@@ -89,7 +89,7 @@ def test_a_new_dataset_declared_in_params_is_sharded_trained_on_evaluated_and_re
     run(project, "pipelines/evaluate.py", "mine")
     evaluation = json.loads((project / "results/mine/evaluation.json").read_text())
     assert evaluation["frames"] == 12 and 0 <= evaluation["J&F-Mean"] <= 100  # percent
-    assert 0 < evaluation["baseline J&F-Mean"] <= 1
+    assert 0 < evaluation["baseline J&F-Mean"] <= 100
     run(project, "pipelines/report.py")
     md = (project / "reports/mine.md").read_text()
     assert md.startswith("## My videos") and "copy the first-frame mask" in md

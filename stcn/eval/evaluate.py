@@ -244,6 +244,11 @@ def _zip_submission(out: Path) -> Path:
 
 
 if __name__ == "__main__":  # torchrun --nproc-per-node N -m stcn.eval.evaluate --weights ... (as `stcn evaluate`)
-    from stcn.eval.ranks import main
+    from stcn.cli import main
+    from stcn.eval.ranks import teardown
 
-    main()
+    sys.argv[1:1] = ["evaluate"]  # the `stcn evaluate` command, with the CLI's one-line errors
+    try:
+        main()
+    finally:
+        teardown()

@@ -69,23 +69,3 @@ def balance(sizes: list[int], world: int) -> list[list[int]]:
         loads[r] += sizes[i]
         shares[r].append(i)
     return [sorted(s) for s in shares]
-
-
-def main() -> None:
-    """`python -m stcn.eval.evaluate` / torchrun entry: the `stcn evaluate` command with the CLI's error handling."""
-    import sys
-
-    import typer
-
-    from stcn.errors import UserError
-    from stcn.eval.commands import evaluate
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(evaluate)
-    try:
-        app()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    finally:
-        teardown()
