@@ -8,6 +8,7 @@ from pathlib import Path
 from stcn.errors import UserError
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}  # a video given as one file (decoded with OpenCV)
 
 
 @dataclass

@@ -17,10 +17,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from stcn.data.folders import FRAME_SUFFIXES, list_frames
+from stcn.data.folders import FRAME_SUFFIXES, VIDEO_SUFFIXES, list_frames
 from stcn.data.images import object_ids, read_mask, write_mask
 from stcn.errors import UserError
-from stcn.inference.commands import VIDEO_SUFFIXES
 from stcn.inference.settings import InferenceSettings
 from stcn.model.network import STCN
 from stcn.progress import progress_bar

@@ -10,12 +10,10 @@ from rich.console import Console
 
 from stcn.atomic import atomic_folder
 from stcn.cli import QUIET
-from stcn.data.folders import list_frames
+from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
-
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 # inference options shared by `stcn segment` and `stcn evaluate`; the defaults are InferenceSettings'
 D = InferenceSettings

@@ -9,8 +9,9 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
-from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K, VIDEO_SUFFIXES
+from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
 
 STATE = "interactive.json"  # in the output folder: objects, frames interacted so far, rounds
 S2M = typer.Option(None, help="s2m.pth (MiVOS); default: seeded stand-in weights (not a trained model).")
