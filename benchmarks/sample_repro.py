@@ -50,9 +50,11 @@ def learning(repo: Path, run: str = "s03") -> tuple[float, float]:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keep", type=Path, help="clone into this new folder and keep it (its dvc.lock, reports/)")
+    keep = ap.parse_args().keep
     with tempfile.TemporaryDirectory(prefix="stcn-sample-") as tmp:
-        repo = Path(tmp) / "repo"
+        repo = keep or Path(tmp) / "repo"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
         load_before = os.getloadavg()
         stages = repro(repo)
