@@ -396,9 +396,11 @@ def test_failed_segment_leaves_no_output_folder(weights_file, small_blackswan, t
     frames, masks = small_blackswan
     (frames / "00005.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
     res = _stcn("segment", "--weights", weights_file, "--frames", frames, "--first-mask", masks / "00000.png",
-                "--out", tmp_path / "out")  # fmt: skip
+                "--out", tmp_path / "out", "--overlay", tmp_path / "preview" / "out.mp4")  # fmt: skip
     _one_line_error(res, "corrupt", "00005.jpg")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blackswan"]  # no out/, no temporary folder
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))  # no out/, no temporary folder
+    preview = tmp_path / "preview"
+    assert not preview.exists() or not any(preview.iterdir())  # no preview video, finished or partial
 
 
 def test_failed_training_leaves_no_dvclive(tmp_path):
@@ -621,3 +623,16 @@ def test_files_downloaded_by_an_earlier_version_count_as_ours(http_server: Serve
         torch.save({"name": name}, http_server.root / name)
     download_dataset("pretrained", source="http", url=http_server.url + "/", to=target)
     assert (target / "stcn_s03.pth").is_file() and (target / ".stcn-download").read_text() == "pretrained\n"
+
+
+@pytest.mark.parametrize("reader", ["stream", "ranges"])
+def test_shard_read_from_a_silent_s3_endpoint_fails_within_60s(black_hole, reader):
+    """Past the start-up checks (an endpoint that stops answering mid-training): opening a shard is bounded too."""
+    from stcn.data.stream.loader import S3_READ_VAR, open_shard
+
+    env = {"AWS_ENDPOINT_URL": black_hole, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+           "AWS_DEFAULT_REGION": "us-east-1", S3_READ_VAR: reader}  # fmt: skip
+    start = time.monotonic()
+    with pytest.raises(UserError, match=f"cannot read shard s3://bucket/train-000000.tar at {black_hole}") as e:
+        open_shard("s3://bucket/train-000000.tar", env).read(1)
+    assert time.monotonic() - start < 60 and "\n" not in str(e.value)

@@ -100,7 +100,7 @@ def segment_one(
     if overlay is not None:
         from stcn.inference.overlay import OverlayWriter
 
-        preview = OverlayWriter(overlay / f".{video.name}.partial.mp4")
+        preview = OverlayWriter(overlay / f"{video.name}.mp4")
     try:
         with progress_bar(label, total=video.frames or None, unit="frames") as bar:
 
@@ -116,12 +116,10 @@ def segment_one(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         if preview is not None:
-            preview.close()
-            preview.path.unlink(missing_ok=True)
+            preview.discard()
         raise
     if preview is not None:
         preview.close()
-        preview.path.replace(overlay / f"{video.name}.mp4")
     shutil.rmtree(out / video.name, ignore_errors=True)
     partial.rename(out / video.name)
     return Outcome(video.name, "done", timing.frames, len(object_ids(mask)), timing.seconds)

@@ -108,9 +108,12 @@ def segment(
 
         try:
             timing = propagate(model, read_ahead(source), {first: mask}, settings, write, where=str(frames))
-        finally:
+        except BaseException:
             if preview is not None:
-                preview.close()
+                preview.discard()  # no half-written preview either
+            raise
+        if preview is not None:
+            preview.close()
     Console(stderr=True).print(
         f"segmented {timing.frames} frames in {timing.seconds:.1f} s ({timing.fps:.2f} FPS) -> {out}"
     )

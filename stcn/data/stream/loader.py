@@ -58,7 +58,9 @@ from stcn.errors import UserError
 KINDS = ("static", "bl30k", "video")  # a training stage number stands for its recipe's kind (stcn.train.recipe)
 SHUFFLE_BUFFER = {"static": 256, "bl30k": 8, "video": 8}  # raw samples held per worker (videos are MBs)
 HTTP_TIMEOUT = 30.0
-S3_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}
+# shard reads: two attempts of at most 10 s without a byte each (s3fs's own retry loop: 2 more), so a server
+# that stops answering fails within 60 s with one line naming shard and endpoint
+S3_CONFIG = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 2, "mode": "standard"}}
 S3_BLOCK = 16 << 20
 S3_BUFFER = 1 << 20
 S3_AHEAD = 64 << 20  # bytes of a shard read ahead per open S3 stream
@@ -125,6 +127,7 @@ def s3_filesystem(env: dict[str, str] | None = None) -> Any:
             config_kwargs=S3_CONFIG,
             skip_instance_cache=True,
         )
+        s3_limits.bounded(_S3[cache_key])  # s3fs's own retry loop shortened too
     return _S3[cache_key]
 
 
@@ -244,7 +247,9 @@ def open_shard(url: str, env: dict[str, str] | None = None) -> BinaryIO:
             f"shard not found: {url} (HTTP {e.code})" if e.code == 404 else f"cannot read shard {url}: {e}"
         ) from None
     except Exception as e:  # connection refused, timeouts, permissions, bad credentials
-        raise UserError(f"cannot read shard {url}: {_reason(e)}") from None
+        endpoint = (s3_env() if env is None else env).get("AWS_ENDPOINT_URL") or "AWS S3"
+        where = f" at {endpoint}" if scheme in ("s3", "s3a") else ""
+        raise UserError(f"cannot read shard {url}{where}: {_reason(e)}") from None
     raise UserError(f"unsupported shard URL scheme {scheme!r}: {url} (use a path, http(s):// or s3://)")
 
 
