@@ -28,6 +28,7 @@ STAGES = {
     *(f"shard_{k}" for k in ("static", "davis17", "youtube19", "bl30k")),
     *(f"train_{r}" for r in ("s0", "s01", "s012", "s03")),
     *(f"evaluate_{b}" for b in BENCHMARKS),
+    "evaluate_davis17_interactive",
     "report",
 }
 UP_TO_DATE = "Data and pipelines are up to date."
