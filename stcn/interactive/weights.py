@@ -8,30 +8,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stcn.errors import UserError
 from stcn.interactive.fusion import FusionNet
 from stcn.interactive.s2m import S2M
-from stcn.model.checkpoint import read_state_dict
+from stcn.model.checkpoint import read_state_dict, strict_load
 
 
 def load_strict(model: nn.Module, source: str | Path | dict[str, torch.Tensor], what: str) -> nn.Module:
     """Load `source` into `model` with strict=True; a missing, unexpected or mis-shaped tensor is named."""
     state = read_state_dict(source) if not isinstance(source, dict) else OrderedDict(source)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = [f"missing {missing[0]!r}"] if missing else []
-        parts += [f"unexpected {unexpected[0]!r}"] if unexpected else []
-        counts = f"{len(missing)} missing, {len(unexpected)} unexpected"
-        raise UserError(f"checkpoint does not match {what}: {' and '.join(parts)} ({counts})")
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise UserError(
-                f"{what} checkpoint tensor {name} has shape {list(tensor.shape)}, expected {list(expected[name].shape)}"
-            )
-    model.load_state_dict(state, strict=True)
-    return model
+    return strict_load(model, state, what)
 
 
 def seeded(model: nn.Module, seed: int) -> nn.Module:

@@ -49,18 +49,24 @@ def load_weights(
     expected = model.state_dict()
     if expected[CONV1].shape[1] == 5:
         pad_value_encoder_input(state, orthogonal_pad)
+    return strict_load(model, state, "STCN")
+
+
+def strict_load(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> nn.Module:
+    """`model.load_state_dict(state, strict=True)`, a missing, unexpected or mis-shaped tensor being one
+    UserError that names it (`what` names the network)."""
+    expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        what = (f"missing {missing[0]!r}" if missing else "") + (" and " if missing and unexpected else "")
-        what += f"unexpected {unexpected[0]!r}" if unexpected else ""
-        raise UserError(
-            f"checkpoint does not match STCN: {what} ({len(missing)} missing, {len(unexpected)} unexpected)"
-        )
+        parts = [f"missing {missing[0]!r}"] if missing else []
+        parts += [f"unexpected {unexpected[0]!r}"] if unexpected else []
+        counts = f"{len(missing)} missing, {len(unexpected)} unexpected"
+        raise UserError(f"checkpoint does not match {what}: {' and '.join(parts)} ({counts})")
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise UserError(
-                f"checkpoint tensor {name} has shape {list(tensor.shape)}, expected {list(expected[name].shape)}"
+                f"{what} checkpoint tensor {name} has shape {list(tensor.shape)}, expected {list(expected[name].shape)}"
             )
     model.load_state_dict(state, strict=True)
     return model
