@@ -6,8 +6,10 @@ the whole video is normalised and padded into one tensor up front, a full-length
 affinity (N_memory x HW), top-k softmax is written back into that dense matrix (`zero_().scatter_`)
 and the read-out is a bmm with it; the K objects are decoded in one batch; the value encoder's
 "others" channel is built per object; probabilities are un-padded, resized and arg-maxed at the end.
-The network is the same STCN module with its BatchNorm layers kept (not folded) in NCHW layout, as
-the original runs it. Only the timing matters here: its masks equal ours (tests/test_parity.py checks
+The weights are the same STCN module's with its BatchNorm layers kept (not folded) in NCHW layout, as
+the original runs it; the decoder and the value encoder's fusion run through the original's own
+forward code below (out-of-place ReLUs and residual adds), so that changes to our blocks never speed
+up the reference. Only the timing matters here: its masks equal ours (tests/test_parity.py checks
 ours against the original release's output).
 """
 
@@ -20,8 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from stcn.inference.frames import image_tensor, pad_to_16, unpad
+from stcn.model.blocks import ResBlock
+from stcn.model.encoders import ValueEncoder
 from stcn.model.memory import aggregate
-from stcn.model.network import STCN
+from stcn.model.network import STCN, Decoder
 
 
 def dense_affinity(mem_key: torch.Tensor, query_key: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -36,6 +40,37 @@ def dense_affinity(mem_key: torch.Tensor, query_key: torch.Tensor, top_k: int) -
     return affinity.zero_().scatter_(1, indices, x_exp)
 
 
+def resblock_original(block: ResBlock, x: torch.Tensor) -> torch.Tensor:
+    """Original `modules.ResBlock.forward`."""
+    r = block.conv1(F.relu(x))
+    r = block.conv2(F.relu(r))
+    if block.downsample is not None:
+        x = block.downsample(x)
+    return x + r
+
+
+def decode_original(dec: Decoder, f16: torch.Tensor, f8: torch.Tensor, f4: torch.Tensor) -> torch.Tensor:
+    """Original `network.Decoder.forward` with `modules.UpsampleBlock.forward` inlined."""
+    x = resblock_original(dec.compress, f16)
+    for block, skip in ((dec.up_16_8, f8), (dec.up_8_4, f4)):
+        x = block.skip_conv(skip) + F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = resblock_original(block.out_conv, x)
+    x = dec.pred(F.relu(x))
+    return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+
+def value_encoder_original(
+    enc: ValueEncoder, image: torch.Tensor, f16: torch.Tensor, masks: torch.Tensor
+) -> torch.Tensor:
+    """Original `modules.ValueEncoder.forward` and `FeatureFusionBlock.forward` (ResNet-18 blocks as ours)."""
+    x = torch.cat([image, masks], 1)
+    x = enc.maxpool(enc.relu(enc.bn1(enc.conv1(x))))
+    x = enc.layer3(enc.layer2(enc.layer1(x)))
+    x = resblock_original(enc.fuser.block1, torch.cat([x, f16], 1))
+    r = enc.fuser.attention(x)
+    return resblock_original(enc.fuser.block2, x + r)
+
+
 def encode_value_original(model: STCN, frame: torch.Tensor, f16: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Original `encode_value`: per object, 'others' = sum of the other objects' masks (a Python loop)."""
     k = masks.shape[0]
@@ -45,7 +80,9 @@ def encode_value_original(model: STCN, frame: torch.Tensor, f16: torch.Tensor, m
         )
     else:
         others = torch.zeros_like(masks)
-    return model.value_encoder(frame.expand(k, -1, -1, -1), f16.expand(k, -1, -1, -1), torch.cat([masks, others], 1))
+    return value_encoder_original(
+        model.value_encoder, frame.expand(k, -1, -1, -1), f16.expand(k, -1, -1, -1), torch.cat([masks, others], 1)
+    )
 
 
 @torch.inference_mode()
@@ -77,7 +114,7 @@ def segment_dense(
         affinity = dense_affinity(mem_k, key.flatten(2), top_k)  # (1, N, HW)
         readout = torch.bmm(mem_v, affinity.expand(k, -1, -1)).view(k, -1, *key.shape[-2:])
         x = torch.cat([readout, thin.expand(k, -1, -1, -1)], 1)
-        out = torch.sigmoid(model.decoder(x, f8.expand(k, -1, -1, -1), f4.expand(k, -1, -1, -1)))
+        out = torch.sigmoid(decode_original(model.decoder, x, f8.expand(k, -1, -1, -1), f4.expand(k, -1, -1, -1)))
         prob[:, t] = aggregate(out[:, 0])[:, None]
         if t != t_len - 1 and t - last_mem >= mem_every:
             value = encode_value_original(model, images[:, t], f16, prob[1:, t]).flatten(2)

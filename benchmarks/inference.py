@@ -38,11 +38,12 @@ from benchmarks.report import write_section  # noqa: E402
 from stcn.data.images import read_frame, read_mask  # noqa: E402
 from stcn.inference import InferenceCore, InferenceSettings  # noqa: E402
 from stcn.inference.frames import image_tensor, labels_from_prob, one_hot  # noqa: E402
-from stcn.inference.loading import prepare_for_inference  # noqa: E402
+from stcn.inference.loading import load_model, prepare_for_inference  # noqa: E402
 from stcn.model import STCN, load_weights  # noqa: E402
 
 PARITY = SHARED / "reference" / "parity"
 RUNGS = ("fp32", "fast", "bf16")
+TIE_MARGIN = 0.02  # probability margin between the two most likely labels counted as "near a tie"
 
 
 def weights() -> tuple[dict, str]:
@@ -71,8 +72,19 @@ def reference_model(state: dict) -> STCN:
     return load_weights(STCN(), state).eval()
 
 
-def run_ours(net: STCN, frames: list[np.ndarray], first: np.ndarray, ids: list[int], settings) -> np.ndarray:
-    """Label maps (T, H, W) of one sequence (frames already decoded): step + un-pad/argmax per frame."""
+def run_ours(
+    net: STCN,
+    frames: list[np.ndarray],
+    first: np.ndarray,
+    ids: list[int],
+    settings,
+    margins: list[float] | None = None,
+) -> np.ndarray:
+    """Label maps (T, H, W) of one sequence (frames already decoded): step + un-pad/argmax per frame.
+
+    `margins`, when given, receives per propagated frame the fraction of pixels whose two most likely
+    labels are within `TIE_MARGIN` of each other (pixels any rounding difference may flip).
+    """
     core = InferenceCore(net, settings)
     out = np.zeros((len(frames), *first.shape), np.uint8)
     lut = np.array([0, *ids], np.uint8)
@@ -84,6 +96,9 @@ def run_ours(net: STCN, frames: list[np.ndarray], first: np.ndarray, ids: list[i
             is_last=t == len(frames) - 1,
         )
         out[t] = lut[labels_from_prob(prob, rgb.shape[:2])]
+        if margins is not None and t > 0:
+            top2 = torch.topk(prob, 2, dim=0).values
+            margins.append(float((top2[0] - top2[1] < TIE_MARGIN).float().mean()))
     return out
 
 
@@ -161,7 +176,16 @@ def speed(n_frames: int, repeats: int) -> tuple[pd.DataFrame, str]:
             print(f"repeat {r + 1}/{repeats} {name}: {times[name][-1] / len(frames):.3f} s/frame", flush=True)
     peak = {k: max(p[k] for p in peaks) for k in peaks[0]}
     flops = video_flops(ours, first.shape, len(frames), 1, 5)
-    case = np.load(PARITY / "case_A.npz")["masks"][: len(frames)] if (PARITY / "case_A.npz").is_file() else None
+    case, ties = None, ""
+    if (PARITY / "case_A.npz").is_file():
+        npz = np.load(PARITY / "case_A.npz")
+        case = npz["masks"][: len(frames)]
+        margin = np.abs(2 * npz["probs"].astype(np.float32) - 1)  # 1 object: |p_object - p_background|
+        ties = (
+            f" In the original's own output on this case, {100 * (margin < TIE_MARGIN).mean():.2f}% of the pixels "
+            f"(frames {', '.join(map(str, npz['prob_frames']))}) have their two labels within {TIE_MARGIN} of each "
+            "other (untrained weights): those are the pixels a half-precision rung can flip."
+        )
     base = min(times["reference (dense, original path)"])
     fp32 = masks["ours fp32"]
     rows = []
@@ -189,14 +213,18 @@ def speed(n_frames: int, repeats: int) -> tuple[pd.DataFrame, str]:
         f"fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; '% of conv peak' compares fp32 runs "
         "with the fp32 peak and fast/bf16 runs with the bf16 peak. FLOPs per video "
         f"{flops / 1e9:.0f} GFLOP (torch FlopCounterMode: key encoder per frame, value encoder per memory frame, "
-        f"decoder per propagated frame). Weights: {source}."
+        f"decoder per propagated frame). Weights: {source}.{ties}"
     )
     return pd.DataFrame(rows).round(3), note
 
 
-def agreement(n_frames: int) -> pd.DataFrame:
-    """Per-frame mask agreement of fast and bf16 with fp32 on every bundled sequence (seeded weights)."""
-    net = model()
+def agreement(n_frames: int, weights_file: Path | None = None) -> pd.DataFrame:
+    """Per-frame mask agreement of fast and bf16 with fp32 on every bundled sequence.
+
+    Seeded random weights unless `weights_file` (an STCN checkpoint, e.g. the official `stcn.pth` or a
+    trained `models/<run>/weights.pth`) is given.
+    """
+    net = load_model(weights_file) if weights_file else model()
     cases = [(DAVIS, s) for s in ("blackswan", "car-shadow", "dog-agility", "libby")] + [(TENNIS, "tennis")]
     rows = []
     for root, seq in cases:
@@ -204,10 +232,12 @@ def agreement(n_frames: int) -> pd.DataFrame:
         frames = [read_frame(p) for p in paths]
         first = read_mask(root / "Annotations/480p" / seq / f"{paths[0].stem}.png")
         ids = sorted(int(v) for v in np.unique(first) if v not in (0, 255))
-        masks, seconds = {}, {}
+        masks, seconds, ties = {}, {}, []
         for rung in RUNGS:
             start = time.perf_counter()
-            masks[rung] = run_ours(net, frames, first, ids, InferenceSettings(precision=rung))
+            masks[rung] = run_ours(
+                net, frames, first, ids, InferenceSettings(precision=rung), ties if rung == "fp32" else None
+            )
             seconds[rung] = time.perf_counter() - start
         for rung in RUNGS[1:]:
             agree = np.array([(a == b).mean() for a, b in zip(masks[rung], masks["fp32"], strict=True)])
@@ -220,6 +250,7 @@ def agreement(n_frames: int) -> pd.DataFrame:
                     "speed vs ours fp32": seconds["fp32"] / seconds[rung],
                     "min per-frame agreement (%)": 100 * agree.min(),
                     "mean agreement (%)": 100 * agree.mean(),
+                    f"fp32 pixels near a tie (%, margin < {TIE_MARGIN})": 100 * np.mean(ties),
                 }
             )
             print(rows[-1], flush=True)
@@ -288,6 +319,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=20, help="frames of blackswan for the speed part (parity case A: 20)")
     ap.add_argument("--repeats", type=int, default=2, help="alternated repeats of the speed part (best is kept)")
     ap.add_argument("--agreement-frames", type=int, default=12, help="frames per sequence for the agreement part")
+    ap.add_argument(
+        "--weights", type=Path, help="an STCN checkpoint for the agreement part [default: seeded random weights]"
+    )
     ap.add_argument("--scale", type=float, default=0.5, help="frame scale for the long-video memory part")
     ap.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, one per core]")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -319,13 +353,16 @@ def main() -> None:
         load = os.getloadavg()
         write_section(
             "Precision ladder: mask agreement with fp32",
-            agreement(a.agreement_frames),
+            agreement(a.agreement_frames, a.weights),
             notes=(
-                "Seeded random weights (tests/conftest.py), first frames of every bundled sequence (tennis: 2 "
-                "objects + void). Agreement = fraction of pixels whose label equals the fp32 run's, per frame. "
+                f"Weights: {a.weights or 'seeded random weights (tests/conftest.py)'}; first frames of every "
+                "bundled sequence (tennis: 2 objects + void). Agreement = fraction of pixels whose label equals "
+                "the fp32 run's, per frame. "
                 "fast = bf16 convolutions with the key projection, affinity, top-k, softmax, read-out and "
-                "aggregation in fp32; bf16 = autocast throughout. Speed ratios are single runs (see the speed "
-                f"section for alternated timings). Load average at start: {load[0]:.1f}."
+                "aggregation in fp32; bf16 = autocast throughout. 'Near a tie' = pixels of the fp32 run whose two most "
+                "likely labels differ by less than the margin (mean over propagated frames): with untrained weights "
+                "many pixels sit there and any rounding difference may flip them. Speed ratios are single runs "
+                f"(see the speed section for alternated timings). Load average at start: {load[0]:.1f}."
             ),
         )
     if a.part in ("memory", "all"):

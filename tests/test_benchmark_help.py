@@ -35,3 +35,26 @@ def test_help_prints_usage_and_changes_nothing(script: Path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"usage: {script.name}")
     assert snapshot() == before
+
+
+def test_gpu_script_runs_on_cpu_and_writes_nothing():
+    """benchmarks/gpu.py cannot be run on CUDA in CI: its `--device cpu --quick` smoke run exercises the same code."""
+    before = snapshot()
+    r = subprocess.run(
+        [sys.executable, REPO / "benchmarks/gpu.py", "--device", "cpu", "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    for part in (
+        "inference 480p, fp32",
+        "inference 480p, fast",
+        "inference 480p, bf16",
+        "training stage 0",
+        "training stage 3",
+    ):
+        assert f"| {part}" in r.stdout
+    assert "min per-frame agreement" in r.stdout
+    assert snapshot() == before

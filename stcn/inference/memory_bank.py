@@ -24,7 +24,7 @@ class _Entry:
 class MemoryBank:
     """Memory frames for all object groups, with optional eviction to bound memory use."""
 
-    def __init__(self, top_k: int = 20, max_frames: int | None = None):
+    def __init__(self, top_k: int, max_frames: int | None = None):
         self.top_k = top_k
         self.max_frames = max_frames
         self.entries: list[_Entry] = []

@@ -18,10 +18,9 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_dim, out_dim, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.conv2(F.relu(self.conv1(F.relu(x))))
-        if self.downsample is not None:
-            x = self.downsample(x)
-        return x + r
+        r = self.conv2(F.relu(self.conv1(F.relu(x)), inplace=True))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return r.add_(shortcut)  # in place: one feature map less to allocate (conv2's backward needs no output)
 
 
 class ChannelGate(nn.Module):
@@ -98,5 +97,6 @@ class UpsampleBlock(nn.Module):
         self.out_conv = ResBlock(up_dim, out_dim)
 
     def forward(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-        x = self.skip_conv(skip) + F.interpolate(up, scale_factor=2, mode="bilinear", align_corners=False)
+        x = self.skip_conv(skip)
+        x += F.interpolate(up, scale_factor=2, mode="bilinear", align_corners=False)
         return self.out_conv(x)
