@@ -27,16 +27,11 @@ def params(block: str, shared: str | None = None) -> dict[str, Any]:
     return {**base, **(data.get(block) or {})}
 
 
-def dataset(name: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The registry entry `datasets.<name>` of params.yaml, with `root` filled in (default data/<name>)."""
-    from stcn.errors import UserError
+def dataset(name: str, data: dict[str, Any] | None = None):
+    """The registry entry `datasets.<name>` of params.yaml (a checked `stcn.registry.Dataset`)."""
+    from stcn.registry import parse_registry
 
-    registry = (data or load()).get("datasets") or {}
-    if name not in registry:
-        raise UserError(f"dataset {name!r} is not in params.yaml `datasets` (known: {', '.join(registry)})")
-    entry = dict(registry[name] or {})
-    entry.setdefault("root", f"data/{name}")
-    return entry
+    return parse_registry((data or load()).get("datasets") or {}, "params.yaml").dataset(name)
 
 
 def runs(data: dict[str, Any]) -> list[str]:
