@@ -469,3 +469,25 @@ def test_s3_output_to_a_missing_bucket_is_one_line(tmp_path: Path, s3_server) ->
     seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=1)
     with pytest.raises(UserError, match="cannot write s3://no-such-bucket/bl30k/"):
         shard_bl30k([seg], "s3://no-such-bucket/bl30k", workers=1)
+
+
+def test_shard_dataset_reads_a_registry_entry_by_its_layout(bundled: Path, tmp_path: Path) -> None:
+    """`stcn shard dataset NAME`: the registry's layout picks the reader, its `shard.split` the split."""
+    from stcn.data.shards.build import shard_dataset
+
+    run = subprocess.run(
+        [sys.executable, "-m", "stcn.cli", "shard", "dataset", "davis17", "--root", str(bundled / "davis17"),
+         "--out", str(tmp_path / "d17"), "--workers", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    index = json.loads((tmp_path / "d17" / INDEX).read_text())
+    assert index["dataset"] == "davis17" and list(index["splits"]) == ["train"]
+    direct = shard_generic(bundled / "davis17", str(tmp_path / "g"), layout="davis", name="davis17", workers=1)
+    assert _digests(_shards(tmp_path / "d17", "train")) == _digests(_shards(tmp_path / "g", "train"))
+    tars = shard_dataset(load_registry().dataset("bl30k"), str(tmp_path / "b"), root=bundled / "bl30k", workers=1)
+    assert tars["totals"] == shard_bl30k(sorted((bundled / "bl30k").glob("*.tar")), str(tmp_path / "b2"))["totals"]
+    assert direct["totals"]["samples"] == index["totals"]["samples"] > 0
+    run = subprocess.run([sys.executable, "-m", "stcn.cli", "shard", "dataset", "davis2017", "--out", str(tmp_path)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 2 and run.stderr.startswith("error: unknown dataset 'davis2017' (known in ")
