@@ -16,9 +16,9 @@ from typing import Any
 
 import typer
 import yaml
-from stage import PARAMS, command, runs
+from stage import PARAMS, command, registry, runs
 
-from stcn.registry import Dataset, Registry, parse_registry
+from stcn.registry import Dataset
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 DVC_YAML = Path("dvc.yaml")
@@ -39,11 +39,6 @@ def compose_params(overrides: list[str]) -> dict[str, Any]:
     with initialize_config_dir(str(CONF.resolve()), version_base=None):
         cfg = compose(config_name="config", overrides=overrides)
     return OmegaConf.to_container(cfg, resolve=True)
-
-
-def registry(p: dict[str, Any]) -> Registry:
-    """The checked dataset registry of params `p` (its `datasets`)."""
-    return parse_registry(p.get("datasets") or {}, "params")
 
 
 def _keys(p: dict[str, Any], name: str, *parts: str) -> list[str]:

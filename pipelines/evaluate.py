@@ -1,6 +1,7 @@
 """DVC stage `evaluate_<name>`: `stcn evaluate` of `evaluate.weights` on a registry dataset into results/<name>/.
 
-Options: the shared `evaluate` block under `datasets.<name>.evaluate` (split, inference settings).
+Options: the shared `evaluate` block under `datasets.<name>.evaluate` (split, inference settings; null: the
+library's default).
 `evaluate.launcher` starts this script (`python`, or `torchrun ...`: the videos are split across ranks).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from stage import command, dataset, load, log
+from stage import command, dataset, inference_knobs, load, log
 
 
 def evaluate(name: str = typer.Argument(..., help="a dataset of params.yaml `datasets`")) -> None:
@@ -23,7 +24,7 @@ def evaluate(name: str = typer.Argument(..., help="a dataset of params.yaml `dat
 
     p = load()
     ds = dataset(name, p)
-    k = {**p["evaluate"], **(ds.evaluate or {})}
+    k = inference_knobs({**p["evaluate"], **(ds.evaluate or {})})
     settings = inference_settings(k["top_k"], k["mem_every"], k["include_last"], k["precision"],
                                   k["max_memory_frames"], k["device"], k["resolution"])  # fmt: skip
     ranks, device = setup(settings.device)

@@ -11,7 +11,7 @@ stage's DVC output (it lists every shard's sha256).
 from __future__ import annotations
 
 import typer
-from stage import command, dataset, load, log
+from stage import command, dataset, given, load, log
 
 LOCAL = "shards"
 
@@ -24,7 +24,7 @@ def shard(name: str = typer.Argument(..., help="a dataset of params.yaml `datase
     p = load()
     ds = dataset(name, p)
     shared = {k: p["shard"][k] for k in ("shard_size_mb", "check", "workers")}
-    knobs = {**shared, **(ds.shard or {})}
+    knobs = given({**shared, **(ds.shard or {})})  # null: the library's default
     out = f"{p['shard']['url'].rstrip('/')}/{name}"
     if ds.layout == "bl30k" and ds.root is None:
         from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
