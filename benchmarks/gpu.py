@@ -30,7 +30,7 @@ from conftest import DAVIS  # noqa: E402
 
 from benchmarks.inference import model, run_ours  # noqa: E402
 from benchmarks.report import write_section  # noqa: E402
-from benchmarks.train import batch  # noqa: E402
+from benchmarks.train import PAPER_CROP, batch  # noqa: E402
 from stcn.data.folders import davis_sequences  # noqa: E402
 from stcn.data.images import read_frame, read_mask  # noqa: E402
 from stcn.inference import InferenceSettings  # noqa: E402
@@ -145,7 +145,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("error: no CUDA device (use --device cpu --quick for a smoke run)")
-    frames, crop, batch_size, steps = (3, 128, 1, 1) if a.quick else (a.frames, 384, 4, a.steps)
+    frames, crop, batch_size, steps = (3, 128, 1, 1) if a.quick else (a.frames, PAPER_CROP, 4, a.steps)
     start = time.perf_counter()
     rows, fp32 = inference(a.device, frames)
     rows.append(agreement(a.device, fp32, min(frames, 10)))

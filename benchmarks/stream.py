@@ -5,7 +5,7 @@ Data: the bundled real DAVIS sample (4 videos, 164 frames; stage 0 uses each fra
 image). Each row: a fresh `make_loader` (resampled mode), the first batch (worker start-up)
 excluded, then `--batches` batches timed.
 
-    python benchmarks/stream.py [--batches 12] [--batch-size 4] [--workers 2] [--crop 384]
+    python benchmarks/stream.py [--batches 12] [--batch-size 4] [--workers 2] [--crop N (default: TrainConfig's)]
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ from stcn.data.stream.loader import (  # noqa: E402
     make_loader,
     worker_rng,
 )
+from stcn.train.config import TrainConfig  # noqa: E402
 
+TRAIN_DEFAULTS = TrainConfig.__dataclass_fields__  # the crop default lives in TrainConfig
 DAVIS = ROOT / "stcn" / "data" / "bundled" / "davis-mini"
 
 
@@ -152,7 +154,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--crop", type=int, default=384)
+    crop = TRAIN_DEFAULTS["crop"].default
+    ap.add_argument("--crop", type=int, default=crop, help="default: TrainConfig's (%(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best is reported")
     args = ap.parse_args()
     from s3_server import start_rclone_s3

@@ -19,8 +19,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import write_section  # noqa: E402
 from stcn.model import STCN  # noqa: E402
+from stcn.train.config import TrainConfig  # noqa: E402
 from stcn.train.forward import TrainingForward  # noqa: E402
 from stcn.train.loss import compute_losses  # noqa: E402
+
+PAPER_CROP = TrainConfig.__dataclass_fields__["crop"].default  # the training crop default (the paper's)
 
 
 def batch(size: int, batch_size: int, objects: int) -> dict[str, torch.Tensor]:
@@ -60,7 +63,7 @@ def time_steps(size: int, batch_size: int, bf16: bool, steps: int, single: bool)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[384, 128], help="square crop sizes")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[PAPER_CROP, 128], help="square crop sizes")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per setting (after 1 warm-up)")
     parser.add_argument("--stage0", action="store_true", help="single-object (stage 0) network instead")

@@ -16,7 +16,9 @@ from typing import Any
 
 import typer
 import yaml
-from stage import PARAMS, command, runs
+from stage import PARAMS, command, registry, runs
+
+from stcn.registry import Dataset
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 DVC_YAML = Path("dvc.yaml")
@@ -39,10 +41,6 @@ def compose_params(overrides: list[str]) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def _entries(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: dict(entry or {}) for name, entry in (p.get("datasets") or {}).items()}
-
-
 def _keys(p: dict[str, Any], name: str, *parts: str) -> list[str]:
     """The params keys `datasets.<name>.<part>` that exist (DVC fails on missing ones)."""
     entry = p["datasets"][name] or {}
@@ -52,31 +50,30 @@ def _keys(p: dict[str, Any], name: str, *parts: str) -> list[str]:
 def stages(p: dict[str, Any]) -> dict[str, Any]:
     """dvc.yaml's `stages` for the registry in params `p`."""
     out: dict[str, Any] = {}
-    data = _entries(p)
-    root = {n: e.get("root", f"data/{n}") for n, e in data.items()}
-    for name, e in data.items():
-        if "root" in e or streamed(e):
+    data = registry(p)
+    root = {ds.name: str(ds.folder) for ds in data}
+    for ds in data:
+        name = ds.name
+        if ds.root is not None or streamed(ds):
             continue  # your own folder, or BL30K fetched segment by segment by its shard stage
+        weights = ds.layout == "weights"  # model weights: their own `download_<name>` block, into models/<name>
         out[f"download_{name}"] = {
             "cmd": f"python pipelines/download.py {name}",
-            "deps": ["pipelines/download.py", *PIPE, "stcn/data/fetch"],
-            "params": ["download", *_keys(p, name, "download")],
-            "outs": [{f"data/{name}": {"persist": True}}],
-        }
-    out["download_pretrained"] = {
-        "cmd": "python pipelines/download.py pretrained",
-        "deps": ["pipelines/download.py", *PIPE, "stcn/data/fetch"],
-        "params": ["download_pretrained"],
-        "outs": [{"models/pretrained": {"persist": True}}],
-    }
-    for name, e in data.items():
-        if "shard" in e:
+            "deps": ["pipelines/download.py", *PIPE, "stcn/data/fetch", "stcn/registry.py"],
+            "params": [f"download_{name}" if weights else "download",
+                       *_keys(p, name, "layout", "year", "splits", "files", "download")],
+            "outs": [{f"models/{name}" if weights else root[name]: {"persist": True}}],
+        }  # fmt: skip
+    for ds in data:
+        name = ds.name
+        if ds.shard is not None:
             out[f"shard_{name}"] = {
                 "cmd": f"python pipelines/shard.py {name}",
-                "deps": ["pipelines/shard.py", *PIPE, "stcn/data/shards", "stcn/data/folders.py",
-                         *(["stcn/data/fetch"] if streamed(e) else [root[name]])],
-                "params": ["shard", *(["download"] if streamed(e) else []),
-                           *_keys(p, name, "layout", "shard", "root", *(["download"] if streamed(e) else []))],
+                "deps": ["pipelines/shard.py", *PIPE, "stcn/data/shards", "stcn/data/folders.py", "stcn/registry.py",
+                         *(["stcn/data/fetch"] if streamed(ds) else [root[name]])],
+                "params": ["shard", *(["download"] if streamed(ds) else []),
+                           *_keys(p, name, "layout", "shard", "root",
+                                  *(["download", "files"] if streamed(ds) else []))],
                 "outs": [f"shards/{name}"],
             }  # fmt: skip
     for run in runs(p):
@@ -94,7 +91,8 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         out[f"evaluate_{name}"] = {
             "cmd": "${evaluate.launcher} pipelines/evaluate.py " + name,
             "deps": ["pipelines/evaluate.py", *PIPE, "stcn/eval", "stcn/inference", "stcn/model",
-                     "stcn/data/folders.py", "stcn/data/images.py", root[name], "${evaluate.weights}"],
+                     "stcn/data/folders.py", "stcn/data/images.py", "stcn/registry.py", root[name],
+                     "${evaluate.weights}"],
             "params": ["evaluate", *_keys(p, name, "layout", "year", "evaluate", "root")],
             "outs": [f"results/{name}"],
         }  # fmt: skip
@@ -106,11 +104,11 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
             "params": ["evaluate", "evaluate_davis17_interactive"],
             "outs": ["results/davis17_interactive", {"reports/davis17_interactive.md": {"cache": False}}],
         }  # fmt: skip
-    reported = [n for n in evaluated(p)]
+    reported = evaluated(p)
     out["report"] = {
         "cmd": " ".join(["python pipelines/report.py", *runs(p)]),
-        "deps": ["pipelines/report.py", *PIPE, "stcn/reports.py", *[f"results/{n}" for n in reported],
-                 *[f"models/{r}/dvclive/plots/metrics" for r in runs(p)]],
+        "deps": ["pipelines/report.py", *PIPE, "stcn/reports.py", "stcn/registry.py",
+                 *[f"results/{n}" for n in reported], *[f"models/{r}/dvclive/plots/metrics" for r in runs(p)]],
         "params": ["profile", "report", *[f"evaluate.{k}" for k in REPORTED_EVALUATE],
                    *[f"datasets.{n}.{k}" for n in reported for k in ("layout", "evaluate", "report")
                      if k in (p["datasets"][n] or {})]],
@@ -122,14 +120,14 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def streamed(entry: dict[str, Any]) -> bool:
+def streamed(ds: Dataset) -> bool:
     """BL30K from its source (no `root`): its shard stage downloads, shards and drops one segment at a time."""
-    return entry.get("layout") == "bl30k" and "root" not in entry
+    return ds.layout == "bl30k" and ds.root is None
 
 
 def evaluated(p: dict[str, Any]) -> list[str]:
     """The datasets with an `evaluate` entry (each gets an evaluate stage and a report table)."""
-    return [n for n, e in _entries(p).items() if "evaluate" in e]
+    return [ds.name for ds in registry(p) if ds.evaluate is not None]
 
 
 def dvc_yaml(p: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """DVC stage `download_<name>`: `stcn download` of a registry dataset (or the pretrained weights).
 
-Options: the shared `download` block under `datasets.<name>.download` (`download_pretrained` for the weights).
+Options: the shared `download` block under `datasets.<name>.download` (weights, layout `weights`: the
+`download_<name>` block, e.g. `download_pretrained`, into models/<name>).
 With `optional: true` a dataset whose source needs the internet, when it is unreachable, is
 skipped: `<to>/STATUS` says why, and the stage succeeds (nothing downstream needs it by default).
 """
@@ -14,18 +15,19 @@ from stage import command, dataset, load, log
 
 
 def download(name: str = typer.Argument(...)) -> None:
-    """Download (or, with source `bundled`, build) dataset NAME into data/NAME (pretrained: models/pretrained)."""
+    """Download (or, with source `bundled`, build) dataset NAME into data/NAME (weights: models/NAME)."""
     from stcn.data.fetch.download import NeedsInternet, download_dataset
 
     p = load()
-    if name == "pretrained":
-        knobs, to = dict(p["download_pretrained"]), Path("models/pretrained")
+    ds = dataset(name, p)
+    if ds.layout == "weights":
+        knobs, to = {**p[f"download_{name}"], **(ds.download or {})}, Path("models") / name
     else:
-        knobs, to = {**p["download"], **(dataset(name, p).get("download") or {})}, Path("data") / name
+        knobs, to = {**p["download"], **(ds.download or {})}, ds.folder
     optional = knobs.pop("optional", False)
     (to / "STATUS").unlink(missing_ok=True)  # the output folder persists across runs (resumable downloads)
     try:
-        download_dataset(name, to=to, log=log, **knobs)
+        download_dataset(ds, to=to, log=log, **knobs)
     except NeedsInternet as e:
         if not optional:
             raise

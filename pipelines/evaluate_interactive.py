@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from stage import command, load, log, params
+from stage import command, inference_knobs, load, log, params
 
 
 def evaluate_interactive(root: Path = typer.Argument(..., help="DAVIS 2017 trainval root")) -> None:
@@ -17,7 +17,7 @@ def evaluate_interactive(root: Path = typer.Argument(..., help="DAVIS 2017 train
     from stcn.inference.commands import inference_settings
     from stcn.interactive.evaluate import evaluate_interactive as run
 
-    k = params("evaluate_davis17_interactive", "evaluate")
+    k = inference_knobs(params("evaluate_davis17_interactive", "evaluate"))
     settings = inference_settings(k["top_k"], k["mem_every"], False, k["precision"], k["max_memory_frames"],
                                   k["device"], k["resolution"])  # fmt: skip
     out = Path("results") / "davis17_interactive"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from stage import command, load
+from stage import command, inference_knobs, load, registry
 
 
 def report(
@@ -18,12 +18,12 @@ def report(
     from stcn.reports import benchmarks, write_reports
 
     p = load()
-    ev, rep = p["evaluate"], p["report"]
+    ev, rep = inference_knobs(p["evaluate"]), p["report"]
     frames = f", the first {ev['max_frames']} frames of each sequence" if ev.get("max_frames") else ""
     setting = (f"{ev['device']}, {ev['precision']}, {ev['resolution'] or 480}p, "
                f"top-k {ev['top_k']}, a memory frame every {ev['mem_every']}{frames}")  # fmt: skip
     notes = [f"profile: `{p['profile']}`", f"evaluated weights: `{ev['weights']}` ({setting})", *rep["notes"]]
-    write_reports("results", "models", "reports", benches=benchmarks(p["datasets"]), runs=tuple(runs or ()),
+    write_reports("results", "models", "reports", benches=benchmarks(registry(p)), runs=tuple(runs or ()),
                   curves=rep["curves"], label=ev["weights"], notes=notes, amp=ev["precision"] != "fp32")  # fmt: skip
 
 

@@ -10,37 +10,30 @@ stage's DVC output (it lists every shard's sha256).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
-from stage import command, dataset, load, log
+from stage import command, dataset, given, load, log
 
 LOCAL = "shards"
 
 
 def shard(name: str = typer.Argument(..., help="a dataset of params.yaml `datasets`")) -> None:
     """Shard dataset NAME (its folder `root`, default data/NAME; bl30k: the folder of segment tars)."""
-    from stcn.data.shards import build
+    from stcn.data.shards.build import shard_dataset
     from stcn.data.shards.store import Store
 
     p = load()
-    entry = dataset(name, p)
+    ds = dataset(name, p)
     shared = {k: p["shard"][k] for k in ("shard_size_mb", "check", "workers")}
-    knobs = {**shared, **(entry.get("shard") or {})}
+    knobs = given({**shared, **(ds.shard or {})})  # null: the library's default
     out = f"{p['shard']['url'].rstrip('/')}/{name}"
-    root, layout = Path(entry["root"]), entry["layout"]
-    if layout == "bl30k" and "root" not in (p["datasets"][name] or {}):
+    if ds.layout == "bl30k" and ds.root is None:
         from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
 
-        source = {**p["download"], **(entry.get("download") or {})}
-        names, fetch = segment_fetcher(source.get("source"), source.get("url"), log)
-        index = shard_bl30k_streamed(names, fetch, out, root, log=log, **knobs)
-    elif layout == "bl30k":
-        index = build.shard_bl30k(sorted(root.glob("*.tar")), out, log=log, **knobs)
-    elif layout == "static":
-        index = build.shard_static(root, out, log=log, **knobs)
+        source = {**p["download"], **(ds.download or {})}
+        names, fetch = segment_fetcher(ds, source.get("source"), source.get("url"), log)
+        index = shard_bl30k_streamed(names, fetch, out, ds.folder, log=log, **knobs)
     else:
-        index = build.shard_generic(root, out, layout=layout, name=name, log=log, **knobs)
+        index = shard_dataset(ds, out, log=log, **knobs)
     if out != f"{LOCAL}/{name}":
         Store(f"{LOCAL}/{name}").write_index(index)
     log(f"shard_{name}: {index['totals']['samples']} samples in {index['totals']['shards']} shards -> {out}")

@@ -27,16 +27,31 @@ def params(block: str, shared: str | None = None) -> dict[str, Any]:
     return {**base, **(data.get(block) or {})}
 
 
-def dataset(name: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The registry entry `datasets.<name>` of params.yaml, with `root` filled in (default data/<name>)."""
-    from stcn.errors import UserError
+def registry(data: dict[str, Any] | None = None):
+    """The dataset registry of params.yaml (`datasets`, checked by `stcn.registry`)."""
+    from stcn.registry import parse_registry
 
-    registry = (data or load()).get("datasets") or {}
-    if name not in registry:
-        raise UserError(f"dataset {name!r} is not in params.yaml `datasets` (known: {', '.join(registry)})")
-    entry = dict(registry[name] or {})
-    entry.setdefault("root", f"data/{name}")
-    return entry
+    return parse_registry((data or load()).get("datasets") or {}, "params.yaml")
+
+
+def dataset(name: str, data: dict[str, Any] | None = None):
+    """The registry entry `datasets.<name>` of params.yaml (a checked `stcn.registry.Dataset`)."""
+    return registry(data).dataset(name)
+
+
+def given(knobs: dict[str, Any]) -> dict[str, Any]:
+    """The knobs that are set: null in params means the library's default, declared once in the code."""
+    return {k: v for k, v in knobs.items() if v is not None}
+
+
+def inference_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
+    """An `evaluate` block with its null inference settings replaced by the library's (InferenceSettings)."""
+    import dataclasses
+
+    from stcn.inference.settings import InferenceSettings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(InferenceSettings) if f.name != "device"}
+    return {**knobs, **{k: v for k, v in defaults.items() if knobs.get(k) is None}}
 
 
 def runs(data: dict[str, Any]) -> list[str]:

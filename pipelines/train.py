@@ -1,8 +1,8 @@
 """DVC stage `train_<run>`: one training run into models/<run>/ (weights.pth, dvclive/).
 
-Options: the shared `train` block under `train_<run>`; `data` names shard sets (registry datasets) under
-`shard.url`, `after` the run whose weights initialise this one. `train.launcher` starts this script
-(`python`, or `torchrun ...` for one process per GPU). The final checkpoint.pth is not kept.
+Options: the shared `train` block under `train_<run>` (null: TrainConfig's default); `data` names shard sets
+(registry datasets) under `shard.url`, `after` the run whose weights initialise this one. `train.launcher`
+starts this script (`python`, or `torchrun ...` for one process per GPU). The final checkpoint.pth is not kept.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from stage import command, params
+from stage import command, given, params
 
 
 def train(run: str = typer.Argument(..., help="a run with a `train_<run>` block: s0 | s01 | s012 | s03 ...")) -> None:
@@ -24,7 +24,7 @@ def train(run: str = typer.Argument(..., help="a run with a `train_<run>` block:
     url = params("shard")["url"].rstrip("/")
     knobs["data"] = [f"{url}/{name}" for name in knobs["data"]]
     knobs["init"] = f"models/{after}/weights.pth" if after else knobs.get("init")
-    run_stage(TrainConfig(out=str(Path("models") / run), keep_checkpoint=False, **knobs))
+    run_stage(TrainConfig(out=str(Path("models") / run), keep_checkpoint=False, **given(knobs)))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Inputs are what `stcn evaluate` writes (`<results>/<benchmark>/evaluation.json`, the per-sequence CSV,
 `pictures/<seq>.png`) and what `stcn train` logs (`<models>/<run>/dvclive/plots/metrics/train/<metric>.tsv`).
 Which benchmarks and runs there are, their titles and the paper's numbers come from the registry
-(params `datasets.<name>.report`, see conf/config.yaml) through `benchmarks`.
+(`datasets.<name>.report`, see conf/config.yaml and `stcn.registry`) through `benchmarks`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from stcn.registry import Registry, load_registry
 
 SOURCE = "STCN README (github.com/hkchengrex/STCN): s012 model, RTX 2080 Ti, 480p, FPS fp32 / AMP"
 DAVIS_COLUMNS = ["J&F", "J", "F", "FPS", "FPS (AMP)"]
@@ -34,16 +36,16 @@ class Benchmark:
     scored_by: str = ""  # who scores it when the ground truth is not public
 
 
-def benchmarks(datasets: dict[str, dict]) -> list[Benchmark]:
-    """The reported benchmarks of a registry (params `datasets`): those with an `evaluate` entry, in order."""
+def benchmarks(registry: Registry | None = None) -> list[Benchmark]:
+    """The reported benchmarks of a dataset registry (default: `load_registry()`): the datasets with an
+    `evaluate` entry, in order."""
     out = []
-    for key, entry in datasets.items():
-        entry = entry or {}
-        if "evaluate" not in entry:
+    for ds in registry if registry is not None else load_registry():
+        if ds.evaluate is None:
             continue
-        report = entry.get("report") or {}
-        columns = YOUTUBE_COLUMNS if entry.get("layout") == "youtube" else DAVIS_COLUMNS
-        out.append(Benchmark(key, report.get("title", key), columns, dict(report.get("paper") or {}),
+        report = ds.report or {}
+        columns = YOUTUBE_COLUMNS if ds.layout == "youtube" else DAVIS_COLUMNS
+        out.append(Benchmark(ds.name, report.get("title", ds.name), columns, dict(report.get("paper") or {}),
                              report.get("scored_by", "")))  # fmt: skip
     return out
 

@@ -23,9 +23,10 @@ from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
 from stcn.data.fetch.archives import safe_extract
 from stcn.data.fetch.download import NeedsInternet, download_dataset, fetch, resize_youtube_split
-from stcn.data.fetch.sources import DATASETS, DAVIS_MINI, bl30k_members, bundled_videos
+from stcn.data.fetch.sources import DAVIS_MINI, bl30k_members, bundled_videos, has_stand_in
 from stcn.data.folders import davis_sequences, youtube_sequences
 from stcn.errors import UserError
+from stcn.registry import load_registry
 
 FRAME = DAVIS_MINI / "JPEGImages" / "480p" / "blackswan" / "00000.jpg"
 
@@ -315,7 +316,7 @@ def test_truncated_zip_names_archive(tmp_path: Path) -> None:
 
 
 # --- bundled sources -------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", [n for n, d in DATASETS.items() if d.bundled])
+@pytest.mark.parametrize("name", [d.name for d in load_registry() if has_stand_in(d)])
 def test_bundled_source_builds_dataset_layout(tmp_path: Path, name: str) -> None:
     target = download_dataset(name, source="bundled", to=tmp_path / name)
     assert "DAVIS" in (target / "BUNDLED_SAMPLE.md").read_text()
@@ -390,16 +391,16 @@ def test_resize_youtube_split_shorter_side_480(tmp_path: Path) -> None:
 
 
 def test_bl30k_segments_come_from_google_drive_by_default_and_a_mirror_overrides():
-    from stcn.data.fetch.sources import artifact_url, dataset, default_source
+    from stcn.data.fetch.sources import default_source, file_url
 
-    ds = dataset("bl30k")
-    assert [a.name for a in ds.artifacts] == [f"BL30K_{c}.tar" for c in "abcdef"]
+    ds = load_registry().dataset("bl30k")
+    assert [a.name for a in ds.files] == [f"BL30K_{c}.tar" for c in "abcdef"]
     assert default_source(ds) == "gdrive"
-    urls = [artifact_url(ds, a, "gdrive") for a in ds.artifacts]
+    urls = [file_url(ds, a, "gdrive") for a in ds.files]
     assert urls[0] == "gdrive://1z9V5zxLOJLNt1Uj7RFqaP2FZWKzyXvVc"
     assert urls[-1] == "gdrive://1nawBAazf_unMv46qGBHhWcQ4JXZ5883r"
     assert len(set(urls)) == 6
-    assert artifact_url(ds, ds.artifacts[2], "http", "https://mirror/bl30k/") == "https://mirror/bl30k/BL30K_c.tar"
+    assert file_url(ds, ds.files[2], "http", "https://mirror/bl30k/") == "https://mirror/bl30k/BL30K_c.tar"
     import yaml
 
     paper = yaml.safe_load((Path(__file__).parent.parent / "conf/profile/paper.yaml").read_text())

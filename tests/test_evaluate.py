@@ -37,7 +37,7 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
             "--weights",
             weights_file,
             "--dataset",
-            "davis2017",
+            "davis17",
             "--root",
             root,
             "--split",
@@ -53,10 +53,10 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     # a non-terminal gets plain progress lines: per frame (period 0), one per finished video, and the total
-    progress = [line for line in r.stderr.splitlines() if line.startswith("davis2017 val: ")]
-    assert progress[0].startswith("davis2017 val: 1/10 frames (10%)") and "video 1/2 blackswan frame 1/5" in progress[0]
-    assert any(line.startswith("davis2017 val: video 2/2 libby done, 5 frames at") for line in progress)
-    assert progress[-1].startswith("davis2017 val: 10/10 frames (100%)") and progress[-1].endswith("done")
+    progress = [line for line in r.stderr.splitlines() if line.startswith("davis17 val: ")]
+    assert progress[0].startswith("davis17 val: 1/10 frames (10%)") and "video 1/2 blackswan frame 1/5" in progress[0]
+    assert any(line.startswith("davis17 val: video 2/2 libby done, 5 frames at") for line in progress)
+    assert progress[-1].startswith("davis17 val: 10/10 frames (100%)") and progress[-1].endswith("done")
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["blackswan", "libby", "pictures"]
     assert len(list((out / "libby").glob("*.png"))) == 5
     gt_shape = read_mask(root / "Annotations/480p/libby/00000.png").shape
@@ -72,7 +72,7 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
 def test_davis16_binarises_and_first_frame_is_ground_truth(weights_file, root, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STCN_PROGRESS_PERIOD", "0")
     monkeypatch.setenv("STCN_QUIET", "1")  # what `--quiet` sets
-    result = evaluate(load_model(weights_file), "davis2016", root, "val", tmp_path, InferenceSettings())
+    result = evaluate(load_model(weights_file), "davis16", root, "val", tmp_path, InferenceSettings(), year=2016)
     assert "frames (" not in capsys.readouterr().err
     assert result.timing.frames == 10
     assert result.per_sequence["Sequence"].tolist() == ["blackswan_1", "libby_1"]
@@ -95,8 +95,29 @@ def test_youtube_submission_has_only_required_frames(weights_file, root, tmp_pat
 
 
 def test_unknown_layout_is_a_user_error(weights_file, tmp_path):
+    model = load_model(weights_file)
     with pytest.raises(UserError, match="not a DAVIS root"):
-        evaluate(load_model(weights_file), "davis2017", tmp_path, "val", tmp_path / "o", InferenceSettings(), False)
+        evaluate(model, "davis17", tmp_path, "val", tmp_path / "o", InferenceSettings(), False, layout="davis")
+    with pytest.raises(UserError, match="neither DAVIS .* nor YouTube-VOS"):
+        evaluate(model, "mine", tmp_path, "val", tmp_path / "o", InferenceSettings(), False)
+
+
+def test_evaluate_cli_takes_layouts_from_the_registry_and_names_the_known_datasets(weights_file, root, tmp_path):
+    """`--dataset` is a registry name (its layout and year) or `generic`; any other name is a one-line error."""
+    cmd = [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", weights_file, "--root", root, "--out", tmp_path]
+    r = subprocess.run([*cmd, "--dataset", "davis2017"], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "unknown dataset 'davis2017'" in r.stderr and "davis17, davis17_testdev" in r.stderr
+    mine = shutil.copytree(root, tmp_path / "mine")
+    (mine / "ImageSets/2016/val.txt").write_text("blackswan\n")  # 2017's val list: blackswan and libby
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("datasets:\n  old_davis: {layout: davis, year: 2016}\n")
+    cmd[cmd.index("--root") + 1] = mine
+    r = subprocess.run([*cmd, "--dataset", "old_davis", "--max-frames", "3", "--resolution", "64"],
+                       capture_output=True, text=True, env={**os.environ, "STCN_CONFIG": str(registry)})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    per_object = pd.read_csv(tmp_path / "per-sequence_results-val.csv")["Sequence"].tolist()
+    assert per_object == ["blackswan_1"]  # the registry's year (2016) picked the split list
 
 
 def test_evaluate_generic_cli_detects_the_layout_and_scores_without_imagesets(weights_file, root, tmp_path):

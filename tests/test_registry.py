@@ -97,3 +97,38 @@ def test_a_new_dataset_declared_in_params_is_sharded_trained_on_evaluated_and_re
     assert (project / "reports/mine/blackswan.png").read_bytes()[:4] == b"\x89PNG"
     summary = pd.read_csv(project / "reports/summary.csv")
     assert "My videos" in list(summary["benchmark"])
+
+
+def test_the_library_reads_the_registry_of_conf_typed_and_checked(tmp_path, monkeypatch):
+    from stcn.errors import UserError
+    from stcn.registry import load_registry
+
+    registry = load_registry()  # the project's conf/config.yaml
+    assert registry.names[:3] == ["static", "davis16", "davis17"]
+    davis16 = registry.dataset("davis16")
+    assert (davis16.layout, davis16.year, davis16.splits) == ("davis", 2016, ("train", "val"))
+    assert davis16.files[0].name == "DAVIS-data.zip" and davis16.files[0].http.startswith("https://")
+    assert [f.place for f in registry.dataset("pretrained").files] == [None] * 4
+    with pytest.raises(UserError, match=r"^unknown dataset 'davis2017' \(known in .*config\.yaml: static, davis16"):
+        registry.dataset("davis2017")
+    # the composed params.yaml holds the same registry
+    assert load_registry(REPO / "params.yaml").dataset("davis16") == davis16
+    # STCN_CONFIG names another file; errors are one line naming the file and the culprit
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("datasets:\n  clips: {layout: youtube, splits: [valid]}\n")
+    monkeypatch.setenv("STCN_CONFIG", str(mine))
+    assert load_registry().names == ["clips"]
+    for text, message in [
+        ("datasets:\n  clips: {layout: dvd}\n", r"datasets\.clips\.layout must be one of davis, youtube"),
+        ("datasets:\n  clips: {layout: youtube, year: 2017}\n", r"datasets\.clips\.year: only a davis layout"),
+        ("datasets:\n  clips: {layout: davis, url: x}\n", r"datasets\.clips: unknown key 'url'"),
+        ("datasets:\n  clips: {layout: davis, files: [{name: a.zip, sha: x}]}\n", r"file a\.zip: unknown key 'sha'"),
+        ("datasets: [a, b]\n", r"has no `datasets:` mapping"),
+        ("datasets: {a: [\n", r"is not valid YAML"),
+    ]:
+        mine.write_text(text)
+        with pytest.raises(UserError, match=message) as err:
+            load_registry()
+        assert "\n" not in str(err.value) and str(mine) in str(err.value)
+    with pytest.raises(UserError, match=r"cannot read the dataset registry .*nowhere\.yaml"):
+        load_registry(tmp_path / "nowhere.yaml")

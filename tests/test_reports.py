@@ -7,12 +7,12 @@ import math
 
 import pandas as pd
 import pytest
-import yaml
 from conftest import REPO
 
+from stcn.registry import load_registry
 from stcn.reports import BASELINE, benchmark_table, benchmarks, markdown, read_curves, summary_table, write_reports
 
-BENCHMARKS = benchmarks(yaml.safe_load((REPO / "params.yaml").read_text())["datasets"])
+BENCHMARKS = benchmarks(load_registry(REPO / "params.yaml"))
 
 # scores in percent, as evaluation.json holds them
 DAVIS = {"dataset": "davis2017", "split": "val", "frames": 10, "seconds": 5.0, "fps": 2.0,

@@ -27,7 +27,9 @@ from stcn.data.shards.format import INDEX, decode_mask, decode_static_sample, de
 from stcn.data.shards.parallel import merge_parts
 from stcn.data.shards.store import shard_urls
 from stcn.errors import UserError
+from stcn.registry import load_registry
 
+BL30K = load_registry().dataset("bl30k")  # its segment files
 MB = 2**-20  # shard sizes below are given in MiB
 
 
@@ -407,7 +409,7 @@ def _du(folder: Path) -> int:
 def test_bl30k_streamed_one_segment_at_a_time_matches_the_full_tars(bundled: Path, tmp_path: Path) -> None:
     from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
 
-    names, fetch = segment_fetcher("file", str(bundled / "bl30k"), lambda _: None)
+    names, fetch = segment_fetcher(BL30K, "file", str(bundled / "bl30k"), lambda _: None)
     work, peaks = tmp_path / "work", []
 
     def fetch_measured(i: int, dest: Path) -> Path:
@@ -432,7 +434,7 @@ def test_bl30k_streamed_one_segment_at_a_time_matches_the_full_tars(bundled: Pat
 def test_bl30k_streamed_resumes_to_identical_shards_and_names_a_video_split_after_sharding(tmp_path: Path) -> None:
     from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
 
-    names, fetch = segment_fetcher("bundled", None, lambda _: None)
+    names, fetch = segment_fetcher(BL30K, "bundled", None, lambda _: None)
     shard_bl30k_streamed(names, fetch, str(tmp_path / "ref"), tmp_path / "w1", shard_size_mb=1)
 
     def dies_on_b(i: int, dest: Path) -> Path:
@@ -453,7 +455,7 @@ def test_bl30k_streamed_resumes_to_identical_shards_and_names_a_video_split_afte
     (tmp_path / "src").mkdir()
     a = write_tar(tmp_path / "src" / "BL30K_a.tar", bl30k_members(videos))
     b = write_tar(tmp_path / "src" / "BL30K_b.tar", bl30k_members([("blackswan", [("00099", *videos[0][1][0][1:])])]))
-    names, fetch = segment_fetcher("file", str(tmp_path / "src"), lambda _: None)
+    names, fetch = segment_fetcher(BL30K, "file", str(tmp_path / "src"), lambda _: None)
     with pytest.raises(UserError, match="BL30K video blackswan continues in BL30K_b.tar after it was sharded"):
         shard_bl30k_streamed(names[:2], fetch, str(tmp_path / "o3"), tmp_path / "w3")
     assert a.exists() and b.exists()
@@ -467,3 +469,25 @@ def test_s3_output_to_a_missing_bucket_is_one_line(tmp_path: Path, s3_server) ->
     seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=1)
     with pytest.raises(UserError, match="cannot write s3://no-such-bucket/bl30k/"):
         shard_bl30k([seg], "s3://no-such-bucket/bl30k", workers=1)
+
+
+def test_shard_dataset_reads_a_registry_entry_by_its_layout(bundled: Path, tmp_path: Path) -> None:
+    """`stcn shard dataset NAME`: the registry's layout picks the reader, its `shard.split` the split."""
+    from stcn.data.shards.build import shard_dataset
+
+    run = subprocess.run(
+        [sys.executable, "-m", "stcn.cli", "shard", "dataset", "davis17", "--root", str(bundled / "davis17"),
+         "--out", str(tmp_path / "d17"), "--workers", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    index = json.loads((tmp_path / "d17" / INDEX).read_text())
+    assert index["dataset"] == "davis17" and list(index["splits"]) == ["train"]
+    direct = shard_generic(bundled / "davis17", str(tmp_path / "g"), layout="davis", name="davis17", workers=1)
+    assert _digests(_shards(tmp_path / "d17", "train")) == _digests(_shards(tmp_path / "g", "train"))
+    tars = shard_dataset(load_registry().dataset("bl30k"), str(tmp_path / "b"), root=bundled / "bl30k", workers=1)
+    assert tars["totals"] == shard_bl30k(sorted((bundled / "bl30k").glob("*.tar")), str(tmp_path / "b2"))["totals"]
+    assert direct["totals"]["samples"] == index["totals"]["samples"] > 0
+    run = subprocess.run([sys.executable, "-m", "stcn.cli", "shard", "dataset", "davis2017", "--out", str(tmp_path)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 2 and run.stderr.startswith("error: unknown dataset 'davis2017' (known in ")

@@ -285,9 +285,10 @@ def test_unreachable_s3_fails_fast_with_the_url(monkeypatch):
 
 def test_stage0_mixture_repeats_big_and_hrsod_five_times(tmp_path):
     from stcn.data.fetch.sources import build_bundled
+    from stcn.registry import load_registry
     from stcn.train.recipe import STAGE0_REPEATS
 
-    root = build_bundled("static", tmp_path / "static", log=lambda _: None)
+    root = build_bundled(load_registry().dataset("static"), tmp_path / "static", log=lambda _: None)
     write_shards(static_pending(root), str(tmp_path / "s"), dataset="static", split="train", source="static",
                  shard_size_bytes=1 << 20)  # fmt: skip
     loader = make_loader(tmp_path / "s", 0, 1, 0, mode="once", crop=CROP, repeats=STAGE0_REPEATS)

@@ -15,23 +15,33 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+REGISTRY = typer.Option(
+    None, "--registry", help="YAML file with the `datasets:` registry (default: $STCN_CONFIG, else conf/config.yaml)"
+)
+
+
 def download(
     dataset: str = typer.Argument(
-        ..., help="static, davis16, davis17, davis17_testdev, youtube19, youtube18, bl30k or pretrained"
+        ...,
+        help="a dataset of the registry: static, davis16, davis17, davis17_testdev, youtube18, youtube19, "
+        "bl30k, pretrained, or one you declared",
     ),
     source: str = typer.Option(None, help="gdrive | http | file | s3 | bundled (default: gdrive, else http)"),
     to: Path = typer.Option(None, help="target folder (default: data/<dataset>)"),
     url: str = typer.Option(None, help="override: a file URL/path, or a mirror folder/prefix holding the files"),
     sha256: str = typer.Option(None, help="expected sha256 (or md5:HEX) of a single-file dataset"),
-    resize: bool = typer.Option(True, help="youtube19: also write train_480p (shorter side 480)"),
+    resize: bool = typer.Option(True, help="YouTube-VOS with a train split: also write train_480p (shorter side 480)"),
     keep_archives: bool = typer.Option(False, help="keep zip files after extraction"),
+    registry: Path = REGISTRY,
     quiet: bool = QUIET,
 ) -> None:
-    """Download (resumable, checksummed) and unpack a dataset into its own folder layout."""
+    """Download (resumable, checksummed) and unpack a dataset of the registry into its own folder layout."""
     from stcn.data.fetch.download import EXIT_NEEDS_INTERNET, NeedsInternet, download_dataset
+    from stcn.registry import load_registry
 
+    ds = load_registry(registry).dataset(dataset)
     try:
-        target = download_dataset(dataset, source=source, to=to, url=url, sha256=sha256, resize=resize,
+        target = download_dataset(ds, source=source, to=to, url=url, sha256=sha256, resize=resize,
                                   keep_archives=keep_archives, log=_log)  # fmt: skip
     except NeedsInternet as e:
         print(str(e) if str(e).startswith("skipped") else f"skipped: {e}", file=sys.stderr)
@@ -130,6 +140,31 @@ def shard_generic_cmd(
     _done(index, split, out)
 
 
+@shard_app.command("dataset")
+def shard_dataset_cmd(
+    dataset: str = typer.Argument(..., help="a dataset of the registry (its layout picks the reader)"),
+    root: Path = typer.Option(None, help="the dataset folder (default: its registry `root`, else data/<dataset>)"),
+    split: str = typer.Option(None, help="the split to shard (default: its registry `shard.split`, else train)"),
+    out: str = OUT,
+    shard_size_mb: float = SIZE,
+    check: str = CHECK,
+    workers: int = WORKERS,
+    part: str = PART,
+    registry: Path = REGISTRY,
+    quiet: bool = QUIET,
+) -> None:
+    """Shard a dataset declared in the registry, read by its layout (davis, youtube, static, bl30k tars)."""
+    from stcn.data.shards.build import shard_dataset
+    from stcn.registry import load_registry
+
+    ds = load_registry(registry).dataset(dataset)
+    options = {k: v for k, v in (ds.shard or {}).items() if k in ("split", "subset")}  # what the entry fixes
+    options["split"] = split or options.get("split") or "train"
+    run = {"check": check, "workers": workers, "part": part}
+    index = shard_dataset(ds, out, root=root, shard_size_mb=shard_size_mb, log=_log, **options, **run)
+    _done(index, options["split"], out)
+
+
 @shard_app.command("bl30k")
 def shard_bl30k_cmd(
     segments: list[str] = typer.Option(..., "--segments", help="BL30K segment tars (repeat, or list after it)"),
@@ -163,12 +198,15 @@ def shard_bl30k_stream_cmd(
     shard_size_mb: float = SIZE,
     check: str = CHECK,
     workers: int = WORKERS,
+    dataset: str = typer.Option("bl30k", help="the registry entry listing the segment files"),
+    registry: Path = REGISTRY,
     quiet: bool = QUIET,
 ) -> None:
     """Download one BL30K segment at a time, shard the videos it completes, delete it (bounded disk)."""
     from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
+    from stcn.registry import load_registry
 
-    names, fetch = segment_fetcher(source, url, _log)
+    names, fetch = segment_fetcher(load_registry(registry).dataset(dataset), source, url, _log)
     index = shard_bl30k_streamed(names, fetch, out, work, split=split, shard_size_mb=shard_size_mb, check=check,
                                  workers=workers, log=_log)  # fmt: skip
     _done(index, split, out)

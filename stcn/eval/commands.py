@@ -9,6 +9,8 @@ import typer
 from stcn.cli import QUIET
 from stcn.inference.commands import DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, PRECISION, TOP_K, WEIGHTS
 
+GENERIC = "generic"  # `stcn evaluate --dataset generic`: your own folder, not in the registry
+
 
 def score(
     root: Path = typer.Option(..., "--root", help="DAVIS root (JPEGImages/480p, Annotations/480p, ImageSets)."),
@@ -29,12 +31,16 @@ def score(
 def evaluate(
     weights: Path = WEIGHTS,
     dataset: str = typer.Option(
-        "generic", help="Dataset name: davis16, davis17, davis17_testdev, youtube18, youtube19, or your own (generic)."
+        GENERIC,
+        help="A dataset of the registry (davis16, davis17, davis17_testdev, youtube18, youtube19, ...: "
+        "its layout and year), or `generic`: your own folder (layout detected).",
     ),
     root: Path = typer.Option(..., help="Dataset root (DAVIS root, or YouTube-VOS root with <split>/JPEGImages)."),
     split: str = typer.Option("val", help="val / test-dev (DAVIS; ignored without ImageSets), valid (YouTube-VOS)."),
-    layout: str | None = typer.Option(None, help="davis | youtube (default: from the name, else from the folder)."),
-    year: int | None = typer.Option(None, help="DAVIS scoring: 2016 (one binarised object) or 2017 (default: 2017)."),
+    layout: str | None = typer.Option(None, help="davis | youtube (default: the registry's, else from the folder)."),
+    year: int | None = typer.Option(
+        None, help="DAVIS scoring: 2016 (one binarised object) or 2017 (default: the registry's, else 2017)."
+    ),
     max_frames: int | None = typer.Option(None, min=1, help="Evaluate only the first N frames of each sequence."),
     out: Path = typer.Option(..., help="Output folder for predictions, scores and evaluation.json."),
     top_k: int = TOP_K,
@@ -45,6 +51,9 @@ def evaluate(
     device: str | None = DEVICE,
     resolution: int | None = typer.Option(
         None, help="Process frames resized to this shorter side (default: as stored; YouTube-VOS 480)."
+    ),
+    registry: Path | None = typer.Option(
+        None, "--registry", help="YAML file with the `datasets:` registry (default: $STCN_CONFIG, conf/config.yaml)."
     ),
     quiet: bool = QUIET,
 ) -> None:
@@ -61,6 +70,7 @@ def evaluate(
     from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
 
+    layout, year = registry_layout(dataset, layout, year, registry)
     settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
     ranks, rank_device = setup(settings.device)
     settings = dataclasses.replace(settings, device=rank_device)
@@ -78,6 +88,22 @@ def evaluate(
     )
     for path in result.files:
         typer.echo(f"wrote {path}")
+
+
+def registry_layout(
+    dataset: str, layout: str | None, year: int | None, registry: Path | None
+) -> tuple[str | None, int | None]:
+    """(layout, year) for `stcn evaluate`: the given ones, else the dataset's registry entry's (`generic`: none)."""
+    if dataset == GENERIC:
+        return layout, year
+    from stcn.errors import UserError
+    from stcn.registry import load_registry
+
+    try:
+        ds = load_registry(registry).dataset(dataset)
+    except UserError as e:
+        raise UserError(f"{e}; or --dataset {GENERIC} for a folder of your own") from None
+    return layout or ds.layout, year or ds.year
 
 
 def register(app: typer.Typer) -> None:

@@ -22,11 +22,7 @@ from stcn.inference.video import Timing, folder_frames, propagate
 from stcn.model.network import STCN
 from stcn.progress import progress_bar
 
-LAYOUTS = ("davis", "youtube")
-# names that fix the layout (and DAVIS year); any other name is your own data: layout detected, year 2017
-KNOWN = {"davis16": ("davis", 2016), "davis2016": ("davis", 2016), "davis2017": ("davis", 2017),
-         "davis17": ("davis", 2017), "davis17_testdev": ("davis", 2017), "youtube": ("youtube", None),
-         "youtube18": ("youtube", None), "youtube19": ("youtube", None)}  # fmt: skip
+LAYOUTS = ("davis", "youtube")  # the registry layouts (stcn.registry) that are evaluated
 PICTURE_FRAMES = 5  # frames per sequence in its picture strip
 PICTURE_HEIGHT = 120
 
@@ -58,13 +54,12 @@ class Evaluation:
         return row
 
 
-def resolve_layout(dataset: str, root: str | Path, layout: str | None, year: int | str | None) -> tuple[str, str]:
-    """(layout, DAVIS year) of a dataset: explicit values, else the known name's, else detected from `root`."""
-    known_layout, known_year = KNOWN.get(dataset, (None, None))
-    layout = layout or known_layout or detect_layout(root)
+def resolve_layout(root: str | Path, layout: str | None, year: int | str | None) -> tuple[str, str]:
+    """(layout, DAVIS year): the given values (a registry entry's), else the layout detected from `root`, 2017."""
+    layout = layout or detect_layout(root)
     if layout not in LAYOUTS:
-        raise UserError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    return layout, str(year or known_year or 2017)
+        raise UserError(f"layout {layout!r} cannot be evaluated; choose one of {', '.join(LAYOUTS)}")
+    return layout, str(year or 2017)
 
 
 def _first_annotation(seq: Sequence, binarise: bool) -> dict[str, np.ndarray]:
@@ -110,14 +105,15 @@ def evaluate(
     DAVIS: `out/<seq>/<frame>.png` from the first frame's objects (2016: one binarised object).
     YouTube-VOS: frames resized to shorter side 480, every object enters at its first annotated frame,
     output only for the annotated subset's frames, in `out/Annotations/<video>/` and `out/submission.zip`.
-    `layout`/`year` default from the dataset name (see `KNOWN`), else from the folder. `max_frames` cuts
+    `layout`/`year`: the dataset's registry entry's (`stcn.registry`); None: the layout detected from the folder
+    and 2017. `dataset` only names the outputs and the progress. `max_frames` cuts
     every sequence to its first frames. Scored DAVIS splits also score the copy-the-first-frame baseline.
     `pictures`: `out/pictures/<seq>.png`, a strip of frames with the predicted masks overlaid.
     With `ranks` (torchrun), this rank predicts (and pictures) its share of the videos, balanced by frame
     count; rank 0 then scores and writes the summary over all of them (other ranks return their own timing).
     """
     ranks = ranks or Ranks()
-    layout, year = resolve_layout(dataset, root, layout, year)
+    layout, year = resolve_layout(root, layout, year)
     out = Path(out)
     youtube = layout == "youtube"
     if youtube:

@@ -1,14 +1,19 @@
-"""The training loop: one stage of the recipe, DDP-aware, resumable, logged."""
+"""The training loop: one stage of the recipe, DDP-aware, resumable, logged.
+
+Read top-down (as torchvision's references/segmentation): `train` = `setup` (checkpoint to resume, data plan
+and stream, seeded model, optimizer) -> `train_loop` (one `train_one_iteration` per batch, metrics,
+checkpoints) -> `finish` (weights.pth).
+"""
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import random
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,7 @@ from stcn.train.data_plan import Segment, plan_segments, segment_at
 from stcn.train.forward import TrainingForward
 from stcn.train.init_weights import build_model
 from stcn.train.loss import compute_losses, iou
-from stcn.train.recipe import LR_GAMMA, WEIGHT_DECAY, get_stage, scaled_lr_steps
+from stcn.train.recipe import LR_GAMMA, WEIGHT_DECAY, Stage, get_stage, scaled_lr_steps
 
 INPUTS = ("rgb", "gt", "sec_gt", "selector", "cls_gt")
 # settings that must not change when a run is resumed
@@ -104,6 +109,33 @@ def train_one_iteration(
     return losses
 
 
+@dataclass
+class Run:
+    """What one training run holds: built by `setup`, advanced by `train_one_iteration` in `train`."""
+
+    cfg: TrainConfig
+    conf: dict[str, Any]  # the resolved settings (recipe values filled in), recorded in checkpoints and logs
+    stage: Stage
+    dist: ddp.Dist
+    segments: list[Segment]  # the data plan: one loader epoch per segment (cut at checkpoints and skip changes)
+    open_segment: OpenSegment
+    model: STCN
+    forward: torch.nn.Module  # the training forward pass (DDP-wrapped across ranks)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    start: int  # the first iteration to run (after a resumed checkpoint's)
+
+    @property
+    def iterations(self) -> int:
+        return self.conf["iterations"]
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out)
+
+
 def train(cfg: TrainConfig, open_segment: OpenSegment | None = None) -> dict[str, Any]:
     """Run (or resume) one stage; returns {'iteration', 'losses' (this run's logged), 'weights' (path), 'model'}.
 
@@ -111,90 +143,133 @@ def train(cfg: TrainConfig, open_segment: OpenSegment | None = None) -> dict[str
     """
     dist = ddp.setup(cfg.device)
     try:
-        return _train(cfg, open_segment, dist)
+        run = setup(cfg, open_segment, dist)
+        history = train_loop(run)
+        return finish(run, history)
     finally:
         ddp.teardown()
 
 
-def _train(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -> dict[str, Any]:
+def setup(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) -> Run:
+    """Everything a run needs, in the order that keeps runs reproducible: the checkpoint to resume, the data
+    plan and stream (a bad --data fails before the model is built), the seed, the model, the optimizer, and
+    last the resumed optimizer / scheduler / random state."""
     stage = get_stage(cfg.stage)
     conf = cfg.resolved(dist.world_size)
-    iterations, device = conf["iterations"], dist.device
-    out = Path(cfg.out)
-    state = _resume_state(cfg, conf, out / CHECKPOINT)
+    state = _resume_state(cfg, conf, Path(cfg.out) / CHECKPOINT)
     if cfg.init is None and state is None and stage.index > 0:
         raise UserError(
             f"stage {stage.index} starts from the previous stage's weights: pass --init PREV/weights.pth "
             "(or --init imagenet / --init random)"
         )
-    segments = plan_segments(stage, iterations, cfg.checkpoint_every)
-    if open_segment is None:  # before the model: a bad --data fails fast
+    segments = plan_segments(stage, conf["iterations"], cfg.checkpoint_every)
+    if open_segment is None:
         open_segment = segment_opener(
             cfg.data, stage.index, conf["batch_size"], cfg.crop, cfg.num_workers, cfg.seed, segments
         )
     seed_everything(cfg.seed)
+    model, forward = build_network(cfg, stage, state, dist)
+    optimizer, scheduler, scaler, use_amp = build_optimizer(cfg, conf, stage, model, dist.device)
+    start = 0 if state is None else restore(state, optimizer, scheduler, scaler)
+    return Run(cfg, conf, stage, dist, segments, open_segment, model, forward, optimizer, scheduler, scaler, use_amp,
+               start)  # fmt: skip
+
+
+def build_network(
+    cfg: TrainConfig, stage: Stage, state: dict[str, Any] | None, dist: ddp.Dist
+) -> tuple[STCN, torch.nn.Module]:
+    """The model (initialised by `cfg.init`, or the checkpoint's weights) on the device, and its training
+    forward pass (DDP across ranks) with BatchNorm frozen."""
     if state is None:
         model = build_model(stage.single_object, cfg.init or "imagenet", cfg.imagenet_dir)
     else:
         model = load_weights(STCN(single_object=stage.single_object), state["network"])
+    device = dist.device
     model.to(device)
     forward = TrainingForward(model)
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
         forward = DistributedDataParallel(forward, device_ids=ids)
     forward.eval()  # BatchNorm frozen (running statistics), as the original; weights still train
+    return model, forward
 
+
+def build_optimizer(
+    cfg: TrainConfig, conf: dict[str, Any], stage: Stage, model: STCN, device: torch.device
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler, bool]:
+    """Adam with the recipe's weight decay, its step lr schedule scaled to the run's length, and the AMP scaler."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=conf["lr"], weight_decay=WEIGHT_DECAY)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, scaled_lr_steps(stage, iterations), LR_GAMMA)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, scaled_lr_steps(stage, conf["iterations"]), LR_GAMMA)
     use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
-    start = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start = int(state["iteration"])
-    save = functools.partial(_checkpoint, out / CHECKPOINT, model, optimizer, scheduler, scaler, segments, conf, dist)
+    return optimizer, scheduler, scaler, use_amp
 
+
+def restore(state: dict[str, Any], optimizer, scheduler, scaler) -> int:
+    """Load a checkpoint's optimizer, scheduler, scaler and random state; returns the iteration to continue at."""
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return int(state["iteration"])
+
+
+def train_loop(run: Run) -> list[float]:
+    """Iterations `run.start` .. end: one `train_one_iteration` per batch, metrics every `log_every`, checkpoints
+    every `checkpoint_every`. Returns the logged losses. A run that fails before its first checkpoint leaves no
+    metrics behind."""
+    cfg, out = run.cfg, run.out
     fresh_log = not (out / "dvclive").exists()
-    log = _make_log(cfg, conf, out, iterations, start, dist)
+    log = _make_log(cfg, run.conf, out, run.iterations, run.start, run.dist)
     history: list[float] = []
     skipped_by: dict[tuple, int] = {}
     tick, steps = time.perf_counter(), 0
     try:
-        batches = batches_from(segments, start, open_segment)
-        for it, batch in zip(range(start, iterations), batches, strict=False):
+        batches = batches_from(run.segments, run.start, run.open_segment)
+        for it, batch in zip(range(run.start, run.iterations), batches, strict=False):
             skipped = skipped_samples(batch.get("info") or [], skipped_by)
-            batch = to_device(batch, device, stage.single_object)
-            lr = optimizer.param_groups[0]["lr"]
-            losses = train_one_iteration(forward, batch, it, optimizer, scheduler, scaler, use_amp, device)
+            batch = to_device(batch, run.dist.device, run.stage.single_object)
+            lr = run.optimizer.param_groups[0]["lr"]
+            losses = train_one_iteration(run.forward, batch, it, run.optimizer, run.scheduler, run.scaler,
+                                         run.use_amp, run.dist.device)  # fmt: skip
             steps += 1
-            if (it + 1) % cfg.log_every == 0 or it + 1 == iterations:
+            if (it + 1) % cfg.log_every == 0 or it + 1 == run.iterations:
                 rate = steps / (time.perf_counter() - tick)
-                metrics = _metrics(losses, lr, segments[segment_at(segments, it)].max_skip)
+                metrics = _metrics(losses, lr, run.segments[segment_at(run.segments, it)].max_skip)
                 metrics["skipped_samples"] = skipped  # corrupt samples skipped so far by this rank's workers
                 history.append(metrics["loss"])
                 # the speed is shown, not logged: wall-clock numbers in models/<run>/ would never hash the same
-                log.log(it, metrics, speed=f"{rate * conf['batch_size'] * dist.world_size:.2f} samples/s")
+                log.log(it, metrics, speed=f"{rate * run.conf['batch_size'] * run.dist.world_size:.2f} samples/s")
                 tick, steps = time.perf_counter(), 0
-            if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < iterations:
-                save(it + 1)
+            if (it + 1) % cfg.checkpoint_every == 0 and it + 1 < run.iterations:
+                save_state(run, it + 1)
     except BaseException:
         log.close()
-        if fresh_log and dist.is_main:
+        if fresh_log and run.dist.is_main:
             _drop_unresumable_log(out)
         raise
     log.close()
-    if cfg.keep_checkpoint:
-        save(iterations)
-    if dist.is_main:
-        save_weights(out / WEIGHTS, model)
-        if not cfg.keep_checkpoint:
+    return history
+
+
+def finish(run: Run, history: list[float]) -> dict[str, Any]:
+    """The final checkpoint (unless dropped) and weights.pth; every rank waits for rank 0 to write them."""
+    out = run.out
+    if run.cfg.keep_checkpoint:
+        save_state(run, run.iterations)
+    if run.dist.is_main:
+        save_weights(out / WEIGHTS, run.model)
+        if not run.cfg.keep_checkpoint:
             (out / CHECKPOINT).unlink(missing_ok=True)
     ddp.barrier()
-    return {"iteration": iterations, "losses": history, "weights": str(out / WEIGHTS), "model": model}
+    return {"iteration": run.iterations, "losses": history, "weights": str(out / WEIGHTS), "model": run.model}
+
+
+def save_state(run: Run, iteration: int) -> None:
+    """The run's checkpoint after `iteration` iterations (see `_checkpoint`)."""
+    _checkpoint(run.out / CHECKPOINT, run.model, run.optimizer, run.scheduler, run.scaler, run.segments, run.conf,
+                run.dist, iteration)  # fmt: skip
 
 
 def _drop_unresumable_log(out: Path) -> None:

@@ -1,1 +1,1 @@
-"""Fetching datasets: the download registry (sources), downloads, archive extraction, bundled stand-ins."""
+"""Fetching the datasets of the registry (stcn.registry): URL choice (sources), downloads, archives, stand-ins."""

@@ -8,6 +8,7 @@ naming the archive. Nothing outside the target is ever written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from stcn.errors import UserError
@@ -122,21 +123,10 @@ def extract_zip(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
 
 def extract_tar(archive: Path, dest: Path, log: Callable[[str], None] = lambda _: None) -> int:
     """Extract a (possibly compressed) tar safely into `dest`; returns the number of files."""
-    try:
-        tar = tarfile.open(archive, "r:*")  # noqa: SIM115
-    except (tarfile.ReadError, OSError, EOFError) as e:
-        raise UserError(f"truncated or corrupt tar archive: {archive} ({e})") from None
-    count, last, declared = 0, "(start)", 0
-    with tar:
-        while True:
-            try:
-                info = tar.next()
-            except (tarfile.ReadError, EOFError, OSError, zlib.error) as e:
-                raise UserError(f"truncated or corrupt tar archive: {archive} (after member {last}: {e})") from None
-            if info is None:
-                break
-            tar.members.clear()
-            last = info.name
+    count, declared = 0, 0
+    members = tar_members(archive)
+    with contextlib.closing(members):  # the tar is closed as soon as a member is refused
+        for tar, info in members:
             rel = _check_name(info.name, archive)
             if not rel:
                 continue
@@ -160,8 +150,31 @@ def extract_tar(archive: Path, dest: Path, log: Callable[[str], None] = lambda _
                 if (dest / rel).stat().st_size != info.size:
                     raise UserError(f"truncated or corrupt tar archive: {archive} (member {info.name} cut off)")
                 count += 1
-        _check_end(tar, archive, last)
     return count
+
+
+def tar_members(archive: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """The open tar and each of its members in order (none kept in memory), then the end marker checked.
+
+    A tar that cannot be opened, a garbled header or a missing end marker is a UserError naming the archive and
+    the last good member."""
+    try:
+        tar = tarfile.open(archive, "r:*")  # noqa: SIM115
+    except (tarfile.ReadError, OSError, EOFError) as e:
+        raise UserError(f"truncated or corrupt tar archive: {archive} ({e})") from None
+    last = "(start)"
+    with tar:
+        while True:
+            try:
+                info = tar.next()
+            except (tarfile.ReadError, EOFError, OSError, zlib.error) as e:
+                raise UserError(f"truncated or corrupt tar archive: {archive} (after member {last}: {e})") from None
+            if info is None:
+                break
+            tar.members.clear()
+            last = info.name
+            yield tar, info
+        _check_end(tar, archive, last)
 
 
 def _check_end(tar: tarfile.TarFile, archive: Path, last: str) -> None:
@@ -207,21 +220,7 @@ def check_complete(path: str | Path) -> bool | None:
             raise UserError(f"truncated or corrupt zip archive: {path} ({e})") from None
         return True
     if name.endswith(TAR_SUFFIXES):
-        try:
-            tar = tarfile.open(path, "r:*")  # noqa: SIM115
-        except (tarfile.ReadError, OSError, EOFError) as e:
-            raise UserError(f"truncated or corrupt tar archive: {path} ({e})") from None
-        last = "(start)"
-        with tar:
-            while True:
-                try:
-                    info = tar.next()
-                except (tarfile.ReadError, EOFError, OSError, zlib.error) as e:
-                    raise UserError(f"truncated or corrupt tar archive: {path} (after member {last}: {e})") from None
-                if info is None:
-                    break
-                tar.members.clear()
-                last = info.name
-            _check_end(tar, path, last)
+        for _ in tar_members(path):  # every header readable, and the end marker present
+            pass
         return True
     return None

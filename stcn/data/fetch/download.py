@@ -26,6 +26,7 @@ import fsspec
 from stcn.data.shards.store import storage_options
 from stcn.errors import NeedsInternet, UserError
 from stcn.progress import progress_bar
+from stcn.registry import Dataset, load_registry
 
 CHUNK = 1 << 20
 EXIT_NEEDS_INTERNET = 3
@@ -482,7 +483,7 @@ def resize_youtube_split(src: str | Path, dst: str | Path, size: int = 480, work
 
 
 def download_dataset(
-    name: str,
+    name: str | Dataset,
     *,
     source: str | None = None,
     to: str | Path | None = None,
@@ -491,35 +492,39 @@ def download_dataset(
     resize: bool = True,
     keep_archives: bool = False,
     log: Log = lambda _: None,
+    registry: str | Path | None = None,
 ) -> Path:
     """Fetch (or build, for `bundled`) dataset `name` into `to` (default `data/<name>`) in its own layout.
 
+    `name`: a registry entry, or its name in the registry file `registry` (see `stcn.registry.load_registry`).
     Archives are verified, extracted safely, and removed unless `keep_archives`; BL30K segments and
-    weights are kept as files. YouTube-VOS 2019 train is also resized into `train_480p` (`resize`).
+    weights are kept as files. A YouTube-VOS train split is also resized into `train_480p` (`resize`).
     """
-    from stcn.data.fetch.sources import SOURCES, artifact_url, build_bundled, dataset, default_source
+    from stcn.data.fetch.sources import SOURCES, build_bundled, default_source, file_url, has_stand_in
 
-    ds = dataset(name)
+    ds = name if isinstance(name, Dataset) else load_registry(registry).dataset(name)
     source = source or default_source(ds)
     if source not in SOURCES:
         raise UserError(f"unknown source {source!r} (one of: {', '.join(SOURCES)})")
-    target = Path(to) if to else Path("data") / name
-    if sha256 and len(ds.artifacts) > 1:
-        raise UserError(f"--sha256 needs a single-file dataset; {name} has {len(ds.artifacts)} files")
-    if source != "bundled" or ds.bundled:
-        claim_target(target, name)
+    target = Path(to) if to else Path("data") / ds.name
+    if sha256 and len(ds.files) > 1:
+        raise UserError(f"--sha256 needs a single-file dataset; {ds.name} has {len(ds.files)} files")
+    if source != "bundled" and not ds.files:
+        raise UserError(f"{ds.name} declares no files to download (registry `files`); only --source bundled")
+    if source != "bundled" or has_stand_in(ds):
+        claim_target(target, ds.name)
     if source == "bundled":
-        build_bundled(name, target, log)
+        build_bundled(ds, target, log)
     else:
-        for art in ds.artifacts:
-            where = artifact_url(ds, art, source, url)
+        for art in ds.files:
+            where = file_url(ds, art, source, url)
             checksum = f"sha256:{sha256}" if sha256 and ":" not in sha256 else sha256 or art.checksum
             if art.place is None:
                 fetch(where, target / art.name, checksum=checksum, log=log)
             else:
                 _install_archive(where, art, target, checksum, keep_archives, log)
-        if name == "davis16":
+        if ds.layout == "davis" and ds.year == 2016:
             davis16_image_sets(target)
-    if name == "youtube19" and resize:
+    if ds.layout == "youtube" and "train" in ds.splits and resize:
         resize_youtube_split(target / "train", target / "train_480p", log=log)
     return target

@@ -1,110 +1,26 @@
-"""Which files make up each dataset, where they come from, and how their URL is chosen.
+"""Where a dataset's files come from (how each URL is chosen), and its bundled stand-in.
 
-`DATASETS` is the registry: per dataset a list of `Artifact`s (one downloadable file each) with
-its Google Drive id (those of the original STCN download scripts) and/or HTTP URL, an optional
-checksum, and where its contents go in the target folder. Edit it (or pass `--url`) to use a mirror.
+Which files make up a dataset is declared in the registry (conf/config.yaml `datasets.<name>.files`, read
+through `stcn.registry`): per file its Google Drive id (those of the original STCN download scripts) and/or
+HTTP URL, an optional checksum, and where its contents go. Edit it (or pass `--url`) to use a mirror.
+The bundled stand-in of a dataset is built by its layout, from its year and splits.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from stcn.errors import NeedsInternet, UserError
+from stcn.registry import Dataset, File
 
 SOURCES = ("gdrive", "http", "file", "s3", "bundled")
-DAVIS_HTTP = "https://data.vision.ee.ethz.ch/csergi/share/davis/"
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """One downloadable file of a dataset.
-
-    `place`: folder (relative to the dataset target) that receives the archive's dataset root;
-    None keeps the file itself (BL30K segments, model weights) as `<target>/<name>`.
-    `marker`: an entry whose parent is the archive's dataset root (the archive may wrap it in folders).
-    """
-
-    name: str
-    gdrive: str | None = None
-    http: str | None = None
-    checksum: str | None = None  # "sha256:HEX" or "md5:HEX"
-    place: str | None = "."
-    marker: str | None = "JPEGImages"
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    description: str
-    artifacts: tuple[Artifact, ...]
-    bundled: bool = True  # a stand-in can be built from the bundled DAVIS sample
-
-
-# Google Drive ids of the six BL30K segments, a..f, from the original release's download script
-BL30K_GDRIVE = {
-    "a": "1z9V5zxLOJLNt1Uj7RFqaP2FZWKzyXvVc",
-    "b": "11-IzgNwEAPxgagb67FSrBdzZR7OKAEdJ",
-    "c": "1ZfIv6GTo-OGpXpoKen1fUvDQ0A_WoQ-Q",
-    "d": "1G4eXgYS2kL7_Cc0x3N1g1x7Zl8D_aU_-",
-    "e": "1Y8q0V_oBwJIY27W_6-8CD1dRqV2gNTdE",
-    "f": "1nawBAazf_unMv46qGBHhWcQ4JXZ5883r",
-}
-
-
-def _bl30k(letter: str) -> Artifact:
-    return Artifact(f"BL30K_{letter}.tar", gdrive=BL30K_GDRIVE[letter], place=None, marker=None)
-
-
-DATASETS: dict[str, Dataset] = {
-    d.name: d
-    for d in [
-        Dataset("static", "static image datasets (ECSSD, DUTS, FSS, HRSOD, BIG) for pretraining",
-                (Artifact("static_data.zip", gdrive="1wUJq3HcLdN-z1t4CsUhjeZ9BVDb9YKLd", marker=None),)),
-        Dataset("davis16", "DAVIS 2016 (480p)",
-                (Artifact("DAVIS-data.zip", gdrive="198aRlh5CpAoFz0hfRgYbiNenn_K8DxWD",
-                          http="https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip"),)),
-        Dataset("davis17", "DAVIS 2017 train+val (480p)",
-                (Artifact("DAVIS-2017-trainval-480p.zip", gdrive="1kiaxrX_4GuW6NmiVuKGSGVoKGWjOdp6d",
-                          http=DAVIS_HTTP + "DAVIS-2017-trainval-480p.zip"),)),
-        Dataset("davis17_testdev", "DAVIS 2017 test-dev (480p)",
-                (Artifact("DAVIS-2017-test-dev-480p.zip", gdrive="1fmkxU2v9cQwyb62Tj1xFDdh2p4kDsUzD",
-                          http=DAVIS_HTTP + "DAVIS-2017-test-dev-480p.zip"),)),
-        Dataset("youtube19", "YouTube-VOS 2019 train + valid (+ valid all frames)",
-                (Artifact("train.zip", gdrive="13Eqw0gVK-AO5B-cqvJ203mZ2vzWck9s4", place="train"),
-                 Artifact("valid.zip", gdrive="1o586Wjya-f2ohxYf9C1RlRH-gkrzGS8t", place="valid"),
-                 Artifact("valid_all_frames.zip", gdrive="1rWQzZcMskgpEQOZdJPJ7eTmLCBEIIpEN",
-                          place="all_frames/valid_all_frames"))),
-        Dataset("youtube18", "YouTube-VOS 2018 valid (+ valid all frames)",
-                (Artifact("valid.zip", gdrive="1-QrceIl5sUNTKz7Iq0UsWC6NLZq7girr", place="valid"),
-                 Artifact("valid_all_frames.zip", gdrive="1yVoHM6zgdcL348cFpolFcEl4IC1gorbV",
-                          place="all_frames/valid_all_frames"))),
-        Dataset("bl30k", "BL30K synthetic videos: six ~115 GB tar segments, kept as tars (sharded from them)",
-                tuple(_bl30k(c) for c in "abcdef")),
-        Dataset("pretrained", "pretrained STCN weights (s012: static+BL30K+main, s03: static+main) and the "
-                              "MiVOS-STCN interaction modules (S2M, fusion)",
-                (Artifact("stcn.pth", gdrive="1mRrE0uCI2ktdWlUgapJI_KmgeIiF2eOm", place=None, marker=None),
-                 Artifact("stcn_s03.pth", gdrive="1JllXPJZola0G-g1aUQfXe9nLMBioj-aH", place=None, marker=None),
-                 Artifact("s2m.pth", gdrive="1HKwklVey3P2jmmdmrACFlkXtcvNxbKMM", place=None, marker=None),
-                 Artifact("fusion_stcn.pth", gdrive="1MAbWHrOjlze9vPQdW-HxMnvjPpaZlfLv", place=None, marker=None)),
-                bundled=False),
-    ]
-}  # fmt: skip
-
-
-def dataset(name: str) -> Dataset:
-    """The registry entry of `name`, or a UserError listing the known datasets."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise UserError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})") from None
 
 
 def default_source(ds: Dataset) -> str:
     """gdrive when every file has a Drive id, else http."""
-    return "gdrive" if all(a.gdrive for a in ds.artifacts) else "http"
+    return "gdrive" if all(f.gdrive for f in ds.files) else "http"
 
 
 def _join(base: str, name: str, many: bool) -> str:
@@ -115,14 +31,14 @@ def _join(base: str, name: str, many: bool) -> str:
     return base
 
 
-def artifact_url(ds: Dataset, art: Artifact, source: str, url: str | None = None) -> str:
+def file_url(ds: Dataset, art: File, source: str, url: str | None = None) -> str:
     """The URL to fetch `art` from with `source`; `url` overrides (a file, or a mirror folder/prefix)."""
-    many = len(ds.artifacts) > 1
+    many = len(ds.files) > 1
     if source == "gdrive":
         if url:
             if many:
                 raise UserError(
-                    f"--url with --source gdrive needs a single-file dataset; {ds.name} has {len(ds.artifacts)}"
+                    f"--url with --source gdrive needs a single-file dataset; {ds.name} has {len(ds.files)}"
                 )
             m = re.search(r"(?:id=|/d/)([\w-]+)", url)
             return "gdrive://" + (m.group(1) if m else url)
@@ -253,37 +169,57 @@ def bundled_bl30k_segments() -> list[list[tuple[str, Path]]]:
     return [members[:half], members[half:]]
 
 
-def build_bundled(name: str, target: str | Path, log=lambda _: None) -> Path:
-    """Write the bundled stand-in of dataset `name` into `target` in that dataset's own layout."""
-    ds, target = dataset(name), Path(target)
-    if not ds.bundled:
-        raise NeedsInternet(f"skipped: {name} has no bundled source (needs internet: --source gdrive|http|file|s3)")
+def has_stand_in(ds: Dataset) -> bool:
+    """Whether `stcn download --source bundled` can build a stand-in of `ds` (every layout but weights)."""
+    return ds.layout != "weights"
+
+
+def build_bundled(ds: Dataset, target: str | Path, log=lambda _: None) -> Path:
+    """Write the bundled stand-in of dataset `ds` into `target` in its layout, with its year and splits."""
+    target = Path(target)
+    if not has_stand_in(ds):
+        raise NeedsInternet(f"skipped: {ds.name} has no bundled source (needs internet: --source gdrive|http|file|s3)")
     target.mkdir(parents=True, exist_ok=True)
-    videos = bundled_videos()
-    mini = bundled_videos(with_multi_object=False)
-    val = (DAVIS_MINI / "ImageSets" / "2017" / "val.txt").read_text().split()
-    train = (DAVIS_MINI / "ImageSets" / "2017" / "train.txt").read_text().split()
-    if name == "davis16":
-        _davis(target, mini, {"2016/train.txt": train, "2016/val.txt": val})
-    elif name == "davis17":
-        lists = {
-            "2016/train.txt": train,
-            "2016/val.txt": val,
-            "2017/train.txt": train,
-            "2017/val.txt": val,  # tennis (2 frames) cannot be scored: J&F drops the first and last frame
-        }
-        _davis(target, videos, lists)
-    elif name == "davis17_testdev":
-        _davis(target, [v for v in videos if v[0] in val], {"2017/test-dev.txt": val}, first_only=True)
-    elif name in ("youtube19", "youtube18"):
-        if name == "youtube19":
-            _youtube_split(target, "train", videos, valid=False)
-        _youtube_split(target, "valid", [v for v in videos if v[0] in [*val, "tennis"]], valid=True)
-    elif name == "static":
-        _static(target, videos)
-    elif name == "bl30k":
+    if ds.layout == "davis":
+        _davis_stand_in(target, ds.year or 2017, ds.splits)
+    elif ds.layout == "youtube":
+        _youtube_stand_in(target, ds.splits)
+    elif ds.layout == "static":
+        _static(target, bundled_videos())
+    elif ds.layout == "bl30k":
         for letter, members in zip("ab", bundled_bl30k_segments(), strict=True):
             write_tar(target / f"BL30K_{letter}.tar", members)
-    (target / "BUNDLED_SAMPLE.md").write_text(CREDIT.format(name=name))
-    log(f"{name}: bundled stand-in written to {target}")
+    (target / "BUNDLED_SAMPLE.md").write_text(CREDIT.format(name=ds.name))
+    log(f"{ds.name}: bundled stand-in written to {target}")
     return target
+
+
+def _bundled_lists() -> dict[str, list[str]]:
+    """The bundled sample's DAVIS 2017 train and val sequence names."""
+    return {s: (DAVIS_MINI / "ImageSets" / "2017" / f"{s}.txt").read_text().split() for s in ("train", "val")}
+
+
+def _davis_stand_in(target: Path, year: int, splits: tuple[str, ...]) -> None:
+    """DAVIS: 2016 the single-object sequences, 2017 all; `ImageSets/<year>/<split>.txt` per split. A split
+    without public masks (test-dev) holds the val sequences with their first masks only; a 2017 train/val
+    stand-in also holds the 2016 lists, as the release does."""
+    names = _bundled_lists()
+    videos = bundled_videos(with_multi_object=year != 2016)
+    hidden = [s for s in splits if s not in names]
+    lists = {f"{year}/{s}.txt": names.get(s, names["val"]) for s in splits}
+    if year == 2017 and not hidden:
+        lists = {**{f"2016/{s}.txt": names[s] for s in splits}, **lists}
+    if hidden:
+        videos = [v for v in videos if v[0] in names["val"]]
+    # tennis (2 frames) is in no val list: J&F drops the first and last frame, so it cannot be scored
+    _davis(target, videos, lists, first_only=bool(hidden))
+
+
+def _youtube_stand_in(target: Path, splits: tuple[str, ...]) -> None:
+    """YouTube-VOS: train holds every bundled video, valid the val sequences and tennis."""
+    videos = bundled_videos()
+    if "train" in splits:
+        _youtube_split(target, "train", videos, valid=False)
+    if "valid" in splits:
+        keep = [*_bundled_lists()["val"], "tennis"]
+        _youtube_split(target, "valid", [v for v in videos if v[0] in keep], valid=True)

@@ -29,20 +29,23 @@ from stcn.data.shards.inputs import DEFAULT_CHECK, check_level
 from stcn.data.shards.parallel import default_workers, merge_dirs, parallel_loads
 from stcn.data.shards.writer import tar_info, write_shards
 from stcn.errors import UserError
+from stcn.registry import Dataset
 
 Log = Callable[[str], None]
 Fetch = Callable[[int, Path], Path]  # (segment number, destination file) -> the downloaded file
 STATE = "state.json"
 
 
-def segment_fetcher(source: str | None, url: str | None, log: Log) -> tuple[list[str], Fetch]:
-    """Names of the BL30K segments and a function downloading segment i (any `stcn download` source)."""
+def segment_fetcher(ds: Dataset, source: str | None, url: str | None, log: Log) -> tuple[list[str], Fetch]:
+    """Names of the segments of the BL30K registry entry `ds` (its `files`) and a function downloading
+    segment i (any `stcn download` source)."""
     from stcn.data.fetch.download import fetch
-    from stcn.data.fetch.sources import artifact_url, bundled_bl30k_segments, dataset, default_source, write_tar
+    from stcn.data.fetch.sources import bundled_bl30k_segments, default_source, file_url, write_tar
 
-    ds = dataset("bl30k")
+    if ds.layout != "bl30k" or not ds.files:
+        raise UserError(f"{ds.name} is not a BL30K dataset with segment files (layout {ds.layout})")
     source = source or default_source(ds)
-    names = [a.name for a in ds.artifacts]
+    names = [a.name for a in ds.files]
     if source == "bundled":
         segments = bundled_bl30k_segments()
         names = names[: len(segments)]
@@ -51,10 +54,10 @@ def segment_fetcher(source: str | None, url: str | None, log: Log) -> tuple[list
             return write_tar(dest, segments[i])
 
         return names, build
-    urls = [artifact_url(ds, a, source, url) for a in ds.artifacts]  # bad source / url fail before any download
+    urls = [file_url(ds, a, source, url) for a in ds.files]  # bad source / url fail before any download
 
     def download(i: int, dest: Path) -> Path:
-        return fetch(urls[i], dest, checksum=ds.artifacts[i].checksum, log=log)
+        return fetch(urls[i], dest, checksum=ds.files[i].checksum, log=log)
 
     return names, download
 

@@ -26,6 +26,7 @@ from stcn.data.shards.inputs import (
 from stcn.data.shards.parallel import default_workers, parallel_loads, parse_part, part_dir, select_part
 from stcn.data.shards.writer import write_shards
 from stcn.errors import UserError
+from stcn.registry import Dataset
 
 Log = Callable[[str], None]
 
@@ -197,3 +198,17 @@ def shard_generic(
         pending = youtube_subset(pending, subset, f"{root} ({split})")
         log(f"subset {subset}: {len(pending)} videos")
     return _write(pending, out, name, split, f"{name}/{split}", size, log, run)
+
+
+def shard_dataset(ds: Dataset, out: str, *, root: str | Path | None = None, **options: Any) -> dict[str, Any]:
+    """Shard the registry dataset `ds` (its folder, or `root`) by its layout: static image pairs, BL30K segment
+    tars (`*.tar` in the folder), or DAVIS / YouTube-VOS videos under the dataset's name (`shard_generic`).
+    `options`: those of the shard function (split, shard_size_mb, check, workers, part, log; subset for videos)."""
+    root = Path(root or ds.folder)
+    if ds.layout == "static":
+        return shard_static(root, out, **options)
+    if ds.layout == "bl30k":
+        return shard_bl30k(sorted(root.glob("*.tar")), out, **options)
+    if ds.layout in ("davis", "youtube"):
+        return shard_generic(root, out, layout=ds.layout, name=ds.name, **options)
+    raise UserError(f"{ds.name} (layout {ds.layout}) is not a dataset that can be sharded")

@@ -38,16 +38,40 @@ def check_level(level: str, threads: int = 0) -> Iterator[None]:
         _CHECK.update(saved)
 
 
-def peek_jpeg(data: bytes, where: str) -> tuple[int, int]:
-    """(H, W) of JPEG bytes from the header alone, plus an end-of-image marker near the end
-    (catches truncated files); pixels are not decoded."""
+_UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)  # what PIL raises on a bad image
+
+
+@contextlib.contextmanager
+def _opened_jpeg(data: bytes, where: str) -> Iterator[Image.Image]:
+    """JPEG bytes opened lazily; another format or a PIL failure (also while the caller reads) is a UserError."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.format != "JPEG":
                 raise UserError(f"not a JPEG ({im.format}): {where}")
-            size = (im.height, im.width)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            yield im
+    except _UNREADABLE as e:
         raise UserError(f"corrupt JPEG: {where} ({e})") from None
+
+
+@contextlib.contextmanager
+def _opened_mask(data: bytes, where: str, size: tuple[int, int]) -> Iterator[Image.Image]:
+    """Mask PNG bytes opened lazily and checked against its frame's (H, W); failures are UserErrors."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "PNG":
+                raise UserError(f"mask is not a PNG ({im.format}): {where}")
+            if (im.height, im.width) != tuple(size):
+                raise UserError(f"mask size {im.height}x{im.width} differs from its frame {size[0]}x{size[1]}: {where}")
+            yield im
+    except _UNREADABLE as e:
+        raise UserError(f"corrupt mask PNG: {where} ({e})") from None
+
+
+def peek_jpeg(data: bytes, where: str) -> tuple[int, int]:
+    """(H, W) of JPEG bytes from the header alone, plus an end-of-image marker near the end
+    (catches truncated files); pixels are not decoded."""
+    with _opened_jpeg(data, where) as im:
+        size = (im.height, im.width)
     if b"\xff\xd9" not in data[-1024:]:
         raise UserError(f"corrupt JPEG: {where} (no end-of-image marker: truncated?)")
     return size
@@ -55,14 +79,8 @@ def peek_jpeg(data: bytes, where: str) -> tuple[int, int]:
 
 def peek_mask(data: bytes, where: str, size: tuple[int, int]) -> None:
     """Check a mask PNG from its header (format, size, mode) and its IEND chunk; no decoding."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format != "PNG":
-                raise UserError(f"mask is not a PNG ({im.format}): {where}")
-            if (im.height, im.width) != tuple(size):
-                raise UserError(f"mask size {im.height}x{im.width} differs from its frame {size[0]}x{size[1]}: {where}")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"corrupt mask PNG: {where} ({e})") from None
+    with _opened_mask(data, where, size):
+        pass
     if data[-8:-4] != b"IEND":
         raise UserError(f"corrupt mask PNG: {where} (no IEND chunk: truncated?)")
 
@@ -82,35 +100,23 @@ def mask_labels(data: bytes, where: str, size: tuple[int, int]) -> np.ndarray | 
 
 def check_jpeg(data: bytes, where: str) -> tuple[int, int]:
     """(H, W) of JPEG bytes after decoding them fully (at 1/8 scale); UserError naming `where`."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format != "JPEG":
-                raise UserError(f"not a JPEG ({im.format}): {where}")
-            size = (im.height, im.width)
-            im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
-            im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"corrupt JPEG: {where} ({e})") from None
+    with _opened_jpeg(data, where) as im:
+        size = (im.height, im.width)
+        im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+        im.load()
     return size
 
 
 def check_mask(data: bytes, where: str, size: tuple[int, int]) -> np.ndarray:
     """Which label values (0..255) a mask PNG holds (bool[256]); checks decodability and size."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format != "PNG":
-                raise UserError(f"mask is not a PNG ({im.format}): {where}")
-            if (im.height, im.width) != tuple(size):
-                raise UserError(f"mask size {im.height}x{im.width} differs from its frame {size[0]}x{size[1]}: {where}")
-            if im.mode in ("P", "L"):
-                counts = im.histogram()  # decodes the PNG; counts per palette index / grey value
-            elif im.mode == "1":
-                counts = im.convert("L").histogram()
-            else:  # an RGB-saved mask: a pixel is an object where it is not black (see images.read_mask)
-                grey = im.convert("L").histogram()
-                counts = [grey[0], sum(grey[1:])] + [0] * 254
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"corrupt mask PNG: {where} ({e})") from None
+    with _opened_mask(data, where, size) as im:
+        if im.mode in ("P", "L"):
+            counts = im.histogram()  # decodes the PNG; counts per palette index / grey value
+        elif im.mode == "1":
+            counts = im.convert("L").histogram()
+        else:  # an RGB-saved mask: a pixel is an object where it is not black (see images.read_mask)
+            grey = im.convert("L").histogram()
+            counts = [grey[0], sum(grey[1:])] + [0] * 254
     return np.asarray(counts[:256]) > 0
 
 

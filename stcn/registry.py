@@ -1,0 +1,163 @@
+"""The dataset registry: the one place where a dataset's name, layout, DAVIS year, splits and files are declared.
+
+It is the `datasets:` mapping of the project's `conf/config.yaml` (or of any YAML file holding one, such as the
+composed `params.yaml`). `load_registry()` reads it and returns typed, checked entries; `stcn download`,
+`stcn evaluate --dataset`, the pipeline and the reports all take their dataset names and layouts from here.
+Which file: an explicit path (`--registry`), else the `STCN_CONFIG` environment variable, else the project's
+`conf/config.yaml`. A missing or malformed file, or an unknown name, is a one-line UserError.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stcn.errors import UserError
+
+ENV = "STCN_CONFIG"
+PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "config.yaml"
+# how a dataset folder is read: DAVIS / YouTube-VOS folders, static image + mask pairs, BL30K segment tars,
+# and model weights (files kept as they are; not a dataset that is sharded or evaluated)
+LAYOUTS = ("davis", "youtube", "static", "bl30k", "weights")
+YEARS = (2016, 2017)
+ENTRY_KEYS = ("layout", "year", "splits", "description", "files", "root", "download", "shard", "evaluate", "report")
+FILE_KEYS = ("name", "gdrive", "http", "checksum", "place", "marker")
+
+
+@dataclass(frozen=True)
+class File:
+    """One downloadable file of a dataset.
+
+    `gdrive` / `http`: its Google Drive id and/or HTTP URL; `checksum`: "sha256:HEX" or "md5:HEX".
+    `place`: folder (relative to the dataset folder) that receives the archive's dataset root; None keeps the
+    file itself (BL30K segments, model weights) as `<folder>/<name>`.
+    `marker`: an entry whose parent is the archive's dataset root (the archive may wrap it in folders).
+    """
+
+    name: str
+    gdrive: str | None = None
+    http: str | None = None
+    checksum: str | None = None
+    place: str | None = "."
+    marker: str | None = "JPEGImages"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One registry entry. `splits`: the splits the dataset holds (its bundled stand-in has the same);
+    `root`: a folder you already have (no download); `download` / `shard` / `evaluate` / `report`: the options
+    of those steps (the pipeline's; the library ignores them)."""
+
+    name: str
+    layout: str
+    year: int | None = None
+    splits: tuple[str, ...] = ()
+    description: str = ""
+    files: tuple[File, ...] = ()
+    root: str | None = None
+    download: dict[str, Any] | None = None
+    shard: dict[str, Any] | None = None
+    evaluate: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+
+    @property
+    def folder(self) -> Path:
+        """Where the dataset lives: its `root`, else `data/<name>` (where `stcn download` puts it)."""
+        return Path(self.root) if self.root else Path("data") / self.name
+
+    @property
+    def davis_year(self) -> str:
+        """The DAVIS year as the scorers take it ("2016" or "2017"; 2017 when not declared)."""
+        return str(self.year or 2017)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The datasets of one registry file, in declaration order."""
+
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.datasets)
+
+    def dataset(self, name: str) -> Dataset:
+        """The entry of `name`, or a UserError listing the known names."""
+        try:
+            return self.datasets[name]
+        except KeyError:
+            raise UserError(f"unknown dataset {name!r} (known in {self.source}: {', '.join(self.datasets)})") from None
+
+    def get(self, name: str) -> Dataset | None:
+        return self.datasets.get(name)
+
+    def __iter__(self):
+        return iter(self.datasets.values())
+
+
+def config_path(path: str | Path | None = None) -> Path:
+    """The registry file: `path`, else $STCN_CONFIG, else the project's conf/config.yaml."""
+    return Path(path or os.environ.get(ENV) or PROJECT_CONFIG)
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    """The checked registry of the YAML file at `path` (see `config_path`): its `datasets:` mapping."""
+    import yaml
+
+    where = config_path(path)
+    try:
+        data = yaml.safe_load(where.read_text())
+    except OSError as e:
+        raise UserError(f"cannot read the dataset registry {where}: {e.strerror or e} (set --registry or "
+                        f"{ENV})") from None  # fmt: skip
+    except yaml.YAMLError as e:
+        raise UserError(f"the dataset registry {where} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("datasets"), Mapping):
+        raise UserError(f"{where} has no `datasets:` mapping (the dataset registry)")
+    return parse_registry(data["datasets"], str(where))
+
+
+def parse_registry(datasets: Mapping[str, Any], source: str = "the registry") -> Registry:
+    """Typed, checked entries of a `datasets:` mapping (as read from YAML or composed by Hydra)."""
+    return Registry({str(name): _entry(str(name), entry, source) for name, entry in datasets.items()}, source)
+
+
+def _entry(name: str, entry: Any, source: str) -> Dataset:
+    where = f"{source}: datasets.{name}"
+    if not isinstance(entry, Mapping):
+        raise UserError(f"{where} must be a mapping with at least `layout`, got {entry!r}")
+    unknown = sorted(set(entry) - set(ENTRY_KEYS))
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(ENTRY_KEYS)})")
+    layout = entry.get("layout")
+    if layout not in LAYOUTS:
+        raise UserError(f"{where}.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    year = entry.get("year")
+    if year is not None and (layout != "davis" or year not in YEARS):
+        raise UserError(f"{where}.year: only a davis layout has a year (2016 or 2017), got {year!r}")
+    splits = entry.get("splits") or []
+    if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+        raise UserError(f"{where}.splits must be a list of split names, got {splits!r}")
+    options = {}
+    for key in ("download", "shard", "evaluate", "report"):
+        value = entry.get(key)
+        if key in entry and value is not None and not isinstance(value, Mapping):
+            raise UserError(f"{where}.{key} must be a mapping, got {value!r}")
+        options[key] = dict(value or {}) if key in entry else None
+    root = entry.get("root")
+    return Dataset(name, layout, year, tuple(splits), str(entry.get("description") or ""),
+                   tuple(_file(f"{where}.files", f) for f in entry.get("files") or []),
+                   None if root is None else str(root), **options)  # fmt: skip
+
+
+def _file(where: str, entry: Any) -> File:
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+        raise UserError(f"{where}: each file is a mapping with a `name`, got {entry!r}")
+    unknown = sorted(set(entry) - set(FILE_KEYS))
+    if unknown:
+        raise UserError(f"{where}: file {entry['name']}: unknown key {unknown[0]!r} (known: {', '.join(FILE_KEYS)})")
+    return File(**{k: None if entry[k] is None else str(entry[k]) for k in entry})
