@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,22 +44,23 @@ from stcn.model import STCN, load_weights  # noqa: E402
 
 PARITY = SHARED / "reference" / "parity"
 RUNGS = ("fp32", "fast", "bf16")
+REFERENCE = "reference (dense, original path)"
 TIE_MARGIN = 0.02  # probability margin between the two most likely labels counted as "near a tie"
 
 
-def weights() -> tuple[dict, str]:
-    """The parity weights when the shared reference is present (made by its script), else seeded ones."""
+def weights(folder: Path) -> tuple[Path, str]:
+    """A weights file in `folder`: the parity weights when the shared reference is present (made by its
+    script), else seeded ones; and where they come from."""
+    path = folder / "weights.pth"
     if (PARITY / "make_weights.py").is_file():
-        path = Path(tempfile.mkdtemp()) / "parity.pth"
         subprocess.run(
             [sys.executable, PARITY / "make_weights.py", SHARED / "reference/stcn_state_dict.json", path],
             check=True,
             capture_output=True,
         )
-        state = torch.load(path, weights_only=True)
-        path.unlink()
-        return state, "parity weights (shared/reference/parity)"
-    return seeded_state_dict(json.loads(KEY_LIST.read_text())["entries"]), "seeded random weights"
+        return path, "parity weights (shared/reference/parity)"
+    torch.save(seeded_state_dict(json.loads(KEY_LIST.read_text())["entries"]), path)
+    return path, "seeded random weights"
 
 
 def model(state: dict | None = None) -> STCN:
@@ -154,26 +156,57 @@ def video_flops(net: STCN, shape: tuple[int, int], n_frames: int, n_objects: int
     )
 
 
-def speed(n_frames: int, repeats: int) -> tuple[pd.DataFrame, str]:
-    """Dense reference vs ours at every rung on parity case A's frames, alternated; ratios and GFLOP/s."""
-    state, source = weights()
-    ours, ref = model(state), reference_model(state)
+def blackswan(n_frames: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The first `n_frames` decoded frames of blackswan (parity case A) and its first mask."""
     paths = sorted((DAVIS / "JPEGImages/480p/blackswan").glob("*.jpg"))[:n_frames]
-    frames = [read_frame(p) for p in paths]
-    first = read_mask(DAVIS / "Annotations/480p/blackswan/00000.png")
-    runs = {"reference (dense, original path)": lambda: segment_dense(ref, frames, first, [1])}
-    for rung in RUNGS:
-        runs[f"ours {rung}"] = lambda rung=rung: run_ours(ours, frames, first, [1], InferenceSettings(precision=rung))
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    return [read_frame(p) for p in paths], read_mask(DAVIS / "Annotations/480p/blackswan/00000.png")
+
+
+def speed_child(path: str, weights_file: Path, n_frames: int, masks_file: Path) -> dict:
+    """One path of the speed part in this (fresh) process: a 3-frame warm-up, then the timed video.
+
+    The reference runs as the original scripts do (glibc's default allocator); ours goes through
+    `prepare_for_inference`, as `stcn segment` / `stcn evaluate` do (allocator tuned, BatchNorm folded).
+    """
+    state = torch.load(weights_file, weights_only=True)
+    frames, first = blackswan(n_frames)
+    if path == REFERENCE:
+        ref = reference_model(state)
+        run = lambda fr: segment_dense(ref, fr, first, [1])  # noqa: E731
+    else:
+        ours, settings = model(state), InferenceSettings(precision=path.split()[-1])
+        run = lambda fr: run_ours(ours, fr, first, [1], settings)  # noqa: E731
+    run(frames[:3])
+    start = time.perf_counter()
+    masks = run(frames)
+    seconds = time.perf_counter() - start
+    np.save(masks_file, masks)
+    return {"seconds": seconds}
+
+
+def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFrame, str]:
+    """Dense reference vs ours at every rung on parity case A's frames, each run in its own process,
+    alternated (best of `repeats`); ratios, GFLOP/s and the conv peak measured between them."""
+    folder = Path(tempfile.mkdtemp())
+    weights_file, source = weights(folder)
+    paths = [REFERENCE] + [f"ours {rung}" for rung in RUNGS]
+    times: dict[str, list[float]] = {name: [] for name in paths}
     masks: dict[str, np.ndarray] = {}
     peaks: list[dict[str, float]] = []
     for r in range(repeats):
         peaks.append(conv_peak(3))
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            masks[name] = fn()
-            times[name].append(time.perf_counter() - start)
-            print(f"repeat {r + 1}/{repeats} {name}: {times[name][-1] / len(frames):.3f} s/frame", flush=True)
+        for name in paths:
+            cmd = [sys.executable, __file__, "--speed-child", name, "--weights-file", weights_file]
+            cmd += ["--frames", str(n_frames)] + (["--threads", str(threads)] if threads else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(f"{name} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            times[name].append(json.loads(proc.stdout.splitlines()[-1])["seconds"])
+            masks[name] = np.load(weights_file.with_suffix(".masks.npy"))
+            print(f"repeat {r + 1}/{repeats} {name}: {times[name][-1] / n_frames:.3f} s/frame", flush=True)
+    frames, first = blackswan(n_frames)
+    ours = model(torch.load(weights_file, weights_only=True))
+    shutil.rmtree(folder)
     peak = {k: max(p[k] for p in peaks) for k in peaks[0]}
     flops = video_flops(ours, first.shape, len(frames), 1, 5)
     case, ties = None, ""
@@ -186,7 +219,7 @@ def speed(n_frames: int, repeats: int) -> tuple[pd.DataFrame, str]:
             f"(frames {', '.join(map(str, npz['prob_frames']))}) have their two labels within {TIE_MARGIN} of each "
             "other (untrained weights): those are the pixels a half-precision rung can flip."
         )
-    base = min(times["reference (dense, original path)"])
+    base = min(times[REFERENCE])
     fp32 = masks["ours fp32"]
     rows = []
     for name, t in times.items():
@@ -325,6 +358,8 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=0.5, help="frame scale for the long-video memory part")
     ap.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, one per core]")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--speed-child", help=argparse.SUPPRESS)
+    ap.add_argument("--weights-file", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--max-memory", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.threads:
@@ -332,9 +367,13 @@ def main() -> None:
     if a.child:
         print(json.dumps(memory_child(a.child, a.max_memory, a.scale)))
         return
+    if a.speed_child:
+        masks_file = a.weights_file.with_suffix(".masks.npy")
+        print(json.dumps(speed_child(a.speed_child, a.weights_file, a.frames, masks_file)))
+        return
     if a.part in ("speed", "all"):
         load = os.getloadavg()
-        table, note = speed(a.frames, a.repeats)
+        table, note = speed(a.frames, a.repeats, a.threads)
         write_section(
             "Inference speed (480p) vs the original path",
             table,
@@ -342,8 +381,11 @@ def main() -> None:
                 "Compute time per video with frames already decoded (I/O excluded): padding, inference, "
                 "un-padding/resize/argmax. 'reference' is the dense re-implementation of the original release's "
                 "evaluation path (benchmarks/dense_reference.py: dense affinity, top-k softmax scattered into the "
-                "dense matrix, bmm, full-length probability tensor, BatchNorm unfolded, NCHW); every path runs "
-                f"alternately on the same 1-object blackswan frames (parity case A). {note} "
+                "dense matrix, bmm, full-length probability tensor, BatchNorm unfolded, NCHW, the original's own "
+                "out-of-place decoder and fusion code). Each path runs in a process of its own (a 3-frame warm-up, "
+                "then the timed video), the paths alternating, on the same 1-object blackswan frames (parity case "
+                "A): ours as `stcn segment` runs it (stcn/inference/allocator.py keeps freed feature maps in the "
+                f"heap), the reference with glibc's default allocator, as the original scripts run. {note} "
                 f"Load average (1/5/15 min) at start: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
                 f"at end: {os.getloadavg()[0]:.1f}; {torch.get_num_threads()} torch thread(s) on "
                 f"{os.cpu_count()} cores."
@@ -352,7 +394,7 @@ def main() -> None:
     if a.part in ("agreement", "all"):
         load = os.getloadavg()
         write_section(
-            "Precision ladder: mask agreement with fp32",
+            "Precision ladder: mask agreement with fp32" + (f" ({a.weights})" if a.weights else ""),
             agreement(a.agreement_frames, a.weights),
             notes=(
                 f"Weights: {a.weights or 'seeded random weights (tests/conftest.py)'}; first frames of every "

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import torch
 
+from stcn.inference.allocator import tune_allocator
 from stcn.model import STCN, load_weights
 from stcn.model.fold import fold_batchnorm
 
 
 def prepare_for_inference(model: STCN, device: str = "cpu") -> STCN:
-    """Eval mode, frozen BatchNorm folded into the convolutions, channels-last, on `device`."""
+    """Eval mode, frozen BatchNorm folded into the convolutions, channels-last, on `device`; the process's
+    allocator keeps freed feature maps for the next frame (`tune_allocator`)."""
+    tune_allocator()
     return fold_batchnorm(model.eval()).to(device).to(memory_format=torch.channels_last)
 
 
