@@ -45,6 +45,7 @@ from stcn.model import STCN, load_weights  # noqa: E402
 PARITY = SHARED / "reference" / "parity"
 RUNGS = ("fp32", "fast", "bf16")
 REFERENCE = "reference (dense, original path)"
+DEFAULT_ALLOCATOR = "ours fp32, glibc's default allocator"  # STCN_ALLOCATOR=default: what the allocator setting buys
 TIE_MARGIN = 0.02  # probability margin between the two most likely labels counted as "near a tie"
 
 
@@ -174,7 +175,7 @@ def speed_child(path: str, weights_file: Path, n_frames: int, masks_file: Path) 
         ref = reference_model(state)
         run = lambda fr: segment_dense(ref, fr, first, [1])  # noqa: E731
     else:
-        ours, settings = model(state), InferenceSettings(precision=path.split()[-1])
+        ours, settings = model(state), InferenceSettings(precision=path.split(",")[0].split()[-1])
         run = lambda fr: run_ours(ours, fr, first, [1], settings)  # noqa: E731
     run(frames[:3])
     start = time.perf_counter()
@@ -189,7 +190,7 @@ def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFram
     alternated (best of `repeats`); ratios, GFLOP/s and the conv peak measured between them."""
     folder = Path(tempfile.mkdtemp())
     weights_file, source = weights(folder)
-    paths = [REFERENCE] + [f"ours {rung}" for rung in RUNGS]
+    paths = [REFERENCE] + [f"ours {rung}" for rung in RUNGS] + [DEFAULT_ALLOCATOR]
     times: dict[str, list[float]] = {name: [] for name in paths}
     masks: dict[str, np.ndarray] = {}
     peaks: list[dict[str, float]] = []
@@ -198,7 +199,8 @@ def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFram
         for name in paths:
             cmd = [sys.executable, __file__, "--speed-child", name, "--weights-file", weights_file]
             cmd += ["--frames", str(n_frames)] + (["--threads", str(threads)] if threads else [])
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            env = {**os.environ, "STCN_ALLOCATOR": "default"} if name == DEFAULT_ALLOCATOR else None
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 sys.exit(f"{name} failed: {proc.stderr.strip().splitlines()[-1:]}")
             times[name].append(json.loads(proc.stdout.splitlines()[-1])["seconds"])
@@ -224,7 +226,7 @@ def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFram
     rows = []
     for name, t in times.items():
         best = min(t)
-        half = name.endswith(("fast", "bf16"))
+        half = name in ("ours fast", "ours bf16")
         agree_fp32 = [(a == b).mean() for a, b in zip(masks[name], fp32, strict=True)]
         row = {
             "path": name,

@@ -50,6 +50,6 @@ def test_tuned_process_reuses_freed_feature_maps():
 
 
 @glibc
-def test_user_malloc_environment_wins():
-    tuned, _ = page_faults("tuned", MALLOC_TRIM_THRESHOLD_="131072")
-    assert tuned == "False"
+def test_user_malloc_environment_and_opt_out_win():
+    assert page_faults("tuned", MALLOC_TRIM_THRESHOLD_="131072")[0] == "False"
+    assert page_faults("tuned", STCN_ALLOCATOR="default")[0] == "False"

@@ -17,17 +17,21 @@ import platform
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit: blocks up to 32 MiB come from the heap
 TRIM_THRESHOLD = 1 << 30  # return free heap top to the kernel only above 1 GiB
-ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # the user's own glibc settings win
+OPT_OUT = "STCN_ALLOCATOR"  # STCN_ALLOCATOR=default keeps glibc's defaults
 
 _tuned = False
 
 
 def tune_allocator() -> bool:
-    """Apply the thresholds once per process; False (nothing changed) off glibc or when the user set them."""
+    """Apply the thresholds once per process; False (nothing changed) off glibc, when the user set them, or
+    with STCN_ALLOCATOR=default."""
     global _tuned
     if _tuned:
         return True
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or any(k in os.environ for k in ENV):
+        return False
+    if os.environ.get(OPT_OUT) == "default":
         return False
     libc = ctypes.CDLL(None)
     mmap_ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)  # mallopt returns 1 on success
