@@ -21,7 +21,7 @@ def test_balance_by_frame_count():
 
 
 def options(weights, root, out) -> list[str]:
-    return ["--weights", str(weights), "--dataset", "davis2017", "--root", str(root), "--split", "val",
+    return ["--weights", str(weights), "--dataset", "davis17", "--root", str(root), "--split", "val",
             "--out", str(out), "--resolution", "96", "--device", "cpu"]  # fmt: skip
 
 

@@ -88,7 +88,7 @@ def test_unknown_precision_is_a_one_line_error(weights_file, tmp_path):
         and r.stderr.strip() == "error: unknown precision 'fp16' on cpu; choose one of fp32, fast, bf16"
     )
     r = subprocess.run(
-        [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", str(weights_file), "--dataset", "davis2017",
+        [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", str(weights_file), "--dataset", "davis17",
          "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--precision", "half", "--device", "cpu"],
         capture_output=True,
         text=True,
