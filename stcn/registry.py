@@ -92,9 +92,6 @@ class Registry:
         except KeyError:
             raise UserError(f"unknown dataset {name!r} (known in {self.source}: {', '.join(self.datasets)})") from None
 
-    def get(self, name: str) -> Dataset | None:
-        return self.datasets.get(name)
-
     def __iter__(self):
         return iter(self.datasets.values())
 

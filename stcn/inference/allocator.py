@@ -11,6 +11,7 @@ its peak until it exits. Measured in reports/benchmarks.md ("Inference speed (48
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -20,20 +21,14 @@ TRIM_THRESHOLD = 1 << 30  # return free heap top to the kernel only above 1 GiB
 ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # the user's own glibc settings win
 OPT_OUT = "STCN_ALLOCATOR"  # STCN_ALLOCATOR=default keeps glibc's defaults
 
-_tuned = False
 
-
+@functools.cache
 def tune_allocator() -> bool:
-    """Apply the thresholds once per process; False (nothing changed) off glibc, when the user set them, or
+    """Apply the thresholds (once per process); False (nothing changed) off glibc, when the user set them, or
     with STCN_ALLOCATOR=default."""
-    global _tuned
-    if _tuned:
-        return True
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or any(k in os.environ for k in ENV):
-        return False
-    if os.environ.get(OPT_OUT) == "default":
+    user_set = any(k in os.environ for k in ENV) or os.environ.get(OPT_OUT) == "default"
+    if user_set or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(None)
     mmap_ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)  # mallopt returns 1 on success
-    _tuned = bool(mmap_ok and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    return _tuned
+    return bool(mmap_ok and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -9,6 +9,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from stcn.atomic import write_text_atomic
 from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
 from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
@@ -127,7 +128,7 @@ def interact(
     for stem, lab in zip(stems, labels, strict=True):
         write_mask(out / f"{stem}.png", np.asarray(Image.fromarray(lab).resize(full, Image.NEAREST)))
     state = {"objects": objects, "interacted": core.interacted, "rounds": state["rounds"] + len(rounds)}
-    state_file.write_text(json.dumps(state) + "\n")
+    write_text_atomic(state_file, json.dumps(state) + "\n")
     Console(stderr=True).print(
         f"round {state['rounds']}: {len(stems)} frames, {objects} object(s), interacted {core.interacted} -> {out}"
     )
