@@ -205,16 +205,16 @@ def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFram
                 sys.exit(f"{name} failed: {proc.stderr.strip().splitlines()[-1:]}")
             times[name].append(json.loads(proc.stdout.splitlines()[-1])["seconds"])
             masks[name] = np.load(weights_file.with_suffix(".masks.npy"))
-            print(f"repeat {r + 1}/{repeats} {name}: {times[name][-1] / n_frames:.3f} s/frame", flush=True)
-    frames, first = blackswan(n_frames)
+            print(f"repeat {r + 1}/{repeats} {name}: {times[name][-1] / len(masks[name]):.3f} s/frame", flush=True)
+    n, size = len(masks[REFERENCE]), masks[REFERENCE].shape[1:]  # the frames the children ran, their size
     ours = model(torch.load(weights_file, weights_only=True))
     shutil.rmtree(folder)
     peak = {k: max(p[k] for p in peaks) for k in peaks[0]}
-    flops = video_flops(ours, first.shape, len(frames), 1, 5)
+    flops = video_flops(ours, size, n, 1, 5)
     case, ties = None, ""
     if (PARITY / "case_A.npz").is_file():
         npz = np.load(PARITY / "case_A.npz")
-        case = npz["masks"][: len(frames)]
+        case = npz["masks"][:n]
         margin = np.abs(2 * npz["probs"].astype(np.float32) - 1)  # 1 object: |p_object - p_background|
         ties = (
             f" In the original's own output on this case, {100 * (margin < TIE_MARGIN).mean():.2f}% of the pixels "
@@ -230,8 +230,8 @@ def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFram
         agree_fp32 = [(a == b).mean() for a, b in zip(masks[name], fp32, strict=True)]
         row = {
             "path": name,
-            "frames": len(frames),
-            "s/frame (best)": best / len(frames),
+            "frames": n,
+            "s/frame (best)": best / n,
             "vs reference": base / best,
             "GFLOP/s": flops / best / 1e9,
             "% of conv peak": 100 * flops / best / 1e9 / peak["bf16" if half else "fp32"],
