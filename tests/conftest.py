@@ -125,6 +125,14 @@ def mini_davis(dst: Path, sequences: dict[str, str], n: int = 5, scale: float = 
     return dst
 
 
+def own_davis_folder(davis: Path, dst: Path, sequences: tuple[str, ...]) -> Path:
+    """A user's own DAVIS-layout folder: `sequences` of the DAVIS root `davis`, without ImageSets or 480p level."""
+    for seq in sequences:
+        shutil.copytree(davis / "JPEGImages/480p" / seq, dst / "JPEGImages" / seq)
+        shutil.copytree(davis / "Annotations/480p" / seq, dst / "Annotations" / seq)
+    return dst
+
+
 def mini_youtube(dst: Path, davis: Path, split: str = "valid") -> Path:
     """A YouTube-VOS root from a DAVIS root: all frames, every other frame required, first-frame masks."""
     for seq in sorted((davis / "JPEGImages/480p").iterdir()):

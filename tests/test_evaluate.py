@@ -11,7 +11,7 @@ import zipfile
 
 import pandas as pd
 import pytest
-from conftest import mini_davis, mini_youtube
+from conftest import mini_davis, mini_youtube, own_davis_folder
 from PIL import Image
 
 from stcn.data.images import read_mask
@@ -122,10 +122,7 @@ def test_evaluate_cli_takes_layouts_from_the_registry_and_names_the_known_datase
 
 def test_evaluate_generic_cli_detects_the_layout_and_scores_without_imagesets(weights_file, root, tmp_path):
     """Your own DAVIS-layout folder (no ImageSets, no 480p level): every sequence predicted, scored, pictured."""
-    mine = tmp_path / "mine"
-    for seq in ("blackswan", "libby"):
-        shutil.copytree(root / "JPEGImages/480p" / seq, mine / "JPEGImages" / seq)
-        shutil.copytree(root / "Annotations/480p" / seq, mine / "Annotations" / seq)
+    mine = own_davis_folder(root, tmp_path / "mine", ("blackswan", "libby"))
     out = tmp_path / "out"
     r = subprocess.run(
         [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", weights_file, "--dataset", "generic",

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import webdataset as wds
+from conftest import own_davis_folder
 from PIL import Image
 from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
@@ -382,10 +383,7 @@ def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_shard_generic_cli_own_davis_folder_without_imagesets_and_youtube_layout(bundled: Path, tmp_path: Path) -> None:
     """`stcn shard generic`: a DAVIS-layout folder without ImageSets/480p (every sequence), and YouTube-VOS."""
-    mine = tmp_path / "mine"
-    for seq in ("dog-agility", "libby"):
-        shutil.copytree(bundled / "davis17/JPEGImages/480p" / seq, mine / "JPEGImages" / seq)
-        shutil.copytree(bundled / "davis17/Annotations/480p" / seq, mine / "Annotations" / seq)
+    mine = own_davis_folder(bundled / "davis17", tmp_path / "mine", ("dog-agility", "libby"))
     out = tmp_path / "shards"
     run = subprocess.run(
         [sys.executable, "-m", "stcn.cli", "shard", "generic", "--root", str(mine), "--name", "mine",
