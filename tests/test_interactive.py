@@ -229,6 +229,8 @@ def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
     assert second.returncode == 0, second.stderr
     assert json.loads((out / "interactive.json").read_text()) == {"objects": 1, "interacted": [1, 4], "rounds": 2}
     round2 = [read_mask(out / f"{i:05d}.png") for i in range(6)]
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(6)] + ["interactive.json"]
+    assert not list(tmp_path.glob(".out*")), "a round left its temporary folder behind"
     assert all(np.array_equal(a, b) for a, b in zip(round1[:2], round2[:2], strict=True))  # at/before frame 1
     missing = cli(*base, "--scribbles", str(tmp_path / "s.png"))
     assert missing.returncode == 2 and missing.stderr.strip() == (

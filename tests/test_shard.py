@@ -176,7 +176,10 @@ def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_pat
     shard_bl30k([seg], str(tmp_path / "ref"), shard_size_mb=4, workers=1, part="1/2")
     cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
            "--shard-size-mb", "4", "--workers", "2", "--part", "1/2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    spool = tmp_path / "tmpdir"  # where the workers hand samples over
+    spool.mkdir()
+    env = {**os.environ, "TMPDIR": str(spool)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     index = tmp_path / "out" / "parts" / "1-of-2" / INDEX
     deadline, killed = time.monotonic() + 60, None
     while time.monotonic() < deadline and proc.poll() is None and killed is None:
@@ -192,8 +195,9 @@ def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_pat
     assert not alive, "the other worker outlived the failed run"
     assert proc.returncode == 2 and err.strip().splitlines()[-1].startswith("error: a shard worker process died"), err
     assert not json.loads(index.read_text())["splits"]["train"]["complete"]
-    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "train: resuming after" in run.stderr
+    assert not list(spool.iterdir()), "the failed run left its spool behind"
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    assert "train: resuming after" in run.stderr and not list(spool.iterdir())
     assert _digests(_shards(tmp_path / "out" / "parts" / "1-of-2", "train")) == _digests(
         _shards(tmp_path / "ref" / "parts" / "1-of-2", "train")
     )

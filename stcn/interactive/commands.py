@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from stcn.atomic import write_text_atomic
+from stcn.atomic import atomic_folder
 from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
 from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
@@ -124,11 +124,11 @@ def interact(
     core.load_interacted(state["interacted"])
     for t, scribble_map in sorted(rounds.items()):
         labels = core.interact(t, scribble_map, propagate=propagate)
-    out.mkdir(parents=True, exist_ok=True)
-    for stem, lab in zip(stems, labels, strict=True):
-        write_mask(out / f"{stem}.png", np.asarray(Image.fromarray(lab).resize(full, Image.NEAREST)))
     state = {"objects": objects, "interacted": core.interacted, "rounds": state["rounds"] + len(rounds)}
-    write_text_atomic(state_file, json.dumps(state) + "\n")
+    with atomic_folder(out) as tmp:  # the round's masks are encoded aside, then renamed in; the state file last
+        for stem, lab in zip(stems, labels, strict=True):
+            write_mask(tmp / f"{stem}.png", np.asarray(Image.fromarray(lab).resize(full, Image.NEAREST)))
+        (tmp / STATE).write_text(json.dumps(state) + "\n")
     Console(stderr=True).print(
         f"round {state['rounds']}: {len(stems)} frames, {objects} object(s), interacted {core.interacted} -> {out}"
     )

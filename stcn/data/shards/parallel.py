@@ -3,8 +3,11 @@
 `parallel_loads` reads and checks samples in worker processes (forked, so the pending samples and
 the BL30K index are shared copy-on-write) while the calling process writes them in order: the
 shards are byte-identical to a one-process run. At most `4 * workers` samples are in flight, so
-memory stays bounded. A worker that dies (killed, out of memory) fails the run with one line; the
-re-run resumes from the last finished shard like any interrupted run.
+memory stays bounded. Each worker hands its sample over as a file in a private spool folder under
+the temporary directory (`TMPDIR`), never as a multi-megabyte pipe message: a worker killed half-way
+through such a message would leave the pool waiting for the rest of it forever. A worker that dies
+(killed, out of memory) fails the run with one line; the re-run resumes from the last finished
+shard like any interrupted run.
 
 `--part I/N` splits the samples (name order) into N contiguous parts; part I writes its shards and
 its own index.json under `<out>/parts/I-of-N/`, so N machines can shard into the same folder or S3
@@ -16,10 +19,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -31,6 +37,7 @@ from stcn.data.shards.writer import FORMAT_VERSION, Members, Pending, tar_record
 from stcn.errors import UserError
 
 _TASKS: Sequence[Pending] = ()
+_SPOOL = ""
 
 
 def default_workers() -> int:
@@ -54,8 +61,17 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
-def _load(i: int) -> bytes:
-    return tar_record(_TASKS[i].load())  # one bytes object to send back, ready to write
+def _load(i: int) -> None:
+    """Write sample `i`'s tar record to the spool; the reply through the pipe is a few bytes."""
+    Path(_SPOOL, str(i)).write_bytes(tar_record(_TASKS[i].load()))
+
+
+def _take(spool: str, i: int) -> bytes:
+    """Sample `i`'s tar record from the spool, removing its file."""
+    path = Path(spool, str(i))
+    data = path.read_bytes()
+    path.unlink()
+    return data
 
 
 def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Members | bytes]]:
@@ -65,8 +81,9 @@ def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Membe
         if workers <= 1 or len(samples) <= 1:
             yield from (s.load() for s in samples)
             return
-        global _TASKS
-        _TASKS = samples  # read by the forked workers
+        global _TASKS, _SPOOL
+        spool = tempfile.mkdtemp(prefix="stcn-shard-")
+        _TASKS, _SPOOL = samples, spool  # read by the forked workers
         pool = ProcessPoolExecutor(
             workers, mp_context=get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
         )
@@ -78,8 +95,9 @@ def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Membe
                 while nxt < len(samples) and len(window) < 4 * workers:
                     window.append(pool.submit(_load, nxt))
                     nxt += 1
-                members = window.popleft().result()
-                yield members
+                i = nxt - len(window)
+                window.popleft().result()
+                yield _take(spool, i)
         except BrokenProcessPool:
             broken = True
             raise UserError(
@@ -87,7 +105,8 @@ def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Membe
             ) from None
         finally:
             pool.shutdown(wait=not broken, cancel_futures=True)  # a broken pool ends its live workers itself
-            _TASKS = ()
+            shutil.rmtree(spool, ignore_errors=True)
+            _TASKS, _SPOOL = (), ""
 
     return loads
 
