@@ -11,6 +11,7 @@ import contextlib
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -144,12 +145,15 @@ def score_davis(
     workers = min(len(seqs), os.cpu_count() or 1) if processes is None else max(1, processes)
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         results = pool.map(_score_job, jobs) if pool is not None else map(_score_job, jobs)
-        for seq_names, j, f in track(
-            results, total=len(jobs), description="Scoring", disable=not progress, console=console, transient=True
-        ):
-            names += seq_names
-            j_stats.append(j)
-            f_stats.append(f)
+        try:
+            for seq_names, j, f in track(
+                results, total=len(jobs), description="Scoring", disable=not progress, console=console, transient=True
+            ):
+                names += seq_names
+                j_stats.append(j)
+                f_stats.append(f)
+        except BrokenProcessPool:
+            raise UserError("a scoring worker process died (killed or out of memory); re-run the scoring") from None
     global_df, per_sequence = _tables(names, np.concatenate(j_stats), np.concatenate(f_stats))
     if out_dir is not None:
         out = Path(out_dir)

@@ -456,6 +456,7 @@ def resize_youtube_split(src: str | Path, dst: str | Path, size: int = 480, work
     `size` (frames bicubic, masks nearest, palette kept), like the original `train_480p`.
     Written to `dst.tmp` and renamed, so an existing `dst` is complete."""
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     src, dst = Path(src), Path(dst)
     if dst.is_dir():
@@ -474,7 +475,10 @@ def resize_youtube_split(src: str | Path, dst: str | Path, size: int = 480, work
     workers = workers or min(8, os.cpu_count() or 1)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_resize_one, jobs, chunksize=64))
+            try:
+                list(pool.map(_resize_one, jobs, chunksize=64))
+            except BrokenProcessPool:
+                raise UserError("a resize worker process died (killed or out of memory); re-run it") from None
     else:
         for job in jobs:
             _resize_one(job)
