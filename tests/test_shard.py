@@ -131,7 +131,7 @@ def _repeated_bl30k(path: Path, copies: int) -> Path:
 
 
 def test_killed_subprocess_resumes_to_identical_shards(tmp_path: Path) -> None:
-    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=4)
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=8)
     shard_bl30k([seg], str(tmp_path / "ref"), shard_size_mb=4)
     cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
            "--shard-size-mb", "4"]  # fmt: skip
