@@ -134,8 +134,11 @@ def test_killed_subprocess_resumes_to_identical_shards(tmp_path: Path) -> None:
     seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=8)
     shard_bl30k([seg], str(tmp_path / "ref"), shard_size_mb=4)
     cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
-           "--shard-size-mb", "4"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           "--shard-size-mb", "4", "--workers", "2"]  # fmt: skip
+    spool = tmp_path / "tmpdir"  # where the workers hand samples over
+    spool.mkdir()
+    env = {**os.environ, "TMPDIR": str(spool)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     index = tmp_path / "out" / INDEX
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -148,6 +151,7 @@ def test_killed_subprocess_resumes_to_identical_shards(tmp_path: Path) -> None:
     assert workers, "the run had no worker processes"
     _gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, "worker processes outlived their killed writer"
+    assert not list(spool.iterdir()), "the workers of the killed writer left its spool behind"
     assert not json.loads(index.read_text())["splits"]["train"]["complete"]
     run = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "train: resuming after" in run.stderr

@@ -25,10 +25,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 from stcn.data.shards import inputs as shard_inputs
@@ -55,9 +55,11 @@ def _init_worker(parent: int) -> None:
 
 
 def _exit_with(parent: int) -> None:
-    """End this worker when the writer process is gone (killed): it would wait for tasks forever."""
+    """End this worker when the writer process is gone (killed): it would wait for tasks forever. The
+    writer cannot remove its spool then, so the workers do."""
     while os.getppid() == parent:
         time.sleep(0.5)
+    shutil.rmtree(_SPOOL, ignore_errors=True)
     os._exit(1)
 
 
