@@ -119,10 +119,9 @@ def main() -> None:
         f"median of {args.steps} steps after a warm-up, each setting in a fresh process, best of {args.rounds} "
         f"alternated rounds, {torch.get_num_threads()} torch threads. 'tuned' = the allocator setting `stcn "
         f"segment` / `evaluate` apply (freed feature maps stay in the heap), tuned vs default per crop: {effect}; "
-        "training keeps glibc's default. "
-        "Random inputs of "
-        "the data layer's batch shapes (data loading is benchmarked separately). The recipe's 300k-500k "
-        "iterations per stage need GPUs; the CPU numbers bound what CPU tests and smoke runs can do."
+        "training keeps glibc's default. Random inputs of the data layer's batch shapes (data loading is "
+        "benchmarked separately). The recipe's 300k-500k iterations per stage need GPUs; the CPU numbers bound "
+        "what CPU tests and smoke runs can do."
     )
     write_section("Training step", table, notes)
 

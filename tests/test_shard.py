@@ -130,14 +130,20 @@ def _repeated_bl30k(path: Path, copies: int) -> Path:
     return write_tar(path, bl30k_members(sorted(videos)))
 
 
+def _spool(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """An empty TMPDIR of its own for a shard subprocess (its workers hand samples over there), and the
+    environment that names it."""
+    spool = tmp_path / "tmpdir"
+    spool.mkdir()
+    return spool, {**os.environ, "TMPDIR": str(spool)}
+
+
 def test_killed_subprocess_resumes_to_identical_shards(tmp_path: Path) -> None:
     seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=8)
     shard_bl30k([seg], str(tmp_path / "ref"), shard_size_mb=4)
     cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
            "--shard-size-mb", "4", "--workers", "2"]  # fmt: skip
-    spool = tmp_path / "tmpdir"  # where the workers hand samples over
-    spool.mkdir()
-    env = {**os.environ, "TMPDIR": str(spool)}
+    spool, env = _spool(tmp_path)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     index = tmp_path / "out" / INDEX
     deadline = time.monotonic() + 60
@@ -153,8 +159,8 @@ def test_killed_subprocess_resumes_to_identical_shards(tmp_path: Path) -> None:
     assert not alive, "worker processes outlived their killed writer"
     assert not list(spool.iterdir()), "the workers of the killed writer left its spool behind"
     assert not json.loads(index.read_text())["splits"]["train"]["complete"]
-    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "train: resuming after" in run.stderr
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    assert "train: resuming after" in run.stderr and not list(spool.iterdir())
     assert _digests(_shards(tmp_path / "out", "train")) == _digests(_shards(tmp_path / "ref", "train"))
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
@@ -180,9 +186,7 @@ def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_pat
     shard_bl30k([seg], str(tmp_path / "ref"), shard_size_mb=4, workers=1, part="1/2")
     cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
            "--shard-size-mb", "4", "--workers", "2", "--part", "1/2"]  # fmt: skip
-    spool = tmp_path / "tmpdir"  # where the workers hand samples over
-    spool.mkdir()
-    env = {**os.environ, "TMPDIR": str(spool)}
+    spool, env = _spool(tmp_path)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     index = tmp_path / "out" / "parts" / "1-of-2" / INDEX
     deadline, killed = time.monotonic() + 60, None
