@@ -36,9 +36,8 @@ def test_ci_runs_the_readme_commands_and_lint_only():
 
 
 def nvidia_distributions() -> list[str]:
-    return sorted(
-        d.metadata["Name"] for d in importlib.metadata.distributions() if d.metadata["Name"].lower().startswith("nvidia-")
-    )
+    names = (d.metadata["Name"] for d in importlib.metadata.distributions())
+    return sorted(n for n in names if n.lower().startswith("nvidia-"))
 
 
 def test_installed_torch_build_is_whole():
@@ -49,7 +48,8 @@ def test_installed_torch_build_is_whole():
         assert "+cpu" in torch.__version__ or not any(r.startswith("nvidia-") for r in requires)
         assert nvidia_distributions() == [], "a CPU-only torch install pulled in NVIDIA libraries"
     else:
-        wanted = {re.split(r"[ =<>;\[]", r)[0].lower() for r in requires if r.startswith("nvidia-") and "extra" not in r}
+        nvidia = [r for r in requires if r.startswith("nvidia-") and "extra" not in r]
+        wanted = {re.split(r"[ =<>;\[]", r)[0].lower() for r in nvidia}
         installed = {n.lower() for n in nvidia_distributions()}
         assert wanted and wanted <= installed, f"torch {torch.__version__} lacks {sorted(wanted - installed)}"
 
