@@ -130,6 +130,7 @@ def sample(tmp_path_factory) -> tuple[Path, str]:
     return repo, output
 
 
+@pytest.mark.dag
 def test_repro_runs_every_stage_offline_and_writes_reports(sample):
     repo, output = sample
     assert ran(output) == STAGES
@@ -161,6 +162,7 @@ def duplicated_in_cache(repo: Path, *folders: Path) -> tuple[int, int]:
     return size, copies
 
 
+@pytest.mark.dag
 def test_no_dataset_is_held_twice_on_local_disk(sample):
     repo, _ = sample
     data, copies = duplicated_in_cache(repo, repo / "data", repo / "shards")
@@ -169,6 +171,7 @@ def test_no_dataset_is_held_twice_on_local_disk(sample):
     assert sorted(p.name for p in (repo / "data" / "bl30k").iterdir()) == ["state.json"]  # segments deleted
 
 
+@pytest.mark.dag
 def test_exp_run_reruns_only_what_is_downstream_of_the_param(sample):
     repo, _ = sample
     assert UP_TO_DATE in dvc(repo, "status")
@@ -186,6 +189,7 @@ def _use_remote(repo: Path, server) -> None:
         dvc(repo, "remote", "modify", "--local", "storage", key, value)
 
 
+@pytest.mark.dag
 def test_s3_remote_push_pull_and_training_from_s3_shards(sample, tmp_path):
     repo, _ = sample
     run(repo, "git", "add", "-A")
