@@ -1,8 +1,9 @@
-"""DVC stage `evaluate_<name>`: `stcn evaluate` of `evaluate.weights` on a registry dataset into results/<name>/.
+"""DVC stage `evaluate_<benchmark>@<model>`: one model of `evaluate.models` on a registry dataset into
+results/<benchmark>/<model>/.
 
-Options: the shared `evaluate` block under `datasets.<name>.evaluate` (split, inference settings; null: the
-library's default).
-`evaluate.launcher` starts this script (`python`, or `torchrun ...`: the videos are split across ranks).
+Options: the shared `evaluate` block under `datasets.<benchmark>.evaluate` (split, inference settings; null: the
+library's default). `evaluate.launcher` starts this script (`python`, or `torchrun ...`: the videos are split
+across ranks); every rank calls `stcn.eval.benchmark.evaluate_entry`, as `stcn evaluate` does.
 """
 
 from __future__ import annotations
@@ -10,33 +11,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from stage import command, dataset, inference_knobs, load, log
+from stage import command, dataset, load, log, model_weights
 
 
-def evaluate(name: str = typer.Argument(..., help="a dataset of params.yaml `datasets`")) -> None:
-    """Predict, time and (where ground truth exists) score dataset NAME; picture strips per sequence."""
-    import dataclasses
-
-    from stcn.eval.evaluate import evaluate as run
-    from stcn.eval.ranks import setup, teardown
-    from stcn.inference.commands import inference_settings
-    from stcn.inference.loading import load_model
+def evaluate(
+    name: str = typer.Argument(..., help="a dataset of params.yaml `datasets`"),
+    model: str = typer.Argument(..., help="a model of params.yaml `evaluate.models`"),
+) -> None:
+    """Predict, time and (where ground truth exists) score dataset NAME with MODEL; picture strips per sequence."""
+    from stcn.eval.benchmark import evaluate_entry
+    from stcn.inference.settings import InferenceSettings
 
     p = load()
     ds = dataset(name, p)
-    k = inference_knobs({**p["evaluate"], **(ds.evaluate or {})})
-    settings = inference_settings(k["top_k"], k["mem_every"], k["include_last"], k["precision"],
-                                  k["max_memory_frames"], k["device"], k["resolution"])  # fmt: skip
-    ranks, device = setup(settings.device)
-    settings = dataclasses.replace(settings, device=device)
-    try:
-        result = run(load_model(k["weights"], device), name, ds.folder, k["split"], Path("results") / name,
-                     settings, progress=ranks.is_main, layout=ds.layout, year=ds.year,
-                     max_frames=k["max_frames"], ranks=ranks)  # fmt: skip
-    finally:
-        teardown()
-    if ranks.is_main:
-        log(f"evaluate_{name}: {result.summary()}")
+    knobs = {**p["evaluate"], **(ds.evaluate or {})}
+    result = evaluate_entry(ds, model_weights(model, p), InferenceSettings.from_knobs(knobs),
+                            Path("results") / name / model, split=knobs.get("split"),
+                            max_frames=knobs.get("max_frames"))  # fmt: skip
+    if result is not None:
+        log(f"evaluate_{name}@{model}: {result.summary()}")
 
 
 if __name__ == "__main__":

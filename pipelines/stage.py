@@ -21,10 +21,10 @@ def load() -> dict[str, Any]:
 
 
 def params(block: str, shared: str | None = None) -> dict[str, Any]:
-    """The `block` of params.yaml laid over the `shared` block (stage-specific values win)."""
+    """The `block` of params.yaml laid over the `shared` block (the block's values win where they are not null)."""
     data = load()
     base = data.get(shared) or {} if shared else {}
-    return {**base, **(data.get(block) or {})}
+    return {**base, **given(data.get(block) or {})}
 
 
 def registry(data: dict[str, Any] | None = None):
@@ -44,14 +44,19 @@ def given(knobs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in knobs.items() if v is not None}
 
 
-def inference_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
-    """An `evaluate` block with its null inference settings replaced by the library's (InferenceSettings)."""
-    import dataclasses
+def models(data: dict[str, Any]) -> dict[str, str]:
+    """The evaluated models: `evaluate.models`, name -> weights file (each evaluated on every benchmark)."""
+    return dict(data["evaluate"].get("models") or {})
 
-    from stcn.inference.settings import InferenceSettings
 
-    defaults = {f.name: f.default for f in dataclasses.fields(InferenceSettings) if f.name != "device"}
-    return {**knobs, **{k: v for k, v in defaults.items() if knobs.get(k) is None}}
+def model_weights(model: str, data: dict[str, Any] | None = None) -> str:
+    """The weights file of a model of `evaluate.models`, or a UserError naming the known models."""
+    from stcn.errors import UserError
+
+    known = models(data or load())
+    if model not in known:
+        raise UserError(f"unknown model {model!r} (evaluate.models in params.yaml: {', '.join(known)})")
+    return known[model]
 
 
 def runs(data: dict[str, Any]) -> list[str]:

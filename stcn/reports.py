@@ -1,7 +1,8 @@
 """Benchmark tables beside the paper's published numbers, per-sequence scores and pictures, training curves.
 
-Inputs are what `stcn evaluate` writes (`<results>/<benchmark>/evaluation.json`, the per-sequence CSV,
-`pictures/<seq>.png`) and what `stcn train` logs (`<models>/<run>/dvclive/plots/metrics/train/<metric>.tsv`).
+Inputs are what `stcn evaluate` writes for each evaluated model (`<results>/<benchmark>/<model>/evaluation.json`,
+the per-sequence CSV, `pictures/<seq>.png`) and what `stcn train` logs
+(`<models>/<run>/dvclive/plots/metrics/train/<metric>.tsv`).
 Which benchmarks and runs there are, their titles and the paper's numbers come from the registry
 (`datasets.<name>.report`, see conf/config.yaml and `stcn.registry`) through `benchmarks`.
 """
@@ -23,7 +24,6 @@ DAVIS_COLUMNS = ["J&F", "J", "F", "FPS", "FPS (AMP)"]
 YOUTUBE_COLUMNS = ["G", "J seen", "F seen", "J unseen", "F unseen", "FPS", "FPS (AMP)"]
 OURS_KEYS = {"J&F": "J&F-Mean", "J": "J-Mean", "F": "F-Mean", "G": "G", "J seen": "J-Seen", "F seen": "F-Seen",
              "J unseen": "J-Unseen", "F unseen": "F-Unseen"}  # fmt: skip
-RUNS = ("s0", "s01", "s012", "s03")
 BASELINE = "copy the first-frame mask"
 
 
@@ -78,40 +78,57 @@ def baseline_row(bench: Benchmark, evaluation: dict | None) -> dict[str, float]:
     return row
 
 
-def benchmark_table(bench: Benchmark, evaluation: dict | None, ours: str, amp: bool = False) -> pd.DataFrame:
-    """Three rows over the benchmark's columns: ours, the copy-the-first-frame baseline, the paper's."""
-    rows = [ours_row(bench, evaluation, amp), baseline_row(bench, evaluation),
+PAPER = "STCN s012 (paper)"
+
+
+def benchmark_table(bench: Benchmark, evaluations: dict[str, dict | None], amp: bool = False) -> pd.DataFrame:
+    """Over the benchmark's columns: a row per evaluated model (name -> its `evaluation.json`, None: not evaluated),
+    the copy-the-first-frame baseline (the first model's that has one: it does not depend on the model), the
+    paper's."""
+    base = next((e for e in evaluations.values() if e is not None and "baseline J&F-Mean" in e), None)
+    rows = [*(ours_row(bench, e, amp) for e in evaluations.values()), baseline_row(bench, base),
             {c: bench.paper.get(c, math.nan) for c in bench.columns}]  # fmt: skip
-    return pd.DataFrame(rows, index=pd.Index([ours, BASELINE, "STCN s012 (paper)"], name="model"))
+    return pd.DataFrame(rows, index=pd.Index([*evaluations, BASELINE, PAPER], name="model"))
 
 
 def summary_table(tables: dict[str, pd.DataFrame], benches: list[Benchmark]) -> pd.DataFrame:
-    """One row per benchmark: our, the baseline's and the paper's headline score (J&F or G) and FPS (fp32)."""
+    """A row per benchmark and model: its, the baseline's and the paper's headline score (J&F or G) and FPS."""
     rows = []
     for bench in benches:
         if bench.key not in tables:
             continue
         t = tables[bench.key]
         score = "J&F" if "J&F" in t.columns else "G"
-        ours, base, paper = t.loc[t.index[0]], t.loc[BASELINE], t.loc["STCN s012 (paper)"]
-        fps = ours["FPS"] if not math.isnan(ours["FPS"]) else ours["FPS (AMP)"]
-        rows.append({"benchmark": bench.title, "score": score, "ours": ours[score], BASELINE: base[score],
-                     "paper": paper[score], "ours FPS": fps, "paper FPS": paper.get("FPS", math.nan)})  # fmt: skip
+        base, paper = t.loc[BASELINE], t.loc[PAPER]
+        for model in t.index.drop([BASELINE, PAPER]):
+            ours = t.loc[model]
+            fps = ours["FPS"] if not math.isnan(ours["FPS"]) else ours["FPS (AMP)"]
+            rows.append({"benchmark": bench.title, "model": model, "score": score, "ours": ours[score],
+                         BASELINE: base[score], "paper": paper[score], "ours FPS": fps,
+                         "paper FPS": paper.get("FPS", math.nan)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def per_sequence_table(results: str | Path) -> pd.DataFrame | None:
-    """Per object of each sequence: J&F, J, F in % (the official per-sequence CSV) and the baseline's J&F, or None."""
-    found = sorted(Path(results).glob("per-sequence_results-*.csv"))
-    if not found:
+def per_sequence_table(results: dict[str, Path]) -> pd.DataFrame | None:
+    """Per object of each sequence: each model's J&F in % (model name -> its results folder, with the official
+    per-sequence CSV) and the baseline's J&F; None when no model has the CSV."""
+    columns: dict[str, pd.Series] = {}
+    baseline = None
+    for model, folder in results.items():
+        found = sorted(Path(folder).glob("per-sequence_results-*.csv"))
+        if not found:
+            continue
+        df = pd.read_csv(found[0]).set_index("Sequence")
+        columns[f"J&F ({model})"] = 100 * (df["J-Mean"] + df["F-Mean"]) / 2
+        base = found[0].with_name(f"baseline_{found[0].name}")
+        if baseline is None and base.is_file():
+            b = pd.read_csv(base).set_index("Sequence")
+            baseline = 100 * (b["J-Mean"] + b["F-Mean"]) / 2
+    if not columns:
         return None
-    df = pd.read_csv(found[0]).set_index("Sequence")
-    table = 100 * pd.DataFrame({"J&F": (df["J-Mean"] + df["F-Mean"]) / 2, "J": df["J-Mean"], "F": df["F-Mean"]})
-    baseline = found[0].with_name(f"baseline_{found[0].name}")
-    if baseline.is_file():
-        base = pd.read_csv(baseline).set_index("Sequence")
-        table[f"J&F ({BASELINE})"] = 100 * (base["J-Mean"] + base["F-Mean"]) / 2
-    return table
+    if baseline is not None:
+        columns[f"J&F ({BASELINE})"] = baseline
+    return pd.DataFrame(columns).rename_axis("Sequence")
 
 
 def copy_pictures(results: str | Path, out: str | Path) -> list[Path]:
@@ -138,22 +155,25 @@ def _fmt(value, digits: int) -> str:
 
 
 def metrics_summary(tables: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame]) -> dict:
-    """The experiment table's numbers (`reports/metrics.json`, DVC's metrics file): per benchmark our headline
-    score in percent (`J&F-Mean`; YouTube-VOS `G` when scored) and `fps`, per training run the last logged value
-    of each curve. Missing values are left out; the other scores are in `reports/<benchmark>.md`."""
+    """The experiment table's numbers (`reports/metrics.json`, DVC's metrics file): per benchmark and model the
+    headline score in percent (`J&F-Mean`; YouTube-VOS `G` when scored) and `fps` (keys `<benchmark>.<model>.fps`),
+    per training run the last logged value of each curve. Missing values are left out; the other scores are in
+    `reports/<benchmark>.md`."""
     keys = {"J&F": "J&F-Mean", "G": "G", "FPS": "fps", "FPS (AMP)": "fps"}
     out: dict = {}
     for key, table in tables.items():
-        ours = {keys[c]: round(float(v), 2) for c, v in table.iloc[0].items() if c in keys and not math.isnan(v)}
-        if ours:
-            out[key] = ours
+        for model in table.index.drop([BASELINE, PAPER]):
+            row = table.loc[model]
+            ours = {keys[c]: round(float(v), 2) for c, v in row.items() if c in keys and not math.isnan(v)}
+            if ours:
+                out.setdefault(key, {})[model] = ours
     train = {run: {m: round(float(df[m].iloc[-1]), 4) for m in df.columns if m != "step"} for run, df in curves.items()}
     if train:
         out["train"] = train
     return out
 
 
-def read_curves(models: str | Path, metrics: list[str], runs: tuple[str, ...] = RUNS) -> dict[str, pd.DataFrame]:
+def read_curves(models: str | Path, metrics: list[str], runs: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     """Per run, a frame of `step` and the logged training metrics (runs without logs are left out)."""
     curves = {}
     for run in runs:
@@ -196,54 +216,64 @@ def plot_curves(curves: dict[str, pd.DataFrame], metrics: list[str], path: str |
     return path
 
 
-def benchmark_section(bench: Benchmark, results: Path, out: Path, label: str, amp: bool) -> tuple[str, pd.DataFrame]:
-    """The markdown section of one benchmark (tables and pictures); writes `<key>.csv` and `<key>/*.png`."""
-    evaluation = load_evaluation(results / bench.key / "evaluation.json")
-    table = benchmark_table(bench, evaluation, label, amp)
+def benchmark_section(
+    bench: Benchmark, results: Path, out: Path, models: list[str], amp: bool
+) -> tuple[str, pd.DataFrame]:
+    """The markdown section of one benchmark (tables and pictures per model); writes `<key>.csv` and
+    `<key>/<model>/*.png`."""
+    folders = {m: results / bench.key / m for m in models}
+    evaluations = {m: load_evaluation(f / "evaluation.json") for m, f in folders.items()}
+    table = benchmark_table(bench, evaluations, amp)
     table.to_csv(out / f"{bench.key}.csv", float_format="%.4g")
     md = f"## {bench.title}\n\n{markdown(table)}\n"
-    if evaluation is None:
-        md += "\nNot evaluated.\n"
-    elif bench.scored_by:
+    missing = [m for m, e in evaluations.items() if e is None]
+    if missing:
+        md += f"\nNot evaluated: {', '.join(missing)}.\n"
+    if bench.scored_by and len(missing) < len(models):
         md += f"\nNot scored here ({bench.scored_by}); FPS is measured here.\n"
-    per_seq = per_sequence_table(results / bench.key)
+    per_seq = per_sequence_table(folders)
     if per_seq is not None:
-        md += f"\nPer sequence (object), in %:\n\n{markdown(per_seq)}\n"
-    pictures = copy_pictures(results / bench.key, out / bench.key)
-    if pictures:
-        md += "\nPredicted masks on evenly spaced frames of each sequence (first: the given mask):\n\n"
-        md += "".join(f"{p.stem}\n\n![{p.stem}]({bench.key}/{p.name})\n\n" for p in pictures)
+        md += f"\nPer sequence (object), J&F in %:\n\n{markdown(per_seq)}\n"
+    shutil.rmtree(out / bench.key, ignore_errors=True)
+    (out / bench.key).mkdir(parents=True)
+    for model, folder in folders.items():
+        pictures = copy_pictures(folder, out / bench.key / model)
+        if pictures:
+            md += f"\nPredicted masks of {model} on evenly spaced frames of each sequence (first: the given mask):\n\n"
+            md += "".join(f"{p.stem}\n\n![{p.stem}]({bench.key}/{model}/{p.name})\n\n" for p in pictures)
     return md, table
 
 
 def write_reports(
     results: str | Path,
-    models: str | Path,
+    trained: str | Path,
     out: str | Path,
     *,
     benches: list[Benchmark],
-    runs: tuple[str, ...] = RUNS,
+    models: list[str],
+    runs: tuple[str, ...],
     curves: list[str],
-    label: str,
     notes: list[str],
     amp: bool = False,
 ) -> list[Path]:
-    """Per benchmark `<key>.md` + `<key>.csv` + `<key>/` (pictures), `summary.csv`, `metrics.json`,
+    """Per benchmark `<key>.md` + `<key>.csv` + `<key>/<model>/` (pictures), `summary.csv`, `metrics.json`,
     `training_curves.png` and `README.md` in `out`.
 
-    `label` names our row (e.g. the evaluated weights); `notes` are bullet lines for the README.
+    `trained`: the folder of the training runs (`<trained>/<run>/dvclive/`); `models`: the evaluated models
+    (`<results>/<benchmark>/<model>/`), a row each; `runs`: the training runs whose curves are drawn;
+    `notes` are bullet lines for the README.
     """
     out, results = Path(out), Path(results)
     out.mkdir(parents=True, exist_ok=True)
     written, tables, sections = [], {}, []
     for bench in benches:
-        md, tables[bench.key] = benchmark_section(bench, results, out, label, amp)
+        md, tables[bench.key] = benchmark_section(bench, results, out, models, amp)
         (out / f"{bench.key}.md").write_text(md)
         written += [out / f"{bench.key}.md", out / f"{bench.key}.csv"]
         sections.append(md)
     summary = summary_table(tables, benches)
     summary.to_csv(out / "summary.csv", index=False, float_format="%.4g")
-    logged = read_curves(models, curves, runs)
+    logged = read_curves(trained, curves, runs)
     plot = plot_curves(logged, curves, out / "training_curves.png")
     (out / "metrics.json").write_text(json.dumps(metrics_summary(tables, logged), indent=2) + "\n")
     readme = (

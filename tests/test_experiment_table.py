@@ -29,7 +29,7 @@ def lookup(params: dict, dotted: str):
 def test_every_declared_param_exists():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for stage in stages().values():
-        for entry in stage.get("params", []):
+        for entry in stage.get("do", stage).get("params", []):
             for name in entry if isinstance(entry, dict) else [entry]:
                 lookup(params, name)
 
@@ -53,8 +53,8 @@ def test_report_reads_only_the_params_it_declares(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "load", lambda: declared)
     report.report()
     assert json.loads((tmp_path / "reports" / "metrics.json").read_text()) == {}  # nothing evaluated here
-    weights = declared["evaluate"]["weights"]
-    assert f"evaluated weights: `{weights}`" in (tmp_path / "reports" / "README.md").read_text()
+    readme = (tmp_path / "reports" / "README.md").read_text()
+    assert all(f"`{m}` = `{w}`" in readme for m, w in declared["evaluate"]["models"].items())
 
 
 def test_metrics_file_is_the_git_tracked_report():

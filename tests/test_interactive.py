@@ -273,12 +273,12 @@ def test_dvc_stage_command_writes_results_and_report(tmp_path, weights_file):
     params["evaluate_davis17_interactive"].update(resolution=48, max_interactions=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     mini_davis(tmp_path / "data" / "davis17", {"car-shadow": "val"}, n=4, scale=0.2)
-    evaluated = tmp_path / params["evaluate"]["weights"]
+    evaluated = tmp_path / params["evaluate_davis17_interactive"]["weights"]
     evaluated.parent.mkdir(parents=True)
     shutil.copy(weights_file, evaluated)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(
-        [sys.executable, str(REPO / "pipelines" / "evaluate_interactive.py"), "data/davis17"],
+        [sys.executable, str(REPO / "pipelines" / "evaluate_interactive.py"), "davis17"],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -287,3 +287,4 @@ def test_dvc_stage_command_writes_results_and_report(tmp_path, weights_file):
     assert data["s2m"].startswith("seeded stand-in") and list(data["sequences"]) == ["car-shadow"]
     report = (tmp_path / "reports" / "davis17_interactive.md").read_text()
     assert "| paper (STCN release) | 88.4 | 88.8 |" in report and "- profile: `sample`" in report
+    assert f"- STCN weights: `{params['evaluate_davis17_interactive']['weights']}`" in report

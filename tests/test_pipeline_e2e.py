@@ -1,7 +1,7 @@
 """The DVC pipeline, through the real `dvc` CLI on a fresh clone of the committed HEAD.
 
 Fast checks: params.yaml is conf/ composed with the sample profile, the paper profile and single
-overrides compose, the DAG has its stages, and the `evaluate.weights` param picks the chain.
+overrides compose, the DAG has the stages the registry declares, and each `evaluate.models` entry picks its chain.
 End to end (sample profile, offline): `dvc repro` -> reports and a clean `dvc status`;
 `dvc exp run -S` re-runs only the stages downstream of the changed param; `dvc push` / `dvc pull`
 through a real S3 server (rclone); training from shards written to S3 (`shard.url` switch).
@@ -17,20 +17,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from registry_checks import expected_stages
 from s3_server import rclone_s3
 
 ROOT = Path(__file__).resolve().parent.parent
-# BL30K has no download stage: shard_bl30k downloads, shards and deletes one segment at a time
-DOWNLOADS = ["static", "davis16", "davis17", "davis17_testdev", "youtube18", "youtube19", "pretrained"]
-BENCHMARKS = ["davis16", "davis17", "davis17_testdev", "youtube18", "youtube19"]
-STAGES = {
-    *(f"download_{d}" for d in DOWNLOADS),
-    *(f"shard_{k}" for k in ("static", "davis17", "youtube19", "bl30k")),
-    *(f"train_{r}" for r in ("s0", "s01", "s012", "s03")),
-    *(f"evaluate_{b}" for b in BENCHMARKS),
-    "evaluate_davis17_interactive",
-    "report",
-}
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+BENCHMARKS = [n for n, e in PARAMS["datasets"].items() if "evaluate" in (e or {})]
+MODELS = list(PARAMS["evaluate"]["models"])  # the sample profile: s012 and s03
+STAGES = expected_stages(PARAMS)  # every stage the registry declares (BL30K: no download stage)
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
@@ -94,29 +88,39 @@ def test_paper_profile_and_single_overrides(tmp_path):
     assert p["profile"] == "paper" and p["download"]["source"] is None  # gdrive where the registry has an id
     assert p["train"]["launcher"].startswith("torchrun") and p["train"]["device"] == "cuda" and p["train"]["amp"]
     assert p["train"]["crop"] == 384 and p["train_s0"]["init"] == "imagenet"
-    assert p["train_s012"]["iterations"] is None and p["train_s03"]["iterations"] == 40  # None: the recipe's
+    assert p["train_s012"]["iterations"] is None and p["train"]["iterations"] is None  # None: the recipe's
+    assert p["train_s03"]["iterations"] == 40
     assert p["evaluate"]["resolution"] is None and p["evaluate"]["precision"] == "fp32"
     assert p["evaluate"]["launcher"] == "python"
     assert p["download"]["source"] is None and p["shard"]["check"] == "header"
     assert p["datasets"]["youtube19"]["shard"]["subset"] == "stcn/data/youtube_train_subset.txt"
     sample = compose(tmp_path, "train_s03.iterations=40")
-    assert sample["train_s03"]["iterations"] == 40 and sample["train_s012"]["iterations"] == 4
+    assert sample["train_s03"]["iterations"] == 40 and sample["train_s012"]["iterations"] is None
+    assert sample["train"]["iterations"] == 4  # every run's in the sample profile, unless its own block says
+    assert set(p["evaluate"]["models"]) == {"s012", "s03", "stcn", "stcn_s03"} and set(
+        sample["evaluate"]["models"]
+    ) == {"s012", "s03"}
 
 
-def test_dag_stages_and_the_weights_param_picks_the_chain(tmp_path):
+def test_dag_stages_and_each_model_picks_its_chain(tmp_path):
     repo = clone(ROOT, tmp_path / "repo")
     assert set(dvc(repo, "stage", "list", "--name-only").split()) == STAGES
+    assert {"evaluate_davis17@s012", "evaluate_davis17@s03"} <= STAGES  # the sample evaluates both runs
 
     def upstream(target: str) -> set[str]:
         return set(re.findall(r'"([^"]+)" ->', dvc(repo, "dag", "--dot", target)))
 
-    chain = upstream("evaluate_davis17")  # the sample evaluates the s03 weights
+    chain = upstream("evaluate_davis17@s03")
     assert {"train_s0", "train_s03", "shard_davis17", "shard_youtube19", "download_davis17"} <= chain
     assert not chain & {"train_s01", "train_s012", "download_pretrained", "download_davis16"}
+    assert {"train_s0", "train_s01", "train_s012", "shard_bl30k"} <= upstream("evaluate_davis17@s012")
+    assert {f"evaluate_{b}@{m}" for b in BENCHMARKS for m in MODELS} <= upstream("report")
+    # one more model (the released weights) is one more line of evaluate.models: a stage per benchmark
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["evaluate"]["weights"] = "models/pretrained/stcn.pth"
+    params["evaluate"]["models"]["stcn"] = "models/pretrained/stcn.pth"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert upstream("evaluate_davis17") == {"download_pretrained", "download_davis17"}
+    assert upstream("evaluate_davis17@stcn") == {"download_pretrained", "download_davis17"}
+    assert f"evaluate_{BENCHMARKS[-1]}@stcn" in dvc(repo, "stage", "list", "--name-only").split()
 
 
 # --- end to end (sample profile) -----------------------------------------------------------------
@@ -138,7 +142,9 @@ def test_repro_runs_every_stage_offline_and_writes_reports(sample):
     assert status.startswith("skipped: needs internet") or (repo / "models" / "pretrained" / "stcn.pth").is_file()
     for name in [*(f"{b}.{e}" for b in BENCHMARKS for e in ("md", "csv")), "summary.csv", "metrics.json", "README.md"]:
         assert (repo / "reports" / name).is_file(), name
-    assert (repo / "reports" / "davis17" / "blackswan.png").read_bytes()[:4] == b"\x89PNG"
+    for model in MODELS:  # a row and pictures per evaluated model
+        assert (repo / "reports" / "davis17" / model / "blackswan.png").read_bytes()[:4] == b"\x89PNG"
+        assert model in (repo / "reports" / "davis17.csv").read_text()
     assert (repo / "reports" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "J&F-Mean" in dvc(repo, "metrics", "show")
     assert "train_loss" in dvc(repo, "plots", "show", "--json")
@@ -176,8 +182,8 @@ def test_exp_run_reruns_only_what_is_downstream_of_the_param(sample):
     repo, _ = sample
     assert UP_TO_DATE in dvc(repo, "status")
     output = dvc(repo, "exp", "run", "-S", "train_s012.iterations=6", timeout=900)
-    assert ran(output) == {"train_s012", "report"}  # the sample evaluates s03, not s012
-    assert "Stage 'evaluate_davis17' didn't change, skipping" in output
+    assert ran(output) == {"train_s012", *(f"evaluate_{b}@s012" for b in BENCHMARKS), "report"}
+    assert "Stage 'evaluate_davis17@s03' didn't change, skipping" in output
     assert yaml.safe_load((repo / "params.yaml").read_text())["train_s012"]["iterations"] == 6
     assert "train_s012.iterations" in dvc(repo, "exp", "show", "--md", "--only-changed")
     assert UP_TO_DATE in dvc(repo, "status")
@@ -202,7 +208,7 @@ def test_s3_remote_push_pull_and_training_from_s3_shards(sample, tmp_path):
         _use_remote(other, server)
         dvc(other, "pull", timeout=900)
         assert UP_TO_DATE in dvc(other, "status")
-        for path in ("models/s012/weights.pth", "shards/davis17/index.json", "results/davis17/evaluation.json"):
+        for path in ("models/s012/weights.pth", "shards/davis17/index.json", "results/davis17/s03/evaluation.json"):
             assert (other / path).read_bytes() == (repo / path).read_bytes(), path
 
         output = dvc(other, "exp", "run", "-S", "shard.url=s3://stcn/shards", "train_s0", extra=server.env())

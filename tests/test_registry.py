@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import DAVIS, shrink_sequence
+from registry_checks import check_registry, compose_module, expected_stages, project_imports, uncovered
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,6 +27,7 @@ def test_committed_dvc_yaml_and_params_are_current(tmp_path):
     """`python pipelines/compose.py` (sample profile) gives exactly the committed dvc.yaml and params.yaml."""
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
+    (tmp_path / "stcn").symlink_to(REPO / "stcn")  # the library whose import graph gives the code dependencies
     run(tmp_path, "pipelines/compose.py")
     assert (tmp_path / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text(), "run python pipelines/compose.py"
     assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
@@ -40,6 +42,66 @@ def test_stage_names_and_one_name_per_dataset():
     assert "data/davis17" in stages["shard_davis17"]["deps"]
     assert {"shards/davis17", "shards/youtube19", "models/s0/weights.pth"} <= set(stages["train_s03"]["deps"])
     assert "results/davis17" in stages["report"]["deps"]
+    assert stages["evaluate_davis17"]["foreach"] == "${evaluate.models}"  # evaluate_davis17@<model>, one per model
+    assert {"data/davis17", "${item}"} <= set(stages["evaluate_davis17"]["do"]["deps"])
+    assert stages["evaluate_davis17"]["do"]["outs"] == ["results/davis17/${key}"]
+
+
+def test_registry_checks_pass_on_conf():
+    p = check_registry(REPO / "conf")
+    assert {"evaluate_davis17@s012", "evaluate_davis17@s03"} <= expected_stages(p)  # the sample evaluates both
+
+
+def test_a_dataset_a_run_and_a_model_added_to_a_copy_of_conf_pass_the_registry_checks(tmp_path):
+    """Each addition is an edit of one file of conf/: the dataset and the run in config.yaml, the evaluated model
+    one line of the sample profile. The new run is not listed in the profile and still gets its short length."""
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    config = conf / "config.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "datasets:\n",
+            "datasets:\n  clips: {layout: davis, year: 2017, splits: [val], evaluate: {split: val},\n"
+            "    report: {title: My clips, paper: {J&F: 50.0}}, files: [{name: clips.zip, http: 'http://x/c.zip'}]}\n",
+        )
+        + "train_s03b: {stage: 3, data: [davis17], after: s0}\n"
+    )
+    sample = conf / "profile" / "sample.yaml"
+    text = sample.read_text()
+    assert text.count("    s03: models/s03/weights.pth\n") == 1
+    sample.write_text(text.replace("    s03: models/s03/weights.pth\n",
+                                   "    s03: models/s03/weights.pth\n    s03b: models/s03b/weights.pth\n"))  # fmt: skip
+    p = check_registry(conf)
+    assert p["train_s03b"].get("iterations") is None and p["train"]["iterations"] == 4  # the sample's, for every run
+    stages = compose_module().stages(p)
+    names = expected_stages(p)
+    assert {
+        "download_clips",
+        "train_s03b",
+        "evaluate_clips@s03b",
+        "evaluate_clips@s012",
+        "evaluate_davis17@s03b",
+    } <= names
+    assert "models/s03b/weights.pth" not in stages["train_s03b"]["deps"] and "results/clips" in stages["report"]["deps"]
+
+
+def test_stage_code_deps_cover_what_its_script_imports():
+    """The check of the registry checks: a dependency list missing a module the script imports fails it."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    deps = stages["train_s03"]["deps"]
+    assert "stcn/data/images.py" in deps  # imported by stcn.data.stream.samples, which training reads through
+    assert not uncovered(REPO / "pipelines" / "train.py", deps)
+    assert uncovered(REPO / "pipelines" / "train.py", [d for d in deps if d != "stcn/data/images.py"]) == {
+        "stcn/data/images.py"
+    }
+    assert uncovered(REPO / "pipelines" / "train.py", [*deps, "stcn"]) == set()  # a folder covers its files
+    # compose.py (ast) and the check (stdlib modulefinder) find the same project files for every entry script
+    compose = compose_module()
+    for script in sorted((REPO / "pipelines").glob("*.py")):
+        if script.name in ("compose.py", "stage.py"):
+            continue
+        found = set(compose.code_deps(f"pipelines/{script.name}")) - set(compose.DATA_DEPS.get(script.name, []))
+        assert found - {"stcn/data/bundled"} == project_imports(script), script.name
 
 
 def own_dataset(dst: Path) -> Path:
@@ -59,6 +121,7 @@ def test_a_new_dataset_declared_in_params_is_sharded_trained_on_evaluated_and_re
     project = tmp_path / "project"
     shutil.copytree(REPO / "conf", project / "conf")
     shutil.copytree(REPO / "pipelines", project / "pipelines")
+    (project / "stcn").symlink_to(REPO / "stcn")
     mine = own_dataset(tmp_path / "mine")
     # the only edit: declare the dataset in conf/config.yaml, and train s03 on it
     config = project / "conf" / "config.yaml"
@@ -69,32 +132,32 @@ def test_a_new_dataset_declared_in_params_is_sharded_trained_on_evaluated_and_re
     )
     config.write_text(text.replace("train_s03: {stage: 3, data: ['davis17*5', youtube19]",
                                    "train_s03: {stage: 3, data: ['davis17*5', youtube19, 'mine*2']"))  # fmt: skip
-    run(project, "pipelines/compose.py", f"evaluate.weights={weights_file}", "evaluate.resolution=64")
+    run(project, "pipelines/compose.py", f"evaluate.models.s03={weights_file}", "evaluate.resolution=64")
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     assert "download_mine" not in stages
     assert stages["shard_mine"]["outs"] == ["shards/mine"] and str(mine) in stages["shard_mine"]["deps"]
     assert "shards/mine" in stages["train_s03"]["deps"]
-    assert str(mine) in stages["evaluate_mine"]["deps"] and "results/mine" in stages["report"]["deps"]
+    assert str(mine) in stages["evaluate_mine"]["do"]["deps"] and "results/mine" in stages["report"]["deps"]
     assert {"reports/mine.md": {"cache": False}} in stages["report"]["outs"]
 
     run(project, "pipelines/shard.py", "mine")
     index = json.loads((project / "shards/mine/index.json").read_text())
     assert index["splits"]["train"]["totals"]["samples"] == 2
     # train on it alone for two iterations (the declared run, its data narrowed to the new set)
-    run(project, "pipelines/compose.py", f"evaluate.weights={weights_file}", "evaluate.resolution=64",
+    run(project, "pipelines/compose.py", f"evaluate.models.s03={weights_file}", "evaluate.resolution=64",
         "train_s03.data=[mine]", "~train_s03.after", "+train_s03.init=random", "train_s03.iterations=2",
         "train.crop=64")  # fmt: skip
     run(project, "pipelines/train.py", "s03")
     assert (project / "models/s03/weights.pth").is_file()
-    run(project, "pipelines/evaluate.py", "mine")
-    evaluation = json.loads((project / "results/mine/evaluation.json").read_text())
+    run(project, "pipelines/evaluate.py", "mine", "s03")
+    evaluation = json.loads((project / "results/mine/s03/evaluation.json").read_text())
     assert evaluation["frames"] == 12 and 0 <= evaluation["J&F-Mean"] <= 100  # percent
     assert 0 < evaluation["baseline J&F-Mean"] <= 100
     run(project, "pipelines/report.py")
     md = (project / "reports/mine.md").read_text()
     assert md.startswith("## My videos") and "copy the first-frame mask" in md
-    assert "blackswan_1" in md and "![car-shadow](mine/car-shadow.png)" in md
-    assert (project / "reports/mine/blackswan.png").read_bytes()[:4] == b"\x89PNG"
+    assert "blackswan_1" in md and "![car-shadow](mine/s03/car-shadow.png)" in md and "Not evaluated: s012." in md
+    assert (project / "reports/mine/s03/blackswan.png").read_bytes()[:4] == b"\x89PNG"
     summary = pd.read_csv(project / "reports/summary.csv")
     assert "My videos" in list(summary["benchmark"])
 

@@ -8,9 +8,19 @@ import math
 import pandas as pd
 import pytest
 from conftest import REPO
+from registry_checks import raw_config
 
 from stcn.registry import load_registry
-from stcn.reports import BASELINE, benchmark_table, benchmarks, markdown, read_curves, summary_table, write_reports
+from stcn.reports import (
+    BASELINE,
+    PAPER,
+    benchmark_table,
+    benchmarks,
+    markdown,
+    read_curves,
+    summary_table,
+    write_reports,  # fmt: skip
+)
 
 BENCHMARKS = benchmarks(load_registry(REPO / "params.yaml"))
 
@@ -25,50 +35,60 @@ def bench(key: str):
     return next(b for b in BENCHMARKS if b.key == key)
 
 
-def test_davis_table_is_ours_in_percent_beside_the_paper():
-    table = benchmark_table(bench("davis17"), DAVIS, "models/s012/weights.pth")
-    ours, paper = table.iloc[0], table.iloc[2]
-    assert list(table.index) == ["models/s012/weights.pth", BASELINE, "STCN s012 (paper)"]
+def test_davis_table_is_a_row_per_model_in_percent_beside_the_paper():
+    other = {**DAVIS, "J&F-Mean": 70.0, "fps": 3.0}
+    table = benchmark_table(bench("davis17"), {"s012": DAVIS, "s03": other})
+    paper = bench("davis17").paper
+    assert list(table.index) == ["s012", "s03", BASELINE, PAPER]
+    ours = table.loc["s012"]
     assert (ours["J&F"], ours["J"], ours["F"], ours["FPS"]) == pytest.approx((50.0, 40.0, 60.0, 2.0))
+    assert (table.loc["s03", "J&F"], table.loc["s03", "FPS"]) == pytest.approx((70.0, 3.0))
     assert math.isnan(ours["FPS (AMP)"])
-    assert (paper["J&F"], paper["FPS"], paper["FPS (AMP)"]) == (85.3, 20.2, 34.1)
+    assert all(table.loc[PAPER, c] == paper[c] for c in ("J&F", "FPS", "FPS (AMP)"))
     assert table.loc[BASELINE, "J&F"] == pytest.approx(25.0) and math.isnan(table.loc[BASELINE, "FPS"])
 
 
 def test_amp_fps_goes_to_its_own_column():
-    ours = benchmark_table(bench("davis16"), DAVIS, "ours", amp=True).iloc[0]
+    ours = benchmark_table(bench("davis16"), {"ours": DAVIS}, amp=True).iloc[0]
     assert ours["FPS (AMP)"] == 2.0 and math.isnan(ours["FPS"])
 
 
-def test_paper_numbers():
-    paper = {b.key: b.paper.get("J&F", b.paper.get("G")) for b in BENCHMARKS}
-    assert paper == {"davis16": 91.7, "davis17": 85.3, "davis17_testdev": 79.9, "youtube18": 84.3, "youtube19": 84.2}
-    assert bench("davis16").paper["FPS"] == 26.9
+def test_paper_numbers_are_the_registrys():
+    """Every benchmark of conf/ (a dataset with `evaluate`) is reported with the paper's numbers conf/ gives."""
+    raw = raw_config(REPO / "conf")["datasets"]
+    expected = {
+        name: (entry.get("report") or {}).get("paper", {}) for name, entry in raw.items() if "evaluate" in entry
+    }
+    assert {b.key: b.paper for b in BENCHMARKS} == expected
+    assert all(b.paper for b in BENCHMARKS)  # each benchmark of the project has its paper row
 
 
 def test_youtube_without_server_scores_has_only_fps():
-    table = benchmark_table(bench("youtube18"), YOUTUBE, "ours")
+    table = benchmark_table(bench("youtube18"), {"ours": YOUTUBE})
     ours = table.iloc[0]
     assert ours["FPS"] == 4.0
     assert all(math.isnan(ours[c]) for c in ("G", "J seen", "F seen", "J unseen", "F unseen"))
-    assert table.iloc[2]["J unseen"] == 79.0
+    assert table.loc[PAPER, "J unseen"] == bench("youtube18").paper["J unseen"]
 
 
 def test_missing_evaluation_is_an_empty_row_and_markdown_shows_dashes():
-    table = benchmark_table(bench("davis16"), None, "ours")
+    table = benchmark_table(bench("davis16"), {"ours": None})
     assert table.iloc[0].isna().all()
     md = markdown(table)
-    assert "—" in md and "91.7" in md and "26.90" in md
+    paper = bench("davis16").paper
+    assert "—" in md and f"{paper['J&F']:.1f}" in md and f"{paper['FPS']:.2f}" in md
 
 
-def test_summary_has_headline_score_per_benchmark():
-    tables = {"davis17": benchmark_table(bench("davis17"), DAVIS, "ours"),
-              "youtube19": benchmark_table(bench("youtube19"), YOUTUBE, "ours")}  # fmt: skip
+def test_summary_has_headline_score_per_benchmark_and_model():
+    tables = {"davis17": benchmark_table(bench("davis17"), {"s012": DAVIS, "s03": None}),
+              "youtube19": benchmark_table(bench("youtube19"), {"s012": YOUTUBE, "s03": None})}  # fmt: skip
     summary = summary_table(tables, BENCHMARKS)
-    assert list(summary["benchmark"]) == ["DAVIS 2017 val", "YouTube-VOS 2019 val"]
-    assert list(summary["score"]) == ["J&F", "G"]
-    assert summary.loc[0, "ours"] == pytest.approx(50.0) and summary.loc[0, "paper"] == 85.3
-    assert summary.loc[1, "ours FPS"] == 4.0 and math.isnan(summary.loc[1, "ours"])
+    assert list(summary["benchmark"]) == ["DAVIS 2017 val"] * 2 + ["YouTube-VOS 2019 val"] * 2
+    assert list(summary["model"]) == ["s012", "s03"] * 2
+    assert list(summary["score"]) == ["J&F", "J&F", "G", "G"]
+    assert summary.loc[0, "ours"] == pytest.approx(50.0) and summary.loc[0, "paper"] == bench("davis17").paper["J&F"]
+    assert math.isnan(summary.loc[1, "ours"]) and summary.loc[1, BASELINE] == pytest.approx(25.0)
+    assert summary.loc[2, "ours FPS"] == 4.0 and math.isnan(summary.loc[2, "ours"])
 
 
 def _log(folder, metric: str, values: list[float]) -> None:
@@ -79,47 +99,59 @@ def _log(folder, metric: str, values: list[float]) -> None:
 
 def test_write_reports(tmp_path):
     results, models, out = tmp_path / "results", tmp_path / "models", tmp_path / "reports"
-    (results / "davis17").mkdir(parents=True)
-    (results / "davis17" / "evaluation.json").write_text(json.dumps(DAVIS))
-    (results / "davis17" / "per-sequence_results-val.csv").write_text(
+    s03 = results / "davis17" / "s03"
+    s03.mkdir(parents=True)
+    (s03 / "evaluation.json").write_text(json.dumps(DAVIS))
+    (s03 / "per-sequence_results-val.csv").write_text(
         "Sequence,J-Mean,F-Mean\nblackswan_1,0.5,0.7\ncar-shadow_1,0.2,0.4\n"
     )
-    (results / "davis17" / "baseline_per-sequence_results-val.csv").write_text(
+    (s03 / "baseline_per-sequence_results-val.csv").write_text(
         "Sequence,J-Mean,F-Mean\nblackswan_1,0.8,0.6\ncar-shadow_1,0.1,0.1\n"
     )
-    (results / "davis17" / "pictures").mkdir()
-    (results / "davis17" / "pictures" / "blackswan.png").write_bytes(b"\x89PNG fake")
-    (results / "youtube18").mkdir(parents=True)
-    (results / "youtube18" / "evaluation.json").write_text(json.dumps(YOUTUBE))
+    (s03 / "pictures").mkdir()
+    (s03 / "pictures" / "blackswan.png").write_bytes(b"\x89PNG fake")
+    s012 = results / "davis17" / "s012"
+    s012.mkdir(parents=True)
+    (s012 / "evaluation.json").write_text(json.dumps({**DAVIS, "J&F-Mean": 70.0, "fps": 1.0}))
+    (s012 / "per-sequence_results-val.csv").write_text(
+        "Sequence,J-Mean,F-Mean\nblackswan_1,0.9,0.9\ncar-shadow_1,0.5,0.5\n"
+    )
+    (results / "youtube18" / "s03").mkdir(parents=True)
+    (results / "youtube18" / "s03" / "evaluation.json").write_text(json.dumps(YOUTUBE))
     for run in ("s0", "s012"):
         train = models / run / "dvclive" / "plots" / "metrics" / "train"
         _log(train, "loss", [1.0, 0.8, 0.5])
         _log(train, "iou", [0.1, 0.2, 0.4])
 
-    curves = read_curves(models, ["loss", "iou"])
+    curves = read_curves(models, ["loss", "iou"], ("s0", "s01", "s012"))
     assert set(curves) == {"s0", "s012"} and list(curves["s0"].columns) == ["step", "loss", "iou"]
 
-    files = write_reports(results, models, out, benches=BENCHMARKS, curves=["loss", "iou"], label="w.pth",
-                          notes=["profile: `sample`"])  # fmt: skip
+    files = write_reports(results, models, out, benches=BENCHMARKS, models=["s012", "s03"], runs=("s0", "s012"),
+                          curves=["loss", "iou"], notes=["profile: `sample`"])  # fmt: skip
     assert all(f.is_file() for f in files)
     assert {f.name for f in files} >= {"davis16.md", "davis17.csv", "summary.csv", "training_curves.png", "README.md"}
     assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     csv = pd.read_csv(out / "davis17.csv", index_col="model")
-    assert csv.loc["w.pth", "J&F"] == pytest.approx(50.0) and csv.loc["STCN s012 (paper)", "J&F"] == 85.3
-    assert "Not evaluated." in (out / "davis16.md").read_text()
-    assert "Not scored here" in (out / "youtube18.md").read_text()
+    assert list(csv.index) == ["s012", "s03", BASELINE, PAPER]
+    assert csv.loc["s03", "J&F"] == pytest.approx(50.0) and csv.loc["s012", "J&F"] == pytest.approx(70.0)
+    assert csv.loc[PAPER, "J&F"] == bench("davis17").paper["J&F"]
+    assert "Not evaluated: s012, s03." in (out / "davis16.md").read_text()
+    youtube = (out / "youtube18.md").read_text()
+    assert "Not scored here" in youtube and "Not evaluated: s012." in youtube
     readme = (out / "README.md").read_text()
     assert "- profile: `sample`" in readme and "## DAVIS 2017 val" in readme and "training_curves.png" in readme
     summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == len(BENCHMARKS) and summary.loc[1, BASELINE] == pytest.approx(25.0)
+    assert len(summary) == 2 * len(BENCHMARKS) and list(summary["model"][:2]) == ["s012", "s03"]
+    assert summary.loc[2, BASELINE] == pytest.approx(25.0) and summary.loc[3, "ours"] == pytest.approx(50.0)
     md = (out / "davis17.md").read_text()
     flat = " ".join(md.split())
-    assert "| blackswan_1 | 60.0 | 50.0 | 70.0 | 70.0 |" in flat
-    assert "| car-shadow_1 | 30.0 | 20.0 | 40.0 | 10.0 |" in flat
-    assert "![blackswan](davis17/blackswan.png)" in md and (out / "davis17" / "blackswan.png").is_file()
-    # the experiment table's metrics: percent scores, FPS, last training values; nothing for what was not run
+    assert "| Sequence | J&F (s012) | J&F (s03) | J&F (copy the first-frame mask) |" in flat
+    assert "| blackswan_1 | 90.0 | 60.0 | 70.0 |" in flat
+    assert "| car-shadow_1 | 50.0 | 30.0 | 10.0 |" in flat
+    assert "![blackswan](davis17/s03/blackswan.png)" in md and (out / "davis17" / "s03" / "blackswan.png").is_file()
+    # the experiment table's metrics: per benchmark and model, percent scores and FPS; last training values
     assert json.loads((out / "metrics.json").read_text()) == {
-        "davis17": {"J&F-Mean": 50.0, "fps": 2.0},
-        "youtube18": {"fps": 4.0},
+        "davis17": {"s012": {"J&F-Mean": 70.0, "fps": 1.0}, "s03": {"J&F-Mean": 50.0, "fps": 2.0}},
+        "youtube18": {"s03": {"fps": 4.0}},
         "train": {"s0": {"loss": 0.5, "iou": 0.4}, "s012": {"loss": 0.5, "iou": 0.4}},
     }

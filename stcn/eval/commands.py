@@ -62,22 +62,16 @@ def evaluate(
     Under `torchrun --nproc-per-node N -m stcn.eval.evaluate` (same options) the videos are split across
     the ranks by frame count; the outputs are those of one process.
     """
-    import dataclasses
-
+    from stcn.eval.benchmark import evaluate_entry
     from stcn.eval.davis_score import print_results
-    from stcn.eval.evaluate import evaluate as run
-    from stcn.eval.ranks import setup
-    from stcn.inference.commands import inference_settings
-    from stcn.inference.loading import load_model
+    from stcn.inference.settings import InferenceSettings
+    from stcn.registry import Dataset
 
     layout, year = registry_layout(dataset, layout, year, registry)
-    settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
-    ranks, rank_device = setup(settings.device)
-    settings = dataclasses.replace(settings, device=rank_device)
-    model = load_model(weights, settings.device)
-    result = run(model, dataset, root, split, out, settings, progress=ranks.is_main, layout=layout, year=year,
-                 max_frames=max_frames, ranks=ranks)  # fmt: skip
-    if not ranks.is_main:
+    entry = Dataset(dataset, layout, year, root=str(root))  # layout None (generic): detected from the folder
+    result = evaluate_entry(entry, weights, InferenceSettings.from_knobs(locals()), out, split=split,
+                            max_frames=max_frames)  # fmt: skip
+    if result is None:  # not rank 0 of a torchrun group
         return
     if result.global_results is not None:
         print_results(result.global_results, result.per_sequence)

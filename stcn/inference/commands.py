@@ -32,22 +32,6 @@ RESOLUTION = typer.Option(
 )
 
 
-def inference_settings(
-    top_k: int,
-    mem_every: int,
-    include_last: bool,
-    precision: str,
-    max_memory_frames: int | None,
-    device: str | None,
-    resolution: int | None = None,
-) -> InferenceSettings:
-    """Settings from command-line values (InferenceSettings checks them, the precision rung included)."""
-    from stcn.inference.settings import pick_device
-
-    return InferenceSettings(top_k, mem_every, include_last, precision, max_memory_frames, pick_device(device),
-                             resolution)  # fmt: skip
-
-
 def segment(
     weights: Path = WEIGHTS,
     frames: Path = typer.Option(
@@ -80,7 +64,7 @@ def segment(
     from stcn.inference.overlap import read_ahead
     from stcn.inference.video import folder_frames, propagate, video_frames
 
-    settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
+    settings = InferenceSettings.from_knobs(locals())
     if first_mask.is_dir():
         segment_batch(weights, frames, first_mask, out, settings, overlay)
         return

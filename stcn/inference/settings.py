@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads these defaults without it
     import torch
@@ -55,6 +56,18 @@ class InferenceSettings:
         if self.resolution is not None and self.resolution < 16:
             raise UserError(f"--resolution must be at least 16 pixels, got {self.resolution}")
         check_precision(self.precision, self.device)
+
+    @classmethod
+    def from_knobs(cls, knobs: Mapping[str, Any]) -> InferenceSettings:
+        """Settings from a mapping of knobs (command-line options, a params.yaml block): the keys naming a field
+        are used, a missing or None value is the official default, and the device is `pick_device`'s."""
+        given = {f.name: knobs[f.name] for f in fields(cls) if knobs.get(f.name) is not None and f.name != "device"}
+        return cls(**given, device=pick_device(knobs.get("device")))
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The official value of every knob but the device (what a null in params.yaml stands for)."""
+        return {f.name: f.default for f in fields(cls) if f.name != "device"}
 
     @property
     def half_convs(self) -> bool:

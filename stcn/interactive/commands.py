@@ -86,15 +86,15 @@ def interact(
     from PIL import Image
 
     from stcn.data.images import read_mask, write_mask
-    from stcn.inference.commands import inference_settings
     from stcn.inference.frames import image_tensor
     from stcn.inference.loading import load_model
+    from stcn.inference.settings import InferenceSettings
     from stcn.interactive.core import InteractiveCore
     from stcn.interactive.evaluate import target_size
     from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png
     from stcn.interactive.weights import load_fusion, load_s2m
 
-    settings = inference_settings(top_k, mem_every, False, "fp32", max_memory_frames, device, resolution)
+    settings = InferenceSettings.from_knobs(locals())
     if not scribbles.is_file():
         raise UserError(f"scribble file not found: {scribbles}")
     stems, rgbs = _frames(frames)
@@ -151,10 +151,10 @@ def evaluate_interactive(
     resolution: int | None = RESOLUTION,
 ) -> None:
     """DAVIS interactive benchmark (AUC-J&F, J&F@60s) through the davisinteractive package's local session."""
-    from stcn.inference.commands import inference_settings
+    from stcn.inference.settings import InferenceSettings
     from stcn.interactive.evaluate import evaluate_interactive as run
 
-    settings = inference_settings(top_k, mem_every, False, "fp32", max_memory_frames, device, resolution)
+    settings = InferenceSettings.from_knobs(locals())
     data = run(weights, s2m, fusion, seed, davis_root, split, out, settings, max_interactions, max_time)
     Console(stderr=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
 

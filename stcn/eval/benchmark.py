@@ -1,0 +1,44 @@
+"""The one way to run an evaluation: a registry entry, weights, inference settings, an output folder.
+
+`stcn evaluate`, the DVC stage `evaluate_<benchmark>@<model>` (pipelines/evaluate.py) and every `torchrun` rank of
+either call `evaluate_entry`: it joins the torchrun group when there is one, loads the weights on this rank's
+device, predicts (and, on rank 0, scores) the entry's split and leaves the group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from stcn.eval.evaluate import Evaluation, evaluate
+from stcn.eval.ranks import setup, teardown
+from stcn.inference.settings import InferenceSettings
+from stcn.registry import Dataset
+
+
+def evaluate_entry(
+    entry: Dataset,
+    weights: str | Path,
+    settings: InferenceSettings,
+    out: str | Path,
+    *,
+    split: str | None = None,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> Evaluation | None:
+    """Evaluate `weights` on `entry` (its folder, layout, DAVIS year) into `out`; rank 0's result, None on others.
+
+    `split`: default the entry's `evaluate.split`, else val. `max_frames`: only the first N frames of each sequence.
+    """
+    from stcn.inference.loading import load_model
+
+    split = split or (entry.evaluate or {}).get("split") or "val"
+    ranks, device = setup(settings.device)
+    try:
+        settings = dataclasses.replace(settings, device=device)
+        result = evaluate(load_model(weights, device), entry.name, entry.folder, split, out, settings,
+                          progress=progress and ranks.is_main, layout=entry.layout, year=entry.year,
+                          max_frames=max_frames, ranks=ranks)  # fmt: skip
+    finally:
+        teardown()
+    return result if ranks.is_main else None

@@ -1,0 +1,101 @@
+"""The suite's registry checks: what conf/ declares is what the pipeline has, for conf/ or any copy of it.
+
+Expected stages, benchmarks, paper numbers and runs are read from a conf/ folder (composed with its sample profile)
+and compared with what `pipelines/compose.py` generates and `stcn.reports` reads, so adding a dataset, a run or an
+evaluated model to conf/ alone keeps these checks green (tests/test_registry.py runs them on an edited copy).
+"""
+
+from __future__ import annotations
+
+import importlib
+import modulefinder
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PIPELINES = REPO / "pipelines"
+
+
+def compose_module():
+    """pipelines/compose.py as a module (its sibling `stage` importable)."""
+    if str(PIPELINES) not in sys.path:
+        sys.path.insert(0, str(PIPELINES))
+    return importlib.import_module("compose")
+
+
+def raw_config(conf: Path) -> dict[str, Any]:
+    """conf/config.yaml as written (not composed)."""
+    return yaml.safe_load((conf / "config.yaml").read_text())
+
+
+def expected_stages(p: dict[str, Any]) -> set[str]:
+    """The stage names (as `dvc stage list` shows them) that the registry in params `p` declares."""
+    datasets = {name: entry or {} for name, entry in p["datasets"].items()}
+    runs = [k.removeprefix("train_") for k in p if k.startswith("train_")]
+    benchmarks = [n for n, e in datasets.items() if "evaluate" in e]
+    return {
+        *(f"download_{n}" for n, e in datasets.items() if not e.get("root") and e["layout"] != "bl30k"),
+        *(f"shard_{n}" for n, e in datasets.items() if "shard" in e),
+        *(f"train_{r}" for r in runs),
+        *(f"evaluate_{b}@{m}" for b in benchmarks for m in p["evaluate"]["models"]),
+        *(k for k in p if k.startswith("evaluate_") and k.endswith("_interactive")),
+        "report",
+    }
+
+
+def stage_names(stages: dict[str, Any], p: dict[str, Any]) -> set[str]:
+    """dvc.yaml `stages` expanded as DVC does: a `foreach` stage over `${evaluate.models}` is `<stage>@<model>`."""
+    names = set()
+    for name, stage in stages.items():
+        if "foreach" in stage:
+            assert stage["foreach"] == "${evaluate.models}", name
+            names |= {f"{name}@{m}" for m in p["evaluate"]["models"]}
+        else:
+            names.add(name)
+    return names
+
+
+def project_imports(script: Path) -> set[str]:
+    """The project files `script` runs (itself and every project module it imports, transitively), found by the
+    stdlib `modulefinder` (bytecode, imports inside functions included), as paths relative to the repository."""
+    finder = modulefinder.ModuleFinder(path=[str(script.parent), str(REPO)])  # third-party modules: not followed
+    finder.run_script(str(script))
+    files = {Path(m.__file__).resolve() for m in finder.modules.values() if m.__file__}
+    return {str(f.relative_to(REPO)) for f in files if f.is_relative_to(REPO)}
+
+
+def uncovered(script: Path, deps: list[str]) -> set[str]:
+    """The project files `script` imports that no dep of its stage covers (a dep covers itself and its folder)."""
+    return {f for f in project_imports(script) if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)}
+
+
+def check_registry(conf: Path) -> dict[str, Any]:
+    """Run the registry checks on a conf/ folder (sample profile); its composed params."""
+    from stcn.registry import parse_registry
+    from stcn.reports import benchmarks
+
+    compose = compose_module()
+    p = compose.compose_params([], conf)
+    stages = compose.stages(p)
+    assert stage_names(stages, p) == expected_stages(p)
+    # every stage's code dependencies cover what its entry script imports
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        script = next(w for w in body["cmd"].split() if w.startswith("pipelines/"))
+        assert not uncovered(REPO / script, body["deps"]), f"{name}: {sorted(uncovered(REPO / script, body['deps']))}"
+    # the report shows every benchmark with the paper's numbers as conf/ writes them
+    raw = raw_config(conf)["datasets"]
+    reported = {b.key: b.paper for b in benchmarks(parse_registry(p["datasets"]))}
+    assert reported == {n: (e.get("report") or {}).get("paper", {}) for n, e in raw.items() if "evaluate" in e}
+    # the sample profile shortens every run, those it does not list too
+    for run in (k for k in p if k.startswith("train_")):
+        iterations = p[run].get("iterations") or p["train"]["iterations"]
+        assert iterations is not None and iterations <= 1000, f"{run}: {iterations} iterations in the sample profile"
+    # every evaluated model names a weights file that a training run writes or a download stage provides
+    writers = {f"models/{k.removeprefix('train_')}/weights.pth" for k in p if k.startswith("train_")}
+    for model, weights in p["evaluate"]["models"].items():
+        assert weights in writers or any(weights.startswith(f"models/{n}/") for n in p["datasets"]), model
+    return p
