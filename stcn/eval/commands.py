@@ -50,7 +50,9 @@ def evaluate(
     max_memory_frames: int | None = MAX_MEMORY_FRAMES,
     device: str | None = DEVICE,
     resolution: int | None = typer.Option(
-        None, help="Process frames resized to this shorter side (default: as stored; YouTube-VOS 480)."
+        None,
+        help="Process frames resized to this shorter side (default: the weights' weights.json sidecar, written by "
+        "stcn train; else as stored; YouTube-VOS 480).",
     ),
     registry: Path | None = typer.Option(
         None, "--registry", help="YAML file with the `datasets:` registry (default: $STCN_CONFIG, conf/config.yaml)."
@@ -69,8 +71,10 @@ def evaluate(
     from stcn.eval.ranks import setup
     from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
+    from stcn.model.trained import default_resolution
 
     layout, year = registry_layout(dataset, layout, year, registry)
+    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
     settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
     ranks, rank_device = setup(settings.device)
     settings = dataclasses.replace(settings, device=rank_device)
