@@ -60,7 +60,9 @@ def test_overlay_is_h264_and_decodes(tmp_path, capsys):
 
 def test_overlay_falls_back_to_mp4v_with_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(overlay, "h264_available", lambda: False)
+    monkeypatch.setattr(overlay, "_warned", False)
     path = tmp_path / "preview.mp4"
     write(path)
+    write(tmp_path / "second.mp4")  # batch mode: one preview per video, one warning
     assert fourcc(path) in ("mp4v", "FMP4") and sample_entry(path) == b"mp4v"
     assert capsys.readouterr().err.splitlines() == [overlay.FALLBACK_WARNING]

@@ -22,6 +22,7 @@ FALLBACK_WARNING = (
     "warning: no H.264 encoder here (install PyAV: `pip install av`): the overlay is MPEG-4 Part 2 (mp4v), "
     "which browsers do not play"
 )
+_warned = False
 
 
 def h264_available() -> bool:
@@ -95,7 +96,10 @@ class OverlayWriter:
                 return _H264(self.partial, self.fps, width, height)
             except OSError as e:
                 raise UserError(f"cannot write video: {self.path}: {e}") from e
-        print(FALLBACK_WARNING, file=sys.stderr)
+        global _warned
+        if not _warned:  # once per process (batch mode writes one preview per video)
+            print(FALLBACK_WARNING, file=sys.stderr)
+            _warned = True
         return _Mpeg4(self.partial, self.fps, width, height)
 
     def add(self, rgb: np.ndarray, labels: np.ndarray) -> None:
