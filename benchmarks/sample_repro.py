@@ -70,16 +70,20 @@ def span(values: pd.Series, fmt) -> str:
     return lo if lo == hi else f"{lo} – {hi}"
 
 
+def at(run: pd.Series) -> str:
+    """`**9 min 32 s** (1-min load average 0.8 before, 1.6 after)`."""
+    load = f"1-min load average {run['load_before']:.1f} before, {run['load_after']:.1f} after"
+    return f"**{minutes(run['total_s'])}** ({load})"
+
+
 def measured(runs: pd.DataFrame) -> str:
     """The README's sentence: per machine, the range of total and train_s03 times and the load they ran at."""
     parts = []
     for host, group in runs.groupby("machine", sort=False):
-        load = pd.concat([group["load_before"], group["load_after"]])
-        parts.append(
-            f"**{span(group['total_s'], minutes)}** over {len(group)} run{'s' * (len(group) > 1)} "
-            f"(`train_s03`: {span(group['train_s03_s'], minutes)}) on {host}, 1-min load average "
-            f"{span(load, lambda x: f'{x:.1f}')} before/after each run"
-        )
+        fast, slow = group.loc[group["total_s"].idxmin()], group.loc[group["total_s"].idxmax()]
+        took = at(fast) if len(group) == 1 else f"{at(fast)} to {at(slow)}"
+        parts.append(f"{took} over {len(group)} run{'s' * (len(group) > 1)} (`train_s03`: "
+                     f"{span(group['train_s03_s'], minutes)}) on {host}")  # fmt: skip
     text = (
         "**Measured:** `dvc repro` of the sample profile from a fresh clone took " + "; ".join(parts) + ", no GPU "
         "(`python benchmarks/sample_repro.py`, every run in `reports/sample_repro_runs.csv`, the latest per stage "
