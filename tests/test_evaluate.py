@@ -57,6 +57,7 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
     assert progress[0].startswith("davis17 val: 1/10 frames (10%)") and "video 1/2 blackswan frame 1/5" in progress[0]
     assert any(line.startswith("davis17 val: video 2/2 libby done, 5 frames at") for line in progress)
     assert progress[-1].startswith("davis17 val: 10/10 frames (100%)") and progress[-1].endswith("done")
+    assert "" not in r.stderr.splitlines(), "a stray blank line in the log"
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["blackswan", "libby", "pictures"]
     assert len(list((out / "libby").glob("*.png"))) == 5
     gt_shape = read_mask(root / "Annotations/480p/libby/00000.png").shape
@@ -92,6 +93,21 @@ def test_youtube_submission_has_only_required_frames(weights_file, root, tmp_pat
     ]
     assert len(names) == 9
     assert read_mask(tmp_path / "out/Annotations/libby/00002.png").shape == (240, 427)
+
+
+def test_youtube_cli_progress_counts_the_frames_the_summary_counts(weights_file, root, tmp_path):
+    """Only every other frame is written, but every frame is processed: progress and summary both count those."""
+    yt = mini_youtube(tmp_path / "yt", root)
+    r = subprocess.run([sys.executable, "-m", "stcn.cli", "evaluate", "--weights", weights_file, "--dataset",
+                        "youtube18", "--root", yt, "--split", "valid", "--out", tmp_path / "out", "--resolution", "64"],
+                       capture_output=True, text=True, env={**os.environ, "STCN_PROGRESS_PERIOD": "0"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "out/evaluation.json").read_text())
+    assert summary["frames"] == 15  # 3 videos x 5 frames processed; 9 masks written
+    progress = [line for line in r.stderr.splitlines() if line.startswith("youtube18 valid: ")]
+    assert progress[-1].startswith("youtube18 valid: 15/15 frames (100%)") and progress[-1].endswith("done")
+    assert any(line.startswith("youtube18 valid: 5/15 frames") and "blackswan frame 5/5" in line for line in progress)
+    assert "" not in r.stderr.splitlines()
 
 
 def test_unknown_layout_is_a_user_error(weights_file, tmp_path):

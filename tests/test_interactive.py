@@ -260,7 +260,7 @@ def test_davis_interactive_evaluation_end_to_end(tmp_path, weights_file):
     first = report[report["interaction"] == 1]
     assert (first["jaccard"] > 0).sum() <= 1  # interaction 1 refines the scribbled frame only
     md = (out / "report.md").read_text()
-    assert "| paper (STCN release) | 88.4 | 88.8 |" in md and "| blackswan |" in md
+    assert "| paper (STCN release) | | | 88.4 | 88.8 |" in md and "| blackswan |" in md
 
 
 def test_dvc_stage_command_writes_results_and_report(tmp_path, weights_file):
@@ -286,5 +286,5 @@ def test_dvc_stage_command_writes_results_and_report(tmp_path, weights_file):
     assert data["overall"]["interactions"] == 3 and data["resolution"] == 48
     assert data["s2m"].startswith("seeded stand-in") and list(data["sequences"]) == ["car-shadow"]
     report = (tmp_path / "reports" / "davis17_interactive.md").read_text()
-    assert "| paper (STCN release) | 88.4 | 88.8 |" in report and "- profile: `sample`" in report
+    assert "| paper (STCN release) | | | 88.4 | 88.8 |" in report and "- profile: `sample`" in report
     assert f"- STCN weights: `{params['evaluate_davis17_interactive']['weights']}`" in report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -171,6 +172,8 @@ def test_stage0_to_stage1_weights(shards, tmp_path):
     s1 = train(config(tmp_path / "s1", shards / "davis", stage=1, iterations=1, init=s0["weights"], live=False))
     w1 = load_weights(STCN(), s1["weights"]).value_encoder.conv1.weight  # strict, official names
     assert w1.shape == (64, 5, 7, 7) and float(w1[:, 4].detach().abs().sum()) > 0
+    # the resolution it was trained at sits beside the official-format weights.pth (1.25 x crop, as 384 -> 480p)
+    assert json.loads((tmp_path / "s1" / "weights.json").read_text()) == {"stage": 1, "crop": CROP, "resolution": 80}
 
 
 def test_cli_one_line_errors(shards, tmp_path):

@@ -50,7 +50,9 @@ def evaluate(
     max_memory_frames: int | None = MAX_MEMORY_FRAMES,
     device: str | None = DEVICE,
     resolution: int | None = typer.Option(
-        None, help="Process frames resized to this shorter side (default: as stored; YouTube-VOS 480)."
+        None,
+        help="Process frames resized to this shorter side (default: the weights' weights.json sidecar, written by "
+        "stcn train; else as stored; YouTube-VOS 480).",
     ),
     registry: Path | None = typer.Option(
         None, "--registry", help="YAML file with the `datasets:` registry (default: $STCN_CONFIG, conf/config.yaml)."
@@ -65,7 +67,10 @@ def evaluate(
     from stcn.eval.benchmark import evaluate_entry
     from stcn.eval.davis_score import print_results
     from stcn.inference.settings import InferenceSettings
+    from stcn.model.trained import default_resolution
     from stcn.registry import Dataset
+
+    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
 
     layout, year = registry_layout(dataset, layout, year, registry)
     entry = Dataset(dataset, layout, year, root=str(root))  # layout None (generic): detected from the folder

@@ -147,7 +147,12 @@ def score_davis(
         results = pool.map(_score_job, jobs) if pool is not None else map(_score_job, jobs)
         try:
             for seq_names, j, f in track(
-                results, total=len(jobs), description="Scoring", disable=not progress, console=console, transient=True
+                results,
+                total=len(jobs),
+                description="Scoring",
+                disable=not progress or not console.is_terminal,  # in logs rich's transient bar leaves a blank line
+                console=console,
+                transient=True,
             ):
                 names += seq_names
                 j_stats.append(j)

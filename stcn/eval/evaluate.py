@@ -70,11 +70,6 @@ def _first_annotation(seq: Sequence, binarise: bool) -> dict[str, np.ndarray]:
     return {stem: (mask > 0).astype(np.uint8) if binarise else mask}
 
 
-def _frames_out(seq: Sequence) -> int:
-    """How many masks the evaluation writes for a sequence."""
-    return len(seq.required) if seq.required is not None else len(seq.frames)
-
-
 def _video_done(bar, video: str, timing: Timing) -> None:
     """In logs (plain-line progress), one line per finished video; a terminal bar shows the video in its text."""
     if bar.mode == "lines":
@@ -128,7 +123,7 @@ def evaluate(
     strips: dict[str, list[np.ndarray]] = {}
     every = seqs
     seqs = [seqs[i] for i in balance([len(s.frames) for s in seqs], ranks.world)[ranks.rank]]
-    total = sum(_frames_out(s) for s in seqs)
+    total = sum(len(s.frames) for s in seqs)  # frames processed: the count the summary's FPS is over
     title = f"{dataset} {split}" + (f" (rank {ranks.rank})" if ranks.world > 1 else "")
     with progress_bar(title, total, "frames", quiet=None if progress else True) as bar:
         for number, seq in enumerate(seqs, 1):
@@ -140,18 +135,22 @@ def evaluate(
             shown = set(_spread(seq.stems if seq.required is None else sorted(seq.required), PICTURE_FRAMES))
             strip = strips[seq.name] = []
             video = f"video {number}/{len(seqs)} {seq.name}"
-            infos = iter([f"{video} frame {i}/{_frames_out(seq)}" for i in range(1, _frames_out(seq) + 1)])
+            # progress counts processed frames (as Timing does), also where only some are written (YouTube-VOS)
+            position = {stem: i for i, stem in enumerate(seq.stems, 1)}
+            before = bar.completed
             with atomic_folder(pred_root / seq.name) as folder:  # a sequence's folder appears complete
 
                 def write(stem: str, labels: np.ndarray, rgb: np.ndarray, folder: Path = folder, strip=strip,
-                          shown=shown, infos=infos) -> None:  # fmt: skip
+                          shown=shown, position=position, before=before, video=video) -> None:  # fmt: skip
                     write_mask(folder / f"{stem}.png", labels)
                     if pictures and stem in shown:
                         strip.append(overlay(rgb, labels, PICTURE_HEIGHT))
-                    bar.advance(1, info=next(infos))
+                    bar.update(before + position[stem], info=f"{video} frame {position[stem]}/{len(position)}")
 
                 frames = read_ahead(folder_frames(seq.frames))  # JPEG decoding overlaps the network
                 seq_timing = propagate(model, frames, masks, settings, write, seq.required, seq.name)
+            if bar.completed != before + seq_timing.frames:  # frames after the last written one
+                bar.update(before + seq_timing.frames, info=f"{video} frame {len(position)}/{len(position)}")
             timing += seq_timing
             _video_done(bar, video, seq_timing)
     if pictures:

@@ -28,7 +28,9 @@ PRECISION = typer.Option(
 MAX_MEMORY_FRAMES = typer.Option(D.max_memory_frames, help="Bound memory to frame 0 + the most recent frames.")
 DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
 RESOLUTION = typer.Option(
-    None, help="Process frames resized to this shorter side; outputs keep the input size (default: as given)."
+    None,
+    help="Process frames resized to this shorter side; outputs keep the input size (default: the resolution in "
+    "the weights' sidecar weights.json, written by stcn train; else as given).",
 )
 
 
@@ -63,7 +65,9 @@ def segment(
     from stcn.inference.loading import load_model
     from stcn.inference.overlap import read_ahead
     from stcn.inference.video import folder_frames, propagate, video_frames
+    from stcn.model.trained import default_resolution
 
+    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
     settings = InferenceSettings.from_knobs(locals())
     if first_mask.is_dir():
         segment_batch(weights, frames, first_mask, out, settings, overlay)

@@ -92,7 +92,7 @@ def interact(
     from stcn.interactive.core import InteractiveCore
     from stcn.interactive.evaluate import target_size
     from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png
-    from stcn.interactive.weights import load_fusion, load_s2m
+    from stcn.interactive.weights import announce_stand_ins, load_fusion, load_s2m
 
     settings = InferenceSettings.from_knobs(locals())
     if not scribbles.is_file():
@@ -117,6 +117,7 @@ def interact(
         raise UserError(f"the scribbles in {scribbles} name no object (only background strokes)")
     images = torch.stack([image_tensor(np.array(Image.fromarray(r).resize(size, Image.BICUBIC))) for r in rgbs])
     stcn = load_model(weights, settings.device)
+    announce_stand_ins(s2m, fusion)
     core = InteractiveCore(
         stcn, load_s2m(s2m, seed, settings.device), load_fusion(fusion, seed + 1, settings.device),
         images, objects, settings, schedule=None, previous=previous,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -44,3 +45,22 @@ def load_fusion(weights: str | Path | None, seed: int = 0, device: str = "cpu") 
     model = FusionNet()
     model = load_strict(model, weights, "fusion") if weights is not None else seeded(model, seed)
     return model.to(device).eval()
+
+
+def stand_in_note(s2m: str | Path | None, fusion: str | Path | None) -> str | None:
+    """One line saying which networks are seeded, untrained stand-ins (None when both weights are given)."""
+    missing = [name for name, weights in (("S2M", s2m), ("fusion", fusion)) if weights is None]
+    if not missing:
+        return None
+    options = " / ".join(f"--{m.lower()}" for m in missing)
+    note = (f"note: {' and '.join(missing)}: seeded, untrained stand-in weights (no {options}): the masks show that "
+            "the pipeline runs, not MiVOS's results")  # fmt: skip
+    if "S2M" in missing:  # its output does not depend on the strokes (about 0.49 everywhere): empty masks
+        note += "; an untrained S2M ignores the strokes, so scribbled frames can come out empty"
+    return note
+
+
+def announce_stand_ins(s2m: str | Path | None, fusion: str | Path | None) -> None:
+    """Print `stand_in_note` on stderr when there is one."""
+    if (note := stand_in_note(s2m, fusion)) is not None:
+        print(note, file=sys.stderr, flush=True)

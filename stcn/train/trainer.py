@@ -25,6 +25,7 @@ from stcn.data.stream.loader import skipped_samples
 from stcn.errors import UserError
 from stcn.model.checkpoint import load_weights
 from stcn.model.network import STCN
+from stcn.model.trained import write_trained_at
 from stcn.train import ddp
 from stcn.train.checkpointing import CHECKPOINT, WEIGHTS, load_checkpoint, save_checkpoint, save_weights, set_rng_state
 from stcn.train.config import TrainConfig
@@ -260,6 +261,7 @@ def finish(run: Run, history: list[float]) -> dict[str, Any]:
         save_state(run, run.iterations)
     if run.dist.is_main:
         save_weights(out / WEIGHTS, run.model)
+        write_trained_at(out / WEIGHTS, run.stage.index, run.cfg.crop)  # weights.json: the resolution to run at
         if not run.cfg.keep_checkpoint:
             (out / CHECKPOINT).unlink(missing_ok=True)
     ddp.barrier()
