@@ -28,6 +28,8 @@ HEADER = (
 )
 PIPE = ["pipelines/stage.py"]
 # the `evaluate` settings the report describes (declared per key, so the experiment table shows only these)
+S2M, S2M_WEIGHTS = "train_s2m", "models/s2m/weights.pth"  # the S2M stage and what it writes
+S2M_CODE = ("train_s2m", "simulate", "s2m", "weights")
 REPORTED_EVALUATE = ("weights", "device", "precision", "resolution", "top_k", "mem_every", "max_frames")
 
 
@@ -87,6 +89,8 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
             "params": ["train", f"train_{run}", "shard.url"],
             "outs": [{f"models/{run}": {"persist": True}}],
         }  # fmt: skip
+    if S2M in p:  # S2M trained on simulated strokes (stcn.interactive.train_s2m)
+        out[S2M] = s2m_stage(p[S2M], root)
     for name in evaluated(p):
         out[f"evaluate_{name}"] = {
             "cmd": "${evaluate.launcher} pipelines/evaluate.py " + name,
@@ -100,7 +104,8 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         out["evaluate_davis17_interactive"] = {
             "cmd": f"python pipelines/evaluate_interactive.py {root['davis17']}",
             "deps": ["pipelines/evaluate_interactive.py", *PIPE, "stcn/interactive", "stcn/inference", "stcn/model",
-                     root["davis17"], "models/pretrained", "${evaluate.weights}"],
+                     root["davis17"], "models/pretrained", "${evaluate.weights}",
+                     *([S2M_WEIGHTS] if p["evaluate_davis17_interactive"].get("s2m") == S2M_WEIGHTS else [])],
             "params": ["evaluate", "evaluate_davis17_interactive"],
             "outs": ["results/davis17_interactive", {"reports/davis17_interactive.md": {"cache": False}}],
         }  # fmt: skip
@@ -120,6 +125,18 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def s2m_stage(block: dict[str, Any], root: dict[str, str]) -> dict[str, Any]:
+    """Stage `train_s2m`: its `davis` / `static` datasets' folders in, models/s2m and reports/s2m.* out."""
+    return {
+        "cmd": "python pipelines/train_s2m.py",
+        "deps": ["pipelines/train_s2m.py", *PIPE, *[f"stcn/interactive/{f}.py" for f in S2M_CODE],
+                 "stcn/data/folders.py", "stcn/data/images.py", *[root[block[k]] for k in ("davis", "static")
+                                                                  if block.get(k)]],
+        "params": [S2M],
+        "outs": ["models/s2m", {"reports/s2m.md": {"cache": False}}, {"reports/s2m.json": {"cache": False}}],
+    }  # fmt: skip
+
+
 def streamed(ds: Dataset) -> bool:
     """BL30K from its source (no `root`): its shard stage downloads, shards and drops one segment at a time."""
     return ds.layout == "bl30k" and ds.root is None
@@ -133,6 +150,8 @@ def evaluated(p: dict[str, Any]) -> list[str]:
 def dvc_yaml(p: dict[str, Any]) -> str:
     """The text of dvc.yaml for params `p`."""
     metrics = ["reports/metrics.json"]  # one git-tracked file: the experiment table's columns
+    if S2M in p:
+        metrics.append("reports/s2m.json")  # S2M's held-out IoUs
     plots: list[Any] = ["reports/training_curves.png"]
     for metric in p["report"]["curves"]:
         tsv = {f"models/{r}/dvclive/plots/metrics/train/{metric}.tsv": metric for r in runs(p)}
