@@ -29,6 +29,7 @@ STAGES = {
     *(f"train_{r}" for r in ("s0", "s01", "s012", "s03")),
     *(f"evaluate_{b}" for b in BENCHMARKS),
     "evaluate_davis17_interactive",
+    "train_s2m",
     "report",
 }
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -117,6 +118,8 @@ def test_dag_stages_and_the_weights_param_picks_the_chain(tmp_path):
     params["evaluate"]["weights"] = "models/pretrained/stcn.pth"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert upstream("evaluate_davis17") == {"download_pretrained", "download_davis17"}
+    # the sample's interactive evaluation uses the S2M it trains (stage train_s2m, on the static and DAVIS stand-ins)
+    assert {"train_s2m", "download_static", "download_davis17"} <= upstream("evaluate_davis17_interactive")
 
 
 # --- end to end (sample profile) -----------------------------------------------------------------
@@ -139,6 +142,7 @@ def test_repro_runs_every_stage_offline_and_writes_reports(sample):
         assert (repo / "reports" / name).is_file(), name
     assert (repo / "reports" / "davis17" / "blackswan.png").read_bytes()[:4] == b"\x89PNG"
     assert (repo / "reports" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| first |" in (repo / "reports" / "s2m.md").read_text()  # stage train_s2m's held-out IoUs
     assert "J&F-Mean" in dvc(repo, "metrics", "show")
     assert "train_loss" in dvc(repo, "plots", "show", "--json")
     assert UP_TO_DATE in dvc(repo, "status")
