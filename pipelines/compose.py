@@ -27,9 +27,9 @@ HEADER = (
     "# The STCN pipeline: download -> shard -> train -> evaluate -> report.\n"
 )
 PIPE = ["pipelines/stage.py"]
-# the `evaluate` settings the report describes (declared per key, so the experiment table shows only these)
 S2M, S2M_WEIGHTS = "train_s2m", "models/s2m/weights.pth"  # the S2M stage and what it writes
-S2M_CODE = ("train_s2m", "simulate", "s2m", "weights")
+S2M_CODE = ("train_s2m", "simulate", "s2m", "weights")  # stcn/interactive/<name>.py it depends on
+# the `evaluate` settings the report describes (declared per key, so the experiment table shows only these)
 REPORTED_EVALUATE = ("weights", "device", "precision", "resolution", "top_k", "mem_every", "max_frames")
 
 
@@ -150,8 +150,6 @@ def evaluated(p: dict[str, Any]) -> list[str]:
 def dvc_yaml(p: dict[str, Any]) -> str:
     """The text of dvc.yaml for params `p`."""
     metrics = ["reports/metrics.json"]  # one git-tracked file: the experiment table's columns
-    if S2M in p:
-        metrics.append("reports/s2m.json")  # S2M's held-out IoUs
     plots: list[Any] = ["reports/training_curves.png"]
     for metric in p["report"]["curves"]:
         tsv = {f"models/{r}/dvclive/plots/metrics/train/{metric}.tsv": metric for r in runs(p)}
