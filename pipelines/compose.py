@@ -31,6 +31,7 @@ HEADER = (
 PACKAGE = "stcn"  # the project's library: its modules are code dependencies of the stages that import them
 # what an entry script reads besides its imports (data shipped in the package)
 DATA_DEPS = {"pipelines/download.py": ["stcn/data/bundled"]}
+S2M, S2M_WEIGHTS = "train_s2m", "models/s2m/weights.pth"  # the S2M stage and what it writes
 # the `evaluate` settings the report describes (declared per key, so the experiment table shows only these)
 REPORTED_EVALUATE = ("models", "device", "precision", "resolution", "top_k", "mem_every", "max_frames")
 
@@ -136,6 +137,8 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
             "params": ["train", f"train_{run}", "shard.url"],
             "outs": [{f"models/{run}": {"persist": True}}],
         }  # fmt: skip
+    if S2M in p:  # S2M trained on simulated strokes (stcn.interactive.train_s2m)
+        out[S2M] = s2m_stage(p[S2M], root)
     for name in evaluated(p):  # one stage per benchmark and model: evaluate_<name>@<model>
         out[f"evaluate_{name}"] = {
             "foreach": "${evaluate.models}",
@@ -151,7 +154,8 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         out[stage] = {
             "cmd": f"python pipelines/evaluate_interactive.py {name}",
             "deps": [*code_deps("pipelines/evaluate_interactive.py"), root[name], "models/pretrained",
-                     f"${{{stage}.weights}}"],
+                     f"${{{stage}.weights}}",
+                     *([S2M_WEIGHTS] if p[stage].get("s2m") == S2M_WEIGHTS else [])],
             "params": [*_settings(p), stage, *_keys(p, name, "layout", "root")],
             "outs": [f"results/{name}_interactive", {f"reports/{name}_interactive.md": {"cache": False}}],
         }  # fmt: skip
@@ -174,6 +178,16 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
 def interactive(p: dict[str, Any]) -> list[str]:
     """The registry datasets with an `evaluate_<name>_interactive` block (each gets that stage)."""
     return [ds.name for ds in registry(p) if f"evaluate_{ds.name}_interactive" in p]
+
+
+def s2m_stage(block: dict[str, Any], root: dict[str, str]) -> dict[str, Any]:
+    """Stage `train_s2m`: its `davis` / `static` datasets' folders in, models/s2m and reports/s2m.* out."""
+    return {
+        "cmd": "python pipelines/train_s2m.py",
+        "deps": [*code_deps("pipelines/train_s2m.py"), *[root[block[k]] for k in ("davis", "static") if block.get(k)]],
+        "params": [S2M],
+        "outs": ["models/s2m", {"reports/s2m.md": {"cache": False}}, {"reports/s2m.json": {"cache": False}}],
+    }  # fmt: skip
 
 
 def streamed(ds: Dataset) -> bool:

@@ -60,8 +60,8 @@ def model_weights(model: str, data: dict[str, Any] | None = None) -> str:
 
 
 def runs(data: dict[str, Any]) -> list[str]:
-    """The training runs: one `train_<run>` block each."""
-    return [key.removeprefix("train_") for key in data if key.startswith("train_")]
+    """The STCN training runs: one `train_<run>` block each (`train_s2m` trains S2M, not a run)."""
+    return [key.removeprefix("train_") for key in data if key.startswith("train_") and key != "train_s2m"]
 
 
 def log(message: str) -> None:

@@ -121,6 +121,8 @@ def test_dag_stages_and_each_model_picks_its_chain(tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert upstream("evaluate_davis17@stcn") == {"download_pretrained", "download_davis17"}
     assert f"evaluate_{BENCHMARKS[-1]}@stcn" in dvc(repo, "stage", "list", "--name-only").split()
+    # the sample's interactive evaluation uses the S2M it trains (stage train_s2m, on the static and DAVIS stand-ins)
+    assert {"train_s2m", "download_static", "download_davis17"} <= upstream("evaluate_davis17_interactive")
 
 
 # --- end to end (sample profile) -----------------------------------------------------------------
@@ -146,6 +148,7 @@ def test_repro_runs_every_stage_offline_and_writes_reports(sample):
         assert (repo / "reports" / "davis17" / model / "blackswan.png").read_bytes()[:4] == b"\x89PNG"
         assert model in (repo / "reports" / "davis17.csv").read_text()
     assert (repo / "reports" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| first |" in (repo / "reports" / "s2m.md").read_text()  # stage train_s2m's held-out IoUs
     assert "J&F-Mean" in dvc(repo, "metrics", "show")
     assert "train_loss" in dvc(repo, "plots", "show", "--json")
     assert UP_TO_DATE in dvc(repo, "status")

@@ -2,6 +2,10 @@
 
     ROOT/<video>/ (frames) or ROOT/<video>.mp4 ...   MASKS/<video>.png or MASKS/<video>/<first frame>.png
 
+Where a video has no first-frame mask, strokes on its first frame may stand in for it:
+MASKS/<video>.strokes.png or MASKS/<video>/<first frame>.strokes.png (the `--first-scribble` PNG
+conventions, the first frame's size), turned into the mask by S2M. A mask wins over strokes.
+
 Each video is written to `OUT/.<video>.partial/` and renamed to `OUT/<video>/` once every frame is
 written, so a folder `OUT/<video>/` is always complete and is skipped when the command runs again.
 """
@@ -9,6 +13,7 @@ written, so a folder `OUT/<video>/` is always complete and is skipped when the c
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,25 +80,46 @@ def find_videos(root: Path) -> list[Video]:
     return videos
 
 
-def first_mask(masks: Path, video: Video, first_stem: str) -> Path:
-    """MASKS/<video>.png, or MASKS/<video>/<first frame>.png (DAVIS Annotations layout)."""
+def first_mask(masks: Path, video: Video, first_stem: str, strokes: bool = False) -> tuple[Path, bool]:
+    """MASKS/<video>.png, or MASKS/<video>/<first frame>.png (DAVIS Annotations layout); with `strokes`,
+    else MASKS/<video>.strokes.png or MASKS/<video>/<first frame>.strokes.png. Returns (path, is_strokes)."""
+    from stcn.interactive.strokes import STROKES_SUFFIX
+
     for path in (masks / f"{video.name}.png", masks / video.name / f"{first_stem}.png"):
         if path.is_file():
-            return path
-    raise UserError(f"no first-frame mask for {video.name}: expected {masks / video.name}.png or "
-                    f"{masks / video.name / first_stem}.png")  # fmt: skip
+            return path, False
+    tried = [f"{masks / video.name}.png", f"{masks / video.name / first_stem}.png"]
+    if strokes:
+        for path in (masks / f"{video.name}{STROKES_SUFFIX}", masks / video.name / f"{first_stem}{STROKES_SUFFIX}"):
+            if path.is_file():
+                return path, True
+        tried += [f"{masks / video.name}{STROKES_SUFFIX}", f"{masks / video.name / first_stem}{STROKES_SUFFIX}"]
+    raise UserError(f"no first-frame mask for {video.name}: expected {' or '.join(tried)}")
 
 
 def segment_one(
-    model: STCN, video: Video, masks: Path, out: Path, settings: InferenceSettings, overlay: Path | None, label: str
+    model: STCN,
+    video: Video,
+    masks: Path,
+    out: Path,
+    settings: InferenceSettings,
+    overlay: Path | None,
+    label: str,
+    strokes: Callable[[Path, np.ndarray], np.ndarray] | None = None,
 ) -> Outcome:
-    """Segment one video into OUT/.<name>.partial, then rename it to OUT/<name>."""
+    """Segment one video into OUT/.<name>.partial, then rename it to OUT/<name>; `strokes`: (PNG, first
+    frame) -> mask, for a video with a strokes file instead of a mask."""
     from stcn.inference.overlap import BackgroundWriter, read_ahead
     from stcn.inference.video import folder_frames, propagate, video_frames
 
     source = video_frames(video.path) if video.is_file else folder_frames(list_frames(video.path))
     first = "00000" if video.is_file else source[0][0]
-    mask = read_mask(first_mask(masks, video, first))
+    path, is_strokes = first_mask(masks, video, first, strokes is not None)
+    if is_strokes:
+        rgb = next(iter(video_frames(video.path)))[1]() if video.is_file else source[0][1]()
+        mask = strokes(path, rgb)
+    else:
+        mask = read_mask(path)
     partial = out / f".{video.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     preview = None
@@ -133,8 +159,10 @@ def segment_videos(
     settings: InferenceSettings,
     overlay: Path | None = None,
     console: Console | None = None,
+    strokes: Callable[[Path, np.ndarray], np.ndarray] | None = None,
 ) -> list[Outcome]:
-    """Segment every video of ROOT into OUT/<video>/; complete outputs are skipped, failures reported and skipped."""
+    """Segment every video of ROOT into OUT/<video>/; complete outputs are skipped, failures reported and skipped.
+    `strokes`: (strokes PNG, first frame) -> mask, used where a video has strokes but no mask (None: masks only)."""
     console = console or Console(stderr=True)
     if not masks.is_dir():
         raise UserError(f"first-mask folder not found: {masks}")
@@ -151,7 +179,7 @@ def segment_videos(
         else:
             label = f"[{i}/{len(videos)} videos, {done_frames}/{total} frames] {video.name}"
             try:
-                outcomes.append(segment_one(model, video, masks, out, settings, overlay, label))
+                outcomes.append(segment_one(model, video, masks, out, settings, overlay, label, strokes))
             except UserError as e:
                 console.print(f"[red]error[/red]: {video.name}: {e}", highlight=False)
                 outcomes.append(Outcome(video.name, "failed", error=str(e)))

@@ -39,10 +39,11 @@ def segment(
     frames: Path = typer.Option(
         ..., help="Folder of frames (sorted by name) or a video file; batch mode: a folder of such videos."
     ),
-    first_mask: Path = typer.Option(
-        ...,
+    first_mask: Path | None = typer.Option(
+        None,
         help="Palette/grey PNG of the first frame: 0 background, ids, 255 void; "
-        "batch mode: a folder of <video>.png or <video>/<first frame>.png.",
+        "batch mode: a folder of <video>.png or <video>/<first frame>.png, or where a mask is missing strokes "
+        "<video>.strokes.png or <video>/<first frame>.strokes.png (as --first-scribble).",
     ),
     out: Path = typer.Option(..., help="Output folder for palette PNGs (batch mode: one sub-folder per video)."),
     top_k: int = TOP_K,
@@ -56,21 +57,39 @@ def segment(
         None, help="Also write an MP4 with the masks blended in (batch mode: a folder of <video>.mp4)."
     ),
     quiet: bool = QUIET,
+    first_scribble: Path | None = typer.Option(
+        None,
+        help="Instead of --first-mask: a PNG of strokes on the first frame (its size), turned into the mask by S2M: "
+        "palette/grey (k = object k, 255 = background, 0 = none) or RGB (green = the object, red = background).",
+    ),
+    s2m: Path | None = typer.Option(
+        None, help="S2M weights for strokes (models/s2m/weights.pth or MiVOS's s2m.pth); default: seeded stand-in."
+    ),
 ) -> None:
     """Segment the objects of the first-frame mask in every frame; writes 00000.png ... (frame 0 = the mask).
 
+    With --first-scribble, S2M turns strokes on the first frame into that mask first.
     Batch mode (FIRST_MASK is a folder): every video of FRAMES into OUT/<video>/, one model load;
     complete videos are skipped, a failing video is reported and skipped (exit code 1 at the end).
     """
     from stcn.inference.loading import load_model
     from stcn.inference.overlap import read_ahead
     from stcn.inference.video import folder_frames, propagate, video_frames
+    from stcn.interactive.strokes import StrokesToMask
     from stcn.model.trained import default_resolution
 
     resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
     settings = InferenceSettings.from_knobs(locals())
-    if first_mask.is_dir():
-        segment_batch(weights, frames, first_mask, out, settings, overlay)
+    if (first_mask is None) == (first_scribble is None):
+        raise UserError("give one of --first-mask (a mask PNG or a batch folder) and --first-scribble (a strokes PNG)")
+    if first_scribble is not None and first_scribble.is_dir():
+        raise UserError(f"--first-scribble takes one PNG, not a folder ({first_scribble}); in batch mode put "
+                        "<video>.strokes.png in the --first-mask folder")  # fmt: skip
+    if s2m is not None and first_scribble is None and not first_mask.is_dir():
+        raise UserError("--s2m is for strokes: use it with --first-scribble or a batch folder of strokes files")
+    strokes = StrokesToMask(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
+    if first_mask is not None and first_mask.is_dir():
+        segment_batch(weights, frames, first_mask, out, settings, overlay, strokes)
         return
     if not frames.exists():
         raise UserError(f"frames not found: {frames}")
@@ -79,7 +98,11 @@ def segment(
         raise UserError(f"--frames must be a folder of images or a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
     source = video_frames(frames) if is_video else folder_frames(list_frames(frames))
     first = "00000" if is_video else source[0][0]
-    mask = read_mask(first_mask)
+    if first_mask is not None:
+        mask = read_mask(first_mask)
+    else:
+        rgb = next(iter(video_frames(frames)))[1]() if is_video else source[0][1]()
+        mask = strokes(first_scribble, rgb)
     model = load_model(weights, settings.device)
     preview = None
     if overlay is not None:
@@ -108,14 +131,21 @@ def segment(
 
 
 def segment_batch(
-    weights: Path, frames: Path, masks: Path, out: Path, settings: InferenceSettings, overlay: Path | None
+    weights: Path,
+    frames: Path,
+    masks: Path,
+    out: Path,
+    settings: InferenceSettings,
+    overlay: Path | None,
+    strokes=None,
 ) -> None:
     """Batch mode of `stcn segment`; exits 1 when any video failed (after finishing the others)."""
     from stcn.inference.batch import find_videos, segment_videos
     from stcn.inference.loading import load_model
 
     find_videos(frames)  # a missing or empty root fails before the model is loaded
-    outcomes = segment_videos(load_model(weights, settings.device), frames, masks, out, settings, overlay)
+    model = load_model(weights, settings.device)
+    outcomes = segment_videos(model, frames, masks, out, settings, overlay, strokes=strokes)
     failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
         Console(stderr=True).print(f"{len(failed)} of {len(outcomes)} videos failed: {', '.join(failed)}")
