@@ -29,6 +29,8 @@ from stcn.inference.settings import InferenceSettings
 from stcn.model.network import STCN
 from stcn.progress import progress_bar
 
+STROKES_SUFFIX = ".strokes.png"  # MASKS/<video>.strokes.png or MASKS/<video>/<first frame>.strokes.png
+
 
 @dataclass
 class Video:
@@ -83,8 +85,6 @@ def find_videos(root: Path) -> list[Video]:
 def first_mask(masks: Path, video: Video, first_stem: str, strokes: bool = False) -> tuple[Path, bool]:
     """MASKS/<video>.png, or MASKS/<video>/<first frame>.png (DAVIS Annotations layout); with `strokes`,
     else MASKS/<video>.strokes.png or MASKS/<video>/<first frame>.strokes.png. Returns (path, is_strokes)."""
-    from stcn.interactive.strokes import STROKES_SUFFIX
-
     for path in (masks / f"{video.name}.png", masks / video.name / f"{first_stem}.png"):
         if path.is_file():
             return path, False

@@ -22,7 +22,6 @@ from stcn.interactive.s2m import S2M
 from stcn.interactive.scribbles import scribbles_from_png
 
 MAX_OBJECTS = 254  # palette 255 is the background stroke
-STROKES_SUFFIX = ".strokes.png"  # batch mode: MASKS/<video>.strokes.png or MASKS/<video>/<first frame>.strokes.png
 
 
 def png_size(path: Path) -> tuple[int, int]:
