@@ -177,14 +177,14 @@ def main() -> None:
             fs.mkdir("bench")
             fs.put(str(paths["shards"]), "bench/shards", recursive=True)
             configs = {}
-            for stage, kind, name in ((0, "static", "static"), (2, "video", "davis")):
+            for kind, name in (("static", "static"), ("video", "davis")):
                 items = static_items(paths["static"]) if kind == "static" else video_items(DAVIS)
                 configs |= {
-                    (kind, "local shards"): lambda s=stage, d=name: make_loader(
+                    (kind, "local shards"): lambda s=kind, d=name: make_loader(
                         paths["shards"] / d, s, n, w, samples_per_rank=total, crop=c),
-                    (kind, "S3 shards (rclone, 127.0.0.1)"): lambda s=stage, d=name: s3_loader(
+                    (kind, "S3 shards (rclone, 127.0.0.1)"): lambda s=kind, d=name: s3_loader(
                         "stream", f"s3://bench/shards/{d}", s, n, w, samples_per_rank=total, crop=c),
-                    (kind, "S3 shards, s3fs range reads"): lambda s=stage, d=name: s3_loader(
+                    (kind, "S3 shards, s3fs range reads"): lambda s=kind, d=name: s3_loader(
                         "ranges", f"s3://bench/shards/{d}", s, n, w, samples_per_rank=total, crop=c),
                     (kind, "folder tree"): lambda k=kind, i=items: folder_loader(i, k, n, w, c, total // n),
                 }  # fmt: skip
