@@ -26,6 +26,9 @@ BENCHMARKS = ["davis16", "davis17", "davis17_testdev", "youtube18", "youtube19"]
 STAGES = {
     *(f"download_{d}" for d in DOWNLOADS),
     *(f"shard_{k}" for k in ("static", "davis17", "youtube19", "bl30k")),
+    "shard_bl30k_index",  # the sample profile shards BL30K in 2 parts (datasets.bl30k.shard.parts)
+    "shard_bl30k_part@0",
+    "shard_bl30k_part@1",
     *(f"train_{r}" for r in ("s0", "s01", "s012", "s03")),
     *(f"evaluate_{b}" for b in BENCHMARKS),
     "evaluate_davis17_interactive",
