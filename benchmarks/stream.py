@@ -252,7 +252,7 @@ def pool_rows(videos: int = 60, samples: int = 200_000, batch: int = 4) -> list[
     rows = [{"stream": f"original (shuffled epochs over {videos} videos)", **stats(original)}]
     for label, size, draws in (("former loader: 1 draw, 8-video buffer", 8, 1),
                                ("this loader: 16 draws, 32-video pool (video)", 32, 16),
-                               ("this loader: 32 draws, 12-video pool (bl30k)", 12, 32)):  # fmt: skip
+                               ("this loader: 40 draws, 12-video pool (bl30k)", 12, 40)):  # fmt: skip
         pool = VideoPool(size, draws, 0, 0, SharedState(5))
         ids = [raw["__key__"] for raw, _ in zip(pool(reads()), range(samples), strict=False)]
         rows.append({"stream": label, **stats(ids)})
@@ -465,7 +465,8 @@ def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
                 "stcn.data.storage); 'used' = the shard bytes of the 3 JPEG frames and PNG masks each sample",
                 "trains on. Each worker's pool reads up to 32 (video) / 12 (bl30k) videos before its first sample:",
                 "'fetched / used' includes that start-up, 'after the pool filled' leaves it out (what a long epoch",
-                "tends to: frames per video / (3 x draws), e.g. 160 / 96 = 1.7 for BL30K-length videos).",
+                "tends to: about frames per video / (3 x draws) x 1.2; the frames used are smaller than the average",
+                "member).",
                 "BL30K-length videos: 160 real DAVIS frames (480p) per video; real BL30K frames are larger",
                 "(~23 MB a video) but the ratio depends on frames per video only. " + shared,
             ])  # fmt: skip

@@ -63,8 +63,10 @@ KINDS = ("static", "bl30k", "video")  # what a stream holds; the trainer maps st
 SHUFFLE_BUFFER = {"static": 256, "bl30k": 12, "video": 32}  # raw samples (videos) held per worker
 # training samples drawn from each video read ("resampled" mode; see VideoPool): with K draws a video of n
 # frames costs n/K frames of bytes per sample against the 3 frames a sample uses, so n/(3K) <= 2 for
-# DAVIS (about 70 frames, K=16: 1.5x) and BL30K (about 160 frames, K=32: 1.7x); static images: 1 (1x)
-DRAWS = {"static": 1, "bl30k": 32, "video": 16}
+# DAVIS (about 70 frames, K=16: 1.5x) and BL30K (about 160 frames, K=40: 1.3x); static images: 1 (1x). The
+# frames a sample uses are smaller than the average member (benchmarks/stream.py measured 1.94x with K=32 on
+# 160-frame videos), hence the margin
+DRAWS = {"static": 1, "bl30k": 40, "video": 16}
 Sources = str | Path | Sequence[str | Path]
 
 
