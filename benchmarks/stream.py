@@ -6,6 +6,19 @@ image). Each row: a fresh `make_loader` (resampled mode), the first batch (worke
 excluded, then `--batches` batches timed.
 
     python benchmarks/stream.py [--batches 12] [--batch-size 4] [--workers 2] [--crop N (default: TrainConfig's)]
+        [--sections throughput,bytes,pool,original] [--samples 1024] [--original-samples 24]
+
+Sections (each writes its own part of reports/benchmarks.md):
+  throughput  samples/s from local shards, S3 shards and the folder tree (above);
+  bytes       bytes fetched from storage / bytes of the frames and masks a training sample uses, local
+              and S3, for the bundled DAVIS videos (41 frames) and BL30K-length ones (160 frames), with
+              the default draws per video read and with one (the former loader);
+  pool        what drawing several samples per video read changes in the sample stream (simulated on
+              video ids, no decoding): duplicate videos per batch and per-video counts;
+  original    samples/s per core of the original release's `dataset/vos_dataset.py` (VOSDataset, imported
+              at run time from a snapshot of github.com/hkchengrex/STCN given by --original, never copied
+              into this project) against ours, same frames, crop 384, max_skip 5, one thread each,
+              alternating rounds; and the cores per GPU each needs at the paper's iteration rate.
 """
 
 from __future__ import annotations
@@ -32,9 +45,11 @@ from benchmarks.report import write_section  # noqa: E402
 from stcn.data.shards.inputs import davis_pending, static_pending  # noqa: E402
 from stcn.data.shards.writer import write_shards  # noqa: E402
 from stcn.data.stream.loader import (  # noqa: E402
+    DRAWS,
     SharedState,
     StreamLoader,
     ToTrainingSample,
+    VideoPool,
     collate,
     init_worker,
     make_loader,
@@ -149,6 +164,170 @@ def cpu_cost(shards: Path, kind: str, count: int, crop: int) -> float:
     return 1000 * (time.perf_counter() - start) / count
 
 
+# --- bytes fetched per sample ----------------------------------------------------------------------
+def long_videos(tmp: Path, frames: int = 160, count: int = 4) -> Path:
+    """A DAVIS-layout folder of `count` BL30K-length videos (`frames` each) made of the real bundled frames."""
+    root = tmp / "long-videos"
+    sources = sorted((DAVIS / "JPEGImages" / "480p").iterdir())
+    for v in range(count):
+        seq = sources[v % len(sources)]
+        jpgs = sorted(seq.glob("*.jpg"))
+        for kind, folder, ext in (
+            ("JPEGImages", seq, ".jpg"),
+            ("Annotations", DAVIS / "Annotations/480p" / seq.name, ".png"),
+        ):
+            out = root / kind / "480p" / f"long{v}"
+            out.mkdir(parents=True)
+            for i in range(frames):
+                src = folder / f"{jpgs[i % len(jpgs)].stem}{ext}"
+                (out / f"{i:05d}{ext}").write_bytes(src.read_bytes())
+    sets = root / "ImageSets" / "2017"
+    sets.mkdir(parents=True)
+    names = "".join(f"long{v}\n" for v in range(count))
+    (sets / "train.txt").write_text(names)
+    (sets / "val.txt").write_text("")
+    return root
+
+
+def fetched_and_used(loader: StreamLoader) -> tuple[int, int, int, int]:
+    """(bytes fetched from storage by all workers, of those before each worker's first sample (the pool
+    filling), bytes of the frames and masks used, samples) over one epoch."""
+    fetched: dict[tuple, int] = {}
+    first: dict[tuple, int] = {}
+    used = count = 0
+    for batch in loader:
+        for info in batch["info"]:
+            key = (info["rank"], info["worker"])
+            fetched[key] = max(fetched.get(key, 0), info["fetched"])
+            first[key] = min(first.get(key, info["fetched"]), info["fetched"])
+            used, count = used + info["bytes"], count + 1
+    return sum(fetched.values()), sum(first.values()), used, count
+
+
+def bytes_rows(shards: Path, s3_prefix: str, samples: int, workers: int) -> list[dict[str, Any]]:
+    """Bytes fetched / used per sample for each video set, source and draws setting."""
+    rows = []
+    for name, kind, label in (
+        ("davis", "video", "DAVIS (41 frames/video)"),
+        ("long", "bl30k", "BL30K-length (160 frames)"),
+    ):
+        frames = json.loads((shards / name / "index.json").read_text())["totals"]
+        for source, where in (("local", shards / name), ("S3 (rclone)", f"{s3_prefix}/{name}")):
+            for draws in (None, 1):
+                n = samples if draws is None else samples // 4
+                loader = make_loader(where, kind, 8, workers, seed=1, samples_per_rank=n, crop=64,
+                                     draws_per_video=draws)  # fmt: skip
+                fetched, filling, used, count = fetched_and_used(loader)
+                rows.append({"videos": label, "source": source, "draws per video read": draws or DRAWS[kind],
+                             "samples": count, "MB fetched": round(fetched / 1e6, 1), "MB used": round(used / 1e6, 1),
+                             "fetched / used": round(fetched / used, 2),
+                             "after the pool filled": round((fetched - filling) / used, 2),
+                             "n videos": frames["samples"]})  # fmt: skip
+                print(rows[-1], flush=True)
+    return rows
+
+
+# --- what the pool changes in the sample stream ---------------------------------------------------------
+def pool_rows(videos: int = 60, samples: int = 200_000, batch: int = 4) -> list[dict[str, Any]]:
+    """Duplicate videos within a batch and the spread of per-video counts: the original (a shuffled pass
+    over the videos per epoch), the former loader (one sample per video read, 8-video shuffle buffer) and
+    the pool (draws per video read, pool of videos), over a stream that reads videos in random order."""
+    rng = np.random.default_rng(0)
+
+    def reads():
+        while True:
+            yield from ({"__key__": int(v)} for v in rng.permutation(videos))
+
+    def stats(ids: list[int]) -> dict[str, Any]:
+        ids = np.asarray(ids[: samples - samples % batch]).reshape(-1, batch)
+        dup = np.mean([len(set(b.tolist())) < batch for b in ids])
+        pairs = np.mean([batch - len(set(b.tolist())) for b in ids])
+        counts = np.bincount(ids.ravel(), minlength=videos)
+        lag = np.mean(ids.ravel()[1:] == ids.ravel()[:-1])
+        return {"batches with a repeated video": f"{100 * dup:.1f} %", "repeats per batch": round(float(pairs), 2),
+                "next sample same video": f"{100 * lag:.1f} %",
+                "per-video count max/min": round(float(counts.max() / max(1, counts.min())), 3)}  # fmt: skip
+
+    original = [int(v) for _ in range(samples // videos + 1) for v in rng.permutation(videos)][:samples]
+    rows = [{"stream": f"original (shuffled epochs over {videos} videos)", **stats(original)}]
+    for label, size, draws in (("former loader: 1 draw, 8-video buffer", 8, 1),
+                               ("this loader: 16 draws, 32-video pool (video)", 32, 16),
+                               ("this loader: 40 draws, 12-video pool (bl30k)", 12, 40)):  # fmt: skip
+        pool = VideoPool(size, draws, 0, 0, SharedState(5))
+        ids = [raw["__key__"] for raw, _ in zip(pool(reads()), range(samples), strict=False)]
+        rows.append({"stream": label, **stats(ids)})
+    return rows
+
+
+# --- the original release's loader per core ---------------------------------------------------------------
+GPU_IT_S = 10.0  # assumed training iterations/s per GPU (see PAPER_RATE)
+PAPER_RATE = (
+    "batch 4 per GPU on 2 GPUs for stages 1-3 (the release's util/hyper_para.py and README 'Training'); the release "
+    "publishes iteration counts, not a rate, so the rate is an assumption: {it_s:g} iterations/s per GPU "
+    "(= {sps:g} samples/s per GPU; set --gpu-it-s; the cores column scales linearly with it)"
+)
+
+
+def original_dataset(snapshot: Path, tmp: Path):
+    """VOSDataset of the original release, imported from `snapshot` (a git mirror) extracted into `tmp`."""
+    import importlib
+    import subprocess
+
+    code = tmp / "original"
+    code.mkdir()
+    archive = subprocess.run(["git", "-C", str(snapshot), "archive", "HEAD", "dataset"], check=True,
+                             capture_output=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+    sys.path.insert(0, str(code))
+    if not hasattr(np, "int"):  # the release uses np.int (removed in numpy 1.24) for cls_gt
+        np.int = int  # type: ignore[attr-defined]
+    module = importlib.import_module("dataset.vos_dataset")
+    root = DAVIS
+    return module.VOSDataset(str(root / "JPEGImages" / "480p"), str(root / "Annotations" / "480p"), 5, False)
+
+
+def original_rows(
+    snapshot: Path, tmp: Path, shards: Path, count: int, rounds: int, gpu_it_s: float
+) -> tuple[list[dict], str]:
+    """Samples/s per core: the original VOSDataset vs our loader (local shards, in-process), alternating."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    ds = original_dataset(snapshot, tmp)
+    np.random.seed(0)
+    crop = 384
+
+    def theirs() -> float:
+        start = time.perf_counter()
+        for i in range(count):
+            ds[i % len(ds)]
+        return count / (time.perf_counter() - start)
+
+    def ours() -> float:
+        loader = make_loader(shards / "davis", "video", 1, 0, seed=0, samples_per_rank=count + 4, crop=crop)
+        it = iter(loader)
+        for _ in range(4):  # the pool's first reads
+            next(it)
+        start = time.perf_counter()
+        for _ in range(count):
+            next(it)
+        return count / (time.perf_counter() - start)
+
+    best = {"original VOSDataset (PIL + torchvision)": 0.0, "this loader (shards, VideoPool, OpenCV)": 0.0}
+    for r in range(rounds):
+        for key, fn in zip(best, (theirs, ours), strict=True):
+            rate = fn()
+            best[key] = max(best[key], rate)
+            print("original", r, key, round(rate, 2), flush=True)
+    per_gpu = 4 * gpu_it_s
+    rows = [{"loader": k, "samples/s per core": round(v, 2), "cores per GPU": round(per_gpu / v, 1)}
+            for k, v in best.items()]  # fmt: skip
+    ratio = best["this loader (shards, VideoPool, OpenCV)"] / best["original VOSDataset (PIL + torchvision)"]
+    return rows, f"ours / original = {ratio:.2f}x samples/s per core"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, default=12)
@@ -157,7 +336,18 @@ def main() -> None:
     crop = TRAIN_DEFAULTS["crop"].default
     ap.add_argument("--crop", type=int, default=crop, help="default: TrainConfig's (%(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best is reported")
+    ap.add_argument("--sections", default="throughput,bytes,pool,original", help="comma-separated; see above")
+    ap.add_argument("--samples", type=int, default=1024, help="training samples per row of the bytes section")
+    ap.add_argument("--original-samples", type=int, default=24, help="samples per round of the original section")
+    ap.add_argument("--original", type=Path, default=Path("/work/.mirror/hkchengrex+STCN/repo"),
+                    help="a git clone of github.com/hkchengrex/STCN (imported at run time, never copied)")  # fmt: skip
+    ap.add_argument("--gpu-it-s", type=float, default=GPU_IT_S, help="assumed training iterations/s per GPU")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
+    if sections - {"throughput"}:
+        extra_sections(args, sections)
+    if "throughput" not in sections:
+        return
     from s3_server import start_rclone_s3
 
     load_start = os.getloadavg()[0]
@@ -177,14 +367,14 @@ def main() -> None:
             fs.mkdir("bench")
             fs.put(str(paths["shards"]), "bench/shards", recursive=True)
             configs = {}
-            for stage, kind, name in ((0, "static", "static"), (2, "video", "davis")):
+            for kind, name in (("static", "static"), ("video", "davis")):
                 items = static_items(paths["static"]) if kind == "static" else video_items(DAVIS)
                 configs |= {
-                    (kind, "local shards"): lambda s=stage, d=name: make_loader(
+                    (kind, "local shards"): lambda s=kind, d=name: make_loader(
                         paths["shards"] / d, s, n, w, samples_per_rank=total, crop=c),
-                    (kind, "S3 shards (rclone, 127.0.0.1)"): lambda s=stage, d=name: s3_loader(
+                    (kind, "S3 shards (rclone, 127.0.0.1)"): lambda s=kind, d=name: s3_loader(
                         "stream", f"s3://bench/shards/{d}", s, n, w, samples_per_rank=total, crop=c),
-                    (kind, "S3 shards, s3fs range reads"): lambda s=stage, d=name: s3_loader(
+                    (kind, "S3 shards, s3fs range reads"): lambda s=kind, d=name: s3_loader(
                         "ranges", f"s3://bench/shards/{d}", s, n, w, samples_per_rank=total, crop=c),
                     (kind, "folder tree"): lambda k=kind, i=items: folder_loader(i, k, n, w, c, total // n),
                 }  # fmt: skip
@@ -228,6 +418,75 @@ def main() -> None:
         ratio = (s3[0] / s3[1]) / (local[0] / local[1])
         notes += f" {kind}: S3 (streamed) / local shards = {ratio:.2f}x samples/s."
     print(write_section("Training-sample throughput", table, notes))
+
+
+def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
+    """The bytes, pool and original sections (see the module docstring)."""
+    from s3_server import start_rclone_s3
+
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    shared = f"Load average (1/5/15 min) at start: {load} on {os.cpu_count()} cores, shared with other jobs."
+    if "pool" in sections:
+        notes = " ".join([
+            "Simulated on video ids (no decoding): 200k samples, batches of 4 (the release's per-GPU batch in",
+            "stages 1-3; ranks read disjoint shards), 60 videos read in random order.",
+            "Per-video counts stay uniform (every video is drawn the same number of times per read); what",
+            "changes is that draws of one video come close together: batches more often hold two samples of",
+            "one video than in the original's shuffled epochs. Frame choice, max_skip, objects and",
+            "augmentation per sample are the unchanged recipe functions (tests/test_augment.py).",
+        ])  # fmt: skip
+        print(write_section("Sample stream with several draws per video read", pd.DataFrame(pool_rows()), notes))
+    if not sections & {"bytes", "original"}:
+        return
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        shards = tmp / "shards"
+        videos = davis_pending(DAVIS, 2017, "train") + davis_pending(DAVIS, 2017, "val")
+        write_shards(videos, str(shards / "davis"), dataset="davis", split="train", source="davis", shard_size_bytes=1)
+        if "bytes" in sections:
+            long = long_videos(tmp)
+            write_shards(davis_pending(long, 2017, "train"), str(shards / "long"), dataset="long", split="train",
+                         source="long", shard_size_bytes=1)  # fmt: skip
+            server = start_rclone_s3(tmp / "s3")
+            try:
+                os.environ.update(server.env())
+                import s3fs
+
+                fs = s3fs.S3FileSystem(**server.storage_options())
+                fs.mkdir("bench")
+                fs.put(str(shards), "bench/shards", recursive=True)
+                rows = bytes_rows(shards, "s3://bench/shards", args.samples, args.workers)
+            finally:
+                server.stop()
+            notes = " ".join([
+                f"One epoch of {args.samples} training samples per row ({args.samples // 4} with 1 draw), batch 8,",
+                f"{args.workers} DataLoader workers, crop 64 (bytes do not depend on the crop). 'fetched' = bytes",
+                "the workers took from storage (files read, S3 GET bodies, read-ahead included: counted in",
+                "stcn.data.storage); 'used' = the shard bytes of the 3 JPEG frames and PNG masks each sample",
+                "trains on. Each worker's pool reads up to 32 (video) / 12 (bl30k) videos before its first sample:",
+                "'fetched / used' includes that start-up, 'after the pool filled' leaves it out (what a long epoch",
+                "tends to: about frames per video / (3 x draws) x 1.2; the frames used are smaller than the average",
+                "member).",
+                "BL30K-length videos: 160 real DAVIS frames (480p) per video; real BL30K frames are larger",
+                "(~23 MB a video) but the ratio depends on frames per video only. " + shared,
+            ])  # fmt: skip
+            print(write_section("Bytes fetched per training sample", pd.DataFrame(rows), notes))
+        if "original" in sections:
+            if not (args.original / "HEAD").exists() and not (args.original / ".git").exists():
+                print(f"original section skipped: no snapshot of hkchengrex/STCN at {args.original}", flush=True)
+                return
+            rows, ratio = original_rows(args.original, tmp, shards, args.original_samples, args.rounds, args.gpu_it_s)
+            notes = " ".join([
+                "Same real frames (bundled DAVIS, 4 videos at 854x480), crop 384, max_skip 5, DAVIS recipe, one",
+                "process with one torch/OpenCV thread each, no DataLoader (per core); the original indexes a",
+                "video and reads its 3 frames from JPEG/PNG files, ours streams local shards through the",
+                f"VideoPool. Best of {args.rounds} alternating rounds of {args.original_samples} samples. {ratio}.",
+                "Cores per GPU = samples/s per GPU / samples/s per core, with "
+                + PAPER_RATE.format(it_s=args.gpu_it_s, sps=4 * args.gpu_it_s) + ".",
+                "The original's static_dataset.py needs the `thinplate` package (GitHub only, not on",
+                "PyPI here), so the static (stage 0) comparison is not measured. " + shared,
+            ])  # fmt: skip
+            print(write_section("Loader per core vs the original release", pd.DataFrame(rows), notes))
 
 
 if __name__ == "__main__":

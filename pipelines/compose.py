@@ -117,7 +117,9 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     for ds in data:
         name = ds.name
-        if ds.shard is not None:
+        if ds.shard is not None and bl30k_parts(ds) > 1:
+            out |= bl30k_part_stages(p, ds, root[name])
+        elif ds.shard is not None:
             out[f"shard_{name}"] = {
                 "cmd": f"python pipelines/shard.py {name}",
                 "deps": [*code_deps("pipelines/shard.py"), *([] if streamed(ds) else [root[name]])],
@@ -187,6 +189,43 @@ def s2m_stage(block: dict[str, Any], root: dict[str, str]) -> dict[str, Any]:
         "deps": [*code_deps("pipelines/train_s2m.py"), *[root[block[k]] for k in ("davis", "static") if block.get(k)]],
         "params": [S2M],
         "outs": ["models/s2m", {"reports/s2m.md": {"cache": False}}, {"reports/s2m.json": {"cache": False}}],
+    }  # fmt: skip
+
+
+def bl30k_parts(ds: Dataset) -> int:
+    """N of `datasets.<bl30k>.shard.parts` (1: one shard stage)."""
+    return int((ds.shard or {}).get("parts") or 1) if ds.layout == "bl30k" else 1
+
+
+def bl30k_part_stages(p: dict[str, Any], ds: Dataset, folder: str) -> dict[str, Any]:
+    """BL30K in N parts (pipelines/shard.py): `shard_<name>_index` (the member index, scanned once; the
+    segments fetched into data/<name> unless `download` names a mirror), `shard_<name>_part@I` (one per
+    part: `dvc repro shard_<name>_part@I` on machine I) and `shard_<name>` (the merge)."""
+    name, parts = ds.name, bl30k_parts(ds)
+    source = {**p["download"], **(ds.download or {})}
+    mirror = ds.root is not None or (source.get("source") in ("s3", "http", "file") and source.get("url"))
+    code = code_deps("pipelines/shard.py")
+    params = ["shard", "download", *_keys(p, name, "layout", "shard", "root", "download", "files")]
+    index = f"shards/{name}/members.npz"
+    segments = [] if mirror else [{folder: {"persist": True}}]
+    return {
+        f"shard_{name}_index": {
+            "cmd": f"python pipelines/shard.py {name} --index-only",
+            "deps": code, "params": list(params), "outs": [index, *segments],
+        },
+        f"shard_{name}_part": {
+            "foreach": list(range(parts)),
+            "do": {
+                "cmd": f"python pipelines/shard.py {name} --part ${{item}}/{parts}",
+                "deps": [*code, index, *([] if mirror else [folder])], "params": list(params),
+                "outs": [f"shards/{name}/parts/${{item}}-of-{parts}"],
+            },
+        },
+        f"shard_{name}": {
+            "cmd": f"python pipelines/shard.py {name} --merge",
+            "deps": [*code, *[f"shards/{name}/parts/{i}-of-{parts}" for i in range(parts)]],
+            "params": list(params), "outs": [f"shards/{name}/index.json"],
+        },
     }  # fmt: skip
 
 

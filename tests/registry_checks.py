@@ -39,6 +39,7 @@ def expected_stages(p: dict[str, Any]) -> set[str]:
     return {
         *(f"download_{n}" for n, e in datasets.items() if not e.get("root") and e["layout"] != "bl30k"),
         *(f"shard_{n}" for n, e in datasets.items() if "shard" in e),
+        *(name for n, e in datasets.items() for name in bl30k_part_stages(n, e)),
         *(f"train_{r}" for r in runs),
         *(f"evaluate_{b}@{m}" for b in benchmarks for m in p["evaluate"]["models"]),
         *(k for k in p if k.startswith("evaluate_") and k.endswith("_interactive")),
@@ -46,11 +47,19 @@ def expected_stages(p: dict[str, Any]) -> set[str]:
     }
 
 
+def bl30k_part_stages(name: str, entry: dict[str, Any]) -> list[str]:
+    """A BL30K dataset sharded in N > 1 parts: its index stage and one stage per part (the merge is `shard_<name>`)."""
+    parts = int(((entry.get("shard") or {}).get("parts")) or 1) if entry.get("layout") == "bl30k" else 1
+    return [f"shard_{name}_index", *(f"shard_{name}_part@{i}" for i in range(parts))] if parts > 1 else []
+
+
 def stage_names(stages: dict[str, Any], p: dict[str, Any]) -> set[str]:
     """dvc.yaml `stages` expanded as DVC does: a `foreach` stage over `${evaluate.models}` is `<stage>@<model>`."""
     names = set()
     for name, stage in stages.items():
-        if "foreach" in stage:
+        if isinstance(stage.get("foreach"), list):  # BL30K's parts: foreach over 0..N-1
+            names |= {f"{name}@{i}" for i in stage["foreach"]}
+        elif "foreach" in stage:
             assert stage["foreach"] == "${evaluate.models}", name
             names |= {f"{name}@{m}" for m in p["evaluate"]["models"]}
         else:

@@ -134,3 +134,51 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
         for k, v in server.env().items():
             monkeypatch.setenv(k, v)
         yield server
+
+
+class ByteCountingProxy:
+    """A TCP proxy on 127.0.0.1 in front of a server that counts the bytes the server sends back
+    (`.received`): what the clients of `.endpoint_url` fetched, headers included. `.stop()` ends it."""
+
+    def __init__(self, target_url: str) -> None:
+        import threading
+        from urllib.parse import urlparse
+
+        parsed = urlparse(target_url)
+        self.target = (parsed.hostname, parsed.port)
+        self.received = 0
+        self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.endpoint_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if count:
+                    with self._lock:
+                        self.received += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self._listener.close()

@@ -129,4 +129,4 @@ def test_data_package_is_split_by_job():
         "fetch", "shards", "stream"
     }  # fmt: skip
     assert sorted(p.name for p in data.glob("*.py")) == ["__init__.py", "commands.py", "folders.py", "images.py",
-                                                              "s3_limits.py"]  # fmt: skip
+                                                              "storage.py"]  # fmt: skip

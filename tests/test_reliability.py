@@ -485,7 +485,7 @@ def test_corrupt_payloads_in_shards_are_skipped_named_and_counted(tmp_path, capf
     assert len(shards) == 3
     _rewrite_shard(shards[0], lambda name, data: b"\xff\xd8 not a jpeg" if name.endswith(".jpg") else data)
     _rewrite_shard(shards[1], lambda name, data: b"{not json" if name.endswith(".json") else data)
-    loader = make_loader(tmp_path / "s", 2, batch_size=1, num_workers=0, mode="once", crop=64, shuffle_buffer=0)
+    loader = make_loader(tmp_path / "s", "video", batch_size=1, num_workers=0, mode="once", crop=64, shuffle_buffer=0)
     batches = list(loader)
     assert [i["name"] for b in batches for i in b["info"]] == ["libby"]
     assert batches[0]["info"][0]["skipped"] in (0, 1, 2)  # corrupt samples skipped by this worker before it

@@ -216,6 +216,114 @@ def test_killed_worker_of_a_part_resumes_and_parts_merge_to_a_single_run(tmp_pat
     assert _samples(tmp_path / "out") == _samples(tmp_path / "single")
 
 
+def test_process_group_kill_leaves_a_spool_that_the_resumed_run_removes(tmp_path: Path) -> None:
+    """A SIGKILL of the whole process group (writer and workers at once, as a scheduler does) leaves no
+    process to clean up; the resumed run removes the dead run's spool before it starts its own."""
+    seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=8)
+    cmd = [sys.executable, "-m", "stcn.cli", "shard", "bl30k", "--segments", str(seg), "--out", str(tmp_path / "out"),
+           "--shard-size-mb", "4", "--workers", "2"]  # fmt: skip
+    spool, env = _spool(tmp_path)
+    live = spool / "stcn-shard-1-live"  # a spool of a live writer (pid 1) sharing this TMPDIR: kept
+    live.mkdir()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    index = tmp_path / "out" / INDEX
+    deadline, killed = time.monotonic() + 120, False
+    while time.monotonic() < deadline and proc.poll() is None:
+        if index.exists() and json.loads(index.read_text() or "{}").get("shards"):
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.01)
+    assert killed and proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    time.sleep(1)  # the killed group is gone (no worker survives to clean up)
+    left = [p for p in spool.iterdir() if p != live]
+    assert [p.name.split("-")[2] for p in left] == [str(proc.pid)], "the killed run left no spool to test with"
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    assert "train: resuming after" in run.stderr
+    assert list(spool.iterdir()) == [live]
+
+
+def test_streamed_bl30k_spools_in_its_work_folder_and_a_resume_removes_old_ones(bundled: Path, tmp_path: Path) -> None:
+    from stcn.data.shards import parallel
+    from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
+
+    names, fetch = segment_fetcher(BL30K, "file", str(bundled / "bl30k"), lambda _: None)
+    work, roots = tmp_path / "work", []
+    stale = work / "stcn-shard-4242-old"  # left by a killed run of this stage
+    (stale / "x").parent.mkdir(parents=True)
+    (stale / "x").write_bytes(b"0" * 1000)
+    real = parallel.tempfile.mkdtemp
+    parallel.tempfile.mkdtemp = lambda **kw: roots.append(kw["dir"]) or real(**kw)
+    try:
+        shard_bl30k_streamed(names[:2], fetch, str(tmp_path / "out"), work, shard_size_mb=4, workers=2)
+    finally:
+        parallel.tempfile.mkdtemp = real
+    assert roots and {Path(r) for r in roots} == {work}
+    assert sorted(p.name for p in work.iterdir()) == ["state.json"]
+
+
+def test_default_workers_keep_the_spool_under_its_limit() -> None:
+    from stcn.data.shards.parallel import SPOOL_LIMIT, in_flight
+
+    assert in_flight(64, 0, SPOOL_LIMIT) == 256  # nothing read yet
+    assert in_flight(64, 23 << 20, SPOOL_LIMIT) * (23 << 20) <= SPOOL_LIMIT  # BL30K-sized videos
+    assert in_flight(64, 23 << 20, None) == 256  # --workers 64: the user asked for it
+    assert in_flight(2, 2 << 30, SPOOL_LIMIT) == 1
+
+
+def test_parts_are_balanced_by_bytes_when_sizes_are_known() -> None:
+    from stcn.data.shards.parallel import part_bounds
+
+    assert part_bounds([100] + [1] * 9, 2) == [0, 1, 10]  # by count: [0, 5, 10], 104 vs 5 bytes
+    assert part_bounds([50, 1, 1, 1, 1, 1, 1, 1, 1, 50], 2) == [0, 5, 10]
+    assert part_bounds([1] * 10, 3) == [0, 3, 7, 10]
+    assert part_bounds([0, 5, 5], 2) == [0, 1, 3]  # a size unknown: by count
+    assert part_bounds([], 2) == [0, 0, 0]
+    assert part_bounds([10, 10], 4)[-1] == 2  # more parts than samples: some are empty
+
+
+def test_a_part_run_reads_the_stored_index_and_fetches_little_of_the_other_parts(tmp_path: Path, s3_server) -> None:  # noqa: F811
+    """Index once (the scan fetches every byte; part runs load the small index instead); parts are balanced by
+    bytes; a part run over S3 fetches its own videos' bytes and < 5 % of the other part's (counted at a proxy
+    in front of the rclone server)."""
+    from s3_server import ByteCountingProxy
+
+    from stcn.data.shards.bl30k import Bl30kIndex
+    from stcn.data.shards.build import bl30k_member_index
+    from stcn.data.shards.parallel import part_bounds
+
+    seg = _repeated_bl30k(s3_server.root / "test-bucket" / "BL30K_a.tar", copies=4)
+    url, index_url = "s3://test-bucket/BL30K_a.tar", "s3://test-bucket/bl30k-index.npz"
+    logs: list[str] = []
+    scanned = bl30k_member_index([url], index_url, logs.append)  # the one scan: writes the index
+    assert f"member index written to {index_url}" in logs
+    videos = [(name, scanned.video_bytes(rows)) for name, rows in scanned.groups()]
+    sizes = [b for _, b in videos]
+    for parts in (2,):  # 20 videos of 2-6 MB: finer splits are too coarse-grained to be within 10 %
+        bounds = part_bounds(sizes, parts)
+        per_part = [sum(sizes[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+        assert max(per_part) / (sum(per_part) / parts) <= 1.1, per_part
+    bounds = part_bounds(sizes, 2)
+    own, other = sum(sizes[: bounds[1]]), sum(sizes[bounds[1] :])
+    proxy = ByteCountingProxy(s3_server.endpoint_url)
+    try:
+        os.environ["AWS_ENDPOINT_URL"] = proxy.endpoint_url  # restored by the fixture's monkeypatch
+        logs.clear()
+        index = shard_bl30k([url], str(tmp_path / "out"), shard_size_mb=4, part="0/2", index=index_url,
+                            workers=1, log=logs.append)  # fmt: skip
+        fetched = proxy.received
+    finally:
+        proxy.stop()
+    assert f"reading the member index {index_url}" in logs and not any("indexing" in m for m in logs)
+    assert index["splits"]["train"]["totals"]["samples"] == bounds[1]
+    assert own <= fetched < own + 0.05 * other, (fetched, own, other)
+    # the same index re-read for a segment of another size is refused
+    with open(seg, "ab") as f:
+        f.write(bytes(1024))
+    with pytest.raises(UserError, match="BL30K segment s3://test-bucket/BL30K_a.tar has changed since"):
+        Bl30kIndex.load(index_url, [url])
+
+
 def test_merge_needs_every_part_finished(tmp_path: Path) -> None:
     seg = _repeated_bl30k(tmp_path / "BL30K_a.tar", copies=1)
     shard_bl30k([seg], str(tmp_path / "out"), part="0/3")

@@ -60,7 +60,7 @@ def names(batches) -> list[str]:
 
 
 def test_video_batches_shapes_dtypes_ranges(shards):
-    loader = make_loader(shards / "davis", 2, batch_size=2, num_workers=0, samples_per_rank=4, crop=CROP)
+    loader = make_loader(shards / "davis", "video", batch_size=2, num_workers=0, samples_per_rank=4, crop=CROP)
     batches = list(loader)
     assert len(batches) == len(loader) == 2
     b = batches[0]
@@ -75,7 +75,7 @@ def test_video_batches_shapes_dtypes_ranges(shards):
 
 
 def test_static_batches_binary_single_object(shards):
-    loader = make_loader(shards / "static", 0, batch_size=3, num_workers=0, samples_per_rank=6, crop=CROP)
+    loader = make_loader(shards / "static", "static", batch_size=3, num_workers=0, samples_per_rank=6, crop=CROP)
     for b in loader:
         assert b["rgb"].shape == (3, 3, 3, CROP, CROP) and b["gt"].shape == (3, 3, 1, CROP, CROP)
         assert set(b["gt"].unique().tolist()) == {0.0, 1.0}
@@ -84,7 +84,7 @@ def test_static_batches_binary_single_object(shards):
 
 def test_max_skip_change_reaches_workers(shards):
     loader = make_loader(
-        shards / "davis", 2, batch_size=1, num_workers=2, seed=3, samples_per_rank=400, max_skip=1, crop=CROP
+        shards / "davis", "video", batch_size=1, num_workers=2, seed=3, samples_per_rank=400, max_skip=1, crop=CROP
     )
     it = iter(loader)
     before = [next(it)["info"][0] for _ in range(6)]
@@ -104,7 +104,7 @@ def test_max_skip_change_reaches_workers(shards):
 
 def test_same_seed_same_batches_new_epoch_new_batches(shards):
     def run(seed):
-        loader = make_loader(shards / "davis", 2, 2, num_workers=2, seed=seed, samples_per_rank=4, crop=CROP)
+        loader = make_loader(shards / "davis", "video", 2, num_workers=2, seed=seed, samples_per_rank=4, crop=CROP)
         return [list(loader) for _ in range(2)]
 
     a, b = run(7), run(7)
@@ -123,7 +123,7 @@ def test_weighted_sources(shards):
     counts = Counter(next(it)["url"] for _ in range(6000))
     heavy = (counts[urls[0]] + counts[urls[1]]) / 6000
     assert abs(heavy - 5 / 6) < 0.03
-    once = make_loader(f"{d}/train-000000.tar*2::{d}/train-000001.tar", 2, 1, 0, mode="once", crop=CROP)
+    once = make_loader(f"{d}/train-000000.tar*2::{d}/train-000001.tar", "video", 1, 0, mode="once", crop=CROP)
     assert Counter(names(once)) == {"dog-agility": 2, "blackswan": 1}
 
 
@@ -151,7 +151,9 @@ def test_resampled_ranks_get_disjoint_data(shards, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     for rank in range(2):
         monkeypatch.setenv("RANK", str(rank))
-        loader = make_loader([pattern, f"{single}*4"], 0, 2, 0, samples_per_rank=200, crop=CROP, shuffle_buffer=1)
+        loader = make_loader(
+            [pattern, f"{single}*4"], "static", 2, 0, samples_per_rank=200, crop=CROP, shuffle_buffer=1
+        )
         drawn = [(i["url"], i["name"]) for b in loader for i in b["info"]]
         assert len(drawn) == 200
         seen.append(drawn)
@@ -162,14 +164,14 @@ def test_resampled_ranks_get_disjoint_data(shards, monkeypatch):
     assert samples_of[0] and samples_of[1] and not samples_of[0] & samples_of[1]
     one_sample = f"{shards}/davis/train-000000.tar"  # rank 1 of 2 gets nothing and must say so, not spin
     with pytest.raises(UserError, match="no training samples for this rank"):  # RANK is 1 here
-        list(make_loader(one_sample, 2, 1, 0, samples_per_rank=2, crop=CROP))
+        list(make_loader(one_sample, "video", 1, 0, samples_per_rank=2, crop=CROP))
 
 
 def test_missing_local_shard_is_one_clear_line(shards):
     bad = f"{shards}/davis/train-{{000000..000009}}.tar"
     with pytest.raises(UserError, match=r"shard not found: .*train-000004\.tar$"):
-        make_loader(bad, 2, 1, 0, samples_per_rank=2)
-    loader = make_loader(bad, 2, 1, num_workers=2, mode="once", check=False, crop=CROP)
+        make_loader(bad, "video", 1, 0, samples_per_rank=2)
+    loader = make_loader(bad, "video", 1, num_workers=2, mode="once", check=False, crop=CROP)
     with pytest.raises(UserError) as err:  # raised inside a worker process
         list(loader)
     assert "\n" not in str(err.value) and "shard not found" in str(err.value) and "train-00000" in str(err.value)
@@ -182,10 +184,10 @@ def test_http_shards_exactly_once(shards):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        loader = make_loader(f"{base}/davis/train-{{000000..000003}}.tar", 2, 1, 2, mode="once", crop=CROP)
+        loader = make_loader(f"{base}/davis/train-{{000000..000003}}.tar", "video", 1, 2, mode="once", crop=CROP)
         assert sorted(names(loader)) == ["blackswan", "car-shadow", "dog-agility", "libby"]
         with pytest.raises(UserError, match=r"shard not found: http://.*/davis/train-000007\.tar"):
-            make_loader(f"{base}/davis/train-000007.tar", 2, 1, 0, mode="once")
+            make_loader(f"{base}/davis/train-000007.tar", "video", 1, 0, mode="once")
     finally:
         server.shutdown()
 
@@ -195,10 +197,10 @@ RANK_SCRIPT = textwrap.dedent(
     import json, sys
     from stcn.data.stream.loader import make_loader
     url, out = sys.argv[1], {}
-    once = make_loader(url, 0, 2, num_workers=2, seed=5, mode="once", crop=32, mp_context="fork")
+    once = make_loader(url, "static", 2, num_workers=2, seed=5, mode="once", crop=32, mp_context="fork")
     out["once"] = [[i["name"] for b in once for i in b["info"]] for _ in range(2)]
     out["workers"] = sorted({i["worker"] for b in once for i in b["info"]})
-    res = make_loader(url, 0, 2, 2, 5, samples_per_rank=12, crop=32, shuffle_buffer=4, mp_context="fork")
+    res = make_loader(url, "static", 2, 2, 5, samples_per_rank=12, crop=32, shuffle_buffer=4, mp_context="fork")
     out["resampled"] = [i["name"] for b in res for i in b["info"]]
     print(json.dumps(out))
     """
@@ -255,9 +257,9 @@ def test_s3_two_ranks_two_workers(shards, s3_server):  # noqa: F811
 def test_s3_missing_shard_and_plain_webdataset(shards, s3_server):  # noqa: F811
     upload(s3_server, shards / "davis", "test-bucket/davis")
     with pytest.raises(UserError, match=r"shard not found: s3://test-bucket/davis/train-000004\.tar$"):
-        make_loader("s3://test-bucket/davis/train-{000000..000009}.tar", 2, 1, 0, samples_per_rank=1)
+        make_loader("s3://test-bucket/davis/train-{000000..000009}.tar", "video", 1, 0, samples_per_rank=1)
     # workers of an already running forkserver get the AWS_* settings from the pipeline
-    loader = make_loader("s3://test-bucket/davis/train-{000000..000003}.tar", 2, 1, 2, mode="once", crop=CROP)
+    loader = make_loader("s3://test-bucket/davis/train-{000000..000003}.tar", "video", 1, 2, mode="once", crop=CROP)
     assert sorted(names(loader)) == ["blackswan", "car-shadow", "dog-agility", "libby"]
     import webdataset as wds
 
@@ -276,9 +278,9 @@ def test_unreachable_s3_fails_fast_with_the_url(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stcn-test-secret")
     start = time.monotonic()
     with pytest.raises(UserError, match=r"cannot reach S3 for s3://nowhere/x/train-000000\.tar") as err:
-        make_loader("s3://nowhere/x/train-{000000..000001}.tar", 2, 1, 2, samples_per_rank=2)
+        make_loader("s3://nowhere/x/train-{000000..000001}.tar", "video", 1, 2, samples_per_rank=2)
     assert "\n" not in str(err.value) and time.monotonic() - start < 20
-    loader = make_loader("s3://nowhere/x/train-000000.tar", 2, 1, 2, mode="once", check=False)
+    loader = make_loader("s3://nowhere/x/train-000000.tar", "video", 1, 2, mode="once", check=False)
     with pytest.raises(UserError, match=r"^cannot read shard s3://nowhere/x/train-000000\.tar"):
         list(loader)
 
@@ -291,14 +293,14 @@ def test_stage0_mixture_repeats_big_and_hrsod_five_times(tmp_path):
     root = build_bundled(load_registry().dataset("static"), tmp_path / "static", log=lambda _: None)
     write_shards(static_pending(root), str(tmp_path / "s"), dataset="static", split="train", source="static",
                  shard_size_bytes=1 << 20)  # fmt: skip
-    loader = make_loader(tmp_path / "s", 0, 1, 0, mode="once", crop=CROP, repeats=STAGE0_REPEATS)
+    loader = make_loader(tmp_path / "s", "static", 1, 0, mode="once", crop=CROP, repeats=STAGE0_REPEATS)
     counts = Counter(names(loader))
     images = {p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.jpg")}
     assert set(counts) == images
     for name, n in counts.items():
         assert n == (5 if name.split("/")[0] in ("BIG_small", "HRSOD_small") else 1), name
     with pytest.raises(UserError, match="repeats apply to static images"):
-        make_loader(tmp_path / "s", 2, 1, 0, mode="once", crop=CROP, repeats=STAGE0_REPEATS)
+        make_loader(tmp_path / "s", "video", 1, 0, mode="once", crop=CROP, repeats=STAGE0_REPEATS)
 
 
 def test_s3_streamed_and_range_reads_give_the_same_samples(shards, s3_server, monkeypatch):  # noqa: F811
@@ -320,3 +322,63 @@ def test_s3_streamed_and_range_reads_give_the_same_samples(shards, s3_server, mo
     half = open_shard(url)  # closing a stream read only in part stops its read-ahead thread
     half.read(1000)
     half.close()
+
+
+def test_video_pool_draws_every_video_equally_and_holds_few():
+    """Each video read gives `draws` samples; the pool never holds more than `size` videos; same seed, same order."""
+    from stcn.data.stream.loader import VideoPool
+
+    class Held:
+        def __init__(self, n):
+            self.n, self.peak, self.live = n, 0, set()
+
+        def __iter__(self):
+            for i in range(self.n):
+                self.live.add(i)
+                self.peak = max(self.peak, len(self.live))
+                yield {"__key__": i}
+
+    def run(seed):
+        src, drawn, left = Held(50), [], Counter()
+        for raw in VideoPool(6, 5, seed, 0, SharedState(5))(iter(src)):
+            drawn.append(raw["__key__"])
+            left[raw["__key__"]] += 1
+            if left[raw["__key__"]] == 5:
+                src.live.discard(raw["__key__"])
+        return drawn, src.peak
+
+    drawn, peak = run(1)
+    assert Counter(drawn) == {i: 5 for i in range(50)} and peak <= 6
+    assert run(1)[0] == drawn != run(2)[0]
+    assert drawn[:5] != [drawn[0]] * 5  # draws of one video are spread among the pool's others
+
+
+def bytes_ratio(batches, before: int = 0) -> tuple[float, int]:
+    """(bytes fetched from storage / bytes of the frames and masks used, samples) over a run's batches."""
+    fetched, used, count = {}, 0, 0
+    for b in batches:
+        for i in b["info"]:
+            key = (i["rank"], i["worker"])
+            fetched[key] = max(fetched.get(key, 0), i["fetched"] - before)
+            used, count = used + i["bytes"], count + 1
+    return sum(fetched.values()) / used, count
+
+
+def test_bytes_fetched_per_video_sample_at_most_twice_the_bytes_used(shards, s3_server):  # noqa: F811
+    """Local and S3: a training sample fetches at most 2x the bytes of its 3 frames and masks (one
+    sample per video read: ~13x on these 41-frame videos)."""
+    from stcn.data.storage import fetched_bytes
+
+    upload(s3_server, shards / "davis", "test-bucket/ratio")
+    ratios = {}
+    for where in (str(shards / "davis"), "s3://test-bucket/ratio/train-{000000..000003}.tar"):
+        for draws in (None, 1):
+            before = fetched_bytes()
+            loader = make_loader(
+                where, "video", 8, 0, seed=4, samples_per_rank=512 if draws is None else 64, crop=CROP,
+                draws_per_video=draws,
+            )  # fmt: skip
+            ratios[where[:2], draws] = bytes_ratio(loader, before)
+    assert all(n == 512 for (_, d), (_, n) in ratios.items() if d is None)
+    assert all(r <= 2.0 for (_, d), (r, _) in ratios.items() if d is None), ratios
+    assert all(r > 8.0 for (_, d), (r, _) in ratios.items() if d == 1), ratios

@@ -283,10 +283,11 @@ def test_train_config_defaults_are_the_cli_defaults():
 
 
 def test_one_stage_to_data_kind_map_the_recipe():
-    """The stream takes a stage number's data kind from the recipe (no second map)."""
-    from stcn.data.stream.loader import data_kind
+    """The stream receives a data kind (the recipe maps stage numbers to kinds; no second map)."""
+    from stcn.data.stream.loader import KINDS, data_kind
 
-    assert [data_kind(i) for i in STAGES] == [s.data for s in STAGES.values()] == ["static", "bl30k", "video", "video"]
-    assert data_kind("video") == "video"
-    with pytest.raises(UserError, match="unknown training stage"):
-        data_kind("frames")
+    assert [s.data for s in STAGES.values()] == ["static", "bl30k", "video", "video"]
+    assert all(data_kind(s.data) == s.data for s in STAGES.values()) and set(KINDS) == {"static", "bl30k", "video"}
+    for bad in ("frames", 2):  # a stage number is the trainer's to map, not the loader's
+        with pytest.raises(UserError, match="unknown data kind"):
+            data_kind(bad)

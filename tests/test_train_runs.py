@@ -128,7 +128,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(shards, tmp_path):
 
 def test_overfit_one_real_sequence_raises_iou(shards, tmp_path):
     """Repeated training on one real blackswan sample (3 frames, 64 px): IoU from < 0.3 to > 0.6."""
-    batch = next(iter(make_loader([str(shards / "blackswan")], 2, 1, 0, seed=3, samples_per_rank=1, crop=CROP)))
+    batch = next(iter(make_loader([str(shards / "blackswan")], "video", 1, 0, seed=3, samples_per_rank=1, crop=CROP)))
     assert 0.05 < float(batch["gt"].mean()) < 0.5
 
     def measured(model: STCN) -> float:

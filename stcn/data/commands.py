@@ -53,7 +53,9 @@ shard_app = typer.Typer(no_args_is_help=True, help="Write WebDataset shards (loc
 OUT = typer.Option(..., "--out", help="output folder or s3://bucket/prefix")
 SIZE = typer.Option(DEFAULT_SHARD_SIZE_MB, "--shard-size-mb", help="target shard size in MiB")
 CHECK = typer.Option("header", "--check", help="header: read image headers only (fast); full: decode every image")
-WORKERS = typer.Option(None, "--workers", min=1, help="processes reading and checking samples (default: CPU count)")
+WORKERS = typer.Option(
+    None, "--workers", min=1, help="processes reading and checking samples (default: CPU count, spool <= 1 GiB)"
+)
 PART = typer.Option(None, "--part", help="I/N: write only part I of N into OUT/parts/I-of-N (then `stcn shard merge`)")
 
 
@@ -175,12 +177,15 @@ def shard_bl30k_cmd(
     check: str = CHECK,
     workers: int = WORKERS,
     part: str = PART,
+    index: str = typer.Option(
+        None, help="member index file (path or s3://): read when it exists, else written after the scan"
+    ),
     quiet: bool = QUIET,
 ) -> None:
     """One sample per BL30K video, read straight from the segment tars (no extraction)."""
     from stcn.data.shards.build import shard_bl30k
 
-    run = {"check": check, "workers": workers, "part": part}
+    run = {"check": check, "workers": workers, "part": part, "index": index}
     _done(
         shard_bl30k([*segments, *(extra or [])], out, split=split, shard_size_mb=shard_size_mb, log=_log, **run),
         split,

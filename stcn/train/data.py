@@ -13,7 +13,7 @@ import torch
 
 from stcn.data.stream.loader import make_loader
 from stcn.train.data_plan import Segment
-from stcn.train.recipe import STAGE0_REPEATS
+from stcn.train.recipe import STAGE0_REPEATS, get_stage
 
 # (segment index, segment) -> that segment's batches (at least segment.batches of them)
 OpenSegment = Callable[[int, Segment], Iterable[dict[str, Any]]]
@@ -24,8 +24,9 @@ def segment_opener(
 ) -> OpenSegment:
     """An `OpenSegment` over one persistent loader (rank and world size from torch.distributed)."""
     longest = max(s.batches for s in segments)
+    kind = get_stage(stage).data  # the stream receives the data kind, not the stage
     loader = make_loader(
-        data, stage, batch_size, num_workers, seed, mode="resampled", samples_per_rank=longest * batch_size,
+        data, kind, batch_size, num_workers, seed, mode="resampled", samples_per_rank=longest * batch_size,
         max_skip=max(1, segments[0].max_skip), crop=crop, pin_memory=torch.cuda.is_available(),
         repeats=STAGE0_REPEATS if stage == 0 else None,
     )  # fmt: skip

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import fsspec
 
-from stcn.data.shards.store import storage_options
+from stcn.data.storage import storage_options
 from stcn.errors import NeedsInternet, UserError
 from stcn.progress import progress_bar
 from stcn.registry import Dataset, load_registry

@@ -3,13 +3,21 @@
 Pass 1 reads only the member headers of every segment (tarfile seeks over the data) and keeps a
 compact index (31 bytes per member, ~45 more while sorting it). Pass 2 reads one video at a time
 by offset, so members of a video may be anywhere, even in different segments, while memory holds
-about one video.
+about one video; its members are fetched by byte-range requests (nearby members coalesced into one,
+`stcn.data.storage.read_ranges`), so a run over some videos of a segment in S3 fetches about their bytes.
+
+Index once: pass 1 over S3 fetches every byte of every segment (tar headers are spread through the
+data), so `Bl30kIndex.save` writes the index to one small file (`--index`, local or S3) and every
+`--part` run on every machine loads it (`Bl30kIndex.load`) instead of scanning; it records each
+segment's name and size, and a segment of another size is a one-line error naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import json
 import os
 import re
 import tarfile
@@ -22,8 +30,8 @@ import numpy as np
 
 from stcn.data.shards.format import safe_key
 from stcn.data.shards.inputs import video_sample_members
-from stcn.data.shards.store import is_url, storage_options
 from stcn.data.shards.writer import Members, Pending
+from stcn.data.storage import is_url, read_ranges, storage_options
 from stcn.errors import UserError
 
 MEMBER = re.compile(r"^(.*?)(JPEGImages|Annotations)/([^/]+)/([^/]+?)(\.[^./]*)$")
@@ -60,23 +68,82 @@ class _Interner:
         return i
 
 
+INDEX_FORMAT = 1
+COLUMNS = {"vid": "i", "stem": "i", "kind": "b", "seg": "b", "head": "i", "ext": "b", "off": "q", "size": "q"}
+NAMES = ("videos", "stems", "heads", "exts")
+
+
 class Bl30kIndex:
     """Where each frame and mask of each video lies in the segments (pass 1)."""
 
-    def __init__(self, segments: list[str]) -> None:
+    def __init__(self, segments: list[str], *, scan: bool = True) -> None:
         self.segments = segments
+        self.sizes: list[int] = []  # bytes of each segment when it was scanned
         self.videos, self.stems, self.heads, self.exts = _Interner(), _Interner(), _Interner(), _Interner()
-        cols = {"vid": "i", "stem": "i", "kind": "b", "seg": "b", "head": "i", "ext": "b", "off": "q", "size": "q"}
-        self.cols = {k: array(t) for k, t in cols.items()}
+        self.cols = {k: array(t) for k, t in COLUMNS.items()}
+        if not scan:
+            return
         for i, path in enumerate(segments):
             self._scan(i, path)
+        self._finish()
+
+    def _finish(self) -> None:
         self.rows = {k: np.frombuffer(v, dtype=v.typecode) if len(v) else np.zeros(0) for k, v in self.cols.items()}
         if not len(self.cols["vid"]):
-            raise UserError(f"no BL30K members (JPEGImages/<video>/*.jpg) in {', '.join(segments)}")
+            raise UserError(f"no BL30K members (JPEGImages/<video>/*.jpg) in {', '.join(self.segments)}")
+
+    def save(self, url: str) -> None:
+        """Write this index to `url` (a path or s3://...; atomic where local): segment names and sizes, the
+        interned names and the columns, in one .npz file (a few MB for the 700 GB release)."""
+        meta = {"format": INDEX_FORMAT, "segments": [_base(p) for p in self.segments], "sizes": self.sizes}
+        meta |= {k: getattr(self, k).values for k in NAMES}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **self.rows)
+        if is_url(url):
+            with fsspec.open(url, "wb", **storage_options(url)) as f:
+                f.write(buf.getvalue())
+        else:
+            tmp = f"{url}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(buf.getvalue())
+            os.replace(tmp, url)
+
+    @classmethod
+    def load(cls, url: str, segments: list[str]) -> Bl30kIndex:
+        """The index `save` wrote, for `segments` (same names and sizes, else a one-line error)."""
+        try:
+            opened = fsspec.open(url, "rb", **storage_options(url)) if is_url(url) else open(url, "rb")  # noqa: SIM115
+            with opened as f:
+                data = np.load(io.BytesIO(f.read()))
+            meta = json.loads(data["meta"].tobytes())
+            rows = {k: data[k] for k in COLUMNS}
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"cannot read BL30K index {url}: {e}") from None
+        if meta.get("format") != INDEX_FORMAT or meta["segments"] != [_base(p) for p in segments]:
+            raise UserError(f"BL30K index {url} lists segments {meta.get('segments')}, not these {segments}")
+        for path, size in zip(segments, meta["sizes"], strict=True):
+            with contextlib.closing(_open(path)) as f:
+                if _size(f) != size:
+                    raise UserError(f"BL30K segment {path} has changed since {url} indexed it ({size} bytes then)")
+        index = cls(segments, scan=False)
+        index.sizes = list(meta["sizes"])
+        for k in NAMES:
+            interner = getattr(index, k)
+            interner.values = list(meta[k])
+            interner.ids = {v: i for i, v in enumerate(interner.values)}
+        index.rows = {k: rows[k].astype(np.dtype(t) if t != "q" else np.int64) for k, t in COLUMNS.items()}
+        if not len(index.rows["vid"]):
+            raise UserError(f"BL30K index {url} lists no members")
+        return index
+
+    def video_bytes(self, rows: np.ndarray) -> int:
+        """Bytes of the members at `rows` (one video's frames and masks)."""
+        return int(self.rows["size"][rows].sum())
 
     def _scan(self, seg: int, path: str) -> None:
         with contextlib.closing(_open(path)) as f:
             fsize = _size(f)
+            self.sizes.append(fsize)
             try:
                 tar = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115
             except tarfile.ReadError as e:
@@ -151,8 +218,13 @@ def _ranks(values: list[str]) -> np.ndarray:
     return ranks
 
 
+def _base(path: str) -> str:
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
 class Bl30kReader:
-    """Open segment files for pass 2 (close with `close()` or use as a context manager)."""
+    """Open segment files for pass 2 (close with `close()` or use as a context manager); `read_many`
+    fetches a video's members by coalesced byte ranges."""
 
     def __init__(self, index: Bl30kIndex) -> None:
         self.index = index
@@ -167,6 +239,20 @@ class Bl30kReader:
         if len(data) != r["size"][row]:
             raise UserError(f"truncated tar: {self.index.member(row)} is cut off")
         return data
+
+    def read_many(self, rows: np.ndarray) -> dict[int, bytes]:
+        """The bytes of each member at `rows`, one coalesced range request per nearby group and segment."""
+        r = self.index.rows
+        out: dict[int, bytes] = {}
+        for seg in np.unique(r["seg"][rows]).tolist():
+            mine = [int(i) for i in rows if r["seg"][i] == seg]
+            ranges = [(int(r["off"][i]), int(r["size"][i])) for i in mine]
+            try:
+                got = read_ranges(self.index.segments[seg], ranges)
+            except UserError as e:
+                raise UserError(f"BL30K segment {self.index.segments[seg]}: {e}") from None
+            out |= dict(zip(mine, got, strict=True))
+        return out
 
     def close(self) -> None:
         for f in self.files.values():
@@ -190,14 +276,13 @@ def video_pending(index: Bl30kIndex, reader: Bl30kReader, name: str, rows: np.nd
     r = index.rows
     parts = (f"{index.stems.values[r['stem'][i]]}:{r['kind'][i]}:{r['size'][i]}" for i in rows)
     fingerprint = hashlib.sha1(";".join(parts).encode()).hexdigest()
-    return Pending(safe_key(name), fingerprint, _loader(index, reader, name, rows))
+    return Pending(safe_key(name), fingerprint, _loader(index, reader, name, rows), size=index.video_bytes(rows))
 
 
 def _loader(index: Bl30kIndex, reader: Bl30kReader, name: str, rows: np.ndarray) -> Callable[[], Members]:
     def load() -> Members:
         r = index.rows
-        by_place = rows[np.lexsort((r["off"][rows], r["seg"][rows]))]  # sequential reads
-        data = {int(row): reader.read(int(row)) for row in by_place}
+        data = reader.read_many(rows)
         frames, masks = [], {}
         for row in rows:
             stem, where = index.stems.values[r["stem"][row]], index.member(row)

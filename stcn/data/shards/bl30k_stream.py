@@ -26,7 +26,7 @@ from typing import Any
 
 from stcn.data.shards.bl30k import Bl30kIndex, Bl30kReader, video_pending
 from stcn.data.shards.inputs import DEFAULT_CHECK, check_level
-from stcn.data.shards.parallel import default_workers, merge_dirs, parallel_loads
+from stcn.data.shards.parallel import merge_dirs, parallel_loads
 from stcn.data.shards.writer import tar_info, write_shards
 from stcn.errors import UserError
 from stcn.registry import Dataset
@@ -146,7 +146,7 @@ def shard_bl30k_streamed(
             pending = [video_pending(index, reader, n, rows) for n, rows in done]
             sub = f"{out.rstrip('/')}/{subdirs[i]}"
             with check_level(run["check"], threads=1):  # one core per worker process
-                loads = parallel_loads(run["workers"] or default_workers())
+                loads = parallel_loads(run["workers"], spool_root=work)  # spool counted in the work folder
                 if pending:
                     write_shards(pending, sub, dataset="bl30k", split=split, source="bl30k", shard_size_bytes=size,
                                  log=log, loads=loads)  # fmt: skip

@@ -13,6 +13,7 @@ from typing import Any
 from stcn.atomic import output_errors
 from stcn.data.folders import davis_sequences, detect_layout, youtube_sequences
 from stcn.data.shards.bl30k import Bl30kIndex, Bl30kReader, bl30k_pending
+from stcn.data.storage import is_url, storage_options
 from stcn.data.shards.format import DEFAULT_SHARD_SIZE_MB, safe_key
 from stcn.data.shards.inputs import (
     DEFAULT_CHECK,
@@ -23,7 +24,7 @@ from stcn.data.shards.inputs import (
     youtube_pending,
     youtube_split_folder,
 )
-from stcn.data.shards.parallel import default_workers, parallel_loads, parse_part, part_dir, select_part
+from stcn.data.shards.parallel import parallel_loads, parse_part, part_dir, select_part
 from stcn.data.shards.writer import write_shards
 from stcn.errors import UserError
 from stcn.registry import Dataset
@@ -43,8 +44,8 @@ def _write(
 ) -> dict[str, Any]:
     """Write (this part of) the samples with the run's check level and worker processes."""
     part = parse_part(run.get("part"))
-    workers = run.get("workers") or default_workers()
-    if workers < 1:
+    workers = run.get("workers")
+    if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     out = str(out).rstrip("/")
     if part is not None:
@@ -150,18 +151,44 @@ def shard_bl30k(
     check: str = DEFAULT_CHECK,
     workers: int | None = None,
     part: str | None = None,
+    index: str | None = None,
 ) -> dict[str, Any]:
-    """Shard BL30K straight from its segment tars (no extraction); one sample per video."""
+    """Shard BL30K straight from its segment tars (no extraction); one sample per video. `index`: a file
+    (path or s3://) holding the member index: loaded when it exists, else written after the scan (index once)."""
     if not segments:
         raise UserError("no BL30K segments given (--segments BL30K_a.tar ...)")
     size, run = _size(shard_size_mb), _run(check, workers, part)
     paths = [str(s) for s in segments]
-    log(f"indexing {len(paths)} segment(s)")
-    index = Bl30kIndex(paths)
-    with Bl30kReader(index) as reader:
-        samples = bl30k_pending(index, reader)
-        log(f"{len(samples)} videos, {len(index.rows['vid'])} members")
+    bl30k_index = bl30k_member_index(paths, index, log)
+    with Bl30kReader(bl30k_index) as reader:
+        samples = bl30k_pending(bl30k_index, reader)
+        log(f"{len(samples)} videos, {len(bl30k_index.rows['vid'])} members")
         return _write(samples, out, "bl30k", split, "bl30k", size, log, run)
+
+
+def _exists(url: str) -> bool:
+    if not is_url(url):
+        return Path(url).is_file()
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
+        return bool(fs.exists(path))
+    except Exception as e:
+        raise UserError(f"cannot check {url}: {e}") from None
+
+
+def bl30k_member_index(paths: list[str], index: str | None, log: Log) -> Bl30kIndex:
+    """The segments' member index: loaded from `index` when that file exists, else scanned (and saved there)."""
+    if index and _exists(index):
+        log(f"reading the member index {index}")
+        return Bl30kIndex.load(index, paths)
+    log(f"indexing {len(paths)} segment(s)")
+    found = Bl30kIndex(paths)
+    if index:
+        found.save(index)
+        log(f"member index written to {index}")
+    return found
 
 
 def shard_generic(

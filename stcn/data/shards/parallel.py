@@ -3,13 +3,20 @@
 `parallel_loads` reads and checks samples in worker processes (forked, so the pending samples and
 the BL30K index are shared copy-on-write) while the calling process writes them in order: the
 shards are byte-identical to a one-process run. At most `4 * workers` samples are in flight, so
-memory stays bounded. Each worker hands its sample over as a file in a private spool folder under
-the temporary directory (`TMPDIR`), never as a multi-megabyte pipe message: a worker killed half-way
-through such a message would leave the pool waiting for the rest of it forever. A worker that dies
-(killed, out of memory) fails the run with one line; the re-run resumes from the last finished
-shard like any interrupted run.
+memory stays bounded. Each worker hands its sample over as a file in a private spool folder
+`stcn-shard-<writer pid>-*` (never as a multi-megabyte pipe message: a worker killed half-way through
+such a message would leave the pool waiting for the rest of it forever). The spool lives under the
+stage's work folder when it has one (`bl30k-stream --work`, counted in its disk bound), else under
+`TMPDIR`. A run first removes the spools its killed predecessors left (a kill of the whole process
+group leaves no process to clean up): in a work folder every spool, in `TMPDIR` those whose writer
+process is gone. With the default worker count the samples in flight are limited so that the spool
+stays under SPOOL_LIMIT (1 GiB) bytes: at most SPOOL_LIMIT // (largest sample so far) of them, so BL30K's
+~23 MB videos run at most ~44 at a time whatever the CPU count; `--workers N` asks for 4 N in flight.
+A worker that dies (killed, out of memory) fails the run with one line; the re-run resumes from the
+last finished shard like any interrupted run.
 
-`--part I/N` splits the samples (name order) into N contiguous parts; part I writes its shards and
+`--part I/N` splits the samples (name order) into N contiguous parts of about equal input bytes
+(BL30K: from its index; other datasets: equal sample counts); part I writes its shards and
 its own index.json under `<out>/parts/I-of-N/`, so N machines can shard into the same folder or S3
 prefix without touching each other's files. `merge_parts` then writes `<out>/index.json` listing
 the parts' shards in part order: the samples, in order, of a single run.
@@ -38,6 +45,8 @@ from stcn.errors import UserError
 
 _TASKS: Sequence[Pending] = ()
 _SPOOL = ""
+SPOOL_PREFIX = "stcn-shard-"
+SPOOL_LIMIT = 1 << 30  # bytes of samples in flight with the default worker count
 
 
 def default_workers() -> int:
@@ -76,30 +85,72 @@ def _take(spool: str, i: int) -> bytes:
     return data
 
 
-def parallel_loads(workers: int) -> Callable[[Sequence[Pending]], Iterator[Members | bytes]]:
-    """A `loads` for `write_shards`: members of each sample in order, read by `workers` processes."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clear_spools(root: str | Path, every: bool) -> list[Path]:
+    """Remove the spools left under `root` by killed runs: all of them (`every`: a stage's own work
+    folder), else those whose writer process is gone (a shared TMPDIR). Returns the removed folders."""
+    removed = []
+    for path in Path(root).glob(f"{SPOOL_PREFIX}*"):
+        m = re.fullmatch(rf"{SPOOL_PREFIX}(\d+)-.*", path.name)
+        if path.is_dir() and (every or (m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def in_flight(workers: int, largest: int, limit: int | None) -> int:
+    """Samples submitted but not yet written: 4 per worker, fewer when `limit` bytes of spool would not
+    hold that many samples of `largest` bytes (at least one)."""
+    window = 4 * workers
+    if limit and largest:
+        window = min(window, max(1, limit // largest))
+    return window
+
+
+def parallel_loads(
+    workers: int | None, spool_root: str | Path | None = None
+) -> Callable[[Sequence[Pending]], Iterator[Members | bytes]]:
+    """A `loads` for `write_shards`: members of each sample in order, read by `workers` processes
+    (None: the CPU count, with the spool bounded by SPOOL_LIMIT), spooled under `spool_root`
+    (a stage's work folder; None: TMPDIR)."""
+    limit = SPOOL_LIMIT if workers is None else None
+    workers = default_workers() if workers is None else workers
 
     def loads(samples: Sequence[Pending]) -> Iterator[Members | bytes]:
+        root = Path(spool_root) if spool_root is not None else Path(tempfile.gettempdir())
+        root.mkdir(parents=True, exist_ok=True)
+        clear_spools(root, every=spool_root is not None)
         if workers <= 1 or len(samples) <= 1:
             yield from (s.load() for s in samples)
             return
         global _TASKS, _SPOOL
-        spool = tempfile.mkdtemp(prefix="stcn-shard-")
+        spool = tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=root)
         _TASKS, _SPOOL = samples, spool  # read by the forked workers
         pool = ProcessPoolExecutor(
             workers, mp_context=get_context("fork"), initializer=_init_worker, initargs=(os.getpid(),)
         )
         broken = False
         window: deque[Future] = deque()
-        nxt = 0
+        nxt = largest = 0
         try:
             while nxt < len(samples) or window:
-                while nxt < len(samples) and len(window) < 4 * workers:
+                while nxt < len(samples) and len(window) < in_flight(workers, largest, limit):
                     window.append(pool.submit(_load, nxt))
                     nxt += 1
                 i = nxt - len(window)
                 window.popleft().result()
-                yield _take(spool, i)
+                record = _take(spool, i)
+                largest = max(largest, len(record))
+                yield record
         except BrokenProcessPool:
             broken = True
             raise UserError(
@@ -128,12 +179,29 @@ def part_dir(part: tuple[int, int]) -> str:
     return f"parts/{part[0]}-of-{part[1]}"
 
 
+def part_bounds(sizes: Sequence[int], parts: int) -> list[int]:
+    """Start of each of `parts` contiguous parts (then the end): balanced by bytes when every size is
+    known (a sample goes to the part its middle byte falls in), else by count (differing by at most one)."""
+    n = len(sizes)
+    if not n or not all(s > 0 for s in sizes):
+        return [i * n // parts for i in range(parts + 1)]
+    cum, total, bounds, k = 0, sum(sizes), [0], 1
+    for j, size in enumerate(sizes):
+        while k < parts and (cum + size / 2) * parts >= k * total:
+            bounds.append(j)
+            k += 1
+        cum += size
+    return bounds + [n] * (parts + 1 - len(bounds))
+
+
 def select_part(samples: Sequence[Pending], part: tuple[int, int] | None) -> Sequence[Pending]:
-    """Part I of N of the samples: a contiguous run, sizes differing by at most one."""
+    """Part I of N of the samples: a contiguous run in name order, parts balanced by input bytes when
+    the samples know them (BL30K from its index), else by count (`part_bounds`)."""
     if part is None:
         return samples
     i, n = part
-    return samples[i * len(samples) // n : (i + 1) * len(samples) // n]
+    bounds = part_bounds([s.size for s in samples], n)
+    return samples[bounds[i] : bounds[i + 1]]
 
 
 def merge_parts(out: str, split: str, parts: int) -> dict[str, Any]:

@@ -13,23 +13,11 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from stcn.data.s3_limits import bounded, s3_options
+from stcn.data.storage import bounded, is_url, storage_options  # noqa: F401  (is_url re-exported)
 from stcn.data.shards.format import INDEX
 from stcn.errors import UserError
 
 CHUNK = 4 << 20
-
-
-def storage_options(url: str) -> dict[str, Any]:
-    """fsspec options for a URL: for s3:// bounded timeouts and retries, the endpoint from AWS_ENDPOINT_URL."""
-    if url.startswith(("s3://", "s3a://")):
-        return s3_options()
-    return {}
-
-
-def is_url(path: str) -> bool:
-    """True for `scheme://...` locations other than file://."""
-    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path)) and not path.startswith("file://")
 
 
 class _HashingWriter:

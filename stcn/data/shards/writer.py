@@ -28,12 +28,14 @@ Members = list[tuple[str, bytes]]
 
 @dataclass
 class Pending:
-    """A sample not read yet: its key, a cheap fingerprint of its input (names and sizes), and
-    `load()` which reads, checks and returns its tar members."""
+    """A sample not read yet: its key, a cheap fingerprint of its input (names and sizes),
+    `load()` which reads, checks and returns its tar members, and its input bytes when known
+    (0: unknown; `--part` then balances parts by sample count instead of bytes)."""
 
     key: str
     fingerprint: str
     load: Callable[[], Members]
+    size: int = 0
 
 
 def tar_info(name: str, size: int) -> tarfile.TarInfo:

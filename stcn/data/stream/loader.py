@@ -26,22 +26,16 @@ DataLoader worker processes read for every sample (the max_skip curriculum), and
 from __future__ import annotations
 
 import importlib
-import io
 import itertools
 import json
 import multiprocessing as mp
 import os
-import queue
 import random
 import re
 import sys
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlparse
 
 import braceexpand
 import cv2
@@ -50,26 +44,29 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from stcn.data import s3_limits
 from stcn.data.shards.store import shard_urls
+from stcn.data.storage import (  # noqa: F401  (re-exported: the stream's transport)
+    S3_READ_VAR,
+    _reason,
+    check_shards,
+    fetched_bytes,
+    open_shard,
+    s3_client,
+    s3_env,
+    s3_filesystem,
+    s3_stream,
+)
 from stcn.data.stream.samples import BL30K, VideoRecipe, static_training_sample, video_training_sample
 from stcn.errors import UserError
 
-KINDS = ("static", "bl30k", "video")  # a training stage number stands for its recipe's kind (stcn.train.recipe)
-SHUFFLE_BUFFER = {"static": 256, "bl30k": 8, "video": 8}  # raw samples held per worker (videos are MBs)
-HTTP_TIMEOUT = 30.0
-# shard reads: two attempts of at most 10 s without a byte each (s3fs's own retry loop: 2 more), so a server
-# that stops answering fails within 60 s with one line naming shard and endpoint
-S3_CONFIG = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 2, "mode": "standard"}}
-S3_BLOCK = 16 << 20
-S3_BUFFER = 1 << 20
-S3_AHEAD = 64 << 20  # bytes of a shard read ahead per open S3 stream
-# STCN_S3_READ=stream (default): whole-object streaming GETs read ahead (s3_stream); =ranges: s3fs range
-# reads of S3_BLOCK with its read-ahead cache (the former reader, kept for comparison)
-S3_READ_VAR = "STCN_S3_READ"
-AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-AWS_VARS += ("AWS_REGION", "AWS_DEFAULT_REGION", S3_READ_VAR)
-_S3: dict[tuple, Any] = {}
+KINDS = ("static", "bl30k", "video")  # what a stream holds; the trainer maps stages to kinds (stcn.train.recipe)
+SHUFFLE_BUFFER = {"static": 256, "bl30k": 12, "video": 32}  # raw samples (videos) held per worker
+# training samples drawn from each video read ("resampled" mode; see VideoPool): with K draws a video of n
+# frames costs n/K frames of bytes per sample against the 3 frames a sample uses, so n/(3K) <= 2 for
+# DAVIS (about 70 frames, K=16: 1.5x) and BL30K (about 160 frames, K=40: 1.3x); static images: 1 (1x). The
+# frames a sample uses are smaller than the average member (benchmarks/stream.py measured 1.94x with K=32 on
+# 160-frame videos), hence the margin
+DRAWS = {"static": 1, "bl30k": 40, "video": 16}
 Sources = str | Path | Sequence[str | Path]
 
 
@@ -103,180 +100,6 @@ def expand_sources(urls: Sources, split: str = "train") -> tuple[list[str], list
     """Shard URLs and their source weights (see `source_groups`), flattened."""
     groups = source_groups(urls, split)
     return [u for found, _ in groups for u in found], [w for found, w in groups for _ in found]
-
-
-def s3_env() -> dict[str, str]:
-    """The AWS_* settings of this process, captured so worker processes use the same ones."""
-    return {k: os.environ[k] for k in AWS_VARS if os.environ.get(k)}
-
-
-def s3_filesystem(env: dict[str, str] | None = None) -> Any:
-    """An s3fs filesystem for this process configured from `env` (default: `s3_env()`)."""
-    import s3fs
-
-    env = s3_env() if env is None else env
-    cache_key = (os.getpid(), tuple(sorted(env.items())))
-    if cache_key not in _S3:
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-        _S3[cache_key] = s3fs.S3FileSystem(
-            key=env.get("AWS_ACCESS_KEY_ID"),
-            secret=env.get("AWS_SECRET_ACCESS_KEY"),
-            token=env.get("AWS_SESSION_TOKEN"),
-            endpoint_url=env.get("AWS_ENDPOINT_URL"),
-            client_kwargs={"region_name": region} if region else {},
-            config_kwargs=S3_CONFIG,
-            skip_instance_cache=True,
-        )
-        s3_limits.bounded(_S3[cache_key])  # s3fs's own retry loop shortened too
-    return _S3[cache_key]
-
-
-def s3_client(env: dict[str, str] | None = None) -> Any:
-    """A boto3 S3 client for this process configured from `env` (default: `s3_env()`)."""
-    import boto3
-    from botocore.config import Config
-
-    env = s3_env() if env is None else env
-    cache_key = ("boto3", os.getpid(), tuple(sorted(env.items())))
-    if cache_key not in _S3:
-        _S3[cache_key] = boto3.session.Session().client(
-            "s3",
-            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-            aws_session_token=env.get("AWS_SESSION_TOKEN"),
-            endpoint_url=env.get("AWS_ENDPOINT_URL"),
-            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            config=Config(**S3_CONFIG),
-        )
-    return _S3[cache_key]
-
-
-class _ReadAhead(io.RawIOBase):
-    """A raw file over a stream that a background thread reads up to `ahead` bytes in advance
-    (the GET body of an S3 object), so the transfer overlaps with decoding in this process."""
-
-    def __init__(self, body: Any, ahead: int, chunk: int) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead // chunk))
-        self._buf, self._pos, self._eof = b"", 0, False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fill, args=(body, chunk), daemon=True)
-        self._thread.start()
-
-    def _fill(self, body: Any, chunk: int) -> None:
-        try:
-            while not self._stop.is_set():
-                data = body.read(chunk)
-                self._queue.put(data)
-                if not data:
-                    break
-        except Exception as e:  # handed to the reader, raised there
-            self._queue.put(e)
-        finally:
-            body.close()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while self._pos >= len(self._buf):
-            if self._eof:
-                return 0
-            item = self._queue.get()
-            if isinstance(item, Exception):
-                raise item
-            if not item:
-                self._eof = True
-                return 0
-            self._buf, self._pos = item, 0
-        n = min(len(buffer), len(self._buf) - self._pos)
-        buffer[:n] = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():  # unblock the reader thread so it can finish
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                self._thread.join(0.01)
-        super().close()
-
-
-def s3_stream(url: str, env: dict[str, str] | None = None) -> BinaryIO:
-    """The whole S3 object as one streaming GET (no HEAD, no range requests) that a background
-    thread reads up to S3_AHEAD bytes ahead of the consumer (benchmarks/stream.py measures it)."""
-    from botocore.exceptions import ClientError
-
-    parsed = urlparse(url)
-    try:
-        body = s3_client(env).get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchBucket"):
-            raise FileNotFoundError(url) from None
-        raise
-    return io.BufferedReader(_ReadAhead(body, S3_AHEAD, S3_BUFFER), buffer_size=S3_BUFFER)
-
-
-def _scheme(url: str) -> str:
-    scheme = urlparse(url).scheme
-    return "" if len(scheme) <= 1 else scheme  # "C:" is a drive, not a scheme
-
-
-def _reason(e: BaseException) -> str:
-    return str(e.args[0]) if e.args else type(e).__name__
-
-
-def open_shard(url: str, env: dict[str, str] | None = None) -> BinaryIO:
-    """Open a shard for streaming (S3 configured by `env`, default the AWS_* variables);
-    a missing shard or an unreachable server is a one-line UserError naming the URL."""
-    scheme = _scheme(url)
-    try:
-        if scheme in ("", "file"):
-            return open(urlparse(url).path if scheme else url, "rb")
-        if scheme in ("s3", "s3a") and (s3_env() if env is None else env).get(S3_READ_VAR, "stream") == "stream":
-            return s3_stream(url, env)
-        if scheme in ("s3", "s3a"):
-            return s3_filesystem(env).open(url, "rb", block_size=S3_BLOCK, cache_type="readahead")
-        if scheme in ("http", "https"):
-            return urllib.request.urlopen(url, timeout=HTTP_TIMEOUT)
-    except FileNotFoundError:
-        raise UserError(f"shard not found: {url}") from None
-    except urllib.error.HTTPError as e:
-        raise UserError(
-            f"shard not found: {url} (HTTP {e.code})" if e.code == 404 else f"cannot read shard {url}: {e}"
-        ) from None
-    except Exception as e:  # connection refused, timeouts, permissions, bad credentials
-        endpoint = (s3_env() if env is None else env).get("AWS_ENDPOINT_URL") or "AWS S3"
-        where = f" at {endpoint}" if scheme in ("s3", "s3a") else ""
-        raise UserError(f"cannot read shard {url}{where}: {_reason(e)}") from None
-    raise UserError(f"unsupported shard URL scheme {scheme!r}: {url} (use a path, http(s):// or s3://)")
-
-
-def check_shards(urls: list[str]) -> None:
-    """Fail fast (one line, naming the URL) when a shard is missing or its server unreachable."""
-    s3_dirs: dict[str, set[str]] = {}
-    for url in dict.fromkeys(urls):
-        scheme = _scheme(url)
-        if scheme in ("", "file"):
-            if not Path(urlparse(url).path if scheme else url).is_file():
-                raise UserError(f"shard not found: {url}")
-        elif scheme in ("s3", "s3a"):
-            s3_dirs.setdefault(url.rsplit("/", 1)[0], set()).add(url)
-        else:
-            open_shard(url).close()
-    for folder, wanted in s3_dirs.items():
-        try:
-            listed = {f"s3://{p}" for p in s3_limits.check_filesystem().ls(folder, refresh=True)}
-        except FileNotFoundError:
-            listed = set()
-        except Exception as e:
-            where = f"{sorted(wanted)[0]} at {s3_limits.endpoint()}"
-            raise UserError(f"cannot reach S3 for {where}: {_reason(e)}") from None
-        listed |= {u.replace("s3://", "s3a://", 1) for u in listed}
-        for url in sorted(wanted):
-            if url not in listed:
-                raise UserError(f"shard not found: {url}")
 
 
 def read_shard(url: str, stream: BinaryIO) -> Iterator[dict[str, Any]]:
@@ -433,6 +256,7 @@ class ReadShards:
             got = False
             for sample in itertools.islice(samples, item["part"], None, item["parts"]):
                 got = True
+                sample["__fetched__"] = fetched_bytes()  # this process's storage bytes so far (benchmarks)
                 yield sample
             if not got and "share" in item:
                 empty.add(item["url"])
@@ -456,6 +280,42 @@ class Shuffle:
         rng = worker_rng(self.seed, self.rank, self.state.epoch, 2)
         py_rng = random.Random(int(rng.integers(2**63)))
         yield from wds.shuffle(self.size, max(1, self.size // 2), rng=py_rng)(src)
+
+
+class VideoPool:
+    """Several training samples from each video read: a per-worker pool of `size` raw videos, each drawn
+    `draws` times (each draw: new frames, objects and augmentation, with the max_skip of that moment).
+
+    Every step draws one remaining (video, draw) pair uniformly, so the pool acts as a shuffle buffer of
+    `size * draws` samples that holds only `size` videos; a video leaves after its last draw and the next
+    one read takes its place. Every video is drawn the same number of times, so the per-video weighting
+    of the stream is unchanged; what changes is that draws of one video come close together
+    (benchmarks/stream.py measures how often a batch holds two samples of one video).
+    """
+
+    def __init__(self, size: int, draws: int, seed: int, rank: int, state: SharedState) -> None:
+        self.size, self.draws, self.seed, self.rank, self.state = max(1, size), max(1, draws), seed, rank, state
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        rng = worker_rng(self.seed, self.rank, self.state.epoch, 4)
+        pool: list[list] = []  # [raw video, draws left]
+        for raw in src:
+            pool.append([raw, self.draws])
+            while len(pool) >= self.size:
+                yield self._draw(pool, rng)
+        while pool:
+            yield self._draw(pool, rng)
+
+    @staticmethod
+    def _draw(pool: list[list], rng: np.random.Generator) -> dict[str, Any]:
+        left = np.fromiter((n for _, n in pool), dtype=np.int64, count=len(pool))
+        i = int(np.searchsorted(np.cumsum(left), rng.integers(left.sum()), side="right"))
+        pool[i][1] -= 1
+        raw = pool[i][0]
+        if pool[i][1] == 0:
+            pool[i] = pool[-1]
+            pool.pop()
+        return raw
 
 
 def static_subset(raw: dict[str, Any]) -> str:
@@ -503,7 +363,9 @@ class ToTrainingSample:
                 skipped.add(raw, e)
                 continue
             skipped.good += 1
+            fetched = raw.get("__fetched__")
             sample["info"] |= {"rank": self.rank, "worker": worker, "url": raw.get("__url__"), "skipped": skipped.count}
+            sample["info"] |= {"fetched": fetched} if fetched is not None else {}
             yield sample
 
 
@@ -542,20 +404,16 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def data_kind(stage: int | str) -> str:
-    """The data kind of a stream: a kind name, or a training stage number (its recipe's kind)."""
-    if stage in KINDS:
-        return stage
-    if isinstance(stage, int):
-        from stcn.train.recipe import get_stage
-
-        return get_stage(stage).data
-    raise UserError(f"unknown training stage {stage!r} (expected 0-3, 'static', 'bl30k' or 'video')")
+def data_kind(kind: str) -> str:
+    """`kind` checked: one of KINDS (the trainer maps a stage number to its recipe's kind)."""
+    if isinstance(kind, str) and kind in KINDS:
+        return kind
+    raise UserError(f"unknown data kind {kind!r} (expected 'static', 'bl30k' or 'video')")
 
 
 def make_dataset(
     urls: Sources,
-    stage: int | str,
+    kind: str,
     batch_size: int,
     *,
     seed: int = 0,
@@ -569,9 +427,10 @@ def make_dataset(
     check: bool = True,
     state: SharedState | None = None,
     repeats: dict[str, int] | None = None,
+    draws_per_video: int | None = None,
 ) -> wds.DataPipeline:
     """The per-rank WebDataset pipeline yielding collated batches (see `make_loader`)."""
-    kind = data_kind(stage)
+    kind = data_kind(kind)
     if mode not in ("resampled", "once"):
         raise UserError(f"unknown stream mode {mode!r} (expected 'resampled' or 'once')")
     if batch_size < 1:
@@ -587,11 +446,17 @@ def make_dataset(
     buffer = SHUFFLE_BUFFER[kind] if shuffle_buffer is None else shuffle_buffer
     if repeats and kind != "static":
         raise UserError(f"per-dataset repeats apply to static images (stage 0), not to {kind!r} samples")
+    draws = (DRAWS[kind] if mode == "resampled" else 1) if draws_per_video is None else int(draws_per_video)
+    if draws < 1:
+        raise UserError(f"draws per video must be at least 1, got {draws}")
+    if kind == "static" and draws > 1:
+        raise UserError("several draws per sample apply to videos, not to static images")
+    mix = VideoPool(buffer, draws, seed, rank, state) if kind != "static" else Shuffle(buffer, seed, rank, state)
     pipeline = wds.DataPipeline(
         ShardList(groups, mode, seed, rank, world, state),
         ReadShards(s3_env()),
         *([RepeatBySubset(repeats)] if repeats else []),
-        Shuffle(buffer, seed, rank, state),
+        mix,
         ToTrainingSample(kind, crop, seed, rank, state),
         wds.batched(batch_size, collation_fn=collate, partial=mode == "once"),
     )
@@ -653,7 +518,7 @@ def init_worker(_: int) -> None:
 
 def make_loader(
     urls: Sources,
-    stage: int | str,
+    kind: str,
     batch_size: int,
     num_workers: int = 2,
     seed: int = 0,
@@ -669,22 +534,26 @@ def make_loader(
     check: bool = True,
     mp_context: str = "forkserver",
     repeats: dict[str, int] | None = None,
+    draws_per_video: int | None = None,
 ) -> StreamLoader:
-    """A loader of batched training tensors for `stage` (0 static, 1 BL30K, 2/3 DAVIS/YouTube-VOS).
+    """A loader of batched training tensors of one data `kind` ("static": stage 0, "bl30k": stage 1,
+    "video": stages 2/3 DAVIS/YouTube-VOS; `stcn.train.recipe` maps a stage to its kind).
 
     Batches hold `rgb` (B, 3, 3, crop, crop), `gt`/`sec_gt` (B, 3, 1, crop, crop), `cls_gt`
     (B, 3, crop, crop), `first_frame_gt` (B, 2, 1, crop, crop), `selector` (B, 2), `info` (list).
     In "resampled" mode each rank yields `ceil(samples_per_rank / (batch_size * workers))`
     batches per worker per epoch; `check` verifies up front that every shard exists; `repeats`
-    ({dataset: n}, stage 0) yields the static samples of those datasets n times (`RepeatBySubset`).
+    ({dataset: n}, stage 0) yields the static samples of those datasets n times (`RepeatBySubset`);
+    `draws_per_video` training samples come from each video read (default DRAWS[kind] when resampled,
+    1 in "once" mode) through a pool of `shuffle_buffer` videos per worker (`VideoPool`).
     Workers start by "forkserver": a forked worker deadlocks when the parent has already used
     OpenCV's (or OpenMP's) thread pool, which training code does; scripts need a `__main__` guard.
     """
     state = SharedState(max_skip)
     dataset = make_dataset(
-        urls, stage, batch_size, seed=seed, mode=mode, samples_per_rank=samples_per_rank,
+        urls, kind, batch_size, seed=seed, mode=mode, samples_per_rank=samples_per_rank,
         num_workers=num_workers, max_skip=max_skip, crop=crop, split=split,
-        shuffle_buffer=shuffle_buffer, check=check, state=state, repeats=repeats,
+        shuffle_buffer=shuffle_buffer, check=check, state=state, repeats=repeats, draws_per_video=draws_per_video,
     )  # fmt: skip
     extra = {}
     if num_workers > 0:

@@ -8,7 +8,8 @@ Both stages return the same dict (the keys of the original release plus `first_f
     first_frame_gt  float (2, 1, H, W)  [gt[0], sec_gt[0]]: the objects given in the first frame
     selector        float (2,)          [1, 1] with a second object, else [1, 0]
     info            dict                name, source, frames (stems), indices (positions among
-                                        the annotated frames), max_skip, skip (in positions)
+                                        the annotated frames), max_skip, skip (in positions),
+                                        bytes (shard bytes of the frames and masks used)
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def static_training_sample(raw: dict[str, Any], rng: np.random.Generator, crop: 
     s = decode_static_sample(raw)
     rgb, masks = static_pseudo_video(decode_jpeg(s.jpg), binary_mask(decode_mask(s.png)), rng, crop)
     info = {"name": s.meta.get("name", s.key), "source": s.meta.get("source"), "frames": [], "indices": []}
+    info["bytes"] = len(s.jpg) + len(s.png)
     return _pack(rgb, np.stack(masks), None, info)
 
 
@@ -149,6 +151,7 @@ def video_training_sample(
         "indices": positions,
         "max_skip": max_skip,
         "skip": skip,
+        "bytes": sum(len(v.frames[i]) + len(v.masks.get(v.stems[i], b"")) for i in set(chosen)),
     }
     if not objects:  # like the original: an all-background target after the tries ran out
         return _pack(rgb, np.zeros_like(masks), None, info)
