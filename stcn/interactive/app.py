@@ -114,7 +114,11 @@ def app_command(
     device: str | None = DEVICE,
 ) -> None:
     """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export."""
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs) -> None:  # the page polls: no line per request on the console
+            pass
 
     from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
@@ -137,7 +141,7 @@ def app_command(
         settings, out, root, max_frames, models,
     )  # fmt: skip
     try:
-        server = make_server(host, port, create_app(session), threaded=True)
+        server = make_server(host, port, create_app(session), threaded=True, request_handler=QuietHandler)
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     if host not in ("127.0.0.1", "localhost", "::1"):
