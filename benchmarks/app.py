@@ -72,11 +72,11 @@ def responsive(models, repeats: int) -> list[dict]:
     """Requests answered by the real server, idle vs while a propagation runs (ms)."""
     from werkzeug.serving import make_server
 
-    from stcn.interactive.app import create_app
+    from stcn.interactive.app import create_app, quiet_handler
 
     s = session(models, InferenceSettings(resolution=240), BLACKSWAN.parent, 30)
     s.open(sample="blackswan")
-    server = make_server("127.0.0.1", 0, create_app(s), threaded=True)
+    server = make_server("127.0.0.1", 0, create_app(s), threaded=True, request_handler=quiet_handler())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/api/"
     paths = ["status", "frame/7.jpg", "mask/7.png"]

@@ -20,6 +20,17 @@ from stcn.interactive.commands import FUSION, S2M, SEED
 STATIC = Path(__file__).resolve().parent / "static"
 
 
+def quiet_handler():  # -> a werkzeug request handler class
+    """Werkzeug's request handler without a console line per request (the page polls)."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs) -> None:
+            pass
+
+    return QuietHandler
+
+
 def create_app(session):  # -> flask.Flask
     """The Flask application serving the page and the API of one `Session`."""
     from flask import Flask, Response, jsonify, request, send_file
@@ -114,11 +125,7 @@ def app_command(
     device: str | None = DEVICE,
 ) -> None:
     """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export."""
-    from werkzeug.serving import WSGIRequestHandler, make_server
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_request(self, *args, **kwargs) -> None:  # the page polls: no line per request on the console
-            pass
+    from werkzeug.serving import make_server
 
     from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
@@ -141,7 +148,7 @@ def app_command(
         settings, out, root, max_frames, models,
     )  # fmt: skip
     try:
-        server = make_server(host, port, create_app(session), threaded=True, request_handler=QuietHandler)
+        server = make_server(host, port, create_app(session), threaded=True, request_handler=quiet_handler())
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     if host not in ("127.0.0.1", "localhost", "::1"):

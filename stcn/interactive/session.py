@@ -79,8 +79,13 @@ def bundled_samples() -> dict[str, Path]:
     return samples
 
 
-def read_video(path: Path, max_frames: int | None) -> tuple[list[str], list[np.ndarray]]:
-    """Frame stems and RGB frames of a frame folder or a video file (the first `max_frames` only)."""
+def read_video(
+    path: Path, max_frames: int | None, resolution: int | None = None
+) -> tuple[list[str], list[np.ndarray], tuple[int, int]]:
+    """Stems, RGB frames resized to shorter side `resolution` one by one, and the input (W, H) of a video.
+
+    A frame folder or a video file; the first `max_frames` frames only.
+    """
     from stcn.inference.video import folder_frames, video_frames
 
     if not path.exists():
@@ -88,18 +93,21 @@ def read_video(path: Path, max_frames: int | None) -> tuple[list[str], list[np.n
     if path.is_file() and path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"{path} is neither a folder of frames nor a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
     source = video_frames(path) if path.is_file() else folder_frames(list_frames(path))
-    stems, rgbs = [], []
+    stems, rgbs, full = [], [], None
     for stem, load in source:
         if max_frames is not None and len(stems) >= max_frames:
             break
         rgb = load()
-        if rgbs and rgb.shape != rgbs[0].shape:
-            raise UserError(f"frame {stem} of {path} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame is not")
+        size = (rgb.shape[1], rgb.shape[0])
+        full = full or size
+        if size != full:
+            raise UserError(f"frame {stem} of {path} is {size[0]}x{size[1]}, the first frame {full[0]}x{full[1]}")
+        small = processing_size(full, resolution)
         stems.append(stem)
-        rgbs.append(rgb)
-    if not stems:
+        rgbs.append(np.array(Image.fromarray(rgb).resize(small, Image.BICUBIC)) if small != full else rgb)
+    if full is None:
         raise UserError(f"no frames in {path}")
-    return stems, rgbs
+    return stems, rgbs, full
 
 
 def processing_size(size: tuple[int, int], resolution: int | None) -> tuple[int, int]:
@@ -222,10 +230,8 @@ class Session:
         else:
             raise UserError("give a bundled sample or a path to open")
         name = safe_name(re.sub(r"[^A-Za-z0-9_.\-]", "_", name)[:100].lstrip("._-") or "video")
-        stems, rgbs = read_video(source, self.max_frames)
-        full = (rgbs[0].shape[1], rgbs[0].shape[0])
-        size = processing_size(full, self.settings.resolution)
-        frames = [np.array(Image.fromarray(r).resize(size, Image.BICUBIC)) if size != full else r for r in rgbs]
+        stems, frames, full = read_video(source, self.max_frames, self.settings.resolution)
+        size = (frames[0].shape[1], frames[0].shape[0])
         images = torch.stack([image_tensor(f) for f in frames])
         with self.lock:
             self._idle()
