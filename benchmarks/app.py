@@ -184,7 +184,7 @@ def screenshot(path: Path) -> None:
         with sync_playwright() as p:
             ctx = p.chromium.launch_persistent_context(
                 profile, executable_path="/usr/bin/chromium", headless=True, args=args,
-                viewport={"width": 1180, "height": 560},
+                viewport={"width": 1280, "height": 760},
             )  # fmt: skip
             page = ctx.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
@@ -202,7 +202,7 @@ def screenshot(path: Path) -> None:
             expect(page.locator("#message")).to_contain_text("propagate done", timeout=600_000)
             page.locator("#slider").fill("6")
             page.wait_for_timeout(1500)
-            page.screenshot(path=str(path))
+            page.screenshot(path=str(path), full_page=True)
             ctx.close()
     finally:
         proc.terminate()
