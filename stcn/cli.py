@@ -24,6 +24,7 @@ AREAS = (
     "stcn.data.commands",
     "stcn.train.commands",
     "stcn.interactive.commands",
+    "stcn.interactive.app",
 )
 
 

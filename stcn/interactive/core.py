@@ -4,7 +4,15 @@
     labels = core.interact(frame=12, scribbles=scribble_map)   # (T, H, W) uint8, 0 = background
 
 `scribble_map` is (H, W) int: object id where a stroke of that object lies, -1 elsewhere (0 =
-background strokes). The schedule follows MiVOS-STCN's DAVIS processor: interactions are counted
+background strokes). A round can also start from a full mask (an imported mask, or strokes turned
+into a mask first and edited, as the web page does):
+
+    mask = core.mask_from_scribbles(frame=12, scribbles=scribble_map)   # (H, W) uint8, state unchanged
+    core.apply_mask(frame=12, labels=mask)                               # this frame's mask, propagated
+
+Ids above the current object count add objects (their channels start empty on every frame).
+
+The schedule follows MiVOS-STCN's DAVIS processor: interactions are counted
 from 0; when the count reaches the head of `schedule` the head is dropped and the new mask is
 propagated, otherwise only the interacted frame is replaced. `schedule=None` propagates every time.
 
@@ -19,7 +27,7 @@ using the difference at t, its attention through W(key_t, key_i), and nc = |c-i|
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -78,7 +86,7 @@ class InteractiveCore:
         self.settings = settings or InferenceSettings()
         self.device = torch.device(self.settings.device)
         self.images, self.pad = pad_to_16(images)
-        self.t_len, self.k = images.shape[0], num_objects
+        self.t_len, self.k = images.shape[0], num_objects  # k = 0 is allowed: objects come with the first round
         h, w = self.images.shape[-2:]
         self.prob = torch.zeros((num_objects + 1, self.t_len, h, w))
         self.prob[0] = 1
@@ -91,6 +99,8 @@ class InteractiveCore:
         self.certain: list[tuple[torch.Tensor, torch.Tensor]] = []  # (key, values) of those frames
         self.max_memory_seen = 0  # largest number of memory frames read in any pass
         self.last_propagated = False  # whether the latest interaction propagated (else: next one on this frame)
+        self.progress: Callable[[int, int], None] | None = None  # called (done, total) per propagated frame
+        self._done = self._total = 0
 
     # --- public API -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -110,9 +120,68 @@ class InteractiveCore:
             self.prob[:, frame] = new
         return self.labels()
 
+    @torch.inference_mode()
+    def mask_from_scribbles(self, frame: int, scribbles: np.ndarray, current: np.ndarray | None = None) -> np.ndarray:
+        """S2M on `frame` without changing any state: (H, W) uint8 labels.
+
+        `current`: the frame's labels to refine (H, W; default: this frame's current mask). Ids in the
+        scribbles or `current` above the object count are new objects (their current mask: `current`'s).
+        """
+        scribbles = np.asarray(scribbles)
+        k = max(self.k, int(scribbles.max(initial=0)), int(np.max(current, initial=0)) if current is not None else 0)
+        if current is None:
+            current_t = torch.argmax(self.prob[:, frame], 0)
+        else:
+            current_t = pad_to_16(torch.from_numpy(np.asarray(current, dtype=np.int64)))[0]
+        positive, negative = (pad_to_16(m)[0] for m in scribble_maps(scribbles, k))
+        new = self._scribble_to_mask(frame, positive, negative, current_t, k)
+        return unpad(torch.argmax(new, 0), self.pad).to(torch.uint8).numpy()
+
+    @torch.inference_mode()
+    def apply_mask(self, frame: int, labels: np.ndarray, propagate: bool = True) -> np.ndarray:
+        """A full mask (H, W), ids 0..K, becomes `frame`'s mask; propagated unless `propagate` is False.
+
+        Propagation is the same as a scribble round's: frame t joins the certain memory, passes run to the
+        neighbouring interacted frames (fused with the previous round there) or the video ends. Ids above
+        the object count add objects. Returns the (T, H, W) uint8 labels of the whole video.
+        """
+        labels = np.asarray(labels)
+        if labels.shape != self._size():
+            raise ValueError(f"mask of shape {labels.shape} for frames of size {self._size()}")
+        if int(labels.max(initial=0)) > self.k:
+            self.add_objects(int(labels.max()) - self.k)
+        padded = pad_to_16(torch.from_numpy(labels.astype(np.int64)))[0]
+        new = F.one_hot(padded, self.k + 1).permute(2, 0, 1).float()
+        self.count += 1
+        self.last_propagated = propagate
+        if propagate:
+            self._propagate(frame, new)
+        else:
+            self.prob[:, frame] = new
+        return self.labels()
+
+    def add_objects(self, n: int) -> None:
+        """Add `n` objects (empty on every frame); the certain memory is re-encoded with their channels."""
+        if n <= 0:
+            return
+        empty = torch.zeros((n, *self.prob.shape[1:]), dtype=self.prob.dtype)
+        self.prob = torch.cat([self.prob, empty])
+        self.k += n
+        frames, self.interacted, self.certain = self.interacted, [], []
+        self.load_interacted(frames)
+
     def labels(self) -> np.ndarray:
         """Argmax labels (T, H, W) of every frame, padding removed."""
         return unpad(torch.argmax(self.prob, dim=0), self.pad).to(torch.uint8).numpy()
+
+    def frame_labels(self, t: int) -> np.ndarray:
+        """Argmax labels (H, W) of frame t, padding removed."""
+        return unpad(torch.argmax(self.prob[:, t], dim=0), self.pad).to(torch.uint8).numpy()
+
+    def _size(self) -> tuple[int, int]:
+        left, right, top, bottom = self.pad
+        h, w = self.images.shape[-2:]
+        return h - top - bottom, w - left - right
 
     def load_interacted(self, frames: Sequence[int]) -> None:
         """Rebuild the certain memory from the current masks at `frames` (a CLI round after a saved one)."""
@@ -122,9 +191,19 @@ class InteractiveCore:
                 self._remember(t, key, f16, self.prob[:, t])
 
     # --- steps -----------------------------------------------------------------------------------
-    def _scribble_to_mask(self, t: int, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    def _scribble_to_mask(
+        self,
+        t: int,
+        positive: torch.Tensor,
+        negative: torch.Tensor,
+        current: torch.Tensor | None = None,
+        k: int | None = None,
+    ) -> torch.Tensor:
+        """S2M probabilities (k+1, H, W) at frame t; `current`: padded labels (default: frame t's argmax)."""
+        k = self.k if k is None else k
         image = self.images[t].to(self.device)
-        current = F.one_hot(torch.argmax(self.prob[:, t], 0), self.k + 1).permute(2, 0, 1)[1:].float()
+        current = torch.argmax(self.prob[:, t], 0) if current is None else current
+        current = F.one_hot(current, k + 1).permute(2, 0, 1)[1:].float()
         current, positive, negative = (m.to(self.device) for m in (current, positive, negative))
         p = self.s2m.object_probability(image, current, positive, negative)
         return hard_aggregate(p.float()).cpu()
@@ -150,6 +229,8 @@ class InteractiveCore:
         self._remember(t, key_t, f16, new)
         later = [c for c in self.interacted if c > t]
         earlier = [c for c in self.interacted if c < t]
+        self._done = 0
+        self._total = ((min(later) if later else self.t_len) - t - 1) + (t - (max(earlier) if earlier else -1) - 1)
         self._pass(t, min(later) if later else None, self.t_len, 1, key_t, diff_maps)
         self._pass(t, max(earlier) if earlier else None, -1, -1, key_t, diff_maps)
 
@@ -177,6 +258,9 @@ class InteractiveCore:
             if bound is not None:
                 prob = self._fuse(i, t, bound, prob, key_t, key, small_diff)
             self.prob[:, i] = prob.cpu()
+            self._done += 1
+            if self.progress is not None:
+                self.progress(self._done, self._total)  # may raise to cancel (the caller restores its state)
 
     def _fuse(
         self,

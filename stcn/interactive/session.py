@@ -1,0 +1,503 @@
+"""One person's interactive session behind the web page (`stcn app`): a video, its objects, rounds, jobs.
+
+The page talks to one `Session`. Strokes on a frame give that frame a *pending* mask at once (S2M on
+the stroke, refining the frame's mask; the stroke's own pixels are kept as drawn); "propagate" makes
+the pending mask a round (`InteractiveCore.apply_mask`: the frame joins the memory, the passes run,
+fused with the previous round where another interacted frame bounds them). Propagation and export
+run in a background thread (`Job`) with progress and cancel, so the page's other requests are
+answered meanwhile. Undo drops the pending edit, else restores the state before the last round.
+
+Object ids are the user's (1..255, as in palette PNGs); the core sees them as dense channels 1..K
+(`ids[c - 1]` is channel c's id), so a single object with id 200 costs one channel, not 200.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from stcn.data.folders import VIDEO_SUFFIXES, list_frames
+from stcn.data.images import PALETTE, write_mask
+from stcn.errors import UserError
+from stcn.inference.frames import image_tensor
+from stcn.inference.settings import InferenceSettings
+from stcn.interactive.core import InteractiveCore
+
+MAX_ID = 255  # palette PNGs hold ids 0..255
+BUNDLED = Path(__file__).resolve().parent.parent / "data" / "bundled"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+
+
+class Cancelled(Exception):
+    """Raised inside a job when the user pressed cancel."""
+
+
+def check_object_id(obj: object) -> int:
+    """An object id 1..255 (one clear line otherwise)."""
+    try:
+        value = int(obj)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(f"object id {obj!r} is not a whole number 1..{MAX_ID}") from None
+    if not 1 <= value <= MAX_ID:
+        raise UserError(f"object id {value} is outside 1..{MAX_ID} (palette PNGs hold ids up to {MAX_ID})")
+    return value
+
+
+def safe_name(name: str) -> str:
+    """A name that becomes one path component (a video's output folder): letters, digits, _ . - only."""
+    if not NAME.fullmatch(name) or name in (".", ".."):
+        raise UserError(f"unsafe name {name!r}: use letters, digits, '_', '.', '-' (at most 100)")
+    return name
+
+
+def inside(root: Path, path: str | Path) -> Path:
+    """`path` (absolute, or relative to `root`) resolved; a UserError when it leaves `root`."""
+    root = root.resolve()
+    resolved = (root / path).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise UserError(f"{path} is outside the folder the page may open ({root}); start `stcn app --root ...`")
+    return resolved
+
+
+def bundled_samples() -> dict[str, Path]:
+    """The bundled real DAVIS sequences by name ("blackswan", ...), each a frame folder."""
+    root = BUNDLED / "davis-mini" / "JPEGImages" / "480p"
+    samples = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()} if root.is_dir() else {}
+    tennis = BUNDLED / "davis17-multiobject-sample"
+    if tennis.is_dir():
+        samples["tennis-2-frames"] = tennis
+    return samples
+
+
+def read_video(
+    path: Path, max_frames: int | None, resolution: int | None = None
+) -> tuple[list[str], list[np.ndarray], tuple[int, int]]:
+    """Stems, RGB frames resized to shorter side `resolution` one by one, and the input (W, H) of a video.
+
+    A frame folder or a video file; the first `max_frames` frames only.
+    """
+    from stcn.inference.video import folder_frames, video_frames
+
+    if not path.exists():
+        raise UserError(f"video not found: {path}")
+    if path.is_file() and path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"{path} is neither a folder of frames nor a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    source = video_frames(path) if path.is_file() else folder_frames(list_frames(path))
+    stems, rgbs, full = [], [], None
+    for stem, load in source:
+        if max_frames is not None and len(stems) >= max_frames:
+            break
+        rgb = load()
+        size = (rgb.shape[1], rgb.shape[0])
+        full = full or size
+        if size != full:
+            raise UserError(f"frame {stem} of {path} is {size[0]}x{size[1]}, the first frame {full[0]}x{full[1]}")
+        small = processing_size(full, resolution)
+        stems.append(stem)
+        rgbs.append(np.array(Image.fromarray(rgb).resize(small, Image.BICUBIC)) if small != full else rgb)
+    if full is None:
+        raise UserError(f"no frames in {path}")
+    return stems, rgbs, full
+
+
+def processing_size(size: tuple[int, int], resolution: int | None) -> tuple[int, int]:
+    """(W, H) with the shorter side `resolution` (None: unchanged)."""
+    w, h = size
+    if resolution is None:
+        return w, h
+    scale = resolution / min(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def stroke_pixels(points: list, radius: float, size: tuple[int, int]) -> np.ndarray:
+    """Boolean (H, W) map of a stroke: points (x, y) in 0..1 of the frame, drawn `radius` pixels wide."""
+    w, h = size
+    try:
+        xy = np.array([[float(x) * w, float(y) * h] for x, y in points], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError("a stroke is a list of [x, y] points in 0..1") from None
+    if len(xy) == 0 or not np.isfinite(xy).all():
+        raise UserError("a stroke needs at least one finite [x, y] point")
+    canvas = np.zeros((h, w), np.uint8)
+    r = max(1, round(float(radius)))
+    pts = np.round(xy).astype(np.int32)
+    if len(pts) == 1:
+        cv2.circle(canvas, tuple(int(v) for v in pts[0]), r, 1, -1)
+    else:
+        cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, 1, thickness=2 * r + 1)
+    return canvas.astype(bool)
+
+
+def palette_png(labels: np.ndarray, transparent_background: bool = False) -> bytes:
+    """PNG bytes of a label map in the DAVIS colours (index 0 transparent when asked)."""
+    im = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8), mode="P")
+    im.putpalette(PALETTE)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", **({"transparency": 0} if transparent_background else {}))
+    return buf.getvalue()
+
+
+@dataclass
+class Video:
+    """An opened video: names, frames at the processing size (RGB uint8) and the input size."""
+
+    name: str
+    stems: list[str]
+    frames: list[np.ndarray]
+    full: tuple[int, int]  # (W, H) of the input frames: exported masks have this size
+    size: tuple[int, int]  # (W, H) processed and shown
+
+
+@dataclass
+class Pending:
+    """A frame's edited mask (channel labels) not yet propagated, and the strokes drawn on it."""
+
+    frame: int
+    labels: np.ndarray
+    strokes: np.ndarray  # channel id where a positive stroke lies, 0 for negative strokes, -1 none
+
+
+@dataclass
+class Snapshot:
+    """What undo restores: every frame's channel labels, the interacted frames and the ids."""
+
+    labels: np.ndarray
+    interacted: list[int]
+    ids: list[int]
+
+
+@dataclass
+class Job:
+    """A background job (propagate / export) the page polls."""
+
+    kind: str
+    total: int = 0
+    done: int = 0
+    state: str = "running"  # running, done, cancelled, failed
+    message: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class Session:
+    """The page's state; every public method is safe to call from the web server's threads."""
+
+    def __init__(
+        self,
+        stcn: torch.nn.Module,
+        s2m: torch.nn.Module,
+        fusion: torch.nn.Module,
+        settings: InferenceSettings,
+        out: Path,
+        root: Path,
+        max_frames: int | None = None,
+        models: str = "",
+    ):
+        self.stcn, self.s2m, self.fusion, self.settings = stcn, s2m, fusion, settings
+        self.out, self.root, self.max_frames, self.models = Path(out), Path(root), max_frames, models
+        self.lock = threading.RLock()
+        self.video: Video | None = None
+        self.core: InteractiveCore | None = None
+        self.ids: list[int] = []
+        self.pending: Pending | None = None
+        self.undo_to: Snapshot | None = None
+        self.rounds = 0
+        self.job: Job | None = None
+        self.exported: dict = {}
+
+    # --- opening --------------------------------------------------------------------------------
+    def open(self, sample: str | None = None, path: str | None = None) -> dict:
+        """Open a bundled sample by name or a video / frame folder under the root; resets the session."""
+        if sample:
+            samples = bundled_samples()
+            if sample not in samples:
+                raise UserError(f"no bundled sample {sample!r} (have: {', '.join(samples)})")
+            source, name = samples[sample], sample
+        elif path:
+            source = inside(self.root, path)
+            name = source.stem if source.is_file() else source.name
+        else:
+            raise UserError("give a bundled sample or a path to open")
+        name = safe_name(re.sub(r"[^A-Za-z0-9_.\-]", "_", name)[:100].lstrip("._-") or "video")
+        stems, frames, full = read_video(source, self.max_frames, self.settings.resolution)
+        size = (frames[0].shape[1], frames[0].shape[0])
+        images = torch.stack([image_tensor(f) for f in frames])
+        with self.lock:
+            self._idle()
+            self.video = Video(name, stems, frames, full, size)
+            self.core = InteractiveCore(self.stcn, self.s2m, self.fusion, images, 0, self.settings, schedule=None)
+            self.ids, self.pending, self.undo_to, self.rounds, self.job, self.exported = [], None, None, 0, None, {}
+        return self.status()
+
+    # --- reading --------------------------------------------------------------------------------
+    def status(self) -> dict:
+        """What the page shows: the video, objects, rounds, the job's progress."""
+        with self.lock:
+            v, job = self.video, self.job
+            return {
+                "video": None
+                if v is None
+                else {
+                    "name": v.name,
+                    "frames": len(v.stems),
+                    "width": v.size[0],
+                    "height": v.size[1],
+                    "full": list(v.full),
+                },  # fmt: skip
+                "objects": list(self.ids),
+                "pending": None if self.pending is None else self.pending.frame,
+                "interacted": list(self.core.interacted) if self.core else [],
+                "rounds": self.rounds,
+                "can_undo": self.pending is not None or self.undo_to is not None,
+                "job": None
+                if job is None
+                else {
+                    "kind": job.kind,
+                    "state": job.state,
+                    "done": job.done,
+                    "total": job.total,
+                    "message": job.message,
+                },  # fmt: skip
+                "exported": self.exported,
+                "models": self.models,
+            }
+
+    def frame_jpeg(self, t: int) -> bytes:
+        """Frame t (processing size) as JPEG bytes."""
+        video = self._video()
+        rgb = video.frames[self._index(t)]
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        return buf.tobytes()
+
+    def frame_ids(self, t: int) -> np.ndarray:
+        """Frame t's labels in the user's ids (the pending edit where there is one)."""
+        with self.lock:
+            t = self._index(t)
+            core, pending = self._core(), self.pending
+            channels = pending.labels if pending is not None and pending.frame == t else core.frame_labels(t)
+            return self._lut()[channels]
+
+    def mask_png(self, t: int) -> bytes:
+        """Frame t's mask as a palette PNG with a transparent background (for the overlay)."""
+        return palette_png(self.frame_ids(t), transparent_background=True)
+
+    # --- editing --------------------------------------------------------------------------------
+    def stroke(self, frame: int, obj: int, positive: bool, points: list, radius: float = 3) -> dict:
+        """A positive stroke (or click) for `obj`, or a negative (background) one, on `frame`: S2M at once."""
+        obj = check_object_id(obj)
+        with self.lock:
+            self._idle()
+            core, video, frame = self._core(), self._video(), self._index(frame)
+            if self.pending is not None and self.pending.frame != frame:
+                raise UserError(f"frame {self.pending.frame} has an edit: propagate it or undo it first")
+            if positive and obj not in self.ids:
+                self.ids.append(obj)  # a new object, on any frame (its channel joins the core with the round)
+            channel = self.ids.index(obj) + 1 if positive else 0
+            pixels = stroke_pixels(points, radius, video.size)
+            scribbles = np.full(pixels.shape, -1, np.int64)
+            scribbles[pixels] = channel
+            if self.pending is None:
+                current, strokes = core.frame_labels(frame), np.full(pixels.shape, -1, np.int64)
+            else:
+                current, strokes = self.pending.labels, self.pending.strokes
+            labels = core.mask_from_scribbles(frame, scribbles, current)
+            strokes = np.where(pixels, scribbles, strokes)
+            labels[strokes >= 0] = strokes[strokes >= 0]  # what the person drew is kept as drawn
+            self.pending = Pending(frame, labels, strokes)
+            return self.status()
+
+    def import_mask(self, frame: int, data: bytes) -> dict:
+        """A palette/grey PNG (ids 1..255 = objects) as frame's mask, then propagated (a round from a mask)."""
+        with self.lock:
+            self._idle()
+            video, frame = self._video(), self._index(frame)
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    if im.mode not in ("P", "L"):
+                        raise UserError(f"imported mask is a {im.mode} image: use a palette or grey PNG of ids")
+                    ids_img = np.asarray(im.resize(video.size, Image.NEAREST) if im.size != video.size else im)
+            except (OSError, ValueError) as e:
+                raise UserError(f"cannot read the imported mask: {e}") from None
+            found = [int(v) for v in np.unique(ids_img) if v != 0]
+            if not found:
+                raise UserError("the imported mask holds no object (every pixel is 0)")
+            for obj in found:
+                if obj not in self.ids:
+                    self.ids.append(obj)
+            inverse = np.zeros(MAX_ID + 1, np.uint8)
+            inverse[self.ids] = np.arange(1, len(self.ids) + 1)
+            labels = inverse[ids_img]
+            self.pending = Pending(frame, labels, np.full(labels.shape, -1, np.int64))
+            return self.propagate()
+
+    def propagate(self) -> dict:
+        """Start propagating the pending edit in the background (a round)."""
+        with self.lock:
+            self._idle()
+            core, pending = self._core(), self.pending
+            if pending is None:
+                raise UserError("nothing to propagate: draw on a frame or import a mask first")
+            before = Snapshot(core.labels(), list(core.interacted), list(self.ids[: core.k]))  # ids the core holds
+            job = Job("propagate")
+
+            def work() -> None:
+                core.progress = lambda done, total: self._tick(job, done, total)
+                try:
+                    core.apply_mask(pending.frame, pending.labels, propagate=True)
+                finally:
+                    core.progress = None
+
+            def finished(ok: bool) -> None:
+                if ok:
+                    self.pending, self.undo_to, self.rounds = None, before, self.rounds + 1
+                    self.ids = self.ids[: core.k]  # an object whose strokes were all erased is gone
+                else:  # the edit stays pending (with its new objects): propagate again or undo it
+                    ids = list(self.ids)
+                    self._restore(before)
+                    self.ids = ids
+
+            self._start(job, work, finished)
+            return self.status()
+
+    def cancel(self) -> dict:
+        """Ask the running job to stop (propagation: the video returns to its state before the round)."""
+        with self.lock:
+            if self.job is None or self.job.state != "running":
+                raise UserError("no job is running")
+            self.job.cancel.set()
+            return self.status()
+
+    def undo(self) -> dict:
+        """Drop the pending edit, else go back to the state before the last round (one level)."""
+        with self.lock:
+            self._idle()
+            if self.pending is not None:
+                self.pending, self.ids = None, self.ids[: self._core().k]  # objects only the edit named go too
+            elif self.undo_to is not None:
+                self._restore(self.undo_to)
+                self.undo_to, self.rounds = None, self.rounds - 1
+            else:
+                raise UserError("nothing to undo")
+            return self.status()
+
+    def export(self) -> dict:
+        """Write palette PNGs (input size) and overlay.mp4 (processing size) to OUT/<video>/ in the background."""
+        from stcn.atomic import atomic_folder
+        from stcn.inference.overlay import OverlayWriter
+
+        with self.lock:
+            self._idle()
+            video, core = self._video(), self._core()
+            labels = self._lut()[core.labels()]
+            if self.pending is not None:
+                labels[self.pending.frame] = self._lut()[self.pending.labels]
+            target = self.out / video.name
+            job = Job("export", total=len(video.stems))
+
+            def work() -> None:
+                overlay = OverlayWriter(target / "overlay.mp4")
+                try:
+                    with atomic_folder(target / "masks") as tmp:
+                        for i, (stem, lab) in enumerate(zip(video.stems, labels, strict=True)):
+                            full = np.asarray(Image.fromarray(lab).resize(video.full, Image.NEAREST))
+                            write_mask(tmp / f"{stem}.png", full)
+                            overlay.add(video.frames[i], lab)
+                            self._tick(job, i + 1, len(video.stems))
+                    overlay.close()
+                except BaseException:
+                    overlay.discard()
+                    raise
+
+            def finished(ok: bool) -> None:
+                if ok:
+                    self.exported = {"masks": str(target / "masks"), "overlay": str(target / "overlay.mp4"),
+                                     "frames": len(video.stems)}  # fmt: skip
+
+            self._start(job, work, finished)
+            return self.status()
+
+    def wait(self, timeout: float = 600) -> dict:
+        """Wait for the running job (tests, benchmarks); returns the status."""
+        job = self.job
+        if job is not None and job.thread is not None:
+            job.thread.join(timeout)
+        return self.status()
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _start(self, job: Job, work: Callable[[], None], finished: Callable[[bool], None]) -> None:
+        def run() -> None:
+            ok = False
+            try:
+                work()
+                ok = True
+            except Cancelled:
+                state, message = "cancelled", f"{job.kind} cancelled"
+            except UserError as e:
+                state, message = "failed", str(e)
+            except Exception as e:  # noqa: BLE001 - shown on the page as one line, the server keeps running
+                state, message = "failed", f"{job.kind} failed: {type(e).__name__}: {' '.join(str(e).split())}"
+            with self.lock:
+                finished(ok)
+                if ok:
+                    state, message = "done", f"{job.kind} done in {time.monotonic() - job.started:.1f} s"
+                job.state, job.message = state, message
+
+        self.job = job
+        job.thread = threading.Thread(target=run, name=f"stcn-app-{job.kind}", daemon=True)
+        job.thread.start()
+
+    @staticmethod
+    def _tick(job: Job, done: int, total: int) -> None:
+        job.done, job.total = done, total
+        if job.cancel.is_set():
+            raise Cancelled
+
+    def _restore(self, snap: Snapshot) -> None:
+        """Rebuild the core from a snapshot (hard masks; the interacted frames re-encoded into memory)."""
+        core = self._core()
+        self.ids = list(snap.ids)
+        core_new = InteractiveCore(self.stcn, self.s2m, self.fusion, core.images, len(snap.ids),
+                                   self.settings, schedule=None, previous=snap.labels)  # fmt: skip
+        core_new.images, core_new.pad = core.images, core.pad  # already padded: keep the original padding
+        core_new.load_interacted(snap.interacted)
+        self.core = core_new
+
+    def _idle(self) -> None:
+        if self.job is not None and self.job.state == "running":
+            raise UserError(f"busy: {self.job.kind} is running (wait for it or cancel it)")
+
+    def _video(self) -> Video:
+        if self.video is None:
+            raise UserError("no video open: pick a bundled sample or a path first")
+        return self.video
+
+    def _core(self) -> InteractiveCore:
+        self._video()
+        assert self.core is not None
+        return self.core
+
+    def _index(self, t: object) -> int:
+        n = len(self._video().stems)
+        try:
+            t = int(t)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise UserError(f"frame {t!r} is not a number") from None
+        if not 0 <= t < n:
+            raise UserError(f"frame {t} is outside 0..{n - 1}")
+        return t
+
+    def _lut(self) -> np.ndarray:
+        lut = np.zeros(len(self.ids) + 1, np.uint8)
+        lut[1:] = self.ids
+        return lut

@@ -1,0 +1,292 @@
+"""`stcn app`: the round-from-a-mask API, the page's session, and the page itself in a real headless browser.
+
+The browser is Debian's `chromium` (apt-get install chromium) driven by Playwright for Python, launched by
+executable path (no browser download). The video is the bundled blackswan sample, 6 frames at 96p.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from io import BytesIO
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import DAVIS, REPO, seeded_state_dict
+from PIL import Image
+
+from stcn.data.images import read_mask
+from stcn.errors import UserError
+from stcn.inference.frames import image_tensor
+from stcn.inference.settings import InferenceSettings
+from stcn.interactive.core import InteractiveCore
+from stcn.interactive.session import Session, check_object_id
+from stcn.interactive.weights import load_fusion, load_s2m
+from stcn.model import STCN, load_weights
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+CHROMIUM = Path("/usr/bin/chromium")
+SIZE = (214, 120)  # (W, H): blackswan at a quarter of 854x480 (not a multiple of 16: padding is exercised)
+
+
+def blackswan(n: int) -> tuple[torch.Tensor, np.ndarray]:
+    """n real blackswan frames (normalised) and their ground truth, at SIZE."""
+    images, masks = [], []
+    for t in range(n):
+        rgb = Image.open(DAVIS / f"JPEGImages/480p/blackswan/{t:05d}.jpg").convert("RGB").resize(SIZE, Image.BICUBIC)
+        images.append(image_tensor(np.array(rgb)))
+        masks.append(np.asarray(Image.fromarray(read_mask(DAVIS / f"Annotations/480p/blackswan/{t:05d}.png")).resize(
+            SIZE, Image.NEAREST)))  # fmt: skip
+    return torch.stack(images), np.stack(masks)
+
+
+class CountingFusion(torch.nn.Module):
+    """The seeded fusion network, recording the frames it fuses (through nc, nr)."""
+
+    def __init__(self, fusion):
+        super().__init__()
+        self.inner, self.calls = fusion, []
+
+    def fuse(self, image, previous, current, attention, nc, nr):
+        self.calls.append((nc, nr))
+        return self.inner.fuse(image, previous, current, attention, nc, nr)
+
+
+@pytest.fixture(scope="module")
+def nets(official_entries):
+    stcn = load_weights(STCN(), seeded_state_dict(official_entries)).eval()
+    return stcn, load_s2m(None, 0), CountingFusion(load_fusion(None, 1))
+
+
+def test_round_from_a_full_mask_propagates_and_adds_objects(nets):
+    stcn, s2m, fusion = nets
+    images, gt = blackswan(6)
+    core = InteractiveCore(stcn, s2m, fusion, images, 0, schedule=None)  # no object yet: they come with masks
+    fusion.calls.clear()
+    labels = core.apply_mask(0, gt[0])
+    assert core.k == 1 and core.interacted == [0]
+    assert np.array_equal(labels[0], gt[0])  # the given mask is the frame's mask, exactly
+    assert all(labels[t].any() for t in range(1, 6))  # propagated to every other frame
+    assert fusion.calls == []  # nothing earlier to fuse with
+    before = labels.copy()
+    second = gt[4].copy()
+    second[5:30, 5:40] = 2  # a second object appears on frame 4
+    labels = core.apply_mask(4, second)
+    assert core.k == 2 and core.interacted == [0, 4]
+    assert np.array_equal(labels[4], second) and np.array_equal(labels[0], before[0])
+    assert [round(nc * 4) for nc, _ in fusion.calls] == [3, 2, 1]  # frames 3, 2, 1 fused (nc = |0 - i| / 4)
+    assert (labels[1:4] == 2).any() and (labels[5] == 2).any()  # the new object is propagated both ways
+    assert len(core.certain) == 2 and core.certain[0][1].shape[0] == 2  # frame 0's memory re-encoded for 2
+    unchanged = core.labels()
+    core.apply_mask(2, gt[2], propagate=False)  # only this frame
+    assert np.array_equal(core.frame_labels(2), gt[2])
+    assert np.array_equal(np.delete(core.labels(), 2, 0), np.delete(unchanged, 2, 0))
+    with pytest.raises(ValueError, match="shape"):
+        core.apply_mask(0, gt[0][:-1])
+
+
+def test_mask_from_scribbles_changes_no_state(nets):
+    stcn, s2m, fusion = nets
+    images, gt = blackswan(3)
+    core = InteractiveCore(stcn, s2m, fusion, images, 1, schedule=None)
+    prob = core.prob.clone()
+    scribbles = np.full(gt[0].shape, -1)
+    scribbles[60, 80:120] = 1
+    scribbles[10, 10:200] = 0
+    mask = core.mask_from_scribbles(1, scribbles)
+    assert mask.shape == gt[0].shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    assert torch.equal(core.prob, prob) and core.count == 0 and core.interacted == []
+    scribbles[30, 30:60] = 3  # a new object (id above k): one more S2M channel, still no state change
+    assert mask.shape == core.mask_from_scribbles(1, scribbles).shape and core.k == 1
+
+
+def make_session(nets, tmp_path: Path, frames: int = 6) -> Session:
+    settings = InferenceSettings(resolution=96, mem_every=2)
+    session = Session(*nets, settings, tmp_path / "out", tmp_path, max_frames=frames, models="test")
+    session.open(sample="blackswan")
+    return session
+
+
+def test_session_rounds_ids_undo_cancel_import_and_export(nets, tmp_path):
+    session = make_session(nets, tmp_path)
+    w, h = session.video.size
+    assert session.video.full == (854, 480) and h == 96
+    session.stroke(0, 200, True, [[0.45, 0.5], [0.55, 0.5]], radius=3)
+    assert (session.frame_ids(0)[48, int(0.45 * w) : int(0.55 * w)] == 200).all()  # the stroke is kept as drawn
+    with pytest.raises(UserError, match="frame 0 has an edit"):
+        session.stroke(3, 200, True, [[0.5, 0.5]])
+    for bad in (0, 256, "x"):
+        with pytest.raises(UserError, match=r"1\.\.255"):
+            session.stroke(0, bad, True, [[0.5, 0.5]])
+    assert check_object_id(255) == 255
+    session.stroke(0, 7, False, [[0.45, 0.5]], radius=2)  # a negative click clears what it covers
+    assert session.frame_ids(0)[48, int(0.45 * w)] == 0
+    session.propagate()
+    assert session.wait()["job"]["state"] == "done"
+    first = np.stack([session.frame_ids(t) for t in range(6)])
+    assert session.status()["objects"] == [200] and (first[1:] == 200).any()
+
+    # cancel: the propagation is held inside its first frame until cancel was pressed
+    gate, decode = threading.Event(), session.stcn.decode
+    session.stroke(3, 9, True, [[0.2, 0.2], [0.3, 0.3]])
+    session.stcn.decode = lambda *a: (gate.wait(30), decode(*a))[1]
+    try:
+        session.propagate()
+        with pytest.raises(UserError, match="busy: propagate"):
+            session.stroke(3, 9, True, [[0.5, 0.5]])
+        session.cancel()
+        gate.set()
+        status = session.wait()
+    finally:
+        del session.stcn.decode
+    assert status["job"]["state"] == "cancelled" and status["pending"] == 3 and status["objects"] == [200, 9]
+    assert np.array_equal(np.stack([session.frame_ids(t) for t in range(6) if t != 3]), np.delete(first, 3, 0))
+    session.propagate()
+    assert session.wait()["job"]["state"] == "done" and session.status()["interacted"] == [0, 3]
+    assert (session.frame_ids(5) == 9).any()
+    session.undo()  # back to the state after round 1
+    assert session.status()["interacted"] == [0] and session.status()["objects"] == [200]
+    assert np.array_equal(np.stack([session.frame_ids(t) for t in range(6)]), first)
+
+    # import a palette mask with id 255 on frame 2 (a round from a full mask), then export
+    imported = np.zeros((480, 854), np.uint8)
+    imported[100:300, 200:500] = 255
+    buf = BytesIO()
+    Image.fromarray(imported).save(buf, format="PNG")  # a grey PNG of ids
+    session.import_mask(2, buf.getvalue())
+    assert session.wait()["job"]["state"] == "done"
+    assert session.status()["objects"] == [200, 255] and (session.frame_ids(2)[30:50, 60:100] == 255).all()
+    session.export()
+    status = session.wait()
+    masks = sorted((tmp_path / "out" / "blackswan" / "masks").glob("*.png"))
+    assert status["job"]["state"] == "done" and [p.stem for p in masks] == [f"{t:05d}" for t in range(6)]
+    full = read_mask(masks[2])
+    assert full.shape == (480, 854) and (full[150:250, 250:450] == 255).all() and set(np.unique(full)) <= {0, 200, 255}
+    video = cv2.VideoCapture(str(tmp_path / "out" / "blackswan" / "overlay.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+
+
+def test_app_command_errors_are_one_line(tmp_path, weights_file):
+    r = subprocess.run([sys.executable, "-m", "stcn.cli", "app", "--weights", str(weights_file), "--root",
+                        str(tmp_path / "missing")], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --root {tmp_path / 'missing'} is not a folder"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_server(tmp_path, weights_file):
+    """`stcn app` on a free local port (6 frames of the sample at 96p); yields (url, out folder)."""
+    port, out = free_port(), tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    small = ["--max-frames", "6", "--resolution", "96", "--mem-every", "2"]
+    cmd = [sys.executable, "-m", "stcn.cli", "app", "--weights", str(weights_file), "--port", str(port), "--out",
+           str(out), "--root", str(tmp_path), *small]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url + "api/status", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"stcn app exited: {proc.stderr.read()}")
+                time.sleep(0.25)
+        yield url, out
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def get_json(url: str) -> dict:
+    return json.loads(urllib.request.urlopen(url, timeout=10).read())
+
+
+def launch(playwright):
+    assert CHROMIUM.is_file(), "Debian's chromium is needed: apt-get install -y chromium"
+    profile = tempfile.mkdtemp(prefix="stcn-app-chromium-")
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+    viewport = {"width": 1280, "height": 800}
+    context = playwright.chromium.launch_persistent_context(
+        profile, executable_path=str(CHROMIUM), headless=True, args=args, viewport=viewport
+    )
+    return context, profile
+
+
+def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, out = app_server
+    with sync_playwright() as p:
+        context, profile = launch(p)
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.goto(url)
+            expect(page.locator("#sample option[value=blackswan]")).to_have_count(1)
+            page.select_option("#sample", "blackswan")
+            page.click("#open-sample")
+            expect(page.locator("#frame-label")).to_have_text("frame 0 / 5")
+            expect(page.locator("#models")).to_contain_text("seeded stand-in")
+            page.fill("#object", "3")
+            box = page.locator("#draw").bounding_box()
+            y = box["y"] + box["height"] * 0.5
+            page.mouse.move(box["x"] + box["width"] * 0.4, y)
+            page.mouse.down()
+            for i in range(1, 11):
+                page.mouse.move(box["x"] + box["width"] * (0.4 + 0.02 * i), y)
+            page.mouse.up()
+            expect(page.locator("#message")).to_contain_text("mask updated on frame 0")
+            mask = np.asarray(Image.open(BytesIO(urllib.request.urlopen(url + "api/mask/0.png").read())))
+            row = mask[mask.shape[0] // 2]
+            assert (row[int(0.42 * mask.shape[1]) : int(0.58 * mask.shape[1])] == 3).all()  # under the stroke
+            page.fill("#object", "256")
+            page.locator("#object").dispatch_event("change")
+            expect(page.locator("#message")).to_have_text("object id 256 is outside 1..255")
+            page.fill("#object", "3")
+
+            page.click("#propagate")
+            expect(page.locator("#message")).to_contain_text("propagate done", timeout=120_000)
+            status = get_json(url + "api/status")  # answered while the page polls; the round is in
+            assert status["interacted"] == [0] and status["objects"] == [3] and status["rounds"] == 1
+
+            page.locator("#slider").fill("4")  # scrub
+            expect(page.locator("#frame-label")).to_have_text("frame 4 / 5")
+            expect(page.locator("#mask")).to_have_attribute("src", re.compile(r"/api/mask/4\.png"))
+            page.keyboard.press("ArrowRight")
+            expect(page.locator("#frame-label")).to_have_text("frame 5 / 5")
+            assert page.evaluate("document.getElementById('mask').naturalWidth") == 171
+
+            page.click("#export")
+            expect(page.locator("#message")).to_contain_text("export done", timeout=60_000)
+            expect(page.locator("#exported a")).to_have_attribute("href", "/api/overlay.mp4")
+            page.screenshot(path=str(tmp_path / "page.png"))
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
+    masks = sorted((out / "blackswan" / "masks").glob("*.png"))
+    assert [m.stem for m in masks] == [f"{t:05d}" for t in range(6)]
+    first = read_mask(masks[0])
+    assert first.shape == (480, 854) and set(np.unique(first)) <= {0, 3}
+    assert (first[240, int(0.42 * 854) : int(0.58 * 854)] == 3).all()  # the stroke's pixels, at the input size
+    assert all((read_mask(m) == 3).any() for m in masks[1:])  # propagated
+    overlay = out / "blackswan" / "overlay.mp4"
+    assert overlay.stat().st_size > 0 and int(cv2.VideoCapture(str(overlay)).get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    assert (tmp_path / "page.png").stat().st_size > 0
