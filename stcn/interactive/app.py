@@ -127,8 +127,8 @@ def app_command(
     """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export."""
     from werkzeug.serving import make_server
 
-    from stcn.inference.commands import inference_settings
     from stcn.inference.loading import load_model
+    from stcn.inference.settings import InferenceSettings
     from stcn.interactive.session import Session
     from stcn.interactive.weights import load_fusion, load_s2m
 
@@ -136,7 +136,10 @@ def app_command(
         raise UserError("--max-frames must be at least 1")
     if not root.is_dir():
         raise UserError(f"--root {root} is not a folder")
-    settings = inference_settings(top_k, mem_every, False, "fp32", max_memory_frames, device, resolution or None)
+    settings = InferenceSettings.from_knobs(
+        {"top_k": top_k, "mem_every": mem_every, "max_memory_frames": max_memory_frames, "device": device,
+         "resolution": resolution or None, "include_last": False, "precision": "fp32"}
+    )  # fmt: skip
     models = (
         f"S2M: {s2m if s2m else f'seeded stand-in (seed {seed}), not trained: strokes give rough masks'}; "
         f"fusion: {fusion if fusion else f'seeded stand-in (seed {seed + 1})'}; STCN: {weights}"
