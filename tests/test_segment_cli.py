@@ -93,3 +93,17 @@ def test_bad_checkpoint(official_entries, small_blackswan, tmp_path, bad):
         path.write_bytes(b"\x00" * 100)
     r = segment(path, frames, masks / "00000.png", tmp_path / "o")
     assert_one_line_error(r, "decoder.compress.conv1.weight" if bad == "shape" else "bad.pth")
+
+
+def test_one_video_prints_progress_lines_on_a_non_terminal(weights_file, small_blackswan, tmp_path, monkeypatch):
+    """`stcn segment` on one folder of frames, stderr a pipe: a plain `frames done/total, FPS` line every period."""
+    frames, masks = small_blackswan
+    monkeypatch.setenv("STCN_PROGRESS_PERIOD", "0")
+    monkeypatch.delenv("STCN_QUIET", raising=False)
+    r = segment(weights_file, frames, masks / "00000.png", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("segment frames: ")]
+    assert [line.split(": ")[1].split(" ")[0] for line in lines[:8]] == [f"{i}/8" for i in range(1, 9)]
+    assert "frames/s" in lines[0] and lines[-1].endswith("— done")
+    quiet = segment(weights_file, frames, masks / "00000.png", tmp_path / "q", "--quiet")
+    assert quiet.returncode == 0 and "frames/s" not in quiet.stderr

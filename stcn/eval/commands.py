@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 
 from stcn.cli import QUIET
-from stcn.inference.commands import DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, PRECISION, TOP_K, WEIGHTS
+from stcn.inference.commands import (
+    BACKEND,
+    DEVICE,
+    INCLUDE_LAST,
+    MAX_MEMORY_FRAMES,
+    MEM_EVERY,
+    PRECISION,
+    TOP_K,
+    WEIGHTS,
+)
 
 GENERIC = "generic"  # `stcn evaluate --dataset generic`: your own folder, not in the registry
 
@@ -55,6 +64,7 @@ def evaluate(
     registry: Path | None = typer.Option(
         None, "--registry", help="YAML file with the `datasets:` registry (default: $STCN_CONFIG, conf/config.yaml)."
     ),
+    backend: str = BACKEND,
     quiet: bool = QUIET,
 ) -> None:
     """Predict a whole split, report the amortized FPS, and score it when ground truth exists.
@@ -68,13 +78,14 @@ def evaluate(
     from stcn.eval.evaluate import evaluate as run
     from stcn.eval.ranks import setup
     from stcn.inference.commands import inference_settings
-    from stcn.inference.loading import load_model
+    from stcn.inference.ort_backend import check_backend, load_backend
 
+    check_backend(backend)
     layout, year = registry_layout(dataset, layout, year, registry)
     settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
     ranks, rank_device = setup(settings.device)
     settings = dataclasses.replace(settings, device=rank_device)
-    model = load_model(weights, settings.device)
+    model = load_backend(weights, backend, settings.device, settings.precision)
     result = run(model, dataset, root, split, out, settings, progress=ranks.is_main, layout=layout, year=year,
                  max_frames=max_frames, ranks=ranks)  # fmt: skip
     if not ranks.is_main:
