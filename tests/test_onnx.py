@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DAVIS, SHARED
+from conftest import DAVIS, SHARED, mini_davis
 from PIL import Image
 
 from stcn.data.images import read_frame, read_mask
@@ -119,6 +119,29 @@ def test_cli_backend_two_objects_at_another_size(exported, parity_weights, tmp_p
         assert a.shape == (480, 854)
         assert (a == b).mean() >= 0.999, png.name
     assert set(np.unique(read_mask(outs["onnxruntime"] / "00005.png"))) <= {0, 1, 2}
+
+
+def test_batch_mode_and_evaluate_run_the_onnx_backend(exported, parity_weights, tmp_path):
+    """Batch mode and `stcn evaluate` take --backend onnxruntime: the same masks as PyTorch, and scores."""
+    root = mini_davis(tmp_path / "davis", {"blackswan": "val", "libby": "val"}, n=4, scale=0.25)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for seq in ("blackswan", "libby"):
+        (masks / f"{seq}.png").write_bytes((root / "Annotations/480p" / seq / "00000.png").read_bytes())
+    outs = {}
+    for backend, weights in (("torch", parity_weights), ("onnxruntime", exported)):
+        outs[backend] = tmp_path / f"batch-{backend}"
+        r = stcn("segment", "--weights", weights, "--backend", backend, "--frames", root / "JPEGImages/480p",
+                 "--first-mask", masks, "--out", outs[backend], env={"STCN_QUIET": "1"})  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    for png in sorted(outs["torch"].glob("*/*.png")):
+        assert (read_mask(png) == read_mask(outs["onnxruntime"] / png.parent.name / png.name)).mean() >= 0.999
+    assert len(list(outs["onnxruntime"].glob("*/*.png"))) == 8
+    r = stcn("evaluate", "--weights", exported, "--backend", "onnxruntime", "--dataset", "davis17", "--root", root,
+             "--out", tmp_path / "eval", env={"STCN_QUIET": "1"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "eval" / "global_results-val.csv").is_file()
+    assert read_mask(tmp_path / "eval/libby/00003.png").shape == read_mask(outs["torch"] / "libby/00003.png").shape
 
 
 def test_unknown_backend_is_one_line(parity_weights, tmp_path):
