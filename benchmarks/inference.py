@@ -207,13 +207,15 @@ def export_for_ort(weights_file: Path) -> bool:
     return True
 
 
-def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFrame, str]:
+def speed(n_frames: int, repeats: int, threads: int | None, only: list[str] | None = None) -> tuple[pd.DataFrame, str]:
     """Dense reference vs ours at every rung on parity case A's frames, each run in its own process,
     alternated (best of `repeats`); ratios, GFLOP/s and the conv peak measured between them."""
     folder = Path(tempfile.mkdtemp())
     weights_file, source = weights(folder)
     paths = [REFERENCE] + [f"ours {rung}" for rung in RUNGS] + [DEFAULT_ALLOCATOR]
-    if export_for_ort(weights_file):
+    if only:  # a shorter run: these paths only (the reference and ours fp32 always run)
+        paths = [p for p in paths if p in (REFERENCE, "ours fp32", *only)]
+    if (not only or ORT in only) and export_for_ort(weights_file):
         paths.insert(2, ORT)
     times: dict[str, list[float]] = {name: [] for name in paths}
     masks: dict[str, np.ndarray] = {}
@@ -441,6 +443,13 @@ def main() -> None:
     ap.add_argument(
         "--weights", type=Path, help="an STCN checkpoint for the agreement part [default: seeded random weights]"
     )
+    ap.add_argument(
+        "--paths",
+        nargs="+",
+        metavar="PATH",
+        help="speed part: only these paths besides the reference "
+        f"and ours fp32 (of: {ORT!r}, 'ours fast', 'ours bf16', {DEFAULT_ALLOCATOR!r}) [default: all]",
+    )
     ap.add_argument("--ort-frames", type=int, default=6, help="frames of blackswan for the ONNX Runtime part")
     ap.add_argument("--scale", type=float, default=0.5, help="frame scale for the long-video memory part")
     ap.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, one per core]")
@@ -460,7 +469,7 @@ def main() -> None:
         return
     if a.part in ("speed", "all"):
         load = os.getloadavg()
-        table, note = speed(a.frames, a.repeats, a.threads)
+        table, note = speed(a.frames, a.repeats, a.threads, a.paths)
         write_section(
             "Inference speed (480p) vs the original path",
             table,
@@ -472,7 +481,9 @@ def main() -> None:
                 "out-of-place decoder and fusion code). Each path runs in a process of its own (a 3-frame warm-up, "
                 "then the timed video), the paths alternating, on the same 1-object blackswan frames (parity case "
                 "A): ours as `stcn segment` runs it (stcn/inference/allocator.py keeps freed feature maps in the "
-                f"heap), the reference with glibc's default allocator, as the original scripts run. {note} "
+                f"heap), the reference with glibc's default allocator, as the original scripts run. '{ORT}' runs the "
+                "`stcn export` graphs (opset 18, BatchNorm folded) in ONNX Runtime's default CPU provider with the "
+                f"read-out in torch host code (`stcn segment --backend onnxruntime`). {note} "
                 f"Load average (1/5/15 min) at start: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
                 f"at end: {os.getloadavg()[0]:.1f}; {torch.get_num_threads()} torch thread(s) on "
                 f"{os.cpu_count()} cores."
