@@ -82,6 +82,8 @@ def evaluate(
 
     check_backend(backend)
     layout, year = registry_layout(dataset, layout, year, registry)
+    if backend == "onnxruntime" and device is None:
+        device = "cpu"  # ONNX Runtime's CPU provider, also where CUDA is available
     settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
     ranks, rank_device = setup(settings.device)
     settings = dataclasses.replace(settings, device=rank_device)

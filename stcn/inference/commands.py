@@ -88,6 +88,8 @@ def segment(
     from stcn.inference.video import folder_frames, frame_total, propagate, video_frames
 
     check_backend(backend)
+    if backend == "onnxruntime" and device is None:
+        device = "cpu"  # ONNX Runtime's CPU provider, also where CUDA is available
     settings = inference_settings(top_k, mem_every, include_last, precision, max_memory_frames, device, resolution)
     if first_mask.is_dir():
         segment_batch(weights, frames, first_mask, out, settings, overlay, backend)
