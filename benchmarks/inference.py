@@ -471,7 +471,7 @@ def main() -> None:
         load = os.getloadavg()
         table, note = speed(a.frames, a.repeats, a.threads, a.paths)
         write_section(
-            "Inference speed (480p) vs the original path",
+            "Inference speed (480p) vs the original path" + (f" (--paths {', '.join(a.paths)})" if a.paths else ""),
             table,
             notes=(
                 "Compute time per video with frames already decoded (I/O excluded): padding, inference, "
