@@ -2,7 +2,8 @@
 
     python benchmarks/inference.py                 # all parts; each rewrites its section of reports/benchmarks.md
     python benchmarks/inference.py --part speed    # speed vs the dense reference + conv peak (parity case A)
-    python benchmarks/inference.py --part agreement  # fast/bf16 vs fp32 masks on the bundled sequences
+    python benchmarks/inference.py --part agreement  # fast/bf16 vs fp32: masks and J&F on the bundled sequences
+    python benchmarks/inference.py --part ort      # ONNX Runtime settings (threads, graph optimisation)
     python benchmarks/inference.py --part memory   # peak RSS on long videos
 
 Speed: the dense re-implementation of the original path (benchmarks/dense_reference.py) and ours at
@@ -45,6 +46,7 @@ from stcn.model import STCN, load_weights  # noqa: E402
 PARITY = SHARED / "reference" / "parity"
 RUNGS = ("fp32", "fast", "bf16")
 REFERENCE = "reference (dense, original path)"
+ORT = "ours onnxruntime fp32"  # `stcn export` graphs run by ONNX Runtime (read-out in torch host code)
 DEFAULT_ALLOCATOR = "ours fp32, glibc's default allocator"  # STCN_ALLOCATOR=default: what the allocator setting buys
 TIE_MARGIN = 0.02  # probability margin between the two most likely labels counted as "near a tie"
 
@@ -174,6 +176,11 @@ def speed_child(path: str, weights_file: Path, n_frames: int, masks_file: Path) 
     if path == REFERENCE:
         ref = reference_model(state)
         run = lambda fr: segment_dense(ref, fr, first, [1])  # noqa: E731
+    elif path == ORT:
+        from stcn.inference.ort_backend import OnnxSTCN
+
+        onnx_model, settings = OnnxSTCN(weights_file.with_suffix(".onnx")), InferenceSettings()
+        run = lambda fr: run_ours(onnx_model, fr, first, [1], settings)  # noqa: E731
     else:
         ours, settings = model(state), InferenceSettings(precision=path.split(",")[0].split()[-1])
         run = lambda fr: run_ours(ours, fr, first, [1], settings)  # noqa: E731
@@ -185,12 +192,31 @@ def speed_child(path: str, weights_file: Path, n_frames: int, masks_file: Path) 
     return {"seconds": seconds}
 
 
-def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFrame, str]:
+def export_for_ort(weights_file: Path) -> bool:
+    """`stcn export` of the weights next to them (<weights>.onnx/) when ONNX Runtime is installed."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("onnxruntime not installed: the ONNX Runtime path is left out", flush=True)
+        return False
+    from stcn.model.export import export_onnx
+
+    out = weights_file.with_suffix(".onnx")
+    out.mkdir(exist_ok=True)
+    export_onnx(load_model(weights_file), out, weights_file)
+    return True
+
+
+def speed(n_frames: int, repeats: int, threads: int | None, only: list[str] | None = None) -> tuple[pd.DataFrame, str]:
     """Dense reference vs ours at every rung on parity case A's frames, each run in its own process,
     alternated (best of `repeats`); ratios, GFLOP/s and the conv peak measured between them."""
     folder = Path(tempfile.mkdtemp())
     weights_file, source = weights(folder)
     paths = [REFERENCE] + [f"ours {rung}" for rung in RUNGS] + [DEFAULT_ALLOCATOR]
+    if only:  # a shorter run: these paths only (the reference and ours fp32 always run)
+        paths = [p for p in paths if p in (REFERENCE, "ours fp32", *only)]
+    if (not only or ORT in only) and export_for_ort(weights_file):
+        paths.insert(2, ORT)
     times: dict[str, list[float]] = {name: [] for name in paths}
     masks: dict[str, np.ndarray] = {}
     peaks: list[dict[str, float]] = []
@@ -226,7 +252,7 @@ def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFram
     rows = []
     for name, t in times.items():
         best = min(t)
-        half = name in ("ours fast", "ours bf16")
+        half = name in ("ours fast", "ours bf16")  # the ONNX Runtime path is fp32
         agree_fp32 = [(a == b).mean() for a, b in zip(masks[name], fp32, strict=True)]
         row = {
             "path": name,
@@ -253,13 +279,28 @@ def speed(n_frames: int, repeats: int, threads: int | None) -> tuple[pd.DataFram
     return pd.DataFrame(rows).round(3), note
 
 
+def jf(pred: np.ndarray, root: Path, seq: str, stems: list[str], ids: list[int]) -> float:
+    """J&F-Mean (%) of a label stack against the sequence's ground truth, frames 1..T-2 (the official rule)."""
+    from stcn.eval.davis_score import score_sequence
+
+    gt = np.stack([read_mask(root / "Annotations/480p" / seq / f"{s}.png") for s in stems])
+    gt[gt == 255] = 0
+    j, f = score_sequence(gt[1:-1], pred[1:-1], max(ids))
+    return 100 * float((j.mean() + f.mean()) / 2)
+
+
 def agreement(n_frames: int, weights_file: Path | None = None) -> pd.DataFrame:
-    """Per-frame mask agreement of fast and bf16 with fp32 on every bundled sequence.
+    """Per-frame mask agreement and J&F difference of fast, bf16 (and ONNX Runtime) vs fp32 on the bundled sequences.
 
     Seeded random weights unless `weights_file` (an STCN checkpoint, e.g. the official `stcn.pth` or a
-    trained `models/<run>/weights.pth`) is given.
+    trained `models/<run>/weights.pth`) is given. J&F needs at least 3 frames with ground truth (not tennis).
     """
     net = load_model(weights_file) if weights_file else model()
+    runners = {rung: (net, InferenceSettings(precision=rung)) for rung in RUNGS}
+    if weights_file is not None and export_for_ort(weights_file):
+        from stcn.inference.ort_backend import OnnxSTCN
+
+        runners[ORT] = (OnnxSTCN(weights_file.with_suffix(".onnx")), InferenceSettings())
     cases = [(DAVIS, s) for s in ("blackswan", "car-shadow", "dog-agility", "libby")] + [(TENNIS, "tennis")]
     rows = []
     for root, seq in cases:
@@ -268,14 +309,15 @@ def agreement(n_frames: int, weights_file: Path | None = None) -> pd.DataFrame:
         first = read_mask(root / "Annotations/480p" / seq / f"{paths[0].stem}.png")
         ids = sorted(int(v) for v in np.unique(first) if v not in (0, 255))
         masks, seconds, ties = {}, {}, []
-        for rung in RUNGS:
+        for rung, (net_, settings) in runners.items():
             start = time.perf_counter()
-            masks[rung] = run_ours(
-                net, frames, first, ids, InferenceSettings(precision=rung), ties if rung == "fp32" else None
-            )
+            masks[rung] = run_ours(net_, frames, first, ids, settings, ties if rung == "fp32" else None)
             seconds[rung] = time.perf_counter() - start
-        for rung in RUNGS[1:]:
+        scored = len(paths) >= 3
+        jf32 = jf(masks["fp32"], root, seq, [p.stem for p in paths], ids) if scored else float("nan")
+        for rung in list(runners)[1:]:
             agree = np.array([(a == b).mean() for a, b in zip(masks[rung], masks["fp32"], strict=True)])
+            jfr = jf(masks[rung], root, seq, [p.stem for p in paths], ids) if scored else float("nan")
             rows.append(
                 {
                     "sequence": seq,
@@ -286,9 +328,53 @@ def agreement(n_frames: int, weights_file: Path | None = None) -> pd.DataFrame:
                     "min per-frame agreement (%)": 100 * agree.min(),
                     "mean agreement (%)": 100 * agree.mean(),
                     f"fp32 pixels near a tie (%, margin < {TIE_MARGIN})": 100 * np.mean(ties),
+                    "J&F fp32 (%)": jf32,
+                    "J&F this rung (%)": jfr,
+                    "|dJ&F| (points)": abs(jfr - jf32),
                 }
             )
             print(rows[-1], flush=True)
+    return pd.DataFrame(rows).round(3)
+
+
+def ort_settings(n_frames: int, repeats: int) -> pd.DataFrame:
+    """ONNX Runtime session settings (intra-op threads x graph optimisation level) beside PyTorch fp32 at the same
+    thread count, on parity case A's first frames; alternated in this process, best of `repeats`."""
+    import onnxruntime
+
+    from stcn.inference.ort_backend import OnnxSTCN
+
+    folder = Path(tempfile.mkdtemp())
+    weights_file, source = weights(folder)
+    export_for_ort(weights_file)
+    frames, first = blackswan(n_frames)
+    net = load_model(weights_file)
+    runs = {}
+    for threads in (1, os.cpu_count() or 1):
+        runs[("torch", threads, "-")] = net
+        for level in ("basic", "all"):
+            runs[("onnxruntime", threads, level)] = OnnxSTCN(weights_file.with_suffix(".onnx"), threads, level)
+    times: dict[tuple, list[float]] = {key: [] for key in runs}
+    masks = {}
+    for _ in range(repeats):
+        for key, net_ in runs.items():
+            torch.set_num_threads(key[1])
+            run_ours(net_, frames[:2], first, [1], InferenceSettings())  # warm-up
+            start = time.perf_counter()
+            masks[key] = run_ours(net_, frames, first, [1], InferenceSettings())
+            times[key].append(time.perf_counter() - start)
+            print(key, f"{times[key][-1] / n_frames:.3f} s/frame", flush=True)
+    shutil.rmtree(folder)
+    rows = []
+    for key, t in times.items():
+        base = min(times[("torch", key[1], "-")])
+        agree = min((a == b).mean() for a, b in zip(masks[key], masks[("torch", key[1], "-")], strict=True))
+        rows.append({"backend": key[0], "threads": key[1], "graph optimisation": key[2],
+                     "provider": "CPUExecutionProvider" if key[0] == "onnxruntime" else "-", "frames": n_frames,
+                     "s/frame (best)": min(t) / n_frames, "speed vs torch fp32 (same threads)": base / min(t),
+                     "min per-frame agreement with torch fp32 (%)": 100 * agree})  # fmt: skip
+    print(f"weights: {source}; onnxruntime {onnxruntime.__version__}, providers "
+          f"{onnxruntime.get_available_providers()}", flush=True)  # fmt: skip
     return pd.DataFrame(rows).round(3)
 
 
@@ -350,13 +436,21 @@ def memory(scale: float) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["speed", "agreement", "memory", "all"], default="all")
+    ap.add_argument("--part", choices=["speed", "agreement", "ort", "memory", "all"], default="all")
     ap.add_argument("--frames", type=int, default=20, help="frames of blackswan for the speed part (parity case A: 20)")
     ap.add_argument("--repeats", type=int, default=2, help="alternated repeats of the speed part (best is kept)")
     ap.add_argument("--agreement-frames", type=int, default=12, help="frames per sequence for the agreement part")
     ap.add_argument(
         "--weights", type=Path, help="an STCN checkpoint for the agreement part [default: seeded random weights]"
     )
+    ap.add_argument(
+        "--paths",
+        nargs="+",
+        metavar="PATH",
+        help="speed part: only these paths besides the reference "
+        f"and ours fp32 (of: {ORT!r}, 'ours fast', 'ours bf16', {DEFAULT_ALLOCATOR!r}) [default: all]",
+    )
+    ap.add_argument("--ort-frames", type=int, default=6, help="frames of blackswan for the ONNX Runtime part")
     ap.add_argument("--scale", type=float, default=0.5, help="frame scale for the long-video memory part")
     ap.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, one per core]")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -375,9 +469,9 @@ def main() -> None:
         return
     if a.part in ("speed", "all"):
         load = os.getloadavg()
-        table, note = speed(a.frames, a.repeats, a.threads)
+        table, note = speed(a.frames, a.repeats, a.threads, a.paths)
         write_section(
-            "Inference speed (480p) vs the original path",
+            "Inference speed (480p) vs the original path" + (f" (--paths {', '.join(a.paths)})" if a.paths else ""),
             table,
             notes=(
                 "Compute time per video with frames already decoded (I/O excluded): padding, inference, "
@@ -387,7 +481,9 @@ def main() -> None:
                 "out-of-place decoder and fusion code). Each path runs in a process of its own (a 3-frame warm-up, "
                 "then the timed video), the paths alternating, on the same 1-object blackswan frames (parity case "
                 "A): ours as `stcn segment` runs it (stcn/inference/allocator.py keeps freed feature maps in the "
-                f"heap), the reference with glibc's default allocator, as the original scripts run. {note} "
+                f"heap), the reference with glibc's default allocator, as the original scripts run. '{ORT}' runs the "
+                "`stcn export` graphs (opset 18, BatchNorm folded) in ONNX Runtime's default CPU provider with the "
+                f"read-out in torch host code (`stcn segment --backend onnxruntime`). {note} "
                 f"Load average (1/5/15 min) at start: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
                 f"at end: {os.getloadavg()[0]:.1f}; {torch.get_num_threads()} torch thread(s) on "
                 f"{os.cpu_count()} cores."
@@ -405,8 +501,31 @@ def main() -> None:
                 "fast = bf16 convolutions with the key projection, affinity, top-k, softmax, read-out and "
                 "aggregation in fp32; bf16 = autocast throughout. 'Near a tie' = pixels of the fp32 run whose two most "
                 "likely labels differ by less than the margin (mean over propagated frames): with untrained weights "
-                "many pixels sit there and any rounding difference may flip them. Speed ratios are single runs "
-                f"(see the speed section for alternated timings). Load average at start: {load[0]:.1f}."
+                "many pixels sit there and any rounding difference may flip them. J&F = J&F-Mean (%) of the rung's "
+                "masks against the sequence's ground truth on the frames run, first and last excluded (the official "
+                "rule); |dJ&F| = its difference from fp32 in points (goal <= 0.2 on trained weights); tennis has too "
+                "few frames to score. With --weights and onnxruntime installed, the ONNX Runtime path (fp32 graphs of "
+                "`stcn export`) is a row too. Speed ratios are single runs "
+                f"(see the speed section for alternated timings). Load average at start: {load[0]:.1f}, "
+                f"at end: {os.getloadavg()[0]:.1f}."
+            ),
+        )
+    if a.part in ("ort", "all"):
+        import onnxruntime
+
+        load = os.getloadavg()
+        write_section(
+            "ONNX Runtime settings",
+            ort_settings(a.ort_frames, a.repeats),
+            notes=(
+                f"`stcn export` graphs of the parity weights run by ONNX Runtime {onnxruntime.__version__} "
+                f"(providers available: {', '.join(onnxruntime.get_available_providers())}; the oneDNN provider is "
+                "not in the PyPI wheel) vs PyTorch fp32 with the same thread count, on the first blackswan frames "
+                "(480p, 1 object), frames decoded beforehand; the memory read-out is torch host code in both. "
+                "Alternated in one process, best of the repeats. 'basic' = constant folding and redundant-node "
+                "removal, 'all' = also the layout (NCHWc) and fusion passes. "
+                f"Load average (1/5/15 min) at start: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
+                f"at end: {os.getloadavg()[0]:.1f}."
             ),
         )
     if a.part in ("memory", "all"):

@@ -40,8 +40,8 @@ def test_quiet_silences_progress_lines(tmp_path, where):
     assert re.search(r"^train: \d+ samples in \d+ shards", r.stderr, re.M)  # the summary line stays
 
 
-COMMANDS = [["segment"], ["evaluate"], ["score"], ["download"], ["train"], ["shard", "davis"], ["shard", "youtube"],
-            ["shard", "static"], ["shard", "bl30k"]]  # fmt: skip
+COMMANDS = [["segment"], ["export"], ["evaluate"], ["score"], ["download"], ["train"], ["shard", "davis"],
+            ["shard", "youtube"], ["shard", "static"], ["shard", "bl30k"]]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

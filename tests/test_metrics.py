@@ -294,3 +294,13 @@ def test_parallel_sequences_give_the_same_tables(tmp_path):
     assert g1.equals(g2) and per1.equals(per2)  # bit-identical, same order
     g_ref, _ = naive_score(MINI, 2017, "val", preds)
     np.testing.assert_allclose(g2.to_numpy(), g_ref.to_numpy(), rtol=0, atol=1e-9)
+
+
+def test_scorer_sizes_its_pools_by_the_free_cores(monkeypatch):
+    """A busy machine gets one scoring process (extra ones only queue); a quiet one, one per usable core."""
+    from stcn.eval import davis_score
+
+    monkeypatch.setattr(davis_score, "usable_cores", lambda: 4)
+    for load, expected in ((0.0, 4), (1.4, 3), (3.6, 1), (12.0, 1)):
+        monkeypatch.setattr(davis_score.os, "getloadavg", lambda load=load: (load, load, load))
+        assert davis_score.free_cores() == expected

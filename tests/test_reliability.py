@@ -277,7 +277,9 @@ def test_full_disk_during_extraction_is_one_line_and_cleans_up(
 
 
 def _stcn(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True)
+    """The CLI without progress lines (a slow, loaded machine would print some before a one-line error)."""
+    env = {"STCN_QUIET": "1", **os.environ}
+    return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True, env=env)
 
 
 def _one_line_error(res: subprocess.CompletedProcess, *fragments: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,12 +16,15 @@ from PIL import Image
 from stcn.data.images import read_mask
 
 
-def stcn(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True)
+def stcn(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The CLI without progress lines (a slow, loaded machine would print some before a one-line error)."""
+    env = {"STCN_QUIET": "1", **os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True, env=env)
 
 
-def segment(weights, frames, first_mask, out, *extra) -> subprocess.CompletedProcess:
-    return stcn("segment", "--weights", weights, "--frames", frames, "--first-mask", first_mask, "--out", out, *extra)
+def segment(weights, frames, first_mask, out, *extra, env: dict | None = None) -> subprocess.CompletedProcess:
+    return stcn("segment", "--weights", weights, "--frames", frames, "--first-mask", first_mask, "--out", out, *extra,
+                env=env)  # fmt: skip
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -93,3 +97,17 @@ def test_bad_checkpoint(official_entries, small_blackswan, tmp_path, bad):
         path.write_bytes(b"\x00" * 100)
     r = segment(path, frames, masks / "00000.png", tmp_path / "o")
     assert_one_line_error(r, "decoder.compress.conv1.weight" if bad == "shape" else "bad.pth")
+
+
+def test_one_video_prints_progress_lines_on_a_non_terminal(weights_file, small_blackswan, tmp_path):
+    """`stcn segment` on one folder of frames, stderr a pipe: a plain `frames done/total, FPS` line every period."""
+    frames, masks = small_blackswan
+    r = segment(weights_file, frames, masks / "00000.png", tmp_path / "out",
+                env={"STCN_PROGRESS_PERIOD": "0", "STCN_QUIET": "0"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("segment frames: ")]
+    assert [line.split(": ")[1].split(" ")[0] for line in lines[:8]] == [f"{i}/8" for i in range(1, 9)]
+    assert "frames/s" in lines[0] and lines[-1].endswith("— done")
+    quiet = segment(weights_file, frames, masks / "00000.png", tmp_path / "q", "--quiet",
+                    env={"STCN_PROGRESS_PERIOD": "0", "STCN_QUIET": "0"})  # fmt: skip
+    assert quiet.returncode == 0 and "frames/s" not in quiet.stderr

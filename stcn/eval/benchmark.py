@@ -25,18 +25,21 @@ def evaluate_entry(
     split: str | None = None,
     max_frames: int | None = None,
     progress: bool = True,
+    backend: str = "torch",
 ) -> Evaluation | None:
     """Evaluate `weights` on `entry` (its folder, layout, DAVIS year) into `out`; rank 0's result, None on others.
 
     `split`: default the entry's `evaluate.split`, else val. `max_frames`: only the first N frames of each sequence.
+    `backend`: torch (`weights` a checkpoint) or onnxruntime (`weights` a `stcn export` folder).
     """
-    from stcn.inference.loading import load_model
+    from stcn.inference.ort_backend import load_backend
 
     split = split or (entry.evaluate or {}).get("split") or "val"
     ranks, device = setup(settings.device)
     try:
         settings = dataclasses.replace(settings, device=device)
-        result = evaluate(load_model(weights, device), entry.name, entry.folder, split, out, settings,
+        model = load_backend(weights, backend, device, settings.precision)
+        result = evaluate(model, entry.name, entry.folder, split, out, settings,
                           progress=progress and ranks.is_main, layout=entry.layout, year=entry.year,
                           max_frames=max_frames, ranks=ranks)  # fmt: skip
     finally:

@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 
 from stcn.cli import QUIET
-from stcn.inference.commands import DEVICE, INCLUDE_LAST, MAX_MEMORY_FRAMES, MEM_EVERY, PRECISION, TOP_K, WEIGHTS
+from stcn.inference.commands import (
+    BACKEND,
+    DEVICE,
+    INCLUDE_LAST,
+    MAX_MEMORY_FRAMES,
+    MEM_EVERY,
+    PRECISION,
+    TOP_K,
+    WEIGHTS,
+)
 
 GENERIC = "generic"  # `stcn evaluate --dataset generic`: your own folder, not in the registry
 
@@ -57,6 +66,7 @@ def evaluate(
     registry: Path | None = typer.Option(
         None, "--registry", help="YAML file with the `datasets:` registry (default: $STCN_CONFIG, conf/config.yaml)."
     ),
+    backend: str = BACKEND,
     quiet: bool = QUIET,
 ) -> None:
     """Predict a whole split, report the amortized FPS, and score it when ground truth exists.
@@ -66,16 +76,20 @@ def evaluate(
     """
     from stcn.eval.benchmark import evaluate_entry
     from stcn.eval.davis_score import print_results
+    from stcn.inference.ort_backend import check_backend
     from stcn.inference.settings import InferenceSettings
     from stcn.model.trained import default_resolution
     from stcn.registry import Dataset
 
     resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
 
+    check_backend(backend)
     layout, year = registry_layout(dataset, layout, year, registry)
+    if backend == "onnxruntime" and device is None:
+        device = "cpu"  # ONNX Runtime's CPU provider, also where CUDA is available
     entry = Dataset(dataset, layout, year, root=str(root))  # layout None (generic): detected from the folder
     result = evaluate_entry(entry, weights, InferenceSettings.from_knobs(locals()), out, split=split,
-                            max_frames=max_frames)  # fmt: skip
+                            max_frames=max_frames, backend=backend)  # fmt: skip
     if result is None:  # not rank 0 of a torchrun group
         return
     if result.global_results is not None:

@@ -31,10 +31,35 @@ SEQUENCE_COLUMNS = ["Sequence", "J-Mean", "F-Mean"]
 CHUNK_PIXELS = 1 << 25  # object-frame pixels held at once while scoring a sequence
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def free_cores() -> int:
+    """Cores not already busy: the usable cores minus the 1-minute load average (at least 1).
+
+    On a loaded machine extra processes or threads only queue behind the others and pay their start-up,
+    so the scorer sizes its pools by this, not by the core count.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        load = 0.0
+    return max(1, int(usable_cores() - load + 0.5))
+
+
 def _read_stack(paths: list[Path]) -> np.ndarray:
-    """Label masks (T, H, W) uint8, decoded in threads; differing sizes are a user error."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        masks = list(pool.map(read_mask, paths))
+    """Label masks (T, H, W) uint8, decoded in threads (one per free core); differing sizes are a user error."""
+    threads = free_cores()
+    if threads == 1:
+        masks = [read_mask(p) for p in paths]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            masks = list(pool.map(read_mask, paths))
     for path, mask in zip(paths, masks, strict=True):
         if mask.shape != masks[0].shape:
             raise UserError(f"mask size {mask.shape} differs from {masks[0].shape}: {path}")
@@ -130,7 +155,8 @@ def score_davis(
     """Score `predictions` on DAVIS `year` `split`; returns (global, per-object) tables, written as CSVs to out_dir.
 
     `sequences` (e.g. cut to their first frames) replace the split's own. Sequences are scored in parallel
-    processes (`processes`, default one per CPU core); the tables do not depend on how many.
+    processes (`processes`, default one per free core, `free_cores`: one process on a busy machine); the
+    tables do not depend on how many.
     """
     year, predictions = str(year), Path(predictions)
     if year not in ("2016", "2017"):
@@ -142,7 +168,7 @@ def score_davis(
     j_stats, f_stats = [np.zeros((0, 3))], [np.zeros((0, 3))]
     console = Console(stderr=True)
     jobs = [(seq, year, predictions) for seq in seqs]
-    workers = min(len(seqs), os.cpu_count() or 1) if processes is None else max(1, processes)
+    workers = min(len(seqs), free_cores()) if processes is None else max(1, processes)
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         results = pool.map(_score_job, jobs) if pool is not None else map(_score_job, jobs)
         try:

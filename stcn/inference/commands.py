@@ -14,6 +14,7 @@ from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
+from stcn.progress import progress_bar
 
 # inference options shared by `stcn segment` and `stcn evaluate`; the defaults are InferenceSettings'
 D = InferenceSettings
@@ -31,6 +32,11 @@ RESOLUTION = typer.Option(
     None,
     help="Process frames resized to this shorter side; outputs keep the input size (default: the resolution in "
     "the weights' sidecar weights.json, written by stcn train; else as given).",
+)
+BACKEND = typer.Option(
+    "torch",
+    help="torch (PyTorch, --weights a checkpoint) or onnxruntime (ONNX Runtime, --weights a `stcn export` folder; "
+    "CPU, fp32; pip install 'stcn[onnx]').",
 )
 
 
@@ -56,6 +62,7 @@ def segment(
     overlay: Path | None = typer.Option(
         None, help="Also write an MP4 with the masks blended in (batch mode: a folder of <video>.mp4)."
     ),
+    backend: str = BACKEND,
     quiet: bool = QUIET,
     first_scribble: Path | None = typer.Option(
         None,
@@ -72,12 +79,15 @@ def segment(
     Batch mode (FIRST_MASK is a folder): every video of FRAMES into OUT/<video>/, one model load;
     complete videos are skipped, a failing video is reported and skipped (exit code 1 at the end).
     """
-    from stcn.inference.loading import load_model
+    from stcn.inference.ort_backend import check_backend, load_backend
     from stcn.inference.overlap import read_ahead
-    from stcn.inference.video import folder_frames, propagate, video_frames
+    from stcn.inference.video import folder_frames, frame_total, propagate, video_frames
     from stcn.interactive.strokes import StrokesToMask
     from stcn.model.trained import default_resolution
 
+    check_backend(backend)
+    if backend == "onnxruntime" and device is None:
+        device = "cpu"  # ONNX Runtime's CPU provider, also where CUDA is available
     resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
     settings = InferenceSettings.from_knobs(locals())
     if (first_mask is None) == (first_scribble is None):
@@ -89,7 +99,7 @@ def segment(
         raise UserError("--s2m is for strokes: use it with --first-scribble or a batch folder of strokes files")
     strokes = StrokesToMask(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
     if first_mask is not None and first_mask.is_dir():
-        segment_batch(weights, frames, first_mask, out, settings, overlay, strokes)
+        segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend)
         return
     if not frames.exists():
         raise UserError(f"frames not found: {frames}")
@@ -103,19 +113,22 @@ def segment(
     else:
         rgb = next(iter(video_frames(frames)))[1]() if is_video else source[0][1]()
         mask = strokes(first_scribble, rgb)
-    model = load_model(weights, settings.device)
+    model = load_backend(weights, backend, settings.device, settings.precision)
     preview = None
     if overlay is not None:
         from stcn.inference.overlay import OverlayWriter
 
         preview = OverlayWriter(overlay)
 
-    with atomic_folder(out) as partial:  # `out` gets the masks only once every frame is done
+    total = frame_total(frames, source)
+    with atomic_folder(out) as partial, progress_bar(f"segment {frames.name}", total, unit="frames") as bar:
+        # `out` gets the masks only once every frame is done
 
         def write(stem: str, labels: np.ndarray, rgb: np.ndarray) -> None:
             write_mask(partial / f"{stem}.png", labels)
             if preview is not None:
                 preview.add(rgb, labels)
+            bar.advance(1)
 
         try:
             timing = propagate(model, read_ahead(source), {first: mask}, settings, write, where=str(frames))
@@ -138,13 +151,14 @@ def segment_batch(
     settings: InferenceSettings,
     overlay: Path | None,
     strokes=None,
+    backend: str = "torch",
 ) -> None:
     """Batch mode of `stcn segment`; exits 1 when any video failed (after finishing the others)."""
     from stcn.inference.batch import find_videos, segment_videos
-    from stcn.inference.loading import load_model
+    from stcn.inference.ort_backend import load_backend
 
     find_videos(frames)  # a missing or empty root fails before the model is loaded
-    model = load_model(weights, settings.device)
+    model = load_backend(weights, backend, settings.device, settings.precision)
     outcomes = segment_videos(model, frames, masks, out, settings, overlay, strokes=strokes)
     failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
@@ -152,5 +166,25 @@ def segment_batch(
         raise typer.Exit(1)
 
 
+def export(
+    weights: Path = WEIGHTS,
+    out: Path = typer.Option(..., help="Output folder: key_encoder/value_encoder/decoder.onnx and manifest.json."),
+    fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    quiet: bool = QUIET,
+) -> None:
+    """Export the key encoder, value encoder and decoder (BatchNorm folded; dynamic size and object count) for
+    `stcn segment --backend onnxruntime`; the memory read-out runs in the host code."""
+    if fmt != "onnx":
+        raise UserError(f"unknown export format {fmt!r}; choose onnx")
+    from stcn.inference.loading import load_model
+    from stcn.model.export import export_onnx
+
+    model = load_model(weights, "cpu")
+    with atomic_folder(out) as partial:
+        manifest = export_onnx(model, partial, weights)
+    Console(stderr=True).print(f"exported {', '.join(manifest['graphs'])} (opset {manifest['opset']}) -> {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(segment)
+    app.command()(export)

@@ -65,6 +65,16 @@ def video_frames(path: Path) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
     check_frame_count(path, t, declared)
 
 
+def frame_total(path: Path, source: FrameSource) -> int | None:
+    """How many frames `source` holds, for progress: a folder's file count, a video's declared count (or None)."""
+    if isinstance(source, list):
+        return len(source)
+    cap = cv2.VideoCapture(str(path))
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    cap.release()
+    return count or None
+
+
 def check_frame_count(path: Path, decoded: int, declared: int) -> None:
     """A truncated MP4/MOV (its index lists every frame) decodes fewer frames than it declares."""
     if Path(path).suffix.lower() in INDEXED_VIDEO and decoded < declared:
