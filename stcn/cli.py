@@ -24,7 +24,6 @@ AREAS = (
     "stcn.data.commands",
     "stcn.train.commands",
     "stcn.interactive.commands",
-    "stcn.interactive.app",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,69 @@ def evaluate_interactive(
     Console(stderr=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
 
 
+def app_command(
+    weights: Path = typer.Option(..., help="STCN checkpoint (official, or a weights.pth this pipeline trained)."),
+    s2m: Path | None = S2M,
+    fusion: Path | None = FUSION,
+    seed: int = SEED,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; anything but 127.0.0.1 opens it to others."),
+    port: int = typer.Option(8050, help="Port (0: a free one)."),
+    root: Path = typer.Option(Path("."), help="The page may open videos (mp4 or frame folders) under this folder."),
+    out: Path = typer.Option(Path("stcn-app-out"), help="Exports go to OUT/<video>/masks/*.png and overlay.mp4."),
+    max_frames: int | None = typer.Option(None, help="Open only the first N frames of a video."),
+    resolution: int | None = typer.Option(
+        480, help="Process and show frames at this shorter side (exported masks keep the input size); 0: as given."
+    ),
+    top_k: int = TOP_K,
+    mem_every: int = MEM_EVERY,
+    max_memory_frames: int | None = MAX_MEMORY_FRAMES,
+    device: str | None = DEVICE,
+) -> None:
+    """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export."""
+    from werkzeug.serving import make_server
+
+    from stcn.inference.loading import load_model
+    from stcn.inference.settings import InferenceSettings
+    from stcn.interactive.app import create_app, quiet_handler
+    from stcn.interactive.session import Session
+    from stcn.interactive.weights import load_fusion, load_s2m
+
+    if max_frames is not None and max_frames < 1:
+        raise UserError("--max-frames must be at least 1")
+    if not root.is_dir():
+        raise UserError(f"--root {root} is not a folder")
+    settings = InferenceSettings.from_knobs(
+        {"top_k": top_k, "mem_every": mem_every, "max_memory_frames": max_memory_frames, "device": device,
+         "resolution": resolution or None, "include_last": False, "precision": "fp32"}
+    )  # fmt: skip
+    models = (
+        f"S2M: {s2m if s2m else f'seeded stand-in (seed {seed}), not trained: strokes give rough masks'}; "
+        f"fusion: {fusion if fusion else f'seeded stand-in (seed {seed + 1})'}; STCN: {weights}"
+    )
+    session = Session(
+        load_model(weights, settings.device),
+        load_s2m(s2m, seed, settings.device),
+        load_fusion(fusion, seed + 1, settings.device),
+        settings, out, root, max_frames, models,
+    )  # fmt: skip
+    try:
+        server = make_server(host, port, create_app(session), threaded=True, request_handler=quiet_handler())
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        warning = f"warning: listening on {host}: anyone who can reach this port can use the page (no login)"
+        print(warning, file=sys.stderr)
+    print(f"models: {models}", file=sys.stderr)
+    print(f"stcn app: http://{host}:{server.server_port}/  (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def register(app: typer.Typer) -> None:
+    app.command("app")(app_command)
     app.command()(interact)
     app.command("evaluate-interactive")(evaluate_interactive)
