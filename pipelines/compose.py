@@ -10,6 +10,7 @@ dvc.yaml come from them, so adding a dataset or a run is an edit of conf/ and th
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import typer
 import yaml
 from stage import PARAMS, command, registry, runs
 
+from stcn.names import check_name
 from stcn.registry import Dataset
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -58,7 +60,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
             continue  # your own folder, or BL30K fetched segment by segment by its shard stage
         weights = ds.layout == "weights"  # model weights: their own `download_<name>` block, into models/<name>
         out[f"download_{name}"] = {
-            "cmd": f"python pipelines/download.py {name}",
+            "cmd": f"python pipelines/download.py {shlex.quote(name)}",
             "deps": ["pipelines/download.py", *PIPE, "stcn/data/fetch", "stcn/registry.py"],
             "params": [f"download_{name}" if weights else "download",
                        *_keys(p, name, "layout", "year", "splits", "files", "download")],
@@ -68,7 +70,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         name = ds.name
         if ds.shard is not None:
             out[f"shard_{name}"] = {
-                "cmd": f"python pipelines/shard.py {name}",
+                "cmd": f"python pipelines/shard.py {shlex.quote(name)}",
                 "deps": ["pipelines/shard.py", *PIPE, "stcn/data/shards", "stcn/data/folders.py", "stcn/registry.py",
                          *(["stcn/data/fetch"] if streamed(ds) else [root[name]])],
                 "params": ["shard", *(["download"] if streamed(ds) else []),
@@ -77,11 +79,12 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
                 "outs": [f"shards/{name}"],
             }  # fmt: skip
     for run in runs(p):
+        check_name(run, "params.yaml: training run (train_<run>)")
         block = p[f"train_{run}"]
         used = sorted({d.split("*")[0] for d in block["data"]})
         after = block.get("after")
         out[f"train_{run}"] = {
-            "cmd": "${train.launcher} pipelines/train.py " + run,
+            "cmd": "${train.launcher} pipelines/train.py " + shlex.quote(run),
             "deps": ["pipelines/train.py", *PIPE, "stcn/train", "stcn/model", "stcn/data/stream", "stcn/data/shards",
                      *[f"shards/{d}" for d in used], *([f"models/{after}/weights.pth"] if after else [])],
             "params": ["train", f"train_{run}", "shard.url"],
@@ -89,7 +92,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     for name in evaluated(p):
         out[f"evaluate_{name}"] = {
-            "cmd": "${evaluate.launcher} pipelines/evaluate.py " + name,
+            "cmd": "${evaluate.launcher} pipelines/evaluate.py " + shlex.quote(name),
             "deps": ["pipelines/evaluate.py", *PIPE, "stcn/eval", "stcn/inference", "stcn/model",
                      "stcn/data/folders.py", "stcn/data/images.py", "stcn/registry.py", root[name],
                      "${evaluate.weights}"],
@@ -98,7 +101,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     if "evaluate_davis17_interactive" in p:  # DAVIS interactive (MiVOS-STCN) on the davis17 dataset
         out["evaluate_davis17_interactive"] = {
-            "cmd": f"python pipelines/evaluate_interactive.py {root['davis17']}",
+            "cmd": f"python pipelines/evaluate_interactive.py {shlex.quote(root['davis17'])}",
             "deps": ["pipelines/evaluate_interactive.py", *PIPE, "stcn/interactive", "stcn/inference", "stcn/model",
                      root["davis17"], "models/pretrained", "${evaluate.weights}"],
             "params": ["evaluate", "evaluate_davis17_interactive"],
@@ -106,7 +109,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     reported = evaluated(p)
     out["report"] = {
-        "cmd": " ".join(["python pipelines/report.py", *runs(p)]),
+        "cmd": " ".join(["python pipelines/report.py", *map(shlex.quote, runs(p))]),
         "deps": ["pipelines/report.py", *PIPE, "stcn/reports.py", "stcn/registry.py",
                  *[f"results/{n}" for n in reported], *[f"models/{r}/dvclive/plots/metrics" for r in runs(p)]],
         "params": ["profile", "report", *[f"evaluate.{k}" for k in REPORTED_EVALUATE],

@@ -1,0 +1,140 @@
+"""Trust boundary (issue 19): names, split files, part indexes, registries and state files are input too.
+
+Each test drives the real command (a process) on real files and fails on the code before the issue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stcn.data.fetch.sources import DAVIS_MINI
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "STCN_QUIET": "1"}
+
+
+def stcn(*args: object, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`stcn ARGS` as a process (this tree's code)."""
+    cmd = [sys.executable, "-m", "stcn.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env or ENV, timeout=300)
+
+
+def one_error(res: subprocess.CompletedProcess, *needles: str) -> str:
+    """The one `error:` line of a failed command (exit 2, no traceback), holding every needle."""
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert len(lines) >= 1 and lines[-1].startswith("error: "), res.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[-1], lines[-1]
+    return lines[-1]
+
+
+# ---- items 1-3, 8, 14: the registry ---------------------------------------------------------------------------
+
+
+def test_shell_injection_in_a_dataset_name_is_refused_by_compose(tmp_path: Path) -> None:
+    """Item 1: a dataset name holding `;` never reaches dvc.yaml's `cmd:` (compose refuses it, one line)."""
+    for sub in ("conf", "pipelines"):
+        shutil.copytree(REPO / sub, tmp_path / sub)
+    config = tmp_path / "conf" / "config.yaml"
+    text = config.read_text().replace("datasets:\n", "datasets:\n  'x;touch PWNED;y': {layout: davis, root: R, "
+                                      "shard: {split: val}}\n", 1)  # fmt: skip
+    config.write_text(text)
+    res = subprocess.run([sys.executable, "pipelines/compose.py"], cwd=tmp_path, capture_output=True, text=True,
+                         env=ENV)  # fmt: skip
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1].startswith("error: params.yaml: dataset name: 'x;touch PWNED;y'")
+    assert not (tmp_path / "dvc.yaml").exists() and not (tmp_path / "PWNED").exists()
+
+
+def test_compose_quotes_what_it_interpolates() -> None:
+    """Item 1: every stage command quotes the names it holds (a no-op for valid names, checked here)."""
+    sys.path.insert(0, str(REPO / "pipelines"))
+    try:
+        import compose
+        from stage import load
+    finally:
+        sys.path.remove(str(REPO / "pipelines"))
+    p = load()
+    p["datasets"]["davis17"] = {**p["datasets"]["davis17"], "root": "my data/davis 17"}
+    cmd = compose.stages(p)["evaluate_davis17_interactive"]["cmd"]
+    assert cmd == "python pipelines/evaluate_interactive.py 'my data/davis 17'"
+
+
+def test_registry_file_name_cannot_escape_the_target(tmp_path: Path) -> None:
+    """Item 2: a file `name: ../../../../victim.txt` is refused before anything is fetched or written."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    source = tmp_path / "src" / "w.pth"
+    source.parent.mkdir()
+    source.write_bytes(b"weights")
+    registry = tmp_path / "r.yaml"
+    registry.write_text('datasets:\n  w:\n    layout: weights\n    files: [{name: "../../../../victim.txt", '
+                        f'http: "file://{source}", place: null, marker: null}}]\n')  # fmt: skip
+    res = stcn("download", "w", "--registry", registry, "--source", "file", "--url", source, "--to",
+               tmp_path / "a" / "b" / "c" / "dl", cwd=tmp_path)  # fmt: skip
+    one_error(res, "../../../../victim.txt", "not a valid name", str(registry))
+    assert victim.read_text() == "mine"
+
+
+def test_dataset_name_with_dots_is_refused(tmp_path: Path) -> None:
+    """Item 3: a dataset named `../../escaped` is not "ready in data/../../escaped"."""
+    registry = tmp_path / "r.yaml"
+    registry.write_text('datasets:\n  "../../escaped": {layout: davis, shard: {split: val}}\n')
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    res = stcn("download", "../../escaped", "--registry", registry, "--source", "bundled", cwd=work)
+    one_error(res, "'../../escaped' is not a valid name")
+    res = stcn("shard", "dataset", "../../escaped", "--registry", registry, "--out", tmp_path / "o", cwd=work)
+    one_error(res, "'../../escaped' is not a valid name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "r.yaml"]
+
+
+def test_duplicate_registry_names_are_refused(tmp_path: Path) -> None:
+    """Item 8: the same dataset twice in a --registry file is an error naming the file and the key."""
+    registry = tmp_path / "r.yaml"
+    registry.write_text(f"datasets:\n  mine: {{layout: davis, root: {tmp_path}}}\n  mine: {{layout: youtube}}\n")
+    res = stcn("shard", "dataset", "mine", "--registry", registry, "--out", tmp_path / "o")
+    one_error(res, str(registry), "duplicate key 'mine'", "line 3")
+
+
+def test_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    """Item 14: a "billion laughs" registry is refused on its first anchor, without expanding anything."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+    registry = tmp_path / "bomb.yaml"
+    registry.write_text("\n".join([*lines, "datasets: {x: *i}"]) + "\n")
+    res = stcn("download", "x", "--registry", registry, "--source", "bundled")
+    one_error(res, str(registry), "YAML anchors (&a) are not allowed", "line 1")
+
+
+# ---- item 4: split files ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["absolute", "../../../victim"])
+def test_split_file_entry_outside_the_root_is_refused(tmp_path: Path, weights_file: Path, entry: str) -> None:
+    """Item 4: a split list naming `/abs/seq` or `../../x` never makes evaluate write into that folder."""
+    root = tmp_path / "root"
+    shutil.copytree(DAVIS_MINI, root)
+    victim = tmp_path / "victim"  # another sequence with its own ground truth
+    shutil.copytree(DAVIS_MINI / "JPEGImages/480p/blackswan", victim)
+    for png in (DAVIS_MINI / "Annotations/480p/blackswan").glob("*.png"):
+        shutil.copy(png, victim / png.name)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in victim.iterdir()}
+    name = str(victim) if entry == "absolute" else entry
+    (root / "ImageSets/2017/val.txt").write_text(f"blackswan\n{name}\n")
+    out = tmp_path / "out"
+    res = stcn("evaluate", "--weights", weights_file, "--dataset", "generic", "--root", root, "--out", out,
+               "--max-frames", "2", "--device", "cpu")  # fmt: skip
+    one_error(res, repr(name), "is not a valid name", "val.txt")
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in victim.iterdir()} == before
+    res = stcn("shard", "generic", "--root", root, "--split", "val", "--out", tmp_path / "shards")
+    one_error(res, repr(name), "is not a valid name")
