@@ -138,3 +138,81 @@ def test_split_file_entry_outside_the_root_is_refused(tmp_path: Path, weights_fi
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in victim.iterdir()} == before
     res = stcn("shard", "generic", "--root", root, "--split", "val", "--out", tmp_path / "shards")
     one_error(res, repr(name), "is not a valid name")
+
+
+# ---- items 5, 11, 12, 13: shard parts and sizes -----------------------------------------------------------------
+
+
+def _own(dst: Path, drop: str | None = None) -> Path:
+    """A DAVIS-layout folder of the bundled videos (no ImageSets: every video), without `drop`."""
+    for kind in ("JPEGImages", "Annotations"):
+        shutil.copytree(DAVIS_MINI / kind / "480p", dst / kind)
+        if drop:
+            shutil.rmtree(dst / kind / drop)
+    return dst
+
+
+def test_parts_from_different_inputs_do_not_merge(tmp_path: Path) -> None:
+    """Item 5: part 1/2 made from a copy without one video: merge refuses instead of a video twice, one missing."""
+    from stcn.data.shards.build import shard_generic
+
+    full, fewer, out = _own(tmp_path / "full"), _own(tmp_path / "fewer", drop="blackswan"), tmp_path / "out"
+    shard_generic(full, str(out), part="0/2", workers=1)
+    shard_generic(fewer, str(out), part="1/2", workers=1)
+    res = stcn("shard", "merge", "--out", out, "--parts", "2")
+    one_error(res, "part parts/1-of-2", "different input listing")
+    assert not (out / "index.json").exists()
+    shard_generic(full, str(out), part="1/2", workers=1)  # the same input: merges
+    assert stcn("shard", "merge", "--out", out, "--parts", "2").returncode == 0
+    assert json.loads((out / "index.json").read_text())["totals"]["samples"] == 4
+
+
+def test_an_empty_part_is_a_valid_part(tmp_path: Path) -> None:
+    """Item 13: `--part 0/5` on 4 videos writes an empty finished part, so `merge --parts 5` succeeds."""
+    root, out = _own(tmp_path / "own"), tmp_path / "out"
+    res = stcn("shard", "generic", "--root", root, "--out", out, "--part", "0/5", "--workers", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((out / "parts/0-of-5/index.json").read_text())["splits"]["train"]["shards"] == []
+    from stcn.data.shards.build import shard_generic
+
+    for i in range(1, 5):
+        shard_generic(root, str(out), part=f"{i}/5", workers=1)
+    res = stcn("shard", "merge", "--out", out, "--parts", "5")
+    assert res.returncode == 0, res.stderr[-2000:]
+    index = json.loads((out / "index.json").read_text())
+    assert index["totals"]["samples"] == 4 and index["splits"]["train"]["parts"] == 5
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        (lambda index: {"splits": "x"}, "`splits` must be a mapping"),
+        (lambda index: _rename(index, "../../../../../etc/passwd"), "'../../../../../etc/passwd' is not a valid"),
+        (lambda index: _rename(index, 7), "7 is not a valid shard name"),
+        (lambda index: {**index, "splits": {"train": {**index["splits"]["train"], "shard_size_bytes": "big"}}},
+         "shard_size_bytes must be a positive integer"),
+    ],
+)  # fmt: skip
+def test_merge_validates_part_indexes(tmp_path: Path, damage, needle: str) -> None:
+    """Item 12: a part index of the wrong types or with a shard name leaving the folder is one line."""
+    from stcn.data.shards.build import shard_generic
+
+    root, out = _own(tmp_path / "own"), tmp_path / "out"
+    for i in range(2):
+        shard_generic(root, str(out), part=f"{i}/2", workers=1)
+    part = out / "parts/1-of-2/index.json"
+    part.write_text(json.dumps(damage(json.loads(part.read_text()))))
+    one_error(stcn("shard", "merge", "--out", out, "--parts", "2"), "corrupt part index", str(part), needle)
+    assert not (out / "index.json").exists()
+
+
+def _rename(index: dict, name: object) -> dict:
+    entry = index["splits"]["train"]
+    return {**index, "splits": {"train": {**entry, "shards": [{**entry["shards"][0], "name": name}]}}}
+
+
+@pytest.mark.parametrize("size", ["nan", "inf", "-inf", "1e300"])
+def test_shard_size_not_finite_is_one_line(tmp_path: Path, size: str) -> None:
+    """Item 11: `--shard-size-mb nan/inf` is one line, not a ValueError / OverflowError traceback."""
+    res = stcn("shard", "generic", "--root", _own(tmp_path / "own"), "--out", tmp_path / "o", "--shard-size-mb", size)
+    one_error(res, "--shard-size-mb must be a positive finite number")
