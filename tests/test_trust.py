@@ -216,3 +216,95 @@ def test_shard_size_not_finite_is_one_line(tmp_path: Path, size: str) -> None:
     """Item 11: `--shard-size-mb nan/inf` is one line, not a ValueError / OverflowError traceback."""
     res = stcn("shard", "generic", "--root", _own(tmp_path / "own"), "--out", tmp_path / "o", "--shard-size-mb", size)
     one_error(res, "--shard-size-mb must be a positive finite number")
+
+
+# ---- items 6, 7, 10 and the 16-bit scribble: `stcn interact` -------------------------------------------------
+
+
+@pytest.fixture
+def interact_round(tmp_path: Path, weights_file: Path):
+    """`run(frames_folder, scribble_png, out)` for `stcn interact`; `video(name, n)`: a small real video."""
+    import numpy as np
+    from conftest import DAVIS, shrink_sequence
+    from PIL import Image
+
+    from stcn.data.images import read_mask
+
+    def video(name: str, n: int) -> tuple[Path, Path]:
+        frames, masks = shrink_sequence(DAVIS / "JPEGImages/480p" / name, DAVIS / "Annotations/480p" / name,
+                                        tmp_path / name, n, 0.15)  # fmt: skip
+        gt = read_mask(masks / "00001.png")
+        png = np.where(gt == 1, 1, 0).astype(np.uint8)
+        png[:, :3] = 255
+        Image.fromarray(png, "L").save(tmp_path / f"{name}.png")
+        return frames, tmp_path / f"{name}.png"
+
+    def run(frames: Path, scribble: Path, out: Path) -> subprocess.CompletedProcess:
+        return stcn("interact", "--weights", weights_file, "--frames", frames, "--out", out, "--scribbles", scribble,
+                    "--frame", "00001")  # fmt: skip
+
+    run.video = video
+    return run
+
+
+def test_interact_round_on_another_video_is_refused(tmp_path: Path, interact_round) -> None:
+    """Item 6: round 2 on another video (fewer frames) into the same --out: one line, the masks untouched."""
+    swan, swan_png = interact_round.video("blackswan", 5)
+    dog, dog_png = interact_round.video("dog-agility", 3)
+    out = tmp_path / "out"
+    first = interact_round(swan, swan_png, out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    one_error(interact_round(dog, dog_png, out), f"{out} holds rounds of another video", "5 frames", "3 frames")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("interacted", "ab", "interacted must be a list of frame indexes below 5"),
+        ("interacted", [100], "got [100]"),
+        ("interacted", [-3], "got [-3]"),
+        ("objects", 3000, "objects must be an integer in 0..255, got 3000"),
+        ("objects", "2", "objects must be an integer"),
+        ("rounds", -1, "rounds must be a non-negative integer"),
+        ("video", None, "no record of its video"),
+    ],
+)
+def test_tampered_interaction_state_is_one_line(tmp_path: Path, interact_round, key, value, needle) -> None:
+    """Item 10: the state file is checked in type and range before use (no TypeError/IndexError/OOM)."""
+    swan, swan_png = interact_round.video("blackswan", 5)
+    out = tmp_path / "out"
+    assert interact_round(swan, swan_png, out).returncode == 0
+    state = json.loads((out / "interactive.json").read_text())
+    (out / "interactive.json").write_text(json.dumps({**state, key: value}))
+    one_error(interact_round(swan, swan_png, out), "corrupt interaction state", needle)
+
+
+def test_scribble_of_another_size_is_refused(tmp_path: Path, interact_round) -> None:
+    """Item 7: a 50x50 scribble on frames of another size is refused naming both sizes (not stretched)."""
+    import numpy as np
+    from PIL import Image
+
+    swan, _ = interact_round.video("blackswan", 3)
+    w, h = Image.open(next(swan.iterdir())).size
+    small = np.zeros((50, 50), np.uint8)
+    small[10:20, 10:20] = 1
+    Image.fromarray(small, "L").save(tmp_path / "small.png")
+    res = interact_round(swan, tmp_path / "small.png", tmp_path / "out")
+    one_error(res, "50x50", f"{w}x{h}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_16_bit_scribble_names_the_id(tmp_path: Path, interact_round) -> None:
+    """Smaller: a 16-bit scribble with id 300 names the id (not "no strokes")."""
+    import numpy as np
+    from PIL import Image
+
+    swan, _ = interact_round.video("blackswan", 3)
+    w, h = Image.open(next(swan.iterdir())).size
+    ids = np.zeros((h, w), np.uint16)
+    ids[5:15, 5:15] = 300
+    Image.fromarray(ids).save(tmp_path / "wide.png")
+    assert Image.open(tmp_path / "wide.png").mode.startswith("I")
+    one_error(interact_round(swan, tmp_path / "wide.png", tmp_path / "out"), "holds id 300")
