@@ -308,3 +308,70 @@ def test_16_bit_scribble_names_the_id(tmp_path: Path, interact_round) -> None:
     Image.fromarray(ids).save(tmp_path / "wide.png")
     assert Image.open(tmp_path / "wide.png").mode.startswith("I")
     one_error(interact_round(swan, tmp_path / "wide.png", tmp_path / "out"), "holds id 300")
+
+
+# ---- items 9 and 16: full disks and left-overs of killed runs ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def video_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shards of the bundled videos (stage 2 training data)."""
+    from stcn.data.shards.build import shard_generic
+
+    tmp = tmp_path_factory.mktemp("shards")
+    shard_generic(_own(tmp / "own"), str(tmp / "shards"), workers=1, shard_size_mb=1)
+    return tmp / "shards"
+
+
+def _train(data: Path, out: Path, iterations: int = 1) -> subprocess.CompletedProcess:
+    return stcn("train", "--stage", "2", "--data", data, "--out", out, "--init", "random", "--iterations", iterations,
+                "--batch-size", "1", "--crop", "64", "--device", "cpu", "--num-workers", "0",
+                env={**ENV, "OMP_NUM_THREADS": "1"})  # fmt: skip
+
+
+def _dead_pid() -> int:
+    """The pid of a process that was killed (SIGKILL) and reaped."""
+    proc = subprocess.Popen(["sleep", "60"])
+    proc.kill()
+    proc.wait()
+    return proc.pid
+
+
+def test_train_on_a_full_disk_is_one_line_and_leaves_no_dvclive(tmp_path: Path, video_shards: Path) -> None:
+    """Item 9: torch wraps ENOSPC in a RuntimeError; the command says one line, exit 2, and leaves no dvclive/."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)]).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")  # the lead's CI runs as root here
+    try:
+        res = _train(video_shards, small / "run")
+        one_error(res, "No space left on device")
+        assert not (small / "run" / "dvclive").exists()
+        assert not [p for p in (small / "run").iterdir() if p.name.endswith(".tmp")]
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_rerun_removes_the_temporaries_of_killed_runs(tmp_path: Path, video_shards: Path, weights_file) -> None:
+    """Item 16: `.checkpoint.pth.<pid>.tmp` of a killed training and `.<video>.<pid>.tmp/` of a killed evaluation
+    rank are removed by the next run; temporaries of live processes and other files are kept."""
+    run, dead = tmp_path / "run", _dead_pid()
+    run.mkdir()
+    (run / f".checkpoint.pth.{dead}.tmp").write_bytes(b"half a checkpoint")
+    (run / f".weights.pth.{dead}.tmp").write_bytes(b"half the weights")
+    (run / f".checkpoint.pth.{os.getpid()}.tmp").write_bytes(b"a live writer's")
+    (run / "notes.txt").write_text("mine")
+    res = _train(video_shards, run)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [f".checkpoint.pth.{os.getpid()}.tmp"]
+    assert (run / "notes.txt").read_text() == "mine" and (run / "weights.pth").is_file()
+
+    root, out = tmp_path / "davis", tmp_path / "eval"
+    shutil.copytree(DAVIS_MINI, root)
+    half = out / f".blackswan.{dead}.tmp"
+    half.mkdir(parents=True)
+    (half / "00000.png").write_bytes(b"half")
+    res = stcn("evaluate", "--weights", weights_file, "--dataset", "generic", "--root", root, "--split", "val",
+               "--out", out, "--max-frames", "3", "--device", "cpu")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not half.exists() and (out / "blackswan" / "00000.png").is_file()
