@@ -375,3 +375,27 @@ def test_a_rerun_removes_the_temporaries_of_killed_runs(tmp_path: Path, video_sh
                "--out", out, "--max-frames", "3", "--device", "cpu")  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert not half.exists() and (out / "blackswan" / "00000.png").is_file()
+
+
+# ---- smaller: batch-mode error lines do not wrap in logs ---------------------------------------------------------
+
+
+def test_batch_error_lines_do_not_wrap_at_80_columns(tmp_path: Path, weights_file: Path) -> None:
+    """A failed video's `error:` line in a log (no terminal, no COLUMNS) stays one line whatever its length."""
+    from conftest import DAVIS, shrink_sequence
+
+    root, masks = tmp_path / ("videos-with-a-rather-long-folder-name-" * 2), tmp_path / "masks"
+    for name in ("blackswan", "libby"):
+        frames, ann = shrink_sequence(DAVIS / "JPEGImages/480p" / name, DAVIS / "Annotations/480p" / name,
+                                      tmp_path / "src" / name, 2, 0.25)  # fmt: skip
+        shutil.copytree(frames, root / name)
+        masks.mkdir(exist_ok=True)
+        shutil.copy(ann / "00000.png", masks / f"{name}.png")
+    bad = root / "libby" / "00001.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated jpeg")
+    env = {k: v for k, v in ENV.items() if k not in ("COLUMNS", "LINES")}
+    res = stcn("segment", "--weights", weights_file, "--frames", root, "--first-mask", masks, "--out",
+               tmp_path / "out", env={**env, "STCN_PROGRESS_PERIOD": "0", "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert res.returncode == 1, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: libby")]
+    assert len(errors) == 1 and str(bad) in errors[0] and len(errors[0]) > 80, res.stderr

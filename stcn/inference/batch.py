@@ -135,7 +135,7 @@ def segment_videos(
     console: Console | None = None,
 ) -> list[Outcome]:
     """Segment every video of ROOT into OUT/<video>/; complete outputs are skipped, failures reported and skipped."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     if not masks.is_dir():
         raise UserError(f"first-mask folder not found: {masks}")
     videos = find_videos(root)

@@ -157,7 +157,7 @@ def interact(
         for stem, lab in zip(stems, labels, strict=True):
             write_mask(tmp / f"{stem}.png", np.asarray(Image.fromarray(lab).resize(full, Image.NEAREST)))
         (tmp / STATE).write_text(json.dumps(state) + "\n")
-    Console(stderr=True).print(
+    Console(stderr=True, soft_wrap=True).print(
         f"round {state['rounds']}: {len(stems)} frames, {objects} object(s), interacted {core.interacted} -> {out}"
     )
 
@@ -184,7 +184,7 @@ def evaluate_interactive(
 
     settings = inference_settings(top_k, mem_every, False, "fp32", max_memory_frames, device, resolution)
     data = run(weights, s2m, fusion, seed, davis_root, split, out, settings, max_interactions, max_time)
-    Console(stderr=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
+    Console(stderr=True, soft_wrap=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
 
 
 def register(app: typer.Typer) -> None:
