@@ -215,7 +215,7 @@ def _rename(index: dict, name: object) -> dict:
 def test_shard_size_not_finite_is_one_line(tmp_path: Path, size: str) -> None:
     """Item 11: `--shard-size-mb nan/inf` is one line, not a ValueError / OverflowError traceback."""
     res = stcn("shard", "generic", "--root", _own(tmp_path / "own"), "--out", tmp_path / "o", "--shard-size-mb", size)
-    one_error(res, "--shard-size-mb must be a positive finite number")
+    one_error(res, f"--shard-size-mb must be positive, got {float(size)} (a finite number of MiB)")
 
 
 # ---- items 6, 7, 10 and the 16-bit scribble: `stcn interact` -------------------------------------------------

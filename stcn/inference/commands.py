@@ -130,7 +130,9 @@ def segment_batch(
     outcomes = segment_videos(load_model(weights, settings.device), frames, masks, out, settings, overlay)
     failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
-        Console(stderr=True, soft_wrap=True).print(f"{len(failed)} of {len(outcomes)} videos failed: {', '.join(failed)}")
+        Console(stderr=True, soft_wrap=True).print(
+            f"{len(failed)} of {len(outcomes)} videos failed: {', '.join(failed)}"
+        )
         raise typer.Exit(1)
 
 

@@ -35,7 +35,7 @@ Log = Callable[[str], None]
 def _size(shard_size_mb: float) -> int:
     """Shard size in bytes; checked before any input is read."""
     if not math.isfinite(shard_size_mb) or shard_size_mb <= 0 or shard_size_mb * 2**20 > 2**53:
-        raise UserError(f"--shard-size-mb must be a positive finite number of MiB, got {shard_size_mb}")
+        raise UserError(f"--shard-size-mb must be positive, got {shard_size_mb} (a finite number of MiB)")
     return int(shard_size_mb * 2**20)
 
 
