@@ -11,6 +11,7 @@ dvc.yaml come from them, so adding a dataset or a run is an edit of conf/ and th
 from __future__ import annotations
 
 import ast
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import typer
 import yaml
 from stage import PARAMS, command, registry, runs
 
+from stcn.names import check_name
 from stcn.registry import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +111,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
             continue  # your own folder, or BL30K fetched segment by segment by its shard stage
         weights = ds.layout == "weights"  # model weights: their own `download_<name>` block, into models/<name>
         out[f"download_{name}"] = {
-            "cmd": f"python pipelines/download.py {name}",
+            "cmd": f"python pipelines/download.py {shlex.quote(name)}",
             "deps": code_deps("pipelines/download.py"),
             "params": [f"download_{name}" if weights else "download",
                        *_keys(p, name, "layout", "year", "splits", "files", "download")],
@@ -121,7 +123,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
             out |= bl30k_part_stages(p, ds, root[name])
         elif ds.shard is not None:
             out[f"shard_{name}"] = {
-                "cmd": f"python pipelines/shard.py {name}",
+                "cmd": f"python pipelines/shard.py {shlex.quote(name)}",
                 "deps": [*code_deps("pipelines/shard.py"), *([] if streamed(ds) else [root[name]])],
                 "params": ["shard", *(["download"] if streamed(ds) else []),
                            *_keys(p, name, "layout", "shard", "root",
@@ -129,11 +131,12 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
                 "outs": [f"shards/{name}"],
             }  # fmt: skip
     for run in runs(p):
+        check_name(run, "params.yaml: training run (train_<run>)")
         block = p[f"train_{run}"]
         used = sorted({d.split("*")[0] for d in block["data"]})
         after = block.get("after")
         out[f"train_{run}"] = {
-            "cmd": "${train.launcher} pipelines/train.py " + run,
+            "cmd": "${train.launcher} pipelines/train.py " + shlex.quote(run),
             "deps": [*code_deps("pipelines/train.py"), *[f"shards/{d}" for d in used],
                      *([f"models/{after}/weights.pth"] if after else [])],
             "params": ["train", f"train_{run}", "shard.url"],
@@ -141,11 +144,13 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     if S2M in p:  # S2M trained on simulated strokes (stcn.interactive.train_s2m)
         out[S2M] = s2m_stage(p[S2M], root)
+    for model in p["evaluate"]["models"]:  # a stage-name part, a results/ folder and a shell word
+        check_name(model, "params.yaml: evaluate.models")
     for name in evaluated(p):  # one stage per benchmark and model: evaluate_<name>@<model>
         out[f"evaluate_{name}"] = {
             "foreach": "${evaluate.models}",
             "do": {
-                "cmd": "${evaluate.launcher} pipelines/evaluate.py " + name + " ${key}",
+                "cmd": "${evaluate.launcher} pipelines/evaluate.py " + shlex.quote(name) + " ${key}",
                 "deps": [*code_deps("pipelines/evaluate.py"), root[name], "${item}"],
                 "params": [*_settings(p), *_keys(p, name, "layout", "year", "evaluate", "root")],
                 "outs": [f"results/{name}/${{key}}"],
@@ -154,7 +159,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
     for name in interactive(p):  # DAVIS interactive (MiVOS-STCN): an `evaluate_<name>_interactive` block
         stage = f"evaluate_{name}_interactive"
         out[stage] = {
-            "cmd": f"python pipelines/evaluate_interactive.py {name}",
+            "cmd": f"python pipelines/evaluate_interactive.py {shlex.quote(name)}",
             "deps": [*code_deps("pipelines/evaluate_interactive.py"), root[name], "models/pretrained",
                      f"${{{stage}.weights}}",
                      *([S2M_WEIGHTS] if p[stage].get("s2m") == S2M_WEIGHTS else [])],
@@ -163,7 +168,7 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     reported = evaluated(p)
     out["report"] = {
-        "cmd": " ".join(["python pipelines/report.py", *runs(p)]),
+        "cmd": " ".join(["python pipelines/report.py", *map(shlex.quote, runs(p))]),
         "deps": [*code_deps("pipelines/report.py"),
                  *[f"results/{n}" for n in reported], *[f"models/{r}/dvclive/plots/metrics" for r in runs(p)]],
         "params": ["profile", "report", *[f"evaluate.{k}" for k in REPORTED_EVALUATE],
@@ -210,19 +215,19 @@ def bl30k_part_stages(p: dict[str, Any], ds: Dataset, folder: str) -> dict[str, 
     segments = [] if mirror else [{folder: {"persist": True}}]
     return {
         f"shard_{name}_index": {
-            "cmd": f"python pipelines/shard.py {name} --index-only",
+            "cmd": f"python pipelines/shard.py {shlex.quote(name)} --index-only",
             "deps": code, "params": list(params), "outs": [index, *segments],
         },
         f"shard_{name}_part": {
             "foreach": list(range(parts)),
             "do": {
-                "cmd": f"python pipelines/shard.py {name} --part ${{item}}/{parts}",
+                "cmd": f"python pipelines/shard.py {shlex.quote(name)} --part ${{item}}/{parts}",
                 "deps": [*code, index, *([] if mirror else [folder])], "params": list(params),
                 "outs": [f"shards/{name}/parts/${{item}}-of-{parts}"],
             },
         },
         f"shard_{name}": {
-            "cmd": f"python pipelines/shard.py {name} --merge",
+            "cmd": f"python pipelines/shard.py {shlex.quote(name)} --merge",
             "deps": [*code, *[f"shards/{name}/parts/{i}-of-{parts}" for i in range(parts)]],
             "params": list(params), "outs": [f"shards/{name}/index.json"],
         },

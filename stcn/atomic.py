@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,37 @@ from stcn.errors import UserError
 def temporary_sibling(path: Path) -> Path:
     """A name next to `path` no other process uses."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, names: list[str] | None = None) -> list[Path]:
+    """Remove the `.<name>.<pid>.tmp` files/folders in `folder` that a killed process left (its pid is gone).
+
+    `names`: only temporaries of these target names (None: of any name). Nothing else is touched; returns
+    what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        m = re.fullmatch(r"\.(.+)\.(\d+)\.tmp", entry.name)
+        if not m or (names is not None and m.group(1) not in names) or _alive(int(m.group(2))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 def write_error(path: Path, e: OSError) -> UserError:

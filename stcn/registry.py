@@ -5,6 +5,9 @@ composed `params.yaml`). `load_registry()` reads it and returns typed, checked e
 `stcn evaluate --dataset`, the pipeline and the reports all take their dataset names and layouts from here.
 Which file: an explicit path (`--registry`), else the `STCN_CONFIG` environment variable, else the project's
 `conf/config.yaml`. A missing or malformed file, or an unknown name, is a one-line UserError.
+
+The file is input like any other: duplicate keys and YAML aliases/anchors (a "billion laughs" bomb) are refused,
+dataset and file names must pass `stcn.names.check_name`, and a file's `place` must be a relative path of names.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stcn.errors import UserError
+from stcn.names import check_name, check_relative
 
 ENV = "STCN_CONFIG"
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "config.yaml"
@@ -107,7 +111,7 @@ def load_registry(path: str | Path | None = None) -> Registry:
 
     where = config_path(path)
     try:
-        data = yaml.safe_load(where.read_text())
+        data = yaml.load(where.read_text(), Loader=strict_loader())  # noqa: S506 (a SafeLoader subclass)
     except OSError as e:
         raise UserError(f"cannot read the dataset registry {where}: {e.strerror or e} (set --registry or "
                         f"{ENV})") from None  # fmt: skip
@@ -118,6 +122,36 @@ def load_registry(path: str | Path | None = None) -> Registry:
     return parse_registry(data["datasets"], str(where))
 
 
+def strict_loader():
+    """A yaml SafeLoader that refuses duplicate mapping keys and aliases/anchors (one-line errors)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.YAMLError(f"YAML aliases (*{event.anchor}) are not allowed ({_at(event.start_mark)})")
+            event = self.peek_event()
+            if getattr(event, "anchor", None):
+                raise yaml.YAMLError(f"YAML anchors (&{event.anchor}) are not allowed ({_at(event.start_mark)})")
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.YAMLError(f"duplicate key {key!r} ({_at(key_node.start_mark)})")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
+def _at(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
 def parse_registry(datasets: Mapping[str, Any], source: str = "the registry") -> Registry:
     """Typed, checked entries of a `datasets:` mapping (as read from YAML or composed by Hydra)."""
     return Registry({str(name): _entry(str(name), entry, source) for name, entry in datasets.items()}, source)
@@ -125,6 +159,7 @@ def parse_registry(datasets: Mapping[str, Any], source: str = "the registry") ->
 
 def _entry(name: str, entry: Any, source: str) -> Dataset:
     where = f"{source}: datasets.{name}"
+    check_name(name, f"{source}: dataset name")
     if not isinstance(entry, Mapping):
         raise UserError(f"{where} must be a mapping with at least `layout`, got {entry!r}")
     unknown = sorted(set(entry) - set(ENTRY_KEYS))
@@ -157,4 +192,9 @@ def _file(where: str, entry: Any) -> File:
     unknown = sorted(set(entry) - set(FILE_KEYS))
     if unknown:
         raise UserError(f"{where}: file {entry['name']}: unknown key {unknown[0]!r} (known: {', '.join(FILE_KEYS)})")
+    check_name(entry["name"], f"{where}: file name")
+    if entry.get("place") is not None:
+        check_relative(str(entry["place"]), f"{where}: file {entry['name']}: place")
+    if entry.get("marker") is not None:
+        check_name(str(entry["marker"]), f"{where}: file {entry['name']}: marker")
     return File(**{k: None if entry[k] is None else str(entry[k]) for k in entry})

@@ -218,7 +218,9 @@ def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
     base = ["interact", "--weights", str(weights_file), "--frames", str(frames), "--out", str(out)]
     first = cli(*base, "--scribbles", str(tmp_path / "s.png"), "--frame", "00001")
     assert first.returncode == 0, first.stderr
-    assert json.loads((out / "interactive.json").read_text()) == {"objects": 1, "interacted": [1], "rounds": 1}
+    state = json.loads((out / "interactive.json").read_text())
+    assert state == {"objects": 1, "interacted": [1], "rounds": 1, "video": state["video"]}
+    assert state["video"] == {"frames": [f"{i:05d}" for i in range(6)], "size": [gt.shape[1], gt.shape[0]]}
     round1 = [read_mask(out / f"{i:05d}.png") for i in range(6)]
     assert round1[0].shape == gt.shape
     # round 2: a DAVIS scribble JSON (normalised points) with a background stroke on frame 4
@@ -227,7 +229,7 @@ def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
     (tmp_path / "s.json").write_text(json.dumps({"scribbles": strokes, "sequence": "blackswan"}))
     second = cli(*base, "--scribbles", str(tmp_path / "s.json"))
     assert second.returncode == 0, second.stderr
-    assert json.loads((out / "interactive.json").read_text()) == {"objects": 1, "interacted": [1, 4], "rounds": 2}
+    assert json.loads((out / "interactive.json").read_text()) == {**state, "interacted": [1, 4], "rounds": 2}
     round2 = [read_mask(out / f"{i:05d}.png") for i in range(6)]
     assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(6)] + ["interactive.json"]
     assert not list(tmp_path.glob(".out*")), "a round left its temporary folder behind"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stcn.errors import UserError
+from stcn.names import check_name, inside
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}  # a video given as one file (decoded with OpenCV)
@@ -43,7 +44,8 @@ def davis_sequences(root: str | Path, year: str | int, split: str) -> list[Seque
     """Sequences of a DAVIS root (`JPEGImages/480p`, `Annotations/480p`, `ImageSets/<year>/<split>.txt`).
 
     Your own data in DAVIS layout may drop the `480p` level and the `ImageSets` folder: without
-    `ImageSets` every sequence of `JPEGImages` is used, whatever the split.
+    `ImageSets` every sequence of `JPEGImages` is used, whatever the split. Each line of a split list must be a
+    name of `stcn.names` (no `/`, no `..`): it becomes a folder under the root and under the output.
     """
     root = Path(root)
     level = "480p" if (root / "JPEGImages" / "480p").is_dir() else ""
@@ -56,6 +58,9 @@ def davis_sequences(root: str | Path, year: str | int, split: str) -> list[Seque
         if not split_file.is_file():
             raise UserError(f"DAVIS split list not found: {split_file}")
         names = [n.strip() for n in split_file.read_text().splitlines() if n.strip()]
+        for name in names:  # each line becomes a folder under the root (and under an output folder)
+            check_name(name, f"sequence name in {split_file}")
+            inside(images, name, f"sequence in {split_file}")
     else:
         names = sorted(p.name for p in images.iterdir() if p.is_dir())
         if not names:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stcn.atomic import atomic_folder, atomic_path, write_text_atomic
+from stcn.atomic import atomic_folder, atomic_path, remove_stale_temporaries, write_text_atomic
 from stcn.data.folders import Sequence, davis_sequences, detect_layout, first_frames, youtube_sequences
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
@@ -119,6 +119,8 @@ def evaluate(
         seqs = davis_sequences(root, year, split)
         pred_root = out
     seqs = [first_frames(s, max_frames) for s in seqs]
+    if ranks.is_main:  # sequence folders a killed earlier run (or rank) left half-written: `.<video>.<pid>.tmp/`
+        remove_stale_temporaries(pred_root, [s.name for s in seqs])
     timing = Timing()
     strips: dict[str, list[np.ndarray]] = {}
     every = seqs

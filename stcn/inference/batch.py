@@ -163,7 +163,7 @@ def segment_videos(
 ) -> list[Outcome]:
     """Segment every video of ROOT into OUT/<video>/; complete outputs are skipped, failures reported and skipped.
     `strokes`: (strokes PNG, first frame) -> mask, used where a video has strokes but no mask (None: masks only)."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     if not masks.is_dir():
         raise UserError(f"first-mask folder not found: {masks}")
     videos = find_videos(root)

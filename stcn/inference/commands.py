@@ -138,7 +138,7 @@ def segment(
             raise
         if preview is not None:
             preview.close()
-    Console(stderr=True).print(
+    Console(stderr=True, soft_wrap=True).print(
         f"segmented {timing.frames} frames in {timing.seconds:.1f} s ({timing.fps:.2f} FPS) -> {out}"
     )
 
@@ -162,7 +162,9 @@ def segment_batch(
     outcomes = segment_videos(model, frames, masks, out, settings, overlay, strokes=strokes)
     failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
-        Console(stderr=True).print(f"{len(failed)} of {len(outcomes)} videos failed: {', '.join(failed)}")
+        Console(stderr=True, soft_wrap=True).print(
+            f"{len(failed)} of {len(outcomes)} videos failed: {', '.join(failed)}"
+        )
         raise typer.Exit(1)
 
 

@@ -47,19 +47,44 @@ def _frame_index(frame: str | None, stems: list[str]) -> int:
     raise UserError(f"--frame {frame!r} is neither a frame name nor an index below {len(stems)}")
 
 
-def _read_state(path: Path) -> dict:
-    """The previous rounds' state in the output folder (none yet: round 0)."""
+MAX_OBJECTS = 255  # what a palette mask can hold
+
+
+def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
+    """The previous rounds' state in the output folder (none yet: round 0), checked in type and range.
+
+    It must record this video (its frame names and size): a round on another video is refused."""
     if not path.is_file():
         return {"objects": 0, "interacted": [], "rounds": 0}
+
+    def bad(what: str) -> UserError:
+        return UserError(f"corrupt interaction state {path}: {what}; use a new --out folder")
+
     try:
         state = json.loads(path.read_text())
-        return {
-            "objects": int(state["objects"]),
-            "interacted": list(state["interacted"]),
-            "rounds": int(state["rounds"]),
-        }
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"corrupt interaction state {path} ({e}); use a new --out folder") from None
+    except (OSError, ValueError) as e:
+        raise bad(str(e)) from None
+    if not isinstance(state, dict):
+        raise bad("not a JSON object")
+    objects, rounds, interacted = state.get("objects"), state.get("rounds"), state.get("interacted")
+    if type(objects) is not int or not 0 <= objects <= MAX_OBJECTS:
+        raise bad(f"objects must be an integer in 0..{MAX_OBJECTS}, got {objects!r}")
+    if type(rounds) is not int or rounds < 0:
+        raise bad(f"rounds must be a non-negative integer, got {rounds!r}")
+    video = state.get("video")
+    if (
+        not isinstance(video, dict)
+        or not isinstance(video.get("frames"), list)
+        or not isinstance(video.get("size"), list)
+    ):
+        raise bad("no record of its video (frames, size)")
+    if video["frames"] != stems or video["size"] != list(size):
+        w, h = (video["size"] + [None, None])[:2]
+        raise UserError(f"{path.parent} holds rounds of another video ({len(video['frames'])} frames of {w}x{h}; "
+                        f"this one: {len(stems)} frames of {size[0]}x{size[1]}); use a new --out folder")  # fmt: skip
+    if not isinstance(interacted, list) or any(type(t) is not int or not 0 <= t < len(stems) for t in interacted):
+        raise bad(f"interacted must be a list of frame indexes below {len(stems)}, got {interacted!r}")
+    return {"objects": objects, "interacted": interacted, "rounds": rounds}
 
 
 def interact(
@@ -104,9 +129,9 @@ def interact(
     if scribbles.suffix.lower() == ".json":
         rounds = scribbles_from_json(scribbles, len(stems), size)
     else:
-        rounds = {_frame_index(frame, stems): scribbles_from_png(scribbles, size)}
+        rounds = {_frame_index(frame, stems): scribbles_from_png(scribbles, size, full)}
     state_file = out / STATE
-    state = _read_state(state_file)
+    state = _read_state(state_file, stems, full)
     previous = None
     if state["rounds"]:
         masks = [out / f"{s}.png" for s in stems]
@@ -114,6 +139,8 @@ def interact(
             raise UserError(f"{out} holds an earlier round of another video (missing {masks[0].name}...)")
         previous = np.stack([np.asarray(Image.fromarray(read_mask(m)).resize(size, Image.NEAREST)) for m in masks])
     objects = max([state["objects"], *(int(m.max()) for m in rounds.values())])
+    if objects > MAX_OBJECTS:
+        raise UserError(f"the scribbles in {scribbles} name object {objects}; at most {MAX_OBJECTS} objects")
     if objects < 1:
         raise UserError(f"the scribbles in {scribbles} name no object (only background strokes)")
     images = torch.stack([image_tensor(np.array(Image.fromarray(r).resize(size, Image.BICUBIC))) for r in rgbs])
@@ -126,12 +153,13 @@ def interact(
     core.load_interacted(state["interacted"])
     for t, scribble_map in sorted(rounds.items()):
         labels = core.interact(t, scribble_map, propagate=propagate)
-    state = {"objects": objects, "interacted": core.interacted, "rounds": state["rounds"] + len(rounds)}
+    state = {"objects": objects, "interacted": [int(t) for t in core.interacted],
+             "rounds": state["rounds"] + len(rounds), "video": {"frames": stems, "size": list(full)}}  # fmt: skip
     with atomic_folder(out) as tmp:  # the round's masks are encoded aside, then renamed in; the state file last
         for stem, lab in zip(stems, labels, strict=True):
             write_mask(tmp / f"{stem}.png", np.asarray(Image.fromarray(lab).resize(full, Image.NEAREST)))
         (tmp / STATE).write_text(json.dumps(state) + "\n")
-    Console(stderr=True).print(
+    Console(stderr=True, soft_wrap=True).print(
         f"round {state['rounds']}: {len(stems)} frames, {objects} object(s), interacted {core.interacted} -> {out}"
     )
 
@@ -158,7 +186,7 @@ def evaluate_interactive(
 
     settings = InferenceSettings.from_knobs(locals())
     data = run(weights, s2m, fusion, seed, davis_root, split, out, settings, max_interactions, max_time)
-    Console(stderr=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
+    Console(stderr=True, soft_wrap=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
 
 
 def app_command(

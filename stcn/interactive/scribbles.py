@@ -22,23 +22,37 @@ from stcn.errors import UserError
 NONE, BACKGROUND_VALUE = -1, 255
 
 
-def scribbles_from_png(path: str | Path, size: tuple[int, int]) -> np.ndarray:
-    """A PNG of strokes -> scribble map at `size` (W, H), nearest-resized when it differs."""
+def scribbles_from_png(
+    path: str | Path, size: tuple[int, int], frame_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """A PNG of strokes -> scribble map at `size` (W, H), nearest-resized when it differs.
+
+    `frame_size`: the (W, H) of the frames the strokes are drawn on; a PNG of another size is refused (it would
+    be stretched). A grey/palette/16-bit id outside 0..255 is refused, naming the id."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
+            if frame_size is not None and im.size != tuple(frame_size):
+                raise UserError(f"scribble image {path} is {im.size[0]}x{im.size[1]}, the frames are "
+                                f"{frame_size[0]}x{frame_size[1]}: draw on a frame-sized image")  # fmt: skip
+            grey = im.mode in ("P", "L") or im.mode.startswith("I")
+            data = np.asarray(im if grey else im.convert("RGBA")).astype(np.int64)
+            if grey and data.size and (data.max() > BACKGROUND_VALUE or data.min() < 0):
+                odd = int(data.max()) if data.max() > BACKGROUND_VALUE else int(data.min())
+                raise UserError(f"scribble image {path} holds id {odd}: ids are 1..254 for objects, "
+                                f"{BACKGROUND_VALUE} for background, 0 for none")  # fmt: skip
             if im.size != size:
-                im = im.resize(size, Image.NEAREST)
-            mode, data = im.mode, np.asarray(im.convert("RGBA") if im.mode not in ("P", "L") else im)
+                data = np.asarray(Image.fromarray(data.astype(np.uint8), "L" if grey else "RGBA").resize(
+                    size, Image.NEAREST)).astype(np.int64)  # fmt: skip
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read scribble image {path}: {e}") from None
     out = np.full(data.shape[:2], NONE, dtype=np.int64)
-    if mode in ("P", "L"):
+    if grey:
         out[(data > 0) & (data < BACKGROUND_VALUE)] = data[(data > 0) & (data < BACKGROUND_VALUE)]
         out[data == BACKGROUND_VALUE] = 0
     else:
-        r, g, b, a = (data[..., i].astype(int) for i in range(4))
+        r, g, b, a = (data[..., i] for i in range(4))
         visible = a > 127
         out[visible & (g > 127) & (r < 128) & (b < 128)] = 1
         out[visible & (r > 127) & (g < 128) & (b < 128)] = 0

@@ -26,13 +26,36 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     tmp = temporary_sibling(path)
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            writer = _Writer(f)
+            try:
+                torch.save(obj, writer)
+            except RuntimeError:
+                if writer.error is not None:  # torch wraps a failed write (disk full): the OSError is the cause
+                    raise writer.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class _Writer:
+    """A file for torch.save that keeps the OSError of a failed write (torch reports it as a RuntimeError)."""
+
+    def __init__(self, f) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def rng_state() -> dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from stcn.atomic import remove_stale_temporaries
 from stcn.data.stream.loader import skipped_samples
 from stcn.errors import UserError
 from stcn.model.checkpoint import load_weights
@@ -157,6 +158,8 @@ def setup(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) ->
     last the resumed optimizer / scheduler / random state."""
     stage = get_stage(cfg.stage)
     conf = cfg.resolved(dist.world_size)
+    if dist.is_main:  # a killed earlier run's half-written checkpoint / weights (`.checkpoint.pth.<pid>.tmp`)
+        remove_stale_temporaries(cfg.out, [CHECKPOINT, WEIGHTS])
     state = _resume_state(cfg, conf, Path(cfg.out) / CHECKPOINT)
     if cfg.init is None and state is None and stage.index > 0:
         raise UserError(
@@ -257,13 +260,18 @@ def train_loop(run: Run) -> list[float]:
 def finish(run: Run, history: list[float]) -> dict[str, Any]:
     """The final checkpoint (unless dropped) and weights.pth; every rank waits for rank 0 to write them."""
     out = run.out
-    if run.cfg.keep_checkpoint:
-        save_state(run, run.iterations)
-    if run.dist.is_main:
-        save_weights(out / WEIGHTS, run.model)
-        write_trained_at(out / WEIGHTS, run.stage.index, run.cfg.crop)  # weights.json: the resolution to run at
-        if not run.cfg.keep_checkpoint:
-            (out / CHECKPOINT).unlink(missing_ok=True)
+    try:
+        if run.cfg.keep_checkpoint:
+            save_state(run, run.iterations)
+        if run.dist.is_main:
+            save_weights(out / WEIGHTS, run.model)
+            write_trained_at(out / WEIGHTS, run.stage.index, run.cfg.crop)  # weights.json: the resolution to run at
+    except BaseException:
+        if run.dist.is_main:
+            _drop_unresumable_log(out)  # e.g. a full disk with no checkpoint to resume from
+        raise
+    if run.dist.is_main and not run.cfg.keep_checkpoint:
+        (out / CHECKPOINT).unlink(missing_ok=True)
     ddp.barrier()
     return {"iteration": run.iterations, "losses": history, "weights": str(out / WEIGHTS), "model": run.model}
 

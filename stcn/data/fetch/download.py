@@ -25,6 +25,7 @@ import fsspec
 
 from stcn.data.storage import storage_options
 from stcn.errors import NeedsInternet, UserError
+from stcn.names import check_name, check_relative, inside
 from stcn.progress import progress_bar
 from stcn.registry import Dataset, load_registry
 
@@ -510,7 +511,11 @@ def download_dataset(
     source = source or default_source(ds)
     if source not in SOURCES:
         raise UserError(f"unknown source {source!r} (one of: {', '.join(SOURCES)})")
-    target = Path(to) if to else Path("data") / ds.name
+    target = Path(to) if to else Path("data") / check_name(ds.name, "dataset name")
+    for art in ds.files:  # names from the registry stay inside the target (checked there too)
+        inside(target, Path(check_name(art.name, f"{ds.name}: file name")), f"{ds.name}: file {art.name}")
+        if art.place is not None:
+            inside(target, check_relative(art.place, f"{ds.name}: file {art.name}: place"), f"{ds.name}: place")
     if sha256 and len(ds.files) > 1:
         raise UserError(f"--sha256 needs a single-file dataset; {ds.name} has {len(ds.files)} files")
     if source != "bundled" and not ds.files:

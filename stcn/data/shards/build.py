@@ -6,6 +6,7 @@ output deterministic and resumable, locally or on S3.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from stcn.data.shards.inputs import (
     youtube_split_folder,
 )
 from stcn.data.shards.parallel import parallel_loads, parse_part, part_dir, select_part
-from stcn.data.shards.writer import write_shards
+from stcn.data.shards.writer import input_digest, write_shards
 from stcn.errors import UserError
 from stcn.registry import Dataset
 
@@ -34,8 +35,8 @@ Log = Callable[[str], None]
 
 def _size(shard_size_mb: float) -> int:
     """Shard size in bytes; checked before any input is read."""
-    if shard_size_mb <= 0:
-        raise UserError(f"--shard-size-mb must be positive, got {shard_size_mb}")
+    if not math.isfinite(shard_size_mb) or shard_size_mb <= 0 or shard_size_mb * 2**20 > 2**53:
+        raise UserError(f"--shard-size-mb must be positive, got {shard_size_mb} (a finite number of MiB)")
     return int(shard_size_mb * 2**20)
 
 
@@ -48,12 +49,16 @@ def _write(
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     out = str(out).rstrip("/")
+    listing = None
     if part is not None:
+        if not samples:
+            raise UserError(f"no samples to shard for {source}")
+        listing = input_digest(samples)  # the whole input: `merge` refuses parts made from different inputs
         samples, out = select_part(samples, part), f"{out}/{part_dir(part)}"
         log(f"part {part[0]}/{part[1]}: {len(samples)} samples -> {out}")
     with check_level(run.get("check") or DEFAULT_CHECK, threads=1), output_errors(f"shards to {out}"):
         return write_shards(samples, out, dataset=dataset, split=split, source=source, shard_size_bytes=size,
-                            log=log, loads=parallel_loads(workers))  # fmt: skip
+                            log=log, loads=parallel_loads(workers), listing_sha256=listing)  # fmt: skip
 
 
 def _run(check: str, workers: int | None, part: str | None) -> dict[str, Any]:

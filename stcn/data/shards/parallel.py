@@ -42,6 +42,7 @@ from stcn.data.shards import inputs as shard_inputs
 from stcn.data.shards.store import Store
 from stcn.data.shards.writer import FORMAT_VERSION, Members, Pending, tar_record
 from stcn.errors import UserError
+from stcn.names import is_name
 
 _TASKS: Sequence[Pending] = ()
 _SPOOL = ""
@@ -204,6 +205,40 @@ def select_part(samples: Sequence[Pending], part: tuple[int, int] | None) -> Seq
     return samples[bounds[i] : bounds[i + 1]]
 
 
+def checked_part(index: Any, split: str, where: str) -> dict[str, Any] | None:
+    """The finished entry of `split` in a part's index.json, checked in type and range (a one-line UserError
+    naming `where` when not); None when the part has no finished entry for `split`."""
+
+    def bad(what: str) -> UserError:
+        return UserError(f"corrupt part index {where}: {what}")
+
+    if index is None:
+        return None
+    if not isinstance(index, dict) or not isinstance(index.get("splits", {}), dict):
+        raise bad("`splits` must be a mapping")
+    entry = index.get("splits", {}).get(split)
+    if not entry or not isinstance(entry, dict) or entry.get("complete") is not True:
+        return None
+    if not is_name(index.get("dataset")):
+        raise bad(f"dataset {index.get('dataset')!r} is not a valid name")
+    size = entry.get("shard_size_bytes")
+    if type(size) is not int or size <= 0:
+        raise bad(f"shard_size_bytes must be a positive integer, got {size!r}")
+    for key in ("input_sha256", "listing_sha256"):
+        if key in entry and not isinstance(entry[key], str):
+            raise bad(f"{key} must be a string, got {entry[key]!r}")
+    if not isinstance(entry.get("shards"), list):
+        raise bad(f"`shards` of {split!r} must be a list")
+    for s in entry["shards"]:
+        if not isinstance(s, dict) or not is_name(s.get("name")):
+            raise bad(f"shard {s.get('name') if isinstance(s, dict) else s!r} is not a valid shard name")
+        if any(type(s.get(k)) is not int or s[k] < 0 for k in ("samples", "bytes")):
+            raise bad(f"shard {s['name']}: samples and bytes must be non-negative integers")
+        if not isinstance(s.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", s["sha256"]):
+            raise bad(f"shard {s['name']}: sha256 must be 64 hex digits")
+    return entry
+
+
 def merge_parts(out: str, split: str, parts: int) -> dict[str, Any]:
     """Write `<out>/index.json` for `split` from the finished indexes of parts 0..parts-1."""
     return merge_dirs(out, split, [part_dir((i, parts)) for i in range(parts)], {"parts": parts})
@@ -214,13 +249,18 @@ def merge_dirs(out: str, split: str, subdirs: list[str], extra: dict[str, Any] |
     store = Store(out)
     shards, inputs = [], []
     dataset = settings = None
+    listings = set()
     for sub in subdirs:
         index = Store(f"{store.url}/{sub}").read_index()
-        entry = (index or {}).get("splits", {}).get(split)
-        if not entry or not entry.get("complete"):
+        entry = checked_part(index, split, store.url_of(f"{sub}/index.json"))
+        if entry is None:
             raise UserError(f"part {sub} of {split!r} is missing or unfinished in {store.url_of(sub)}")
         if dataset not in (None, index["dataset"]) or settings not in (None, entry["shard_size_bytes"]):
             raise UserError(f"part {sub} in {store.url_of(sub)} was written with other settings")
+        listings.add(entry.get("listing_sha256"))
+        if len(listings) > 1:
+            raise UserError(f"part {sub} in {store.url_of(sub)} was made from a different input listing than the "
+                            "parts before it (re-run the parts on the same input)")  # fmt: skip
         dataset, settings = index["dataset"], entry["shard_size_bytes"]
         shards += [{**s, "name": f"{sub}/{s['name']}"} for s in entry["shards"]]
         inputs.append(entry["input_sha256"])

@@ -113,6 +113,7 @@ def write_shards(
     shard_size_bytes: int,
     log: Callable[[str], None] = lambda _: None,
     loads: Callable[[Sequence[Pending]], Iterator[Members | bytes]] | None = None,
+    listing_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Write `samples` (in the given order) to `out` and return the index; resumes a killed run.
 
@@ -122,8 +123,11 @@ def write_shards(
     A sample never spans shards; a shard is closed before a sample would push it past
     `shard_size_bytes`. Each finished shard is recorded in index.json at once, so a re-run keeps
     the finished shards whose sha256 still matches and continues with the next sample.
+
+    `listing_sha256`: for one part of a `--part I/N` run, the `input_digest` of the whole input (all parts),
+    recorded so that `merge` can refuse parts made from different inputs; such a part may hold no sample.
     """
-    if not samples:
+    if not samples and listing_sha256 is None:
         raise UserError(f"no samples to shard for {source}")
     if shard_size_bytes <= 0:
         raise UserError(f"shard size must be positive, got {shard_size_bytes} bytes")
@@ -140,6 +144,7 @@ def write_shards(
         "shard_size_bytes": shard_size_bytes,
         "input_sha256": input_digest(samples),
         "input_samples": len(samples),
+        **({"listing_sha256": listing_sha256} if listing_sha256 is not None else {}),
     }
     previous = index["splits"].get(split)
     kept = _kept_shards(store, previous, settings, log)

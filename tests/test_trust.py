@@ -1,0 +1,401 @@
+"""Trust boundary (issue 19): names, split files, part indexes, registries and state files are input too.
+
+Each test drives the real command (a process) on real files and fails on the code before the issue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stcn.data.fetch.sources import DAVIS_MINI
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "STCN_QUIET": "1"}
+
+
+def stcn(*args: object, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`stcn ARGS` as a process (this tree's code)."""
+    cmd = [sys.executable, "-m", "stcn.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env or ENV, timeout=300)
+
+
+def one_error(res: subprocess.CompletedProcess, *needles: str) -> str:
+    """The one `error:` line of a failed command (exit 2, no traceback), holding every needle."""
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert len(lines) >= 1 and lines[-1].startswith("error: "), res.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[-1], lines[-1]
+    return lines[-1]
+
+
+# ---- items 1-3, 8, 14: the registry ---------------------------------------------------------------------------
+
+
+def test_shell_injection_in_a_dataset_name_is_refused_by_compose(tmp_path: Path) -> None:
+    """Item 1: a dataset name holding `;` never reaches dvc.yaml's `cmd:` (compose refuses it, one line)."""
+    for sub in ("conf", "pipelines"):
+        shutil.copytree(REPO / sub, tmp_path / sub)
+    config = tmp_path / "conf" / "config.yaml"
+    text = config.read_text().replace("datasets:\n", "datasets:\n  'x;touch PWNED;y': {layout: davis, root: R, "
+                                      "shard: {split: val}}\n", 1)  # fmt: skip
+    config.write_text(text)
+    res = subprocess.run([sys.executable, "pipelines/compose.py"], cwd=tmp_path, capture_output=True, text=True,
+                         env=ENV)  # fmt: skip
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1].startswith("error: params.yaml: dataset name: 'x;touch PWNED;y'")
+    assert not (tmp_path / "dvc.yaml").exists() and not (tmp_path / "PWNED").exists()
+
+
+def test_compose_quotes_what_it_interpolates() -> None:
+    """Item 1: every stage command quotes the names it holds (a no-op for valid names, checked here)."""
+    sys.path.insert(0, str(REPO / "pipelines"))
+    try:
+        import compose
+        from stage import load
+    finally:
+        sys.path.remove(str(REPO / "pipelines"))
+    p = load()
+    p["datasets"]["davis17"] = {**p["datasets"]["davis17"], "root": "my data/davis 17"}
+    cmd = compose.stages(p)["evaluate_davis17_interactive"]["cmd"]
+    assert cmd == "python pipelines/evaluate_interactive.py 'my data/davis 17'"
+
+
+def test_registry_file_name_cannot_escape_the_target(tmp_path: Path) -> None:
+    """Item 2: a file `name: ../../../../victim.txt` is refused before anything is fetched or written."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    source = tmp_path / "src" / "w.pth"
+    source.parent.mkdir()
+    source.write_bytes(b"weights")
+    registry = tmp_path / "r.yaml"
+    registry.write_text('datasets:\n  w:\n    layout: weights\n    files: [{name: "../../../../victim.txt", '
+                        f'http: "file://{source}", place: null, marker: null}}]\n')  # fmt: skip
+    res = stcn("download", "w", "--registry", registry, "--source", "file", "--url", source, "--to",
+               tmp_path / "a" / "b" / "c" / "dl", cwd=tmp_path)  # fmt: skip
+    one_error(res, "../../../../victim.txt", "not a valid name", str(registry))
+    assert victim.read_text() == "mine"
+
+
+def test_dataset_name_with_dots_is_refused(tmp_path: Path) -> None:
+    """Item 3: a dataset named `../../escaped` is not "ready in data/../../escaped"."""
+    registry = tmp_path / "r.yaml"
+    registry.write_text('datasets:\n  "../../escaped": {layout: davis, shard: {split: val}}\n')
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    res = stcn("download", "../../escaped", "--registry", registry, "--source", "bundled", cwd=work)
+    one_error(res, "'../../escaped' is not a valid name")
+    res = stcn("shard", "dataset", "../../escaped", "--registry", registry, "--out", tmp_path / "o", cwd=work)
+    one_error(res, "'../../escaped' is not a valid name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "r.yaml"]
+
+
+def test_duplicate_registry_names_are_refused(tmp_path: Path) -> None:
+    """Item 8: the same dataset twice in a --registry file is an error naming the file and the key."""
+    registry = tmp_path / "r.yaml"
+    registry.write_text(f"datasets:\n  mine: {{layout: davis, root: {tmp_path}}}\n  mine: {{layout: youtube}}\n")
+    res = stcn("shard", "dataset", "mine", "--registry", registry, "--out", tmp_path / "o")
+    one_error(res, str(registry), "duplicate key 'mine'", "line 3")
+
+
+def test_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    """Item 14: a "billion laughs" registry is refused on its first anchor, without expanding anything."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+    registry = tmp_path / "bomb.yaml"
+    registry.write_text("\n".join([*lines, "datasets: {x: *i}"]) + "\n")
+    res = stcn("download", "x", "--registry", registry, "--source", "bundled")
+    one_error(res, str(registry), "YAML anchors (&a) are not allowed", "line 1")
+
+
+# ---- item 4: split files ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["absolute", "../../../victim"])
+def test_split_file_entry_outside_the_root_is_refused(tmp_path: Path, weights_file: Path, entry: str) -> None:
+    """Item 4: a split list naming `/abs/seq` or `../../x` never makes evaluate write into that folder."""
+    root = tmp_path / "root"
+    shutil.copytree(DAVIS_MINI, root)
+    victim = tmp_path / "victim"  # another sequence with its own ground truth
+    shutil.copytree(DAVIS_MINI / "JPEGImages/480p/blackswan", victim)
+    for png in (DAVIS_MINI / "Annotations/480p/blackswan").glob("*.png"):
+        shutil.copy(png, victim / png.name)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in victim.iterdir()}
+    name = str(victim) if entry == "absolute" else entry
+    (root / "ImageSets/2017/val.txt").write_text(f"blackswan\n{name}\n")
+    out = tmp_path / "out"
+    res = stcn("evaluate", "--weights", weights_file, "--dataset", "generic", "--root", root, "--out", out,
+               "--max-frames", "2", "--device", "cpu")  # fmt: skip
+    one_error(res, repr(name), "is not a valid name", "val.txt")
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in victim.iterdir()} == before
+    res = stcn("shard", "generic", "--root", root, "--split", "val", "--out", tmp_path / "shards")
+    one_error(res, repr(name), "is not a valid name")
+
+
+# ---- items 5, 11, 12, 13: shard parts and sizes -----------------------------------------------------------------
+
+
+def _own(dst: Path, drop: str | None = None) -> Path:
+    """A DAVIS-layout folder of the bundled videos (no ImageSets: every video), without `drop`."""
+    for kind in ("JPEGImages", "Annotations"):
+        shutil.copytree(DAVIS_MINI / kind / "480p", dst / kind)
+        if drop:
+            shutil.rmtree(dst / kind / drop)
+    return dst
+
+
+def test_parts_from_different_inputs_do_not_merge(tmp_path: Path) -> None:
+    """Item 5: part 1/2 made from a copy without one video: merge refuses instead of a video twice, one missing."""
+    from stcn.data.shards.build import shard_generic
+
+    full, fewer, out = _own(tmp_path / "full"), _own(tmp_path / "fewer", drop="blackswan"), tmp_path / "out"
+    shard_generic(full, str(out), part="0/2", workers=1)
+    shard_generic(fewer, str(out), part="1/2", workers=1)
+    res = stcn("shard", "merge", "--out", out, "--parts", "2")
+    one_error(res, "part parts/1-of-2", "different input listing")
+    assert not (out / "index.json").exists()
+    shard_generic(full, str(out), part="1/2", workers=1)  # the same input: merges
+    assert stcn("shard", "merge", "--out", out, "--parts", "2").returncode == 0
+    assert json.loads((out / "index.json").read_text())["totals"]["samples"] == 4
+
+
+def test_an_empty_part_is_a_valid_part(tmp_path: Path) -> None:
+    """Item 13: `--part 0/5` on 4 videos writes an empty finished part, so `merge --parts 5` succeeds."""
+    root, out = _own(tmp_path / "own"), tmp_path / "out"
+    res = stcn("shard", "generic", "--root", root, "--out", out, "--part", "0/5", "--workers", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((out / "parts/0-of-5/index.json").read_text())["splits"]["train"]["shards"] == []
+    from stcn.data.shards.build import shard_generic
+
+    for i in range(1, 5):
+        shard_generic(root, str(out), part=f"{i}/5", workers=1)
+    res = stcn("shard", "merge", "--out", out, "--parts", "5")
+    assert res.returncode == 0, res.stderr[-2000:]
+    index = json.loads((out / "index.json").read_text())
+    assert index["totals"]["samples"] == 4 and index["splits"]["train"]["parts"] == 5
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        (lambda index: {"splits": "x"}, "`splits` must be a mapping"),
+        (lambda index: _rename(index, "../../../../../etc/passwd"), "'../../../../../etc/passwd' is not a valid"),
+        (lambda index: _rename(index, 7), "7 is not a valid shard name"),
+        (lambda index: {**index, "splits": {"train": {**index["splits"]["train"], "shard_size_bytes": "big"}}},
+         "shard_size_bytes must be a positive integer"),
+    ],
+)  # fmt: skip
+def test_merge_validates_part_indexes(tmp_path: Path, damage, needle: str) -> None:
+    """Item 12: a part index of the wrong types or with a shard name leaving the folder is one line."""
+    from stcn.data.shards.build import shard_generic
+
+    root, out = _own(tmp_path / "own"), tmp_path / "out"
+    for i in range(2):
+        shard_generic(root, str(out), part=f"{i}/2", workers=1)
+    part = out / "parts/1-of-2/index.json"
+    part.write_text(json.dumps(damage(json.loads(part.read_text()))))
+    one_error(stcn("shard", "merge", "--out", out, "--parts", "2"), "corrupt part index", str(part), needle)
+    assert not (out / "index.json").exists()
+
+
+def _rename(index: dict, name: object) -> dict:
+    entry = index["splits"]["train"]
+    return {**index, "splits": {"train": {**entry, "shards": [{**entry["shards"][0], "name": name}]}}}
+
+
+@pytest.mark.parametrize("size", ["nan", "inf", "-inf", "1e300"])
+def test_shard_size_not_finite_is_one_line(tmp_path: Path, size: str) -> None:
+    """Item 11: `--shard-size-mb nan/inf` is one line, not a ValueError / OverflowError traceback."""
+    res = stcn("shard", "generic", "--root", _own(tmp_path / "own"), "--out", tmp_path / "o", "--shard-size-mb", size)
+    one_error(res, f"--shard-size-mb must be positive, got {float(size)} (a finite number of MiB)")
+
+
+# ---- items 6, 7, 10 and the 16-bit scribble: `stcn interact` -------------------------------------------------
+
+
+@pytest.fixture
+def interact_round(tmp_path: Path, weights_file: Path):
+    """`run(frames_folder, scribble_png, out)` for `stcn interact`; `video(name, n)`: a small real video."""
+    import numpy as np
+    from conftest import DAVIS, shrink_sequence
+    from PIL import Image
+
+    from stcn.data.images import read_mask
+
+    def video(name: str, n: int) -> tuple[Path, Path]:
+        frames, masks = shrink_sequence(DAVIS / "JPEGImages/480p" / name, DAVIS / "Annotations/480p" / name,
+                                        tmp_path / name, n, 0.15)  # fmt: skip
+        gt = read_mask(masks / "00001.png")
+        png = np.where(gt == 1, 1, 0).astype(np.uint8)
+        png[:, :3] = 255
+        Image.fromarray(png, "L").save(tmp_path / f"{name}.png")
+        return frames, tmp_path / f"{name}.png"
+
+    def run(frames: Path, scribble: Path, out: Path) -> subprocess.CompletedProcess:
+        return stcn("interact", "--weights", weights_file, "--frames", frames, "--out", out, "--scribbles", scribble,
+                    "--frame", "00001")  # fmt: skip
+
+    run.video = video
+    return run
+
+
+def test_interact_round_on_another_video_is_refused(tmp_path: Path, interact_round) -> None:
+    """Item 6: round 2 on another video (fewer frames) into the same --out: one line, the masks untouched."""
+    swan, swan_png = interact_round.video("blackswan", 5)
+    dog, dog_png = interact_round.video("dog-agility", 3)
+    out = tmp_path / "out"
+    first = interact_round(swan, swan_png, out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    one_error(interact_round(dog, dog_png, out), f"{out} holds rounds of another video", "5 frames", "3 frames")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("interacted", "ab", "interacted must be a list of frame indexes below 5"),
+        ("interacted", [100], "got [100]"),
+        ("interacted", [-3], "got [-3]"),
+        ("objects", 3000, "objects must be an integer in 0..255, got 3000"),
+        ("objects", "2", "objects must be an integer"),
+        ("rounds", -1, "rounds must be a non-negative integer"),
+        ("video", None, "no record of its video"),
+    ],
+)
+def test_tampered_interaction_state_is_one_line(tmp_path: Path, interact_round, key, value, needle) -> None:
+    """Item 10: the state file is checked in type and range before use (no TypeError/IndexError/OOM)."""
+    swan, swan_png = interact_round.video("blackswan", 5)
+    out = tmp_path / "out"
+    assert interact_round(swan, swan_png, out).returncode == 0
+    state = json.loads((out / "interactive.json").read_text())
+    (out / "interactive.json").write_text(json.dumps({**state, key: value}))
+    one_error(interact_round(swan, swan_png, out), "corrupt interaction state", needle)
+
+
+def test_scribble_of_another_size_is_refused(tmp_path: Path, interact_round) -> None:
+    """Item 7: a 50x50 scribble on frames of another size is refused naming both sizes (not stretched)."""
+    import numpy as np
+    from PIL import Image
+
+    swan, _ = interact_round.video("blackswan", 3)
+    w, h = Image.open(next(swan.iterdir())).size
+    small = np.zeros((50, 50), np.uint8)
+    small[10:20, 10:20] = 1
+    Image.fromarray(small, "L").save(tmp_path / "small.png")
+    res = interact_round(swan, tmp_path / "small.png", tmp_path / "out")
+    one_error(res, "50x50", f"{w}x{h}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_16_bit_scribble_names_the_id(tmp_path: Path, interact_round) -> None:
+    """Smaller: a 16-bit scribble with id 300 names the id (not "no strokes")."""
+    import numpy as np
+    from PIL import Image
+
+    swan, _ = interact_round.video("blackswan", 3)
+    w, h = Image.open(next(swan.iterdir())).size
+    ids = np.zeros((h, w), np.uint16)
+    ids[5:15, 5:15] = 300
+    Image.fromarray(ids).save(tmp_path / "wide.png")
+    assert Image.open(tmp_path / "wide.png").mode.startswith("I")
+    one_error(interact_round(swan, tmp_path / "wide.png", tmp_path / "out"), "holds id 300")
+
+
+# ---- items 9 and 16: full disks and left-overs of killed runs ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def video_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shards of the bundled videos (stage 2 training data)."""
+    from stcn.data.shards.build import shard_generic
+
+    tmp = tmp_path_factory.mktemp("shards")
+    shard_generic(_own(tmp / "own"), str(tmp / "shards"), workers=1, shard_size_mb=1)
+    return tmp / "shards"
+
+
+def _train(data: Path, out: Path, iterations: int = 1) -> subprocess.CompletedProcess:
+    return stcn("train", "--stage", "2", "--data", data, "--out", out, "--init", "random", "--iterations", iterations,
+                "--batch-size", "1", "--crop", "64", "--device", "cpu", "--num-workers", "0",
+                env={**ENV, "OMP_NUM_THREADS": "1"})  # fmt: skip
+
+
+def _dead_pid() -> int:
+    """The pid of a process that was killed (SIGKILL) and reaped."""
+    proc = subprocess.Popen(["sleep", "60"])
+    proc.kill()
+    proc.wait()
+    return proc.pid
+
+
+def test_train_on_a_full_disk_is_one_line_and_leaves_no_dvclive(tmp_path: Path, video_shards: Path) -> None:
+    """Item 9: torch wraps ENOSPC in a RuntimeError; the command says one line, exit 2, and leaves no dvclive/."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)]).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")  # the lead's CI runs as root here
+    try:
+        res = _train(video_shards, small / "run")
+        one_error(res, "No space left on device")
+        assert not (small / "run" / "dvclive").exists()
+        assert not [p for p in (small / "run").iterdir() if p.name.endswith(".tmp")]
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_rerun_removes_the_temporaries_of_killed_runs(tmp_path: Path, video_shards: Path, weights_file) -> None:
+    """Item 16: `.checkpoint.pth.<pid>.tmp` of a killed training and `.<video>.<pid>.tmp/` of a killed evaluation
+    rank are removed by the next run; temporaries of live processes and other files are kept."""
+    run, dead = tmp_path / "run", _dead_pid()
+    run.mkdir()
+    (run / f".checkpoint.pth.{dead}.tmp").write_bytes(b"half a checkpoint")
+    (run / f".weights.pth.{dead}.tmp").write_bytes(b"half the weights")
+    (run / f".checkpoint.pth.{os.getpid()}.tmp").write_bytes(b"a live writer's")
+    (run / "notes.txt").write_text("mine")
+    res = _train(video_shards, run)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [f".checkpoint.pth.{os.getpid()}.tmp"]
+    assert (run / "notes.txt").read_text() == "mine" and (run / "weights.pth").is_file()
+
+    root, out = tmp_path / "davis", tmp_path / "eval"
+    shutil.copytree(DAVIS_MINI, root)
+    half = out / f".blackswan.{dead}.tmp"
+    half.mkdir(parents=True)
+    (half / "00000.png").write_bytes(b"half")
+    res = stcn("evaluate", "--weights", weights_file, "--dataset", "generic", "--root", root, "--split", "val",
+               "--out", out, "--max-frames", "3", "--device", "cpu")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not half.exists() and (out / "blackswan" / "00000.png").is_file()
+
+
+# ---- smaller: batch-mode error lines do not wrap in logs ---------------------------------------------------------
+
+
+def test_batch_error_lines_do_not_wrap_at_80_columns(tmp_path: Path, weights_file: Path) -> None:
+    """A failed video's `error:` line in a log (no terminal, no COLUMNS) stays one line whatever its length."""
+    from conftest import DAVIS, shrink_sequence
+
+    root, masks = tmp_path / ("videos-with-a-rather-long-folder-name-" * 2), tmp_path / "masks"
+    for name in ("blackswan", "libby"):
+        frames, ann = shrink_sequence(DAVIS / "JPEGImages/480p" / name, DAVIS / "Annotations/480p" / name,
+                                      tmp_path / "src" / name, 2, 0.25)  # fmt: skip
+        shutil.copytree(frames, root / name)
+        masks.mkdir(exist_ok=True)
+        shutil.copy(ann / "00000.png", masks / f"{name}.png")
+    bad = root / "libby" / "00001.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated jpeg")
+    env = {k: v for k, v in ENV.items() if k not in ("COLUMNS", "LINES")}
+    res = stcn("segment", "--weights", weights_file, "--frames", root, "--first-mask", masks, "--out",
+               tmp_path / "out", env={**env, "STCN_PROGRESS_PERIOD": "0", "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert res.returncode == 1, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: libby")]
+    assert len(errors) == 1 and str(bad) in errors[0] and len(errors[0]) > 80, res.stderr
