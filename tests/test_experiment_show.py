@@ -38,7 +38,8 @@ def test_readme_exp_show_recipe_fits_120_columns(tmp_path):
     override, show = readme_commands()
     key, value = override.split("=", 1)
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    for stage in spec["stages"].values():  # the params and metrics columns stay; no outputs to check or save
+    for group in spec["stages"].values():  # the params and metrics columns stay; no outputs to check or save
+        stage = group.get("do", group)  # a foreach group's stage body
         stage.pop("outs", None)
         stage.pop("deps", None)
         stage["cmd"] = "true"
@@ -61,7 +62,7 @@ def test_readme_exp_show_recipe_fits_120_columns(tmp_path):
     assert str(node[last]) != value, "the example must change the parameter"
     node[last] = yaml.safe_load(value)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    metrics["davis17"]["J&F-Mean"] = 12.34  # the experiment's (made-up) score, to find its row
+    metrics["davis17"]["s03"]["J&F-Mean"] = 12.34  # the experiment's (made-up) score of one model, to find its row
     (tmp_path / "reports" / "metrics.json").write_text(json.dumps(metrics))
     dvc(tmp_path, "exp", "save", "-n", "readme-example")
     table = dvc(tmp_path, *shlex.split(show)[1:], "--no-pager")
@@ -69,6 +70,6 @@ def test_readme_exp_show_recipe_fits_120_columns(tmp_path):
     assert "…" not in table, table
     assert max(len(line) for line in lines) <= 120, table
     header = next(line for line in lines if "Experiment" in line)
-    assert key in header and "davis17.J&F-Mean" in header, header
+    assert key in header and "davis17.s03.J&F-Mean" in header and "davis17.s012.J&F-Mean" in header, header
     row = next(line for line in lines if "readme-example" in line)
     assert "12.34" in row and re.search(rf"\s{re.escape(value)}\s", row), row

@@ -272,7 +272,7 @@ def test_dvc_stage_command_writes_results_and_report(tmp_path, weights_file):
     import yaml
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["evaluate_davis17_interactive"].update(resolution=48, max_interactions=3)
+    params["evaluate_davis17_interactive"].update(resolution=48, max_interactions=3, s2m=None)  # S2M: the stand-in
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     mini_davis(tmp_path / "data" / "davis17", {"car-shadow": "val"}, n=4, scale=0.2)
     evaluated = tmp_path / params["evaluate_davis17_interactive"]["weights"]
