@@ -63,10 +63,20 @@ def test_compose_quotes_what_it_interpolates() -> None:
         from stage import load
     finally:
         sys.path.remove(str(REPO / "pipelines"))
+    import shlex
+
     p = load()
-    p["datasets"]["davis17"] = {**p["datasets"]["davis17"], "root": "my data/davis 17"}
-    cmd = compose.stages(p)["evaluate_davis17_interactive"]["cmd"]
-    assert cmd == "python pipelines/evaluate_interactive.py 'my data/davis 17'"
+    stages = compose.stages(p)
+    assert stages["evaluate_davis17_interactive"]["cmd"] == "python pipelines/evaluate_interactive.py davis17"
+    quoted = []
+    real_quote = shlex.quote
+    compose.shlex.quote = lambda word: quoted.append(word) or real_quote(word)  # what each command quotes
+    try:
+        compose.stages(p)
+    finally:
+        compose.shlex.quote = real_quote
+    names = [n for n, e in p["datasets"].items() if "evaluate" in (e or {}) or "shard" in (e or {})]
+    assert set(names) <= set(quoted) and {"s0", "s03"} <= set(quoted)  # dataset and run names
 
 
 def test_registry_file_name_cannot_escape_the_target(tmp_path: Path) -> None:
