@@ -80,7 +80,8 @@ def measured(runs: pd.DataFrame) -> str:
     """The README's sentence: per machine, the range of total and train_s03 times and the load they ran at."""
     parts = []
     for host, group in runs.groupby("machine", sort=False):
-        fast, slow = group.loc[group["total_s"].idxmin()], group.loc[group["total_s"].idxmax()]
+        ordered = group.sort_values("total_s", kind="stable")  # by position: the CSV's index may repeat labels
+        fast, slow = ordered.iloc[0], ordered.iloc[-1]
         took = at(fast) if len(group) == 1 else f"{at(fast)} to {at(slow)}"
         parts.append(f"{took} over {len(group)} run{'s' * (len(group) > 1)} (`train_s03`: "
                      f"{span(group['train_s03_s'], minutes)}) on {host}")  # fmt: skip
