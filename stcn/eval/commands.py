@@ -76,17 +76,14 @@ def evaluate(
     """
     from stcn.eval.benchmark import evaluate_entry
     from stcn.eval.davis_score import print_results
-    from stcn.inference.ort_backend import check_backend
+    from stcn.inference.ort_backend import backend_device
     from stcn.inference.settings import InferenceSettings
     from stcn.model.trained import default_resolution
     from stcn.registry import Dataset
 
+    device = backend_device(backend, device)  # an unknown backend fails first
     resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
-
-    check_backend(backend)
     layout, year = registry_layout(dataset, layout, year, registry)
-    if backend == "onnxruntime" and device is None:
-        device = "cpu"  # ONNX Runtime's CPU provider, also where CUDA is available
     entry = Dataset(dataset, layout, year, root=str(root))  # layout None (generic): detected from the folder
     result = evaluate_entry(entry, weights, InferenceSettings.from_knobs(locals()), out, split=split,
                             max_frames=max_frames, backend=backend)  # fmt: skip

@@ -79,15 +79,13 @@ def segment(
     Batch mode (FIRST_MASK is a folder): every video of FRAMES into OUT/<video>/, one model load;
     complete videos are skipped, a failing video is reported and skipped (exit code 1 at the end).
     """
-    from stcn.inference.ort_backend import check_backend, load_backend
+    from stcn.inference.ort_backend import backend_device, load_backend
     from stcn.inference.overlap import read_ahead
     from stcn.inference.video import folder_frames, frame_total, propagate, video_frames
     from stcn.interactive.strokes import StrokesToMask
     from stcn.model.trained import default_resolution
 
-    check_backend(backend)
-    if backend == "onnxruntime" and device is None:
-        device = "cpu"  # ONNX Runtime's CPU provider, also where CUDA is available
+    device = backend_device(backend, device)
     resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
     settings = InferenceSettings.from_knobs(locals())
     if (first_mask is None) == (first_scribble is None):

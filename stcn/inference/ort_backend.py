@@ -39,6 +39,13 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def backend_device(backend: str, device: str | None) -> str | None:
+    """The device option for `backend` (checked): ONNX Runtime runs on its CPU provider unless told otherwise,
+    also where CUDA is available; PyTorch keeps `device` (None: cuda when available)."""
+    check_backend(backend)
+    return "cpu" if backend == "onnxruntime" and device is None else device
+
+
 def session_options(threads: int | None = None, optimisation: str | None = None):
     """ONNX Runtime session options: intra-op threads (`STCN_ORT_THREADS`, default: ONNX Runtime's own choice)
     and graph optimisation level (`STCN_ORT_OPT`: disable | basic | extended | all, default all)."""
