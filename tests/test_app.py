@@ -272,6 +272,8 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
             expect(page.locator("#mask")).to_have_attribute("src", re.compile(r"/api/mask/4\.png"))
             page.keyboard.press("ArrowRight")
             expect(page.locator("#frame-label")).to_have_text("frame 5 / 5")
+            # the new src may still be loading (a busy machine): wait for the decoded image, then check its size
+            page.wait_for_function("(m => m.complete && m.naturalWidth > 0)(document.getElementById('mask'))")
             assert page.evaluate("document.getElementById('mask').naturalWidth") == 171
 
             page.click("#export")
