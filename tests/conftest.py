@@ -7,9 +7,14 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# one OpenMP thread per test process, set before torch starts its pool: the files run in one process per core
+# (pytest-xdist, pyproject.toml), and subprocesses inherit it; on a shared 2-core machine spinning OpenMP threads of
+# several processes make each of them many times slower
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
