@@ -15,10 +15,12 @@ Sections (each writes its own part of reports/benchmarks.md):
               the default draws per video read and with one (the former loader);
   pool        what drawing several samples per video read changes in the sample stream (simulated on
               video ids, no decoding): duplicate videos per batch and per-video counts;
-  original    samples/s per core of the original release's `dataset/vos_dataset.py` (VOSDataset, imported
-              at run time from a snapshot of github.com/hkchengrex/STCN given by --original, never copied
-              into this project) against ours, same frames, crop 384, max_skip 5, one thread each,
-              alternating rounds; and the cores per GPU each needs at the paper's iteration rate.
+  original    samples/s per core of the original release's `dataset/vos_dataset.py` (VOSDataset) and
+              `dataset/static_dataset.py` (StaticTransformDataset; its `thinplate` import gets a stand-in
+              module, THINPLATE_STAND_IN), imported at run time from a snapshot of github.com/hkchengrex/STCN
+              given by --original, never copied into this project, against ours: same frames, crop 384,
+              max_skip 5, one thread each, alternating rounds; and the cores per GPU each needs at the
+              paper's iteration rate.
 """
 
 from __future__ import annotations
