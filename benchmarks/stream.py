@@ -15,10 +15,12 @@ Sections (each writes its own part of reports/benchmarks.md):
               the default draws per video read and with one (the former loader);
   pool        what drawing several samples per video read changes in the sample stream (simulated on
               video ids, no decoding): duplicate videos per batch and per-video counts;
-  original    samples/s per core of the original release's `dataset/vos_dataset.py` (VOSDataset, imported
-              at run time from a snapshot of github.com/hkchengrex/STCN given by --original, never copied
-              into this project) against ours, same frames, crop 384, max_skip 5, one thread each,
-              alternating rounds; and the cores per GPU each needs at the paper's iteration rate.
+  original    samples/s per core of the original release's `dataset/vos_dataset.py` (VOSDataset) and
+              `dataset/static_dataset.py` (StaticTransformDataset; its `thinplate` import gets a stand-in
+              module, THINPLATE_STAND_IN), imported at run time from a snapshot of github.com/hkchengrex/STCN
+              given by --original, never copied into this project, against ours: same frames, crop 384,
+              max_skip 5, one thread each, alternating rounds; and the cores per GPU each needs at the
+              paper's iteration rate.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import webdataset as wds
-from torch.utils.data import DataLoader, IterableDataset
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # per core: one BLAS thread (numpy)
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import webdataset as wds  # noqa: E402
+from torch.utils.data import DataLoader, IterableDataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -131,12 +136,7 @@ def timed(loader: StreamLoader, batches: int, warm: int) -> tuple[int, float]:
 
 def prepare(tmp: Path) -> dict[str, Path]:
     """Shards (video + static) and the static image folder in `tmp`."""
-    static = tmp / "static-images"
-    static.mkdir()
-    for jpg in sorted(DAVIS.glob("JPEGImages/480p/*/*.jpg")):
-        name = f"{jpg.parent.name}_{jpg.stem}"
-        shutil.copyfile(jpg, static / f"{name}.jpg")
-        shutil.copyfile(DAVIS / "Annotations/480p" / jpg.parent.name / f"{jpg.stem}.png", static / f"{name}.png")
+    static = static_folder(tmp)
     videos = davis_pending(DAVIS, 2017, "train") + davis_pending(DAVIS, 2017, "val")
     out = tmp / "shards"
     for name, samples, size in (("davis", videos, 6 << 20), ("static", static_pending(static), 4 << 20)):
@@ -262,14 +262,52 @@ def pool_rows(videos: int = 60, samples: int = 200_000, batch: int = 4) -> list[
 # --- the original release's loader per core ---------------------------------------------------------------
 GPU_IT_S = 10.0  # assumed training iterations/s per GPU (see PAPER_RATE)
 PAPER_RATE = (
-    "batch 4 per GPU on 2 GPUs for stages 1-3 (the release's util/hyper_para.py and README 'Training'); the release "
-    "publishes iteration counts, not a rate, so the rate is an assumption: {it_s:g} iterations/s per GPU "
-    "(= {sps:g} samples/s per GPU; set --gpu-it-s; the cores column scales linearly with it)"
+    "batch 8 per GPU in stage 0 and 4 in stages 1-3, on 2 GPUs (the release's util/hyper_para.py and README "
+    "'Training'); the release and the paper publish iteration counts, not a rate, so the rate is an assumption: "
+    "{it_s:g} iterations/s per GPU (= {sps:g} video / {sps2:g} static samples/s per GPU; set --gpu-it-s; the cores "
+    "column scales linearly with it)"
 )
 
 
-def original_dataset(snapshot: Path, tmp: Path):
-    """VOSDataset of the original release, imported from `snapshot` (a git mirror) extracted into `tmp`."""
+THINPLATE_STAND_IN = '''"""Stand-in for the `thinplate` package (github.com/cheind/py-thin-plate-spline, not on
+PyPI), written for benchmarks/stream.py: the three functions the STCN release's dataset/tps.py calls;
+the spline is solved by stcn.data.stream.tps.fit_tps and evaluated densely at every pixel, as that
+package does (per axis, so numpy does not reduce over a length-2 axis)."""
+import numpy as np
+
+from stcn.data.stream.tps import fit_tps
+
+
+def tps_theta_from_points(c_src, c_dst, reduced=True):
+    c_src, c_dst = np.asarray(c_src, float), np.asarray(c_dst, float)
+    return fit_tps(c_dst, c_src - c_dst), c_dst
+
+
+def tps_grid(theta, c_dst, dshape):
+    coef, centres = theta
+    n = len(centres)
+    h, w = dshape[:2]
+    ys = np.repeat(np.arange(h) / max(h - 1, 1), w)
+    xs = np.tile(np.arange(w) / max(w - 1, 1), h)
+    d2 = (ys[:, None] - centres[:, 0]) ** 2 + (xs[:, None] - centres[:, 1]) ** 2
+    kernel = d2 * np.log(np.maximum(d2, 1e-12))
+    grid = np.empty((h * w, 2))
+    for axis, base in enumerate((ys, xs)):
+        c = coef[:, axis]
+        grid[:, axis] = base + kernel @ c[:n] + c[n] + ys * c[n + 1] + xs * c[n + 2]
+    return grid.reshape(h, w, 2)
+
+
+def tps_grid_to_remap(grid, sshape):
+    h, w = sshape[:2]
+    return (grid[..., 1] * (w - 1)).astype(np.float32), (grid[..., 0] * (h - 1)).astype(np.float32)
+'''
+
+
+def original_datasets(snapshot: Path, tmp: Path, static: Path) -> tuple[Any, Any]:
+    """VOSDataset and StaticTransformDataset of the original release, imported from `snapshot` (a git
+    mirror) extracted into `tmp`. Its dataset/tps.py imports `thinplate`, which is not on PyPI: a stand-in
+    module (THINPLATE_STAND_IN) goes on sys.path for that import only."""
     import importlib
     import subprocess
 
@@ -278,35 +316,53 @@ def original_dataset(snapshot: Path, tmp: Path):
     archive = subprocess.run(["git", "-C", str(snapshot), "archive", "HEAD", "dataset"], check=True,
                              capture_output=True).stdout  # fmt: skip
     subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
-    sys.path.insert(0, str(code))
+    (tmp / "stand-in").mkdir()
+    (tmp / "stand-in" / "thinplate.py").write_text(THINPLATE_STAND_IN)
+    sys.path[:0] = [str(code), str(tmp / "stand-in")]
     if not hasattr(np, "int"):  # the release uses np.int (removed in numpy 1.24) for cls_gt
         np.int = int  # type: ignore[attr-defined]
-    module = importlib.import_module("dataset.vos_dataset")
-    root = DAVIS
-    return module.VOSDataset(str(root / "JPEGImages" / "480p"), str(root / "Annotations" / "480p"), 5, False)
+    vos = importlib.import_module("dataset.vos_dataset")
+    video = vos.VOSDataset(str(DAVIS / "JPEGImages" / "480p"), str(DAVIS / "Annotations" / "480p"), 5, False)
+    return video, importlib.import_module("dataset.static_dataset").StaticTransformDataset(str(static), method=1)
+
+
+def static_folder(tmp: Path) -> Path:
+    """The bundled DAVIS frames as static images (XXX.jpg + XXX.png), the original's method-1 layout."""
+    static = tmp / "static-images"
+    static.mkdir()
+    for jpg in sorted(DAVIS.glob("JPEGImages/480p/*/*.jpg")):
+        name = f"{jpg.parent.name}_{jpg.stem}"
+        shutil.copyfile(jpg, static / f"{name}.jpg")
+        shutil.copyfile(DAVIS / "Annotations/480p" / jpg.parent.name / f"{jpg.stem}.png", static / f"{name}.png")
+    return static
 
 
 def original_rows(
     snapshot: Path, tmp: Path, shards: Path, count: int, rounds: int, gpu_it_s: float
 ) -> tuple[list[dict], str]:
-    """Samples/s per core: the original VOSDataset vs our loader (local shards, in-process), alternating."""
+    """Samples/s per core: the original VOSDataset / StaticTransformDataset vs our loader (local shards,
+    in-process), alternating A and B in each round; the best round of each."""
     import cv2
     import torch
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    ds = original_dataset(snapshot, tmp)
+    static = static_folder(tmp)
+    write_shards(static_pending(static), str(shards / "static"), dataset="static", split="train", source="static",
+                 shard_size_bytes=4 << 20)  # fmt: skip
+    video_ds, static_ds = original_datasets(snapshot, tmp, static)
     np.random.seed(0)
     crop = 384
 
-    def theirs() -> float:
+    def theirs(ds) -> float:
+        order = np.random.permutation(len(ds))
         start = time.perf_counter()
         for i in range(count):
-            ds[i % len(ds)]
+            ds[int(order[i % len(ds)])]
         return count / (time.perf_counter() - start)
 
-    def ours() -> float:
-        loader = make_loader(shards / "davis", "video", 1, 0, seed=0, samples_per_rank=count + 4, crop=crop)
+    def ours(kind: str, folder: str) -> float:
+        loader = make_loader(shards / folder, kind, 1, 0, seed=0, samples_per_rank=count + 4, crop=crop)
         it = iter(loader)
         for _ in range(4):  # the pool's first reads
             next(it)
@@ -315,17 +371,26 @@ def original_rows(
             next(it)
         return count / (time.perf_counter() - start)
 
-    best = {"original VOSDataset (PIL + torchvision)": 0.0, "this loader (shards, VideoPool, OpenCV)": 0.0}
+    pairs = {
+        "video (stages 1-3)": (("original VOSDataset (PIL + torchvision)", lambda: theirs(video_ds)),
+                               ("this loader (shards, VideoPool, OpenCV)", lambda: ours("video", "davis"))),
+        "static (stage 0)": (("original StaticTransformDataset (PIL + torchvision, TPS)", lambda: theirs(static_ds)),
+                             ("this loader (shards, Shuffle, OpenCV)", lambda: ours("static", "static"))),
+    }  # fmt: skip
+    best = {(kind, label): 0.0 for kind, pair in pairs.items() for label, _ in pair}
     for r in range(rounds):
-        for key, fn in zip(best, (theirs, ours), strict=True):
-            rate = fn()
-            best[key] = max(best[key], rate)
-            print("original", r, key, round(rate, 2), flush=True)
-    per_gpu = 4 * gpu_it_s
-    rows = [{"loader": k, "samples/s per core": round(v, 2), "cores per GPU": round(per_gpu / v, 1)}
-            for k, v in best.items()]  # fmt: skip
-    ratio = best["this loader (shards, VideoPool, OpenCV)"] / best["original VOSDataset (PIL + torchvision)"]
-    return rows, f"ours / original = {ratio:.2f}x samples/s per core"
+        for kind, pair in pairs.items():
+            for label, fn in pair:
+                rate = fn()
+                best[kind, label] = max(best[kind, label], rate)
+                print("original", r, kind, label, round(rate, 2), flush=True)
+    batch = {"video (stages 1-3)": 4, "static (stage 0)": 8}  # per GPU, the release's util/hyper_para.py
+    rows = [{"samples": kind, "loader": label, "samples/s per core": round(v, 2),
+             "cores per GPU": round(batch[kind] * gpu_it_s / v, 1)} for (kind, label), v in best.items()]  # fmt: skip
+    ratios = []
+    for kind, ((theirs_label, _), (ours_label, _)) in pairs.items():
+        ratios.append(f"{kind}: {best[kind, ours_label] / best[kind, theirs_label]:.2f}x")
+    return rows, "ours / original samples/s per core: " + ", ".join(ratios)
 
 
 def main() -> None:
@@ -476,15 +541,20 @@ def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
                 print(f"original section skipped: no snapshot of hkchengrex/STCN at {args.original}", flush=True)
                 return
             rows, ratio = original_rows(args.original, tmp, shards, args.original_samples, args.rounds, args.gpu_it_s)
+            rate = PAPER_RATE.format(it_s=args.gpu_it_s, sps=4 * args.gpu_it_s, sps2=8 * args.gpu_it_s)
             notes = " ".join([
-                "Same real frames (bundled DAVIS, 4 videos at 854x480), crop 384, max_skip 5, DAVIS recipe, one",
-                "process with one torch/OpenCV thread each, no DataLoader (per core); the original indexes a",
-                "video and reads its 3 frames from JPEG/PNG files, ours streams local shards through the",
-                f"VideoPool. Best of {args.rounds} alternating rounds of {args.original_samples} samples. {ratio}.",
-                "Cores per GPU = samples/s per GPU / samples/s per core, with "
-                + PAPER_RATE.format(it_s=args.gpu_it_s, sps=4 * args.gpu_it_s) + ".",
-                "The original's static_dataset.py needs the `thinplate` package (GitHub only, not on",
-                "PyPI here), so the static (stage 0) comparison is not measured. " + shared,
+                "Same real frames (bundled DAVIS, 4 videos at 854x480; static: each of its 164 frames as an image),",
+                "crop 384, one process with one torch/OpenCV thread each, no DataLoader (per core). Video: max_skip 5,",
+                "DAVIS recipe; the original indexes a video and reads its 3 frames from JPEG/PNG files, ours streams",
+                "local shards through the VideoPool. Static: the original's StaticTransformDataset (method 1,",
+                "XXX.jpg + XXX.png, TPS with p = 0.33) against ours (the same recipe) from local shards.",
+                f"Best of {args.rounds} alternating rounds of {args.original_samples} samples. {ratio}.",
+                f"Cores per GPU = samples/s per GPU / samples/s per core, with {rate}.",
+                "The original's dataset/tps.py imports `thinplate` (github.com/cheind/py-thin-plate-spline; `pip`",
+                "finds no such package on PyPI): the benchmark puts a stand-in module on sys.path for that import",
+                "only (THINPLATE_STAND_IN: the three functions it calls, the spline solved with our",
+                "stcn.data.stream.tps and evaluated at every pixel as that package does).",
+                "One BLAS thread (OMP_NUM_THREADS=1 unless set). " + shared,
             ])  # fmt: skip
             print(write_section("Loader per core vs the original release", pd.DataFrame(rows), notes))
 
