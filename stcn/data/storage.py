@@ -67,7 +67,25 @@ def check_filesystem() -> Any:
 HTTP_TIMEOUT = 30.0
 # shard reads: two attempts of at most 10 s without a byte each (s3fs's own retry loop: 2 more), so a server
 # that stops answering fails within 60 s with one line naming shard and endpoint
-S3_CONFIG = {"connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 2, "mode": "standard"}}
+S3_CONFIG: dict[str, Any] = {
+    "connect_timeout": 5, "read_timeout": 10, "retries": {"total_max_attempts": 2, "mode": "standard"},
+}  # fmt: skip
+
+
+def _checksum_on_request_only() -> None:
+    """Validate response checksums only when asked for (botocore >= 1.36 validates them by default): S3-compatible
+    servers such as rclone send an uploaded object's whole-object CRC32 with a range GET too, which botocore then
+    rejects ("Expected checksum ... did not match"), so range reads of objects uploaded by a current botocore
+    (s3fs, `dvc push`) would fail there."""
+    try:
+        from botocore.config import Config
+    except ImportError:  # no S3 support installed: nothing to configure
+        return
+    if "response_checksum_validation" in Config.OPTION_DEFAULTS:
+        S3_CONFIG["response_checksum_validation"] = "when_required"
+
+
+_checksum_on_request_only()
 S3_BLOCK = 16 << 20
 S3_BUFFER = 1 << 20
 S3_AHEAD = 64 << 20  # bytes of a shard read ahead per open S3 stream
