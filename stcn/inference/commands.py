@@ -67,7 +67,8 @@ def segment(
     first_scribble: Path | None = typer.Option(
         None,
         help="Instead of --first-mask: a PNG of strokes on the first frame (its size), turned into the mask by S2M: "
-        "palette/grey (k = object k, 255 = background, 0 = none) or RGB (green = the object, red = background).",
+        "palette/grey (k = object k, 255 = background, 0 = none; 16-bit grey: k = 1..255, 256 = background) "
+        "or RGB (green = the object, red = background).",
     ),
     s2m: Path | None = typer.Option(
         None, help="S2M weights for strokes (models/s2m/weights.pth or MiVOS's s2m.pth); default: seeded stand-in."
