@@ -321,7 +321,7 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
             page.keyboard.press("ArrowRight")
             expect(page.locator("#frame-label")).to_have_text("frame 5 / 5")
             page.wait_for_function("document.getElementById('mask').complete", timeout=30_000)  # a loaded image
-        assert page.evaluate("document.getElementById('mask').naturalWidth") == 171
+            assert page.evaluate("document.getElementById('mask').naturalWidth") == 171
 
             page.click("#export")
             expect(page.locator("#message")).to_contain_text("export done", timeout=60_000)
