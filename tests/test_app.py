@@ -29,12 +29,14 @@ from PIL import Image
 
 from stcn.data.images import read_mask
 from stcn.errors import UserError
-from stcn.inference.frames import image_tensor
+from stcn.inference.frames import image_tensor, pad_to_16
 from stcn.inference.settings import InferenceSettings
 from stcn.interactive.core import InteractiveCore
+from stcn.interactive.s2m import dtype_of, prepare_s2m
 from stcn.interactive.session import Session, check_object_id
 from stcn.interactive.weights import load_fusion, load_s2m
 from stcn.model import STCN, load_weights
+from stcn.model.fold import count_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -178,6 +180,52 @@ def test_session_rounds_ids_undo_cancel_import_and_export(nets, tmp_path):
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
 
 
+def test_compact_state_gives_the_float_states_masks_in_uint8(nets, tmp_path):
+    """The session's compact state (uint8 frames shared with the video, uint8 probabilities) gives the masks of
+    the float state it replaced (normalised float frames, float probabilities) over two rounds (the second fuses
+    with the stored probabilities), for object 255, in under a quarter of the bytes."""
+    runs = {}
+    for compact in (True, False):
+        settings = InferenceSettings(resolution=96, mem_every=2)
+        s = Session(*nets, settings, tmp_path / f"out-{compact}", tmp_path, 6, "test", compact=compact)
+        s.open(sample="blackswan")
+        s.stroke(0, 255, True, [[0.45, 0.5], [0.55, 0.5]], radius=3)
+        s.propagate()
+        assert s.wait()["job"]["state"] == "done"
+        s.stroke(4, 255, False, [[0.5, 0.5]], radius=4)
+        s.propagate()
+        assert s.wait()["job"]["state"] == "done" and s.status()["interacted"] == [0, 4]
+        runs[compact] = (np.stack([s.frame_ids(t) for t in range(6)]), s)
+    (small, c), (wide, f) = runs[True], runs[False]
+    assert c.core.prob.dtype == torch.uint8 and f.core.prob.dtype == torch.float32
+    assert c.core.images is c.video.frames  # the frames are held once, as uint8 RGB
+    assert (small == 255).any() and set(np.unique(small)) <= {0, 255}
+    assert (small == wide).mean() >= 0.999
+    assert c.core.nbytes() * 4 < f.core.nbytes() + sum(frame.nbytes for frame in f.video.frames)
+
+
+def test_prepared_s2m_precision_rungs(nets):
+    """`prepare_s2m` folds a copy (the given model keeps its BatchNorm), fp32 gives the same probabilities,
+    fast runs layers 2-4 and the head in bf16 (stem and layer 1 in fp32) and stays close; CPU has no fp16."""
+    s2m = nets[1]
+    images, gt = blackswan(1)
+    image, pad = pad_to_16(images[0])
+    mask = pad_to_16(torch.from_numpy(gt[:1] == 1).float())[0]
+    positive, negative = torch.zeros_like(mask), torch.zeros_like(mask)
+    positive[0, 60, 90:130], negative[0, :, :4] = 1, 1
+    exact, fast, half = (prepare_s2m(s2m, rung) for rung in ("fp32", "fast", "bf16"))
+    assert count_batchnorm(exact) == 0 and count_batchnorm(s2m) > 0
+    assert dtype_of(fast.backbone.layer1) == torch.float32 and dtype_of(fast.backbone.conv1) == torch.float32
+    assert dtype_of(fast.backbone.layer2) == dtype_of(fast.classifier) == torch.bfloat16
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    with torch.inference_mode():
+        p0, p1, p2, p3 = (m.object_probability(image, mask, positive, negative) for m in (s2m, exact, fast, half))
+    assert p1.dtype == p2.dtype == p3.dtype == torch.float32 and p2.shape == mask.shape
+    assert (p0 - p1).abs().max() < 1e-4 and (p0 - p2).abs().max() < 0.02 and (p0 - p3).abs().max() < 0.05
+    with pytest.raises(UserError, match="unknown precision 'fp16' on cpu"):
+        prepare_s2m(s2m, "fp16")
+
+
 def test_app_command_errors_are_one_line(tmp_path, weights_file):
     r = subprocess.run([sys.executable, "-m", "stcn.cli", "app", "--weights", str(weights_file), "--root",
                         str(tmp_path / "missing")], capture_output=True, text=True)  # fmt: skip
@@ -273,7 +321,9 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
             page.keyboard.press("ArrowRight")
             expect(page.locator("#frame-label")).to_have_text("frame 5 / 5")
             # the new src may still be loading (a busy machine): wait for the decoded image, then check its size
-            page.wait_for_function("(m => m.complete && m.naturalWidth > 0)(document.getElementById('mask'))")
+            page.wait_for_function(
+                "(m => m.complete && m.naturalWidth > 0)(document.getElementById('mask'))", timeout=30_000
+            )
             assert page.evaluate("document.getElementById('mask').naturalWidth") == 171
 
             page.click("#export")

@@ -8,6 +8,7 @@ import torch
 from conftest import DAVIS, TENNIS
 
 from stcn.data.images import read_frame, read_mask
+from stcn.errors import UserError
 from stcn.inference import InferenceCore, InferenceSettings
 from stcn.inference.frames import image_tensor, one_hot, pad_to_16, unpad
 from stcn.inference.loading import load_model
@@ -96,6 +97,21 @@ def test_multi_object_with_void(model):
     expected = np.where(first == 255, 0, first)  # void is not an object
     assert np.array_equal(out["00000"], expected)
     assert set(np.unique(out["00001"])) <= {0, 1, 2}
+
+
+def test_void_none_makes_255_an_object(model, small_blackswan):
+    """Masks S2M made from strokes (`segment --first-scribble`, batch strokes) may hold object 255: with
+    void=None it is propagated like any id, with the default it is void (a mask of only 255: one clear line)."""
+    frames, masks = small_blackswan
+    frames = sorted(frames.glob("*.jpg"))[:3]
+    first = np.where(read_mask(masks / "00000.png") == 1, 255, 0).astype(np.uint8)
+    out = {}
+    write = lambda s, lab, rgb: out.__setitem__(s, lab)  # noqa: E731
+    propagate(model, folder_frames(frames), {"00000": first}, InferenceSettings(), write, void=None)
+    assert np.array_equal(out["00000"], first) and (out["00002"] == 255).any()
+    assert set(np.unique(out["00002"])) <= {0, 255}
+    with pytest.raises(UserError, match="has no object"):
+        propagate(model, folder_frames(frames), {"00000": first}, InferenceSettings(), write)
 
 
 def test_late_object_enters_memory_at_its_first_frame(model, small_blackswan):

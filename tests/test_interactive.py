@@ -206,6 +206,52 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stcn.cli", *args], capture_output=True, text=True)
 
 
+def test_png_scribbles_hold_object_255_in_16_bit_grey(tmp_path):
+    """8-bit palette/grey PNGs: 255 = background stroke; 16-bit grey: objects 1..255, 256 = background."""
+    wide = np.zeros((6, 8), np.uint16)
+    wide[1, 1], wide[2, 2], wide[4, 4] = 255, 1, 256
+    Image.fromarray(wide).save(tmp_path / "w.png")
+    assert Image.open(tmp_path / "w.png").mode.startswith("I")
+    s = scribbles_from_png(tmp_path / "w.png", (8, 6))
+    assert s[1, 1] == 255 and s[2, 2] == 1 and s[4, 4] == 0 and (s == -1).sum() == 45
+    big = scribbles_from_png(tmp_path / "w.png", (16, 12))  # nearest-resized, ids kept
+    assert big[2:4, 2:4].tolist() == [[255, 255], [255, 255]] and (big[8:10, 8:10] == 0).all()
+    wide[3, 3] = 257
+    Image.fromarray(wide).save(tmp_path / "past.png")
+    with pytest.raises(UserError, match=r"holds id 257: ids are 1\.\.255 for objects, 256 for background") as e:
+        scribbles_from_png(tmp_path / "past.png", (8, 6))
+    assert "\n" not in str(e.value)
+    eight = np.zeros((6, 8), np.uint8)
+    eight[1, 1], eight[4, 4] = 254, 255
+    Image.fromarray(eight, "L").save(tmp_path / "e.png")  # 8-bit: 255 stays the background stroke
+    s = scribbles_from_png(tmp_path / "e.png", (8, 6))
+    assert s[1, 1] == 254 and s[4, 4] == 0
+
+
+def test_interact_cli_accepts_object_255(tmp_path, weights_file):
+    """`stcn interact` with a 16-bit stroke PNG naming object 255 (and a background stroke): 255 objects (the
+    CLI's channels are the ids), rc 0; id 257 is refused in one line."""
+    frames, _ = shrink_sequence(
+        DAVIS / "JPEGImages/480p/blackswan", DAVIS / "Annotations/480p/blackswan", tmp_path / "seq", 2, 0.06
+    )
+    w, h = Image.open(frames / "00000.jpg").size
+    strokes = np.zeros((h, w), np.uint16)
+    strokes[h // 2, w // 3 : 2 * w // 3] = 255
+    strokes[:, 0] = 256
+    Image.fromarray(strokes).save(tmp_path / "s.png")
+    out = tmp_path / "out"
+    base = ["interact", "--weights", str(weights_file), "--frames", str(frames), "--out", str(out)]
+    run = cli(*base, "--scribbles", str(tmp_path / "s.png"), "--frame", "0", "--no-propagate")  # S2M only
+    assert run.returncode == 0, run.stderr
+    assert json.loads((out / "interactive.json").read_text())["objects"] == 255
+    assert all(read_mask(out / f"{i:05d}.png").shape == (h, w) for i in range(2))
+    strokes[0, 0] = 257
+    Image.fromarray(strokes).save(tmp_path / "past.png")
+    past = cli(*base, "--scribbles", str(tmp_path / "past.png"), "--frame", "0")
+    assert past.returncode == 2 and past.stderr.count("\n") == 1
+    assert "holds id 257: ids are 1..255 for objects, 256 for background" in past.stderr
+
+
 def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
     frames, masks = shrink_sequence(
         DAVIS / "JPEGImages/480p/blackswan", DAVIS / "Annotations/480p/blackswan", tmp_path / "seq", 6, 0.15

@@ -98,6 +98,6 @@ def write_mask(path: str | Path, labels: np.ndarray) -> None:
     im.save(path)
 
 
-def object_ids(mask: np.ndarray) -> list[int]:
-    """Object ids present in a label mask (background 0 and void 255 excluded)."""
-    return [int(v) for v in np.unique(mask) if v not in (0, VOID)]
+def object_ids(mask: np.ndarray, void: int | None = VOID) -> list[int]:
+    """Object ids present in a label mask (background 0 and `void`, 255 by default, excluded; None: 1..255)."""
+    return [int(v) for v in np.unique(mask) if v != 0 and v != void]

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stcn.data.folders import FRAME_SUFFIXES, VIDEO_SUFFIXES, list_frames
-from stcn.data.images import object_ids, read_mask, write_mask
+from stcn.data.images import VOID, object_ids, read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
 from stcn.model.network import STCN
@@ -120,6 +120,7 @@ def segment_one(
         mask = strokes(path, rgb)
     else:
         mask = read_mask(path)
+    void = None if is_strokes else VOID  # a mask S2M made from strokes may hold object 255
     partial = out / f".{video.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     preview = None
@@ -138,7 +139,8 @@ def segment_one(
 
             partial.mkdir(parents=True)
             with BackgroundWriter(write) as writer:
-                timing = propagate(model, read_ahead(source), {first: mask}, settings, writer, where=str(video.path))
+                timing = propagate(model, read_ahead(source), {first: mask}, settings, writer, where=str(video.path),
+                                   void=void)  # fmt: skip
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         if preview is not None:
@@ -148,7 +150,7 @@ def segment_one(
         preview.close()
     shutil.rmtree(out / video.name, ignore_errors=True)
     partial.rename(out / video.name)
-    return Outcome(video.name, "done", timing.frames, len(object_ids(mask)), timing.seconds)
+    return Outcome(video.name, "done", timing.frames, len(object_ids(mask, void)), timing.seconds)
 
 
 def segment_videos(

@@ -11,7 +11,7 @@ from rich.console import Console
 from stcn.atomic import atomic_folder
 from stcn.cli import QUIET
 from stcn.data.folders import VIDEO_SUFFIXES, list_frames
-from stcn.data.images import read_mask, write_mask
+from stcn.data.images import VOID, read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
 from stcn.progress import progress_bar
@@ -67,7 +67,8 @@ def segment(
     first_scribble: Path | None = typer.Option(
         None,
         help="Instead of --first-mask: a PNG of strokes on the first frame (its size), turned into the mask by S2M: "
-        "palette/grey (k = object k, 255 = background, 0 = none) or RGB (green = the object, red = background).",
+        "palette/grey (k = object k, 255 = background, 0 = none; 16-bit grey: k = 1..255, 256 = background) "
+        "or RGB (green = the object, red = background).",
     ),
     s2m: Path | None = typer.Option(
         None, help="S2M weights for strokes (models/s2m/weights.pth or MiVOS's s2m.pth); default: seeded stand-in."
@@ -129,7 +130,8 @@ def segment(
             bar.advance(1)
 
         try:
-            timing = propagate(model, read_ahead(source), {first: mask}, settings, write, where=str(frames))
+            void = VOID if first_mask is not None else None  # a mask made from strokes may hold object 255
+            timing = propagate(model, read_ahead(source), {first: mask}, settings, write, where=str(frames), void=void)
         except BaseException:
             if preview is not None:
                 preview.discard()  # no half-written preview either

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from stcn.data.images import object_ids, read_frame
+from stcn.data.images import VOID, object_ids, read_frame
 from stcn.errors import UserError
 from stcn.inference.core import InferenceCore
 from stcn.inference.frames import image_tensor, labels_from_prob, one_hot
@@ -139,8 +139,12 @@ def propagate(
     write: Callable[[str, np.ndarray, np.ndarray], None],
     required: set[str] | None = None,
     where: str = "video",
+    void: int | None = VOID,
 ) -> Timing:
     """Segment every frame; `masks` maps frame stems to given label maps (objects enter there).
+
+    `void`: the mask value that is no object (DAVIS' 255); None when every id 1..255 is an object (masks S2M
+    made from strokes, which may name object 255).
 
     `write(stem, labels, rgb)` receives uint8 labels at the frame's size for every required frame.
     """
@@ -161,7 +165,7 @@ def propagate(
                     f"{where}: mask of frame {stem} is {given.shape[1]}x{given.shape[0]} "
                     f"but the frame is {rgb.shape[1]}x{rgb.shape[0]}"
                 )
-            ids = object_ids(given)
+            ids = object_ids(given, void)
             if not ids and not core.object_ids:
                 raise UserError(f"{where}: the mask of frame {stem} has no object (only background/void)")
         _sync(settings.device)

@@ -92,8 +92,8 @@ def interact(
     frames: Path = typer.Option(..., help="Folder of frames (sorted by name) or a video file."),
     scribbles: Path = typer.Option(
         ...,
-        help="DAVIS scribble JSON, or a PNG of strokes: palette/grey (k = object k, 255 = background, 0 = none) "
-        "or RGB (green = the object, red = background).",
+        help="DAVIS scribble JSON, or a PNG of strokes: palette/grey (k = object k, 255 = background, 0 = none; "
+        "16-bit grey: k = 1..255, 256 = background) or RGB (green = the object, red = background).",
     ),
     out: Path = typer.Option(..., help="Output folder of palette PNGs; run again with it for another round."),
     frame: str | None = typer.Option(None, help="Frame the PNG strokes are drawn on (index or file stem)."),
@@ -108,11 +108,9 @@ def interact(
     resolution: int | None = RESOLUTION,
 ) -> None:
     """Turn scribbles on a frame into masks for the whole video (S2M, STCN propagation, fusion with the last round)."""
-    import torch
     from PIL import Image
 
     from stcn.data.images import read_mask, write_mask
-    from stcn.inference.frames import image_tensor
     from stcn.inference.loading import load_model
     from stcn.inference.settings import InferenceSettings
     from stcn.interactive.core import InteractiveCore
@@ -143,7 +141,7 @@ def interact(
         raise UserError(f"the scribbles in {scribbles} name object {objects}; at most {MAX_OBJECTS} objects")
     if objects < 1:
         raise UserError(f"the scribbles in {scribbles} name no object (only background strokes)")
-    images = torch.stack([image_tensor(np.array(Image.fromarray(r).resize(size, Image.BICUBIC))) for r in rgbs])
+    images = [np.array(Image.fromarray(r).resize(size, Image.BICUBIC)) for r in rgbs]  # normalised when used
     stcn = load_model(weights, settings.device)
     announce_stand_ins(s2m, fusion)
     core = InteractiveCore(
@@ -206,12 +204,18 @@ def app_command(
     mem_every: int = MEM_EVERY,
     max_memory_frames: int | None = MAX_MEMORY_FRAMES,
     device: str | None = DEVICE,
+    precision: str = typer.Option(
+        "auto",
+        help="S2M's precision (strokes -> mask): fp32 (exact); fast (layers 2-4 and the head in half precision: bf16 "
+        "on CPU, fp16 on CUDA); bf16 / fp16 (every layer); auto: fast on CUDA and on CPUs with AMX (bf16 matrix "
+        "units), else fp32. Propagation stays fp32.",
+    ),
 ) -> None:
     """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export."""
     from werkzeug.serving import make_server
 
     from stcn.inference.loading import load_model
-    from stcn.inference.settings import InferenceSettings
+    from stcn.inference.settings import InferenceSettings, pick_device
     from stcn.interactive.app import create_app, quiet_handler
     from stcn.interactive.session import Session
     from stcn.interactive.weights import load_fusion, load_s2m
@@ -220,13 +224,16 @@ def app_command(
         raise UserError("--max-frames must be at least 1")
     if not root.is_dir():
         raise UserError(f"--root {root} is not a folder")
+    if precision == "auto":
+        precision = "fast" if has_fast_half(pick_device(device)) else "fp32"
     settings = InferenceSettings.from_knobs(
         {"top_k": top_k, "mem_every": mem_every, "max_memory_frames": max_memory_frames, "device": device,
-         "resolution": resolution or None, "include_last": False, "precision": "fp32"}
+         "resolution": resolution or None, "include_last": False, "precision": precision}
     )  # fmt: skip
     models = (
         f"S2M: {s2m if s2m else f'seeded stand-in (seed {seed}), not trained: strokes give rough masks'}; "
-        f"fusion: {fusion if fusion else f'seeded stand-in (seed {seed + 1})'}; STCN: {weights}"
+        f"fusion: {fusion if fusion else f'seeded stand-in (seed {seed + 1})'}; STCN: {weights}; "
+        f"S2M precision: {settings.precision}"
     )
     session = Session(
         load_model(weights, settings.device),
@@ -249,6 +256,17 @@ def app_command(
         pass
     finally:
         server.server_close()
+
+
+def has_fast_half(device: str) -> bool:
+    """Whether `device` runs half-precision convolutions natively: CUDA, or a CPU with AMX-BF16 (Linux flags)."""
+    if device.startswith("cuda"):
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags
 
 
 def register(app: typer.Typer) -> None:

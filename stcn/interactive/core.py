@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stcn.inference.frames import pad_to_16, unpad
+from stcn.inference.frames import image_tensor, pad_to_16, unpad
 from stcn.inference.memory_bank import MemoryBank
 from stcn.inference.settings import InferenceSettings
 from stcn.interactive.fusion import FusionNet
@@ -75,24 +75,37 @@ class InteractiveCore:
         stcn: STCN,
         s2m: S2M,
         fusion: FusionNet,
-        images: torch.Tensor,
+        images: torch.Tensor | Sequence[np.ndarray],
         num_objects: int,
         settings: InferenceSettings | None = None,
         schedule: Sequence[int] | None = DAVIS_SCHEDULE,
         previous: np.ndarray | None = None,
+        compact: bool = False,
     ):
-        """images: normalised (T, 3, H, W). previous: optional (T, H, W) labels of an earlier round."""
+        """images: normalised (T, 3, H, W), or T uint8 RGB frames (H, W, 3) normalised when used (3 bytes a
+        pixel held instead of 12). previous: optional (T, H, W) labels of an earlier round. compact: hold
+        every frame's probabilities as uint8 (p * 255 rounded, 1 byte a pixel and channel instead of 4)."""
         self.stcn, self.s2m, self.fusion = stcn, s2m, fusion
         self.settings = settings or InferenceSettings()
         self.device = torch.device(self.settings.device)
-        self.images, self.pad = pad_to_16(images)
-        self.t_len, self.k = images.shape[0], num_objects  # k = 0 is allowed: objects come with the first round
-        h, w = self.images.shape[-2:]
-        self.prob = torch.zeros((num_objects + 1, self.t_len, h, w))
-        self.prob[0] = 1
-        if previous is not None:
-            labels = pad_to_16(torch.from_numpy(np.asarray(previous, dtype=np.int64)))[0]
-            self.prob = F.one_hot(labels, num_objects + 1).permute(3, 0, 1, 2).float()
+        self.images = images
+        if isinstance(images, torch.Tensor):  # normalised floats, padded once
+            self.images, self.pad = pad_to_16(images)
+            size = tuple(images.shape[-2:])
+        else:
+            size = tuple(np.asarray(images[0]).shape[:2])
+            self.pad = pad_to_16(torch.empty((0, *size)))[1]
+        self.t_len, self.k = len(images), num_objects  # k = 0 is allowed: objects come with the first round
+        self.h, self.w = size  # frame size without padding
+        left, right, top, bottom = self.pad
+        h, w = self.h + top + bottom, self.w + left + right
+        self.dtype = torch.uint8 if compact else torch.float32
+        self.prob = torch.zeros((num_objects + 1, self.t_len, h, w), dtype=self.dtype)
+        self.prob[0] = 255 if compact else 1
+        if previous is not None:  # one-hot, a channel at a time (no (K+1) x T x H x W int64 one-hot at once)
+            labels = pad_to_16(torch.from_numpy(np.asarray(previous, dtype=np.uint8)))[0]
+            for c in range(num_objects + 1):
+                self.prob[c] = (labels == c).to(self.dtype) * (255 if compact else 1)
         self.schedule = list(schedule) if schedule is not None else None
         self.count = 0
         self.interacted: list[int] = []  # propagated interactions' frames, in order
@@ -117,7 +130,7 @@ class InteractiveCore:
         if propagate:
             self._propagate(frame, new)
         else:
-            self.prob[:, frame] = new
+            self._set(frame, new)
         return self.labels()
 
     @torch.inference_mode()
@@ -130,7 +143,7 @@ class InteractiveCore:
         scribbles = np.asarray(scribbles)
         k = max(self.k, int(scribbles.max(initial=0)), int(np.max(current, initial=0)) if current is not None else 0)
         if current is None:
-            current_t = torch.argmax(self.prob[:, frame], 0)
+            current_t = torch.argmax(self.prob[:, frame], 0).long()
         else:
             current_t = pad_to_16(torch.from_numpy(np.asarray(current, dtype=np.int64)))[0]
         positive, negative = (pad_to_16(m)[0] for m in scribble_maps(scribbles, k))
@@ -157,7 +170,7 @@ class InteractiveCore:
         if propagate:
             self._propagate(frame, new)
         else:
-            self.prob[:, frame] = new
+            self._set(frame, new)
         return self.labels()
 
     def add_objects(self, n: int) -> None:
@@ -172,23 +185,45 @@ class InteractiveCore:
 
     def labels(self) -> np.ndarray:
         """Argmax labels (T, H, W) of every frame, padding removed."""
-        return unpad(torch.argmax(self.prob, dim=0), self.pad).to(torch.uint8).numpy()
+        out = np.empty((self.t_len, self.h, self.w), np.uint8)  # frame by frame: no T x H x W int64 argmax
+        for t in range(self.t_len):
+            out[t] = self.frame_labels(t)
+        return out
 
     def frame_labels(self, t: int) -> np.ndarray:
         """Argmax labels (H, W) of frame t, padding removed."""
         return unpad(torch.argmax(self.prob[:, t], dim=0), self.pad).to(torch.uint8).numpy()
 
     def _size(self) -> tuple[int, int]:
-        left, right, top, bottom = self.pad
-        h, w = self.images.shape[-2:]
-        return h - top - bottom, w - left - right
+        return self.h, self.w
+
+    def image(self, t: int) -> torch.Tensor:
+        """Frame t normalised and padded: (3, H, W) float on the CPU."""
+        if isinstance(self.images, torch.Tensor):
+            return self.images[t]
+        return pad_to_16(image_tensor(self.images[t]))[0]
+
+    def frame_prob(self, t: int) -> torch.Tensor:
+        """Frame t's probabilities (K+1, H, W) as floats (padded)."""
+        p = self.prob[:, t]
+        return p.float().div_(255) if self.dtype == torch.uint8 else p
+
+    def _set(self, t: int, prob: torch.Tensor) -> None:
+        """Store frame t's probabilities (K+1, H, W), quantised to uint8 when compact."""
+        prob = prob.cpu()
+        self.prob[:, t] = prob.mul(255).round_().to(torch.uint8) if self.dtype == torch.uint8 else prob
+
+    def nbytes(self) -> int:
+        """Bytes the core holds per video (frames as given + probabilities), the memory bank excluded."""
+        frames = self.images.nbytes if isinstance(self.images, torch.Tensor) else sum(f.nbytes for f in self.images)
+        return frames + self.prob.nbytes
 
     def load_interacted(self, frames: Sequence[int]) -> None:
         """Rebuild the certain memory from the current masks at `frames` (a CLI round after a saved one)."""
         with torch.inference_mode():
             for t in frames:
                 key, _, f16, _, _ = self._encode(t)
-                self._remember(t, key, f16, self.prob[:, t])
+                self._remember(t, key, f16, self.frame_prob(t))
 
     # --- steps -----------------------------------------------------------------------------------
     def _scribble_to_mask(
@@ -201,20 +236,20 @@ class InteractiveCore:
     ) -> torch.Tensor:
         """S2M probabilities (k+1, H, W) at frame t; `current`: padded labels (default: frame t's argmax)."""
         k = self.k if k is None else k
-        image = self.images[t].to(self.device)
-        current = torch.argmax(self.prob[:, t], 0) if current is None else current
+        image = self.image(t).to(self.device)
+        current = torch.argmax(self.prob[:, t], 0).long() if current is None else current
         current = F.one_hot(current, k + 1).permute(2, 0, 1)[1:].float()
         current, positive, negative = (m.to(self.device) for m in (current, positive, negative))
         p = self.s2m.object_probability(image, current, positive, negative)
         return hard_aggregate(p.float()).cpu()
 
     def _encode(self, t: int) -> tuple[torch.Tensor, ...]:
-        x = self.images[t : t + 1].to(self.device).contiguous(memory_format=torch.channels_last)
+        x = self.image(t)[None].to(self.device).contiguous(memory_format=torch.channels_last)
         key, thin, f16, f8, f4 = self.stcn.encode_key(x)
         return key[0], thin, f16, f8, f4
 
     def _value(self, t: int, f16: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
-        x = self.images[t : t + 1].to(self.device)
+        x = self.image(t)[None].to(self.device)
         return self.stcn.encode_value(x, f16, prob[1:].unsqueeze(1).to(self.device))
 
     def _remember(self, t: int, key: torch.Tensor, f16: torch.Tensor, prob: torch.Tensor) -> None:
@@ -222,9 +257,9 @@ class InteractiveCore:
         self.interacted.append(t)
 
     def _propagate(self, t: int, new: torch.Tensor) -> None:
-        diff = new[1:] - self.prob[1:, t]
+        diff = new[1:] - self.frame_prob(t)[1:]
         diff_maps = torch.stack([diff.clamp(0, 1), (-diff).clamp(0, 1)], 1)  # (K, 2, H, W)
-        self.prob[:, t] = new
+        self._set(t, new)
         key_t, _, f16, _, _ = self._encode(t)
         self._remember(t, key_t, f16, new)
         later = [c for c in self.interacted if c > t]
@@ -257,7 +292,7 @@ class InteractiveCore:
                 last_added = i
             if bound is not None:
                 prob = self._fuse(i, t, bound, prob, key_t, key, small_diff)
-            self.prob[:, i] = prob.cpu()
+            self._set(i, prob)
             self._done += 1
             if self.progress is not None:
                 self.progress(self._done, self._total)  # may raise to cancel (the caller restores its state)
@@ -278,6 +313,6 @@ class InteractiveCore:
         affinity = attention_affinity(key_t, key_i)  # (HW_t, HW_i)
         attn = (small_diff.flatten(2) @ affinity).view(self.k, 2, *key_i.shape[-2:])
         attn = F.interpolate(attn, size=(h, w), mode="bilinear", align_corners=False)
-        previous = self.prob[1:, i].to(self.device)
-        fused = self.fusion.fuse(self.images[i].to(self.device), previous, prob[1:], attn, nc, nr)
+        previous = self.frame_prob(i)[1:].to(self.device)
+        fused = self.fusion.fuse(self.image(i).to(self.device), previous, prob[1:], attn, nc, nr)
         return aggregate(fused.float())

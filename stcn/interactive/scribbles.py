@@ -4,7 +4,8 @@ Every reader returns per interacted frame a scribble map (H, W) int64: object id
 stroke of object k lies, 0 where a background (negative) stroke lies, -1 where there is none.
 
 PNG conventions:
-- palette or grey PNG: 0 = no stroke, k (1..254) = stroke of object k, 255 = background stroke;
+- palette or 8-bit grey PNG: 0 = no stroke, k (1..254) = stroke of object k, 255 = background stroke;
+- 16-bit grey PNG (all 255 object ids): 0 = no stroke, k (1..255) = stroke of object k, 256 = background;
 - RGB(A) PNG (one object, drawn in any editor): green strokes = the object, red strokes = background,
   anything else (black, white, transparent) = no stroke.
 """
@@ -19,7 +20,7 @@ from PIL import Image
 
 from stcn.errors import UserError
 
-NONE, BACKGROUND_VALUE = -1, 255
+NONE, BACKGROUND_VALUE, WIDE_BACKGROUND = -1, 255, 256  # background strokes: 8-bit and 16-bit PNGs
 
 
 def scribbles_from_png(
@@ -28,7 +29,7 @@ def scribbles_from_png(
     """A PNG of strokes -> scribble map at `size` (W, H), nearest-resized when it differs.
 
     `frame_size`: the (W, H) of the frames the strokes are drawn on; a PNG of another size is refused (it would
-    be stretched). A grey/palette/16-bit id outside 0..255 is refused, naming the id."""
+    be stretched). An id outside 0..255 (8-bit) or 0..256 (16-bit grey) is refused, naming the id."""
     path = Path(path)
     try:
         with Image.open(path) as im:
@@ -36,21 +37,23 @@ def scribbles_from_png(
             if frame_size is not None and im.size != tuple(frame_size):
                 raise UserError(f"scribble image {path} is {im.size[0]}x{im.size[1]}, the frames are "
                                 f"{frame_size[0]}x{frame_size[1]}: draw on a frame-sized image")  # fmt: skip
-            grey = im.mode in ("P", "L") or im.mode.startswith("I")
+            wide = im.mode.startswith("I")
+            grey = im.mode in ("P", "L") or wide
+            background = WIDE_BACKGROUND if wide else BACKGROUND_VALUE
             data = np.asarray(im if grey else im.convert("RGBA")).astype(np.int64)
-            if grey and data.size and (data.max() > BACKGROUND_VALUE or data.min() < 0):
-                odd = int(data.max()) if data.max() > BACKGROUND_VALUE else int(data.min())
-                raise UserError(f"scribble image {path} holds id {odd}: ids are 1..254 for objects, "
-                                f"{BACKGROUND_VALUE} for background, 0 for none")  # fmt: skip
+            if grey and data.size and (data.max() > background or data.min() < 0):
+                odd = int(data.max()) if data.max() > background else int(data.min())
+                raise UserError(f"scribble image {path} holds id {odd}: ids are 1..{background - 1} for objects, "
+                                f"{background} for background, 0 for none")  # fmt: skip
             if im.size != size:
-                data = np.asarray(Image.fromarray(data.astype(np.uint8), "L" if grey else "RGBA").resize(
-                    size, Image.NEAREST)).astype(np.int64)  # fmt: skip
+                small = Image.fromarray(data.astype(np.int32), "I") if grey else Image.fromarray(data.astype(np.uint8))
+                data = np.asarray(small.resize(size, Image.NEAREST)).astype(np.int64)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read scribble image {path}: {e}") from None
     out = np.full(data.shape[:2], NONE, dtype=np.int64)
     if grey:
-        out[(data > 0) & (data < BACKGROUND_VALUE)] = data[(data > 0) & (data < BACKGROUND_VALUE)]
-        out[data == BACKGROUND_VALUE] = 0
+        out[(data > 0) & (data < background)] = data[(data > 0) & (data < background)]
+        out[data == background] = 0
     else:
         r, g, b, a = (data[..., i] for i in range(4))
         visible = a > 127

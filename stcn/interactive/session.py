@@ -7,6 +7,11 @@ fused with the previous round where another interacted frame bounds them). Propa
 run in a background thread (`Job`) with progress and cancel, so the page's other requests are
 answered meanwhile. Undo drops the pending edit, else restores the state before the last round.
 
+Memory: the session holds each frame once, as uint8 RGB at the processing size (normalised when a network
+reads it), and each frame's probabilities as uint8 (K+1 channels, p * 255 rounded; fusion reads them back
+as floats); the undo snapshot is one uint8 label map per frame. The memory bank of a propagation is bounded
+by `--max-memory-frames`. So a frame costs about (3 + (K+1) + 1) bytes a pixel.
+
 Object ids are the user's (1..255, as in palette PNGs); the core sees them as dense channels 1..K
 (`ids[c - 1]` is channel c's id), so a single object with id 200 costs one channel, not 200.
 """
@@ -32,6 +37,7 @@ from stcn.errors import UserError
 from stcn.inference.frames import image_tensor
 from stcn.inference.settings import InferenceSettings
 from stcn.interactive.core import InteractiveCore
+from stcn.interactive.s2m import prepare_s2m
 
 MAX_ID = 255  # palette PNGs hold ids 0..255
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "bundled"
@@ -203,9 +209,12 @@ class Session:
         root: Path,
         max_frames: int | None = None,
         models: str = "",
+        compact: bool = True,
     ):
-        self.stcn, self.s2m, self.fusion, self.settings = stcn, s2m, fusion, settings
+        self.stcn, self.fusion, self.settings = stcn, fusion, settings
+        self.s2m = prepare_s2m(s2m, settings.precision, settings.device)  # the precision rung applies to S2M
         self.out, self.root, self.max_frames, self.models = Path(out), Path(root), max_frames, models
+        self.compact = compact  # False: normalised float frames and float probabilities (benchmarks' "before")
         self.lock = threading.RLock()
         self.video: Video | None = None
         self.core: InteractiveCore | None = None
@@ -232,11 +241,10 @@ class Session:
         name = safe_name(re.sub(r"[^A-Za-z0-9_.\-]", "_", name)[:100].lstrip("._-") or "video")
         stems, frames, full = read_video(source, self.max_frames, self.settings.resolution)
         size = (frames[0].shape[1], frames[0].shape[0])
-        images = torch.stack([image_tensor(f) for f in frames])
         with self.lock:
             self._idle()
             self.video = Video(name, stems, frames, full, size)
-            self.core = InteractiveCore(self.stcn, self.s2m, self.fusion, images, 0, self.settings, schedule=None)
+            self.core = self._new_core(0)
             self.ids, self.pending, self.undo_to, self.rounds, self.job, self.exported = [], None, None, 0, None, {}
         return self.status()
 
@@ -465,13 +473,18 @@ class Session:
 
     def _restore(self, snap: Snapshot) -> None:
         """Rebuild the core from a snapshot (hard masks; the interacted frames re-encoded into memory)."""
-        core = self._core()
         self.ids = list(snap.ids)
-        core_new = InteractiveCore(self.stcn, self.s2m, self.fusion, core.images, len(snap.ids),
-                                   self.settings, schedule=None, previous=snap.labels)  # fmt: skip
-        core_new.images, core_new.pad = core.images, core.pad  # already padded: keep the original padding
+        core_new = self._new_core(len(snap.ids), snap.labels)
         core_new.load_interacted(snap.interacted)
         self.core = core_new
+
+    def _new_core(self, objects: int, previous: np.ndarray | None = None) -> InteractiveCore:
+        """A core on the open video's uint8 frames (shared, normalised when used), probabilities held as uint8."""
+        frames = self._video().frames
+        if not self.compact:
+            frames = torch.stack([image_tensor(f) for f in frames])
+        return InteractiveCore(self.stcn, self.s2m, self.fusion, frames, objects, self.settings, schedule=None,
+                               previous=previous, compact=self.compact)  # fmt: skip
 
     def _idle(self) -> None:
         if self.job is not None and self.job.state == "running":

@@ -1,7 +1,8 @@
 """A first-frame mask from strokes: a stroke PNG -> S2M -> label mask, for `stcn segment --first-scribble`.
 
 The PNG follows `stcn interact`'s conventions (stcn.interactive.scribbles): palette/grey with k = a
-stroke of object k, 255 = a background stroke, 0 = none; or RGB with green = the object, red =
+stroke of object k, 255 = a background stroke, 0 = none (a 16-bit grey PNG: objects 1..255, background
+256); or RGB with green = the object, red =
 background. It must have the first frame's size (a mask drawn for another size is refused, not
 stretched). S2M runs once per object on the first frame with an empty current mask; the objects'
 probabilities are aggregated as in MiVOS and the argmax is the mask.
@@ -21,7 +22,7 @@ from stcn.interactive.core import hard_aggregate, scribble_maps
 from stcn.interactive.s2m import S2M
 from stcn.interactive.scribbles import scribbles_from_png
 
-MAX_OBJECTS = 254  # palette 255 is the background stroke
+MAX_OBJECTS = 255  # palette ids (object 255: a 16-bit grey stroke PNG, where 256 is the background stroke)
 
 
 def png_size(path: Path) -> tuple[int, int]:

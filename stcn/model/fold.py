@@ -15,7 +15,8 @@ _PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold every `convN -> bnN` pair and `downsample = Sequential(conv, bn)` of an eval-mode model in place."""
+    """Fold every `convN -> bnN` pair and every `conv, bn` run inside a Sequential (a ResNet downsample,
+    DeepLabV3+'s ASPP and head blocks) of an eval-mode model, in place."""
     if model.training:
         raise ValueError("fold_batchnorm needs a model in eval mode")
     for module in model.modules():
@@ -24,9 +25,10 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
                 setattr(module, bn_name, nn.Identity())
-        down = getattr(module, "downsample", None)
-        if isinstance(down, nn.Sequential) and len(down) == 2 and isinstance(down[1], nn.BatchNorm2d):
-            module.downsample = nn.Sequential(fuse_conv_bn_eval(down[0], down[1]), nn.Identity())
+        if isinstance(module, nn.Sequential):  # downsample = (conv, bn), DeepLab's (conv, bn, relu) blocks
+            for i in range(len(module) - 1):
+                if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                    module[i], module[i + 1] = fuse_conv_bn_eval(module[i], module[i + 1]), nn.Identity()
     return model
 
 
