@@ -6,7 +6,7 @@
     OUT/manifest.json       format, opset, the ONNX Runtime version it was checked with, inputs/outputs, weights
 
 H and W (multiples of 16, as the inference pads frames) and the object count K are dynamic. The memory
-read-out (affinity, top-k, softmax, aggregation) stays in the runtime's host code (`stcn.inference.ort_backend`),
+read-out (affinity, top-k, softmax, aggregation) stays in the runtime's host code (`stcn.inference.numpy_core`),
 as does everything between the graphs. BatchNorm is folded into the convolutions before export
 (`stcn.model.fold`), exactly as for PyTorch inference.
 """
@@ -125,7 +125,7 @@ def export_onnx(model: STCN, out: Path, weights: Path | None = None) -> dict:
         "batchnorm_folded": True,
         "weights": {"file": weights.name, "sha256": sha256(weights)} if weights is not None else None,
         "graphs": graphs,
-        "readout": "host code (stcn.inference.ort_backend): L2 affinity, top-k softmax, soft aggregation",
+        "readout": "host code (stcn.inference.numpy_core): L2 affinity, top-k softmax, soft aggregation",
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
