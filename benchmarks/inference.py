@@ -39,14 +39,16 @@ from benchmarks.dense_reference import segment_dense  # noqa: E402
 from benchmarks.report import write_section  # noqa: E402
 from stcn.data.images import read_frame, read_mask  # noqa: E402
 from stcn.inference import InferenceCore, InferenceSettings  # noqa: E402
-from stcn.inference.frames import image_tensor, labels_from_prob, one_hot  # noqa: E402
+from stcn.inference.frames import image_tensor, one_hot  # noqa: E402
 from stcn.inference.loading import load_model, prepare_for_inference  # noqa: E402
+from stcn.inference.video import host_code  # noqa: E402
 from stcn.model import STCN, load_weights  # noqa: E402
+from stcn.model.trained import trained_resolution  # noqa: E402
 
 PARITY = SHARED / "reference" / "parity"
 RUNGS = ("fp32", "fast", "bf16")
 REFERENCE = "reference (dense, original path)"
-ORT = "ours onnxruntime fp32"  # `stcn export` graphs run by ONNX Runtime (read-out in torch host code)
+ORT = "ours onnxruntime fp32"  # `stcn export` graphs run by ONNX Runtime, read-out in numpy (NumpyCore)
 DEFAULT_ALLOCATOR = "ours fp32, glibc's default allocator"  # STCN_ALLOCATOR=default: what the allocator setting buys
 TIE_MARGIN = 0.02  # probability margin between the two most likely labels counted as "near a tie"
 
@@ -90,17 +92,18 @@ def run_ours(
     `margins`, when given, receives per propagated frame the fraction of pixels whose two most likely
     labels are within `TIE_MARGIN` of each other (pixels any rounding difference may flip).
     """
-    core = InferenceCore(net, settings)
+    core_class, to_image, to_masks, to_labels = host_code(net)  # NumpyCore for ONNX Runtime, as `stcn segment`
+    core = core_class(net, settings)
     out = np.zeros((len(frames), *first.shape), np.uint8)
     lut = np.array([0, *ids], np.uint8)
     for t, rgb in enumerate(frames):
         prob = core.step(
-            image_tensor(rgb),
-            one_hot(first, ids) if t == 0 else None,
+            to_image(rgb, settings.resolution),
+            to_masks(first, ids, settings.resolution) if t == 0 else None,
             ids if t == 0 else None,
             is_last=t == len(frames) - 1,
         )
-        out[t] = lut[labels_from_prob(prob, rgb.shape[:2])]
+        out[t] = lut[to_labels(prob, rgb.shape[:2])]
         if margins is not None and t > 0:
             top2 = torch.topk(prob, 2, dim=0).values
             margins.append(float((top2[0] - top2[1] < TIE_MARGIN).float().mean()))
@@ -192,8 +195,9 @@ def speed_child(path: str, weights_file: Path, n_frames: int, masks_file: Path) 
     return {"seconds": seconds}
 
 
-def export_for_ort(weights_file: Path) -> bool:
-    """`stcn export` of the weights next to them (<weights>.onnx/) when ONNX Runtime is installed."""
+def export_for_ort(weights_file: Path, out: Path | None = None) -> bool:
+    """`stcn export` of the weights into `out` (default: next to them, <weights>.onnx/) when ONNX Runtime is
+    installed."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -201,7 +205,7 @@ def export_for_ort(weights_file: Path) -> bool:
         return False
     from stcn.model.export import export_onnx
 
-    out = weights_file.with_suffix(".onnx")
+    out = out or weights_file.with_suffix(".onnx")
     out.mkdir(exist_ok=True)
     export_onnx(load_model(weights_file), out, weights_file)
     return True
@@ -259,6 +263,7 @@ def speed(n_frames: int, repeats: int, threads: int | None, only: list[str] | No
             "frames": n,
             "s/frame (best)": best / n,
             "vs reference": base / best,
+            f"vs reference (median of {len(t)})": float(np.median(times[REFERENCE]) / np.median(t)),
             "GFLOP/s": flops / best / 1e9,
             "% of conv peak": 100 * flops / best / 1e9 / peak["bf16" if half else "fp32"],
             "min per-frame agreement with ours fp32 (%)": 100 * min(agree_fp32),
@@ -289,18 +294,21 @@ def jf(pred: np.ndarray, root: Path, seq: str, stems: list[str], ids: list[int])
     return 100 * float((j.mean() + f.mean()) / 2)
 
 
-def agreement(n_frames: int, weights_file: Path | None = None) -> pd.DataFrame:
+def agreement(n_frames: int, weights_file: Path | None = None, resolution: int | None = None) -> pd.DataFrame:
     """Per-frame mask agreement and J&F difference of fast, bf16 (and ONNX Runtime) vs fp32 on the bundled sequences.
 
     Seeded random weights unless `weights_file` (an STCN checkpoint, e.g. the official `stcn.pth` or a
-    trained `models/<run>/weights.pth`) is given. J&F needs at least 3 frames with ground truth (not tennis).
+    trained `models/<run>/weights.pth`) is given. Frames are resized to `resolution` (shorter side) when
+    given, as `stcn segment --resolution` does; masks are scored at the frames' own size.
+    J&F needs at least 3 frames with ground truth (not tennis).
     """
     net = load_model(weights_file) if weights_file else model()
-    runners = {rung: (net, InferenceSettings(precision=rung)) for rung in RUNGS}
-    if weights_file is not None and export_for_ort(weights_file):
+    runners = {rung: (net, InferenceSettings(precision=rung, resolution=resolution)) for rung in RUNGS}
+    exported = Path(tempfile.mkdtemp()) / "graphs"  # not beside the weights: their folder may be read-only
+    if weights_file is not None and export_for_ort(weights_file, exported):
         from stcn.inference.ort_backend import OnnxSTCN
 
-        runners[ORT] = (OnnxSTCN(weights_file.with_suffix(".onnx")), InferenceSettings())
+        runners[ORT] = (OnnxSTCN(exported), InferenceSettings(resolution=resolution))
     cases = [(DAVIS, s) for s in ("blackswan", "car-shadow", "dog-agility", "libby")] + [(TENNIS, "tennis")]
     rows = []
     for root, seq in cases:
@@ -334,7 +342,22 @@ def agreement(n_frames: int, weights_file: Path | None = None) -> pd.DataFrame:
                 }
             )
             print(rows[-1], flush=True)
-    return pd.DataFrame(rows).round(3)
+    shutil.rmtree(exported.parent)
+    table = pd.DataFrame(rows)
+    scored = table[table["J&F fp32 (%)"].notna()]
+    for rung in list(runners)[1:]:
+        part = scored[scored["precision"] == rung]
+        if len(part):
+            jf32, jfr = part["J&F fp32 (%)"].mean(), part["J&F this rung (%)"].mean()
+            summary = {"sequence": "all scored", "objects": part["objects"].sum(), "frames": part["frames"].sum(),
+                       "precision": rung, "speed vs ours fp32": part["speed vs ours fp32"].mean(),
+                       "min per-frame agreement (%)": part["min per-frame agreement (%)"].min(),
+                       "mean agreement (%)": part["mean agreement (%)"].mean(),
+                       f"fp32 pixels near a tie (%, margin < {TIE_MARGIN})": part.iloc[:, 7].mean(),
+                       "J&F fp32 (%)": jf32, "J&F this rung (%)": jfr, "|dJ&F| (points)": abs(jfr - jf32)}  # fmt: skip
+            table = pd.concat([table, pd.DataFrame([summary])], ignore_index=True)
+            print(summary, flush=True)
+    return table.round(3)
 
 
 def ort_settings(n_frames: int, repeats: int) -> pd.DataFrame:
@@ -450,6 +473,11 @@ def main() -> None:
         help="speed part: only these paths besides the reference "
         f"and ours fp32 (of: {ORT!r}, 'ours fast', 'ours bf16', {DEFAULT_ALLOCATOR!r}) [default: all]",
     )
+    ap.add_argument(
+        "--resolution",
+        type=int,
+        help="agreement part: shorter side to run at [default: the --weights sidecar's trained resolution, else 480p]",
+    )
     ap.add_argument("--ort-frames", type=int, default=6, help="frames of blackswan for the ONNX Runtime part")
     ap.add_argument("--scale", type=float, default=0.5, help="frame scale for the long-video memory part")
     ap.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, one per core]")
@@ -483,7 +511,8 @@ def main() -> None:
                 "A): ours as `stcn segment` runs it (stcn/inference/allocator.py keeps freed feature maps in the "
                 f"heap), the reference with glibc's default allocator, as the original scripts run. '{ORT}' runs the "
                 "`stcn export` graphs (opset 18, BatchNorm folded) in ONNX Runtime's default CPU provider with the "
-                f"read-out in torch host code (`stcn segment --backend onnxruntime`). {note} "
+                "read-out in numpy host code (`stcn.inference.numpy_core`, as `stcn segment --backend onnxruntime`). "
+                f"{note} "
                 f"Load average (1/5/15 min) at start: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
                 f"at end: {os.getloadavg()[0]:.1f}; {torch.get_num_threads()} torch thread(s) on "
                 f"{os.cpu_count()} cores."
@@ -491,23 +520,36 @@ def main() -> None:
         )
     if a.part in ("agreement", "all"):
         load = os.getloadavg()
+        resolution = a.resolution
+        if resolution is None and a.weights is not None and (trained := trained_resolution(a.weights)) is not None:
+            resolution = trained[0]  # the weights' sidecar: run them at the resolution they were trained for
+        title = "Precision ladder: mask agreement and J&F vs fp32"
+        if a.weights:
+            title += f" ({'/'.join(a.weights.parts[-3:-1])} weights, at {resolution or 'native 480'}p)"
         write_section(
-            "Precision ladder: mask agreement with fp32" + (f" ({a.weights})" if a.weights else ""),
-            agreement(a.agreement_frames, a.weights),
+            title,
+            agreement(a.agreement_frames, a.weights, resolution),
             notes=(
                 f"Weights: {a.weights or 'seeded random weights (tests/conftest.py)'}; first frames of every "
-                "bundled sequence (tennis: 2 objects + void). Agreement = fraction of pixels whose label equals "
-                "the fp32 run's, per frame. "
+                "bundled sequence (tennis: 2 objects + void), "
+                + (
+                    f"resized to {resolution}p (shorter side, as `stcn segment --resolution {resolution}`; "
+                    "the weights' sidecar gives it when --resolution is not given) and the masks resized back to "
+                    "480p for scoring. "
+                    if resolution
+                    else "at their own size (480p). "
+                )
+                + "Agreement = fraction of pixels whose label equals the fp32 run's, per frame. "
                 "fast = bf16 convolutions with the key projection, affinity, top-k, softmax, read-out and "
                 "aggregation in fp32; bf16 = autocast throughout. 'Near a tie' = pixels of the fp32 run whose two most "
                 "likely labels differ by less than the margin (mean over propagated frames): with untrained weights "
                 "many pixels sit there and any rounding difference may flip them. J&F = J&F-Mean (%) of the rung's "
                 "masks against the sequence's ground truth on the frames run, first and last excluded (the official "
-                "rule); |dJ&F| = its difference from fp32 in points (goal <= 0.2 on trained weights); tennis has too "
-                "few frames to score. With --weights and onnxruntime installed, the ONNX Runtime path (fp32 graphs of "
-                "`stcn export`) is a row too. Speed ratios are single runs "
-                f"(see the speed section for alternated timings). Load average at start: {load[0]:.1f}, "
-                f"at end: {os.getloadavg()[0]:.1f}."
+                "rule); |dJ&F| = its difference from fp32 in points (goal <= 0.2 on trained weights); 'all scored' = "
+                "the mean over the scored sequences (tennis has too few frames to score). With --weights and "
+                "onnxruntime installed, the ONNX Runtime path (fp32 graphs of `stcn export`) is a row too. Speed "
+                "ratios are single runs (see the speed section for alternated timings). "
+                f"Load average at start: {load[0]:.1f}, at end: {os.getloadavg()[0]:.1f}."
             ),
         )
     if a.part in ("ort", "all"):
@@ -521,7 +563,8 @@ def main() -> None:
                 f"`stcn export` graphs of the parity weights run by ONNX Runtime {onnxruntime.__version__} "
                 f"(providers available: {', '.join(onnxruntime.get_available_providers())}; the oneDNN provider is "
                 "not in the PyPI wheel) vs PyTorch fp32 with the same thread count, on the first blackswan frames "
-                "(480p, 1 object), frames decoded beforehand; the memory read-out is torch host code in both. "
+                "(480p, 1 object), frames decoded beforehand; the memory read-out is host code (torch for PyTorch, "
+                "numpy for ONNX Runtime, as `stcn segment`). "
                 "Alternated in one process, best of the repeats. 'basic' = constant folding and redundant-node "
                 "removal, 'all' = also the layout (NCHWc) and fusion passes. "
                 f"Load average (1/5/15 min) at start: {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "

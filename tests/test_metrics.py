@@ -17,7 +17,16 @@ from stcn.data.folders import davis_sequences
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
 from stcn.eval.davis_score import GLOBAL_COLUMNS, score_davis, score_sequence
-from stcn.eval.metrics import boundary_radius, disk, f_measure, jaccard, seg2bmap, statistics
+from stcn.eval.metrics import (
+    boundary_map,
+    boundary_radius,
+    disk,
+    f_measure,
+    frame_measures,
+    jaccard,
+    seg2bmap,
+    statistics,
+)
 
 BUNDLED = Path(__file__).resolve().parent.parent / "stcn" / "data" / "bundled"
 MINI = BUNDLED / "davis-mini"
@@ -164,6 +173,22 @@ def test_seg2bmap_matches_official_rule():
     for m in [*masks, real]:
         assert np.array_equal(seg2bmap(m), naive_bmap(m))
     assert np.array_equal(seg2bmap(masks), np.stack([naive_bmap(m) for m in masks]))
+    for m in [*masks, real, np.zeros((1, 1), bool), np.ones((1, 5), bool)]:  # the scorer's OpenCV gradient
+        assert np.array_equal(boundary_map(m.view(np.uint8)) > 0, naive_bmap(m))
+
+
+def test_frame_measures_match_naive_per_object():
+    """One frame of two objects, one of them touching the image border, one absent: J and F as the oracle's."""
+    gt = read_mask(TENNIS / "Annotations/480p/tennis/00000.png")
+    gt[gt == 255] = 0
+    pred = np.roll(gt, (3, -5), axis=(0, 1))
+    pred[:40, :60] = 1  # object 1 spills into the image corner
+    kernel = disk(boundary_radius(gt.shape))
+    j, f = frame_measures(gt, pred, 3, kernel)
+    for k in (1, 2):
+        assert j[k - 1] == naive_j(gt[None] == k, pred[None] == k)[0]
+        assert f[k - 1] == naive_f(pred == k, gt == k)
+    assert j[2] == f[2] == 1  # object 3 is in neither map
 
 
 @pytest.mark.parametrize("seq", SEQS)

@@ -84,17 +84,58 @@ def test_export_writes_three_graphs_and_a_manifest(exported, parity_weights):
     assert [d.dim_param != "" for d in dims] == [False, False, True, True]  # height and width are dynamic
 
 
+def run_numpy_core(model, frames: list, first: np.ndarray, ids: list[int]) -> list[np.ndarray]:
+    """As `run_core`, with the torch-free host code `stcn segment --backend onnxruntime` runs."""
+    from stcn.inference.numpy_core import NumpyCore, image_array, labels_from_array, one_hot_array
+
+    core = NumpyCore(model, InferenceSettings(top_k=20, mem_every=5))
+    labels = []
+    for t, frame in enumerate(frames):
+        prob = core.step(image_array(read_frame(frame)), one_hot_array(first, ids) if t == 0 else None,
+                         ids if t == 0 else None, is_last=t == len(frames) - 1)  # fmt: skip
+        labels.append(labels_from_array(prob, first.shape))
+    return labels
+
+
 def test_round_trip_on_the_parity_case_matches_pytorch_per_frame(exported, parity_weights):
-    """Case A of the parity reference (20 blackswan frames at 480p): ONNX Runtime masks = PyTorch fp32 masks."""
+    """Case A of the parity reference (20 blackswan frames at 480p): ONNX Runtime masks = PyTorch fp32 masks,
+    with the read-out in torch (`InferenceCore`) and in numpy (`NumpyCore`, the command line's)."""
     from stcn.inference.ort_backend import OnnxSTCN
 
     frames = sorted(BLACKSWAN.glob("*.jpg"))[:20]
     first = read_mask(FIRST)
     torch_labels = run_core(load_model(parity_weights), frames, first, [1])
-    ort_labels = run_core(OnnxSTCN(exported, threads=1), frames, first, [1])
-    agreement = [float((a == b).mean()) for a, b in zip(torch_labels, ort_labels, strict=True)]
-    assert min(agreement) >= 0.999, agreement
+    onnx = OnnxSTCN(exported, threads=1)
+    for ort_labels in (run_core(onnx, frames, first, [1]), run_numpy_core(onnx, frames, first, [1])):
+        agreement = [float((a == b).mean()) for a, b in zip(torch_labels, ort_labels, strict=True)]
+        assert min(agreement) >= 0.999, agreement
     assert (torch_labels[-1] == 1).mean() > 0.01  # the swan is still segmented at the end
+
+
+def test_onnxruntime_segment_runs_without_torch(exported, tmp_path):
+    """`stcn segment --backend onnxruntime` with PyTorch unimportable (sys.modules['torch'] = None): the masks
+    of a real video, with --resolution (OpenCV resizing), and the same as with torch importable."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for jpg in sorted(BLACKSWAN.glob("*.jpg"))[:4]:
+        (frames / jpg.name).write_bytes(jpg.read_bytes())
+    args = ["segment", "--weights", str(exported), "--backend", "onnxruntime", "--frames", str(frames),
+            "--first-mask", str(FIRST), "--resolution", "160"]  # fmt: skip
+    code = ("import sys; sys.modules['torch'] = None; sys.argv[0] = 'stcn'; "
+            "from stcn.cli import main; main()")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "no-torch")],
+                       capture_output=True, text=True, env={**os.environ, "STCN_QUIET": "1"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    with_torch = stcn(*args, "--out", tmp_path / "torch", env={"STCN_QUIET": "1"})
+    assert with_torch.returncode == 0, with_torch.stderr
+    pngs = sorted((tmp_path / "no-torch").glob("*.png"))
+    assert [p.name for p in pngs] == ["00000.png", "00001.png", "00002.png", "00003.png"]
+    for png in pngs:
+        assert np.array_equal(read_mask(png), read_mask(tmp_path / "torch" / png.name))
+    assert (read_mask(pngs[-1]) == 1).mean() > 0.01
+    blocked = subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch'] = None; import torch"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert blocked.returncode != 0 and "torch" in blocked.stderr  # the block is real
 
 
 def test_cli_backend_two_objects_at_another_size(exported, parity_weights, tmp_path):

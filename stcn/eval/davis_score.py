@@ -24,11 +24,10 @@ from stcn.atomic import atomic_path
 from stcn.data.folders import Sequence, davis_sequences
 from stcn.data.images import VOID, read_mask
 from stcn.errors import UserError
-from stcn.eval.metrics import f_measure, jaccard, statistics
+from stcn.eval.metrics import boundary_radius, disk, frame_measures, statistics
 
 GLOBAL_COLUMNS = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
 SEQUENCE_COLUMNS = ["Sequence", "J-Mean", "F-Mean"]
-CHUNK_PIXELS = 1 << 25  # object-frame pixels held at once while scoring a sequence
 
 
 def usable_cores() -> int:
@@ -52,8 +51,11 @@ def free_cores() -> int:
     return max(1, int(usable_cores() - load + 0.5))
 
 
-def _read_stack(paths: list[Path]) -> np.ndarray:
-    """Label masks (T, H, W) uint8, decoded in threads (one per free core); differing sizes are a user error."""
+def _read_masks(paths: list[Path]) -> list[np.ndarray]:
+    """Label masks (H, W) uint8, decoded in threads (one per free core); differing sizes are a user error.
+
+    A list, not a stack: the scorer works frame by frame, and stacking would copy every mask once more.
+    """
     threads = free_cores()
     if threads == 1:
         masks = [read_mask(p) for p in paths]
@@ -63,56 +65,46 @@ def _read_stack(paths: list[Path]) -> np.ndarray:
     for path, mask in zip(paths, masks, strict=True):
         if mask.shape != masks[0].shape:
             raise UserError(f"mask size {mask.shape} differs from {masks[0].shape}: {path}")
-    return np.stack(masks)
+    return masks
 
 
-def load_ground_truth(seq: Sequence, year: str) -> tuple[np.ndarray, int, list[str]]:
-    """Scored gt label stack (T-2, H, W), the number of objects and the scored frame stems."""
+def load_ground_truth(seq: Sequence, year: str) -> tuple[list[np.ndarray], int, list[str]]:
+    """Scored gt label maps (T-2 of (H, W)), the number of objects and the scored frame stems."""
     stems = list(seq.annotations)
     if len(stems) < 3:
         raise UserError(f"sequence {seq.name!r} has {len(stems)} annotated frames; scoring needs at least 3")
-    gt = _read_stack([seq.annotations[s] for s in stems])
+    gt = _read_masks([seq.annotations[s] for s in stems])
     if year == "2016":
         # DAVIS-2016's own masks are 0/255 (255 = object); in 2017-style masks 255 is void
-        fg = gt == VOID if not ((gt > 0) & (gt < VOID)).any() else (gt > 0) & (gt < VOID)
-        return fg[1:-1].astype(np.uint8), 1, stems[1:-1]
-    gt[gt == VOID] = 0
+        has_ids = any(((m > 0) & (m < VOID)).any() for m in gt)
+        fg = [((m > 0) & (m < VOID)) if has_ids else m == VOID for m in gt[1:-1]]
+        return [m.view(np.uint8) for m in fg], 1, stems[1:-1]
+    for m in gt:
+        m[m == VOID] = 0
     return gt[1:-1], int(gt[0].max()), stems[1:-1]
 
 
-def load_predictions(folder: Path, seq: str, stems: list[str], shape: tuple[int, ...], year: str) -> np.ndarray:
-    """Predicted label stack (T, H, W) for the scored frames; missing files and size mismatches are user errors."""
+def load_predictions(folder: Path, seq: str, stems: list[str], shape: tuple[int, ...], year: str) -> list[np.ndarray]:
+    """Predicted label maps (T of (H, W)) for the scored frames; missing files and size mismatches are user errors."""
     paths = [folder / seq / f"{s}.png" for s in stems]
     for p in paths:
         if not p.is_file():
             raise UserError(f"missing prediction: {p}")
-    pred = _read_stack(paths)
-    if pred.shape[1:] != shape:
-        raise UserError(f"prediction size {pred.shape[1:]} differs from ground truth {shape}: {paths[0]}")
-    return (pred > 0).astype(np.uint8) if year == "2016" else pred
+    pred = _read_masks(paths)
+    if pred[0].shape != tuple(shape):
+        raise UserError(f"prediction size {pred[0].shape} differs from ground truth {tuple(shape)}: {paths[0]}")
+    return [(m > 0).view(np.uint8) for m in pred] if year == "2016" else pred
 
 
-def _crop(gt: np.ndarray, pred: np.ndarray) -> tuple[slice, slice]:
-    """Bounding box of all labelled pixels plus a 1-pixel margin: outside it no pixel is a boundary."""
-    used = gt.any(axis=0) | pred.any(axis=0)  # (H, W): a reduction over frames, cheap and contiguous
-    rows, cols = np.flatnonzero(used.any(axis=1)), np.flatnonzero(used.any(axis=0))
-    if not len(rows):
-        return slice(0, 1), slice(0, 1)
-    return slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2)
-
-
-def score_sequence(gt: np.ndarray, pred: np.ndarray, n_objects: int) -> tuple[np.ndarray, np.ndarray]:
-    """J and F per object and frame, (n_objects, T), of label stacks (T, H, W); object k is label k."""
-    rows, cols = _crop(gt, pred)
-    gt, pred, shape = gt[:, rows, cols], pred[:, rows, cols], gt.shape[1:]
-    ids = np.arange(1, n_objects + 1, dtype=gt.dtype)[:, None, None, None]
-    j = np.zeros((n_objects, len(gt)))
-    f = np.zeros((n_objects, len(gt)))
-    step = max(1, CHUNK_PIXELS // max(1, n_objects * gt[0].size))
-    for t in range(0, len(gt), step):
-        g, p = gt[None, t : t + step] == ids, pred[None, t : t + step] == ids
-        j[:, t : t + step] = jaccard(g, p)
-        f[:, t : t + step] = f_measure(g, p, image_shape=shape)
+def score_sequence(gt, pred, n_objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """J and F per object and frame, (n_objects, T), of T label maps (H, W) each (a (T, H, W) stack or a list);
+    object k is label k. One frame at a time (`frame_measures`): nothing is held per sequence but the scores."""
+    j, f = np.ones((n_objects, len(gt))), np.ones((n_objects, len(gt)))
+    if len(gt) == 0 or n_objects == 0:
+        return j, f
+    kernel = disk(boundary_radius(gt[0].shape))
+    for t, (g, p) in enumerate(zip(gt, pred, strict=True)):
+        j[:, t], f[:, t] = frame_measures(np.asarray(g, np.uint8), np.asarray(p, np.uint8), n_objects, kernel)
     return j, f
 
 
@@ -120,11 +112,11 @@ def _score_job(job: tuple[Sequence, str, Path]) -> tuple[list[str], np.ndarray, 
     """One sequence (in a worker process): object names and the (Mean, Recall, Decay) rows of J and F."""
     seq, year, predictions = job
     gt, n_objects, stems = load_ground_truth(seq, year)
-    pred = load_predictions(predictions, seq.name, stems, gt.shape[1:], year)
-    if int(pred.max()) > n_objects:
+    pred = load_predictions(predictions, seq.name, stems, gt[0].shape, year)
+    top = max(int(m.max()) for m in pred)
+    if top > n_objects:
         raise UserError(
-            f"prediction of {seq.name!r} has object id {int(pred.max())}, "
-            f"but the ground truth has {n_objects} object(s)"
+            f"prediction of {seq.name!r} has object id {top}, but the ground truth has {n_objects} object(s)"
         )
     j, f = score_sequence(gt, pred, n_objects)
     names = [f"{seq.name}_{k + 1}" for k in range(n_objects)]

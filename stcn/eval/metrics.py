@@ -3,6 +3,10 @@
 Every rule follows the official davis2017-evaluation code (semi-supervised task): J is the IoU
 (1 when the union is empty), F is the boundary F-measure of `_seg2bmap` boundaries matched
 within a disk of radius ceil(0.008 * image diagonal), and Mean/Recall/Decay are `db_statistics`.
+
+`frame_measures` is what the scorer runs: one frame's label maps, every object on its own bounding box,
+boundaries by one OpenCV morphological gradient, matches by one disk dilation per boundary map; the stack
+functions (`jaccard`, `f_measure`) give the same numbers for (..., H, W) stacks of binary masks.
 """
 
 from __future__ import annotations
@@ -45,6 +49,52 @@ def seg2bmap(seg: np.ndarray) -> np.ndarray:
     np.not_equal(seg[..., -1, :-1], seg[..., -1, 1:], out=b[..., -1, :-1])
     np.not_equal(seg[..., :-1, -1], seg[..., 1:, -1], out=b[..., :-1, -1])
     return b
+
+
+GRADIENT_2X2 = np.ones((2, 2), np.uint8)
+
+
+def boundary_map(mask: np.ndarray) -> np.ndarray:
+    """`seg2bmap` of one (H, W) uint8 mask in {0, 1}, as uint8 {0, 1}: max - min over each pixel's 2x2 window
+    (itself, E, S, SE; pixels outside the image take no part), i.e. the official rule with its last row and
+    column, by one OpenCV morphological gradient."""
+    return cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, GRADIENT_2X2, anchor=(0, 0))
+
+
+def _box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """Bounding box of the non-zero pixels of a uint8 (H, W) map plus a 1-pixel margin (no boundary pixel lies
+    outside it, and inside it every pixel has the neighbours it has in the whole image); None when empty."""
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0:
+        return None
+    return slice(max(y - 1, 0), y + h + 1), slice(max(x - 1, 0), x + w + 1)
+
+
+def frame_measures(
+    gt: np.ndarray, pred: np.ndarray, n_objects: int, kernel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """J and F of objects 1..n_objects in one frame: gt and pred are (H, W) uint8 label maps (object k = label k),
+    `kernel` the matching disk of the whole image (`disk(boundary_radius(shape))`). Official edge cases: J = 1
+    when the union is empty; no predicted boundary -> P = 1, R = 0; no gt boundary -> P = 0, R = 1; none -> F = 1.
+    """
+    j, f = np.ones(n_objects), np.ones(n_objects)
+    for k in range(n_objects):
+        g, p = (gt == k + 1).view(np.uint8), (pred == k + 1).view(np.uint8)
+        box = _box(g | p)
+        if box is None:  # the object is in neither map: J = F = 1
+            continue
+        g, p = np.ascontiguousarray(g[box]), np.ascontiguousarray(p[box])
+        j[k] = cv2.countNonZero(g & p) / cv2.countNonZero(g | p)
+        gt_b, fg_b = boundary_map(g), boundary_map(p)
+        n_gt, n_fg = cv2.countNonZero(gt_b), cv2.countNonZero(fg_b)
+        if n_fg == 0 or n_gt == 0:
+            precision, recall = (1.0 if n_fg == 0 else 0.0), (1.0 if n_gt == 0 else 0.0)
+        else:
+            precision = cv2.countNonZero(fg_b & cv2.dilate(gt_b, kernel)) / float(n_fg)
+            recall = cv2.countNonZero(gt_b & cv2.dilate(fg_b, kernel)) / float(n_gt)
+        total = precision + recall
+        f[k] = 0.0 if total == 0 else 2 * precision * recall / total
+    return j, f
 
 
 def _count(x: np.ndarray) -> np.ndarray:

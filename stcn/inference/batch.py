@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -26,8 +27,10 @@ from stcn.data.folders import FRAME_SUFFIXES, VIDEO_SUFFIXES, list_frames
 from stcn.data.images import VOID, object_ids, read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
-from stcn.model.network import STCN
 from stcn.progress import progress_bar
+
+if TYPE_CHECKING:
+    from stcn.model.network import STCN
 
 STROKES_SUFFIX = ".strokes.png"  # MASKS/<video>.strokes.png or MASKS/<video>/<first frame>.strokes.png
 

@@ -40,6 +40,23 @@ BACKEND = typer.Option(
 )
 
 
+class LazyStrokes:
+    """`StrokesToMask` (S2M, PyTorch), imported on first use: a run whose videos all have masks needs no torch
+    for it (`--backend onnxruntime` then runs without PyTorch installed)."""
+
+    def __init__(self, s2m: Path | None, device: str, say):
+        if s2m is not None and not Path(s2m).is_file():  # checked up front, as StrokesToMask does
+            raise UserError(f"S2M weights not found: {s2m}")
+        self.s2m, self.device, self.say, self.impl = s2m, device, say, None
+
+    def __call__(self, strokes: Path, rgb: np.ndarray) -> np.ndarray:
+        if self.impl is None:
+            from stcn.interactive.strokes import StrokesToMask
+
+            self.impl = StrokesToMask(self.s2m, self.device, say=self.say)
+        return self.impl(strokes, rgb)
+
+
 def segment(
     weights: Path = WEIGHTS,
     frames: Path = typer.Option(
@@ -83,7 +100,6 @@ def segment(
     from stcn.inference.ort_backend import backend_device, load_backend
     from stcn.inference.overlap import read_ahead
     from stcn.inference.video import folder_frames, frame_total, propagate, video_frames
-    from stcn.interactive.strokes import StrokesToMask
     from stcn.model.trained import default_resolution
 
     device = backend_device(backend, device)
@@ -96,7 +112,7 @@ def segment(
                         "<video>.strokes.png in the --first-mask folder")  # fmt: skip
     if s2m is not None and first_scribble is None and not first_mask.is_dir():
         raise UserError("--s2m is for strokes: use it with --first-scribble or a batch folder of strokes files")
-    strokes = StrokesToMask(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
+    strokes = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
     if first_mask is not None and first_mask.is_dir():
         segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend)
         return

@@ -1,11 +1,13 @@
-"""The ONNX Runtime backend: the exported graphs behind the interface `InferenceCore` uses of `STCN`.
+"""The ONNX Runtime backend: the exported graphs behind the interface the inference cores use of `STCN`.
 
-    model = load_backend(weights, "onnxruntime", settings)   # weights: a `stcn export` folder
-    core = InferenceCore(model, settings)                    # as with the PyTorch model
+    model = load_backend(weights, "onnxruntime", device, precision)  # weights: a `stcn export` folder
+    core = NumpyCore(model, settings)       # what `stcn segment/evaluate --backend onnxruntime` run: no torch
+    core = InferenceCore(model, settings)   # also works: torch tensors in, torch tensors out
 
-`OnnxSTCN.encode_key / encode_value / decode` take and return torch tensors (CPU, fp32); the memory
-read-out between them stays in `InferenceCore` (torch host code), so the masks follow the PyTorch fp32
-path. It runs fp32 only (the `fast` / `bf16` rungs are PyTorch autocast).
+`OnnxSTCN.encode_key / encode_value / decode` take numpy arrays and return numpy arrays (or torch tensors
+for torch tensors); the memory read-out between them is host code: `stcn.inference.numpy_core` (numpy) on
+the command line, so this module and that path need neither torch nor onnx, only ONNX Runtime and numpy.
+It runs fp32 only (the `fast` / `bf16` rungs are PyTorch autocast).
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from stcn.errors import UserError
-from stcn.model.export import GRAPHS, read_manifest
+from stcn.model.onnx_format import GRAPHS, read_manifest
 
 BACKENDS = ("torch", "onnxruntime")
 OPTIMISATION = ("disable", "basic", "extended", "all")
@@ -66,13 +67,17 @@ def session_options(threads: int | None = None, optimisation: str | None = None)
     return options
 
 
-def _numpy(x: torch.Tensor) -> np.ndarray:
-    """A C-contiguous fp32 array of a CPU tensor (channels-last tensors are copied into NCHW order)."""
-    return np.ascontiguousarray(x.detach().float().cpu().numpy())
+def _numpy(x) -> np.ndarray:
+    """A C-contiguous fp32 array of a numpy array or a CPU tensor (channels-last tensors are copied into NCHW)."""
+    if not isinstance(x, np.ndarray):
+        x = x.detach().float().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 class OnnxSTCN:
     """The three exported graphs of a `stcn export` folder, with `STCN`'s inference methods."""
+
+    host = "numpy"  # `propagate` runs it with the torch-free `NumpyCore`
 
     def __init__(self, folder: str | Path, threads: int | None = None, optimisation: str | None = None,
                  providers: list[str] | None = None):  # fmt: skip
@@ -88,20 +93,26 @@ class OnnxSTCN:
             except Exception as e:  # ONNX Runtime raises its own exception types for a corrupt graph
                 raise UserError(f"cannot load ONNX graph {folder / f'{name}.onnx'}: {str(e).splitlines()[0]}") from None
 
-    def _run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+    def _run(self, name: str, *inputs) -> list:
+        """Run one graph; numpy arrays in -> numpy arrays out, torch tensors in -> torch tensors out."""
         session = self.sessions[name]
         feed = {arg.name: _numpy(x) for arg, x in zip(session.get_inputs(), inputs, strict=True)}
-        return [torch.from_numpy(y) for y in session.run(None, feed)]
+        outputs = session.run(None, feed)
+        if isinstance(inputs[0], np.ndarray):
+            return outputs
+        import torch
 
-    def encode_key(self, frame: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return [torch.from_numpy(y) for y in outputs]
+
+    def encode_key(self, frame):
         """frame (1, 3, H, W) -> key (1, 64, h, w), thin (1, 512, h, w), f16, f8, f4."""
         return tuple(self._run("key_encoder", frame))
 
-    def encode_value(self, frame: torch.Tensor, f16: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def encode_value(self, frame, f16, masks):
         """Memory values (K, 512, h, w) of K object masks (K, 1, H, W)."""
         return self._run("value_encoder", frame, f16, masks)[0]
 
-    def decode(self, readout: torch.Tensor, thin: torch.Tensor, f8: torch.Tensor, f4: torch.Tensor) -> torch.Tensor:
+    def decode(self, readout, thin, f8, f4):
         """Object probabilities (K, 1, H, W) from K read-outs (K, 512, h, w)."""
         return self._run("decoder", readout, thin, f8, f4)[0]
 

@@ -96,7 +96,10 @@ class InferenceSettings:
 
 
 def pick_device(name: str | None) -> str:
-    """'cuda' when requested or available, else 'cpu'; asking for CUDA without one is a user error."""
+    """'cuda' when requested or available, else 'cpu'; asking for CUDA without one is a user error.
+    An explicit 'cpu' does not import torch (the ONNX Runtime path runs without it)."""
+    if name is not None and name.startswith("cpu"):
+        return name
     import torch
 
     from stcn.errors import UserError

@@ -7,17 +7,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
 from stcn.data.images import VOID, object_ids, read_frame
 from stcn.errors import UserError
-from stcn.inference.core import InferenceCore
-from stcn.inference.frames import image_tensor, labels_from_prob, one_hot
 from stcn.inference.settings import InferenceSettings
-from stcn.model.network import STCN
+
+if TYPE_CHECKING:
+    from stcn.model.network import STCN
 
 INDEXED_VIDEO = (".mp4", ".mov", ".m4v")  # containers whose frame count comes from an index, not an estimate
 FrameSource = Iterable[tuple[str, Callable[[], np.ndarray]]]  # (frame stem, loader of RGB uint8)
@@ -104,7 +104,22 @@ def _with_last(items: Iterable) -> Iterator[tuple[object, bool]]:
 
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
+        import torch
+
         torch.cuda.synchronize()
+
+
+def host_code(model) -> tuple[type, Callable, Callable, Callable]:
+    """The core class and frame/mask/label functions for `model`: numpy for a numpy model (`OnnxSTCN`, no
+    torch imported), else PyTorch (`InferenceCore`)."""
+    if getattr(model, "host", "torch") == "numpy":
+        from stcn.inference import numpy_core as host
+
+        return host.NumpyCore, host.image_array, host.one_hot_array, host.labels_from_array
+    from stcn.inference.core import InferenceCore
+    from stcn.inference.frames import image_tensor, labels_from_prob, one_hot
+
+    return InferenceCore, image_tensor, one_hot, labels_from_prob
 
 
 class VanishWatch:
@@ -150,7 +165,8 @@ def propagate(
     """
     if not masks:
         raise UserError(f"{where}: no annotated first frame given")
-    core = InferenceCore(model, settings)
+    core_class, image_tensor, one_hot, labels_from_prob = host_code(model)
+    core = core_class(model, settings)
     timing = Timing()
     watch = VanishWatch()
     size = None

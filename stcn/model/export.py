@@ -6,14 +6,13 @@
     OUT/manifest.json       format, opset, the ONNX Runtime version it was checked with, inputs/outputs, weights
 
 H and W (multiples of 16, as the inference pads frames) and the object count K are dynamic. The memory
-read-out (affinity, top-k, softmax, aggregation) stays in the runtime's host code (`stcn.inference.ort_backend`),
+read-out (affinity, top-k, softmax, aggregation) stays in the runtime's host code (`stcn.inference.numpy_core`),
 as does everything between the graphs. BatchNorm is folded into the convolutions before export
 (`stcn.model.fold`), exactly as for PyTorch inference.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -21,19 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stcn.errors import UserError
 from stcn.model.network import STCN
+from stcn.model.onnx_format import FORMAT, GRAPHS, MAX_OBJECTS, MAX_SIDE, OPSET, ORT_VERSION, read_manifest, sha256
 
-OPSET = 18  # the ONNX opset of every exported graph (ONNX Runtime >= 1.14 runs it)
-ORT_VERSION = "1.32.0"  # the ONNX Runtime version the export is checked against (pinned in the `onnx` extra)
-FORMAT = "stcn-onnx/1"
-MAX_SIDE = 4096  # largest frame side (pixels) the dynamic shapes admit
-MAX_OBJECTS = 255  # largest object count (palette ids)
-GRAPHS = {
-    "key_encoder": (("frame",), ("key", "thin", "f16", "f8", "f4")),
-    "value_encoder": (("frame", "f16", "masks"), ("values",)),
-    "decoder": (("readout", "thin", "f8", "f4"), ("prob",)),
-}
+__all__ = ["FORMAT", "GRAPHS", "OPSET", "ORT_VERSION", "export_onnx", "read_manifest", "sha256"]
 
 
 class _KeyEncoder(nn.Module):
@@ -101,14 +91,6 @@ def _dynamic_shapes() -> dict[str, tuple]:
     }
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_onnx(model: STCN, out: Path, weights: Path | None = None) -> dict:
     """Write the three graphs and manifest.json of an inference-ready `model` (eval, BatchNorm folded) into `out`.
 
@@ -143,25 +125,7 @@ def export_onnx(model: STCN, out: Path, weights: Path | None = None) -> dict:
         "batchnorm_folded": True,
         "weights": {"file": weights.name, "sha256": sha256(weights)} if weights is not None else None,
         "graphs": graphs,
-        "readout": "host code (stcn.inference.ort_backend): L2 affinity, top-k softmax, soft aggregation",
+        "readout": "host code (stcn.inference.numpy_core): L2 affinity, top-k softmax, soft aggregation",
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def read_manifest(folder: Path) -> dict:
-    """The manifest of an export folder, checked: right format and every graph file present (else a UserError)."""
-    path = Path(folder) / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"not an ONNX export folder (no manifest.json): {folder}; make one with `stcn export`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"corrupt manifest {path}: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise UserError(f"{path}: not a {FORMAT} manifest")
-    for name in GRAPHS:
-        graph = Path(folder) / f"{name}.onnx"
-        if not graph.is_file():
-            raise UserError(f"ONNX export incomplete: missing {graph}")
     return manifest
