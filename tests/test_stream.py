@@ -364,7 +364,7 @@ def bytes_ratio(batches, before: int = 0) -> tuple[float, int]:
     return sum(fetched.values()) / used, count
 
 
-def test_range_reads_of_an_object_uploaded_with_checksums(s3_server):  # noqa: F811
+def test_range_reads_of_an_object_uploaded_with_checksums(s3_server, monkeypatch):  # noqa: F811
     """A current botocore uploads with a whole-object CRC32 that rclone sends back with range GETs too; the part
     runs' range reads (stored index) must not reject it as a checksum mismatch."""
     import s3fs
@@ -376,6 +376,16 @@ def test_range_reads_of_an_object_uploaded_with_checksums(s3_server):  # noqa: F
         f.write(data)
     got = read_ranges("s3://test-bucket/ck/seg.tar", [(100, 1000), (2 << 20, 5000)], env=s3_server.env())
     assert got == [data[100:1100], data[2 << 20 : (2 << 20) + 5000]]
+    import fsspec
+
+    from stcn.data.storage import storage_options
+
+    for key, value in s3_server.env().items():  # fsspec opens (BL30K segment scans) take the endpoint from here
+        monkeypatch.setenv(key, value)
+    url = "s3://test-bucket/ck/seg.tar"
+    with fsspec.open(url, "rb", **storage_options(url)) as f:
+        f.seek(2 << 20)
+        assert f.read(5000) == data[2 << 20 : (2 << 20) + 5000]
 
 
 def test_bytes_fetched_per_video_sample_at_most_twice_the_bytes_used(shards, s3_server):  # noqa: F811

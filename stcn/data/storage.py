@@ -82,7 +82,8 @@ def _checksum_on_request_only() -> None:
     except ImportError:  # no S3 support installed: nothing to configure
         return
     if "response_checksum_validation" in Config.OPTION_DEFAULTS:
-        S3_CONFIG["response_checksum_validation"] = "when_required"
+        for config in (S3_CONFIG, CHECK_CONFIG):  # shard reads, and fsspec opens (BL30K segment scans, listings)
+            config["response_checksum_validation"] = "when_required"
 
 
 _checksum_on_request_only()
