@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from stcn.inference.slots import padding_16
+
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
@@ -31,9 +33,7 @@ def one_hot(labels: np.ndarray, ids: list[int], resolution: int | None = None) -
 
 def pad_to_16(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """Zero-pad the last two dims symmetrically to multiples of 16; returns (left, right, top, bottom)."""
-    h, w = x.shape[-2:]
-    ph, pw = (16 - h % 16) % 16, (16 - w % 16) % 16
-    pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    pad = padding_16(*x.shape[-2:])
     return F.pad(x, pad), pad
 
 

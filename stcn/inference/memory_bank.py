@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from stcn.inference.slots import FrameSlots
 from stcn.model.memory import query_affinity, sparse_topk_readout
 
 
@@ -21,17 +22,8 @@ class _Entry:
     pinned: bool  # a group's first frame: never evicted
 
 
-class MemoryBank:
+class MemoryBank(FrameSlots):
     """Memory frames for all object groups, with optional eviction to bound memory use."""
-
-    def __init__(self, top_k: int, max_frames: int | None = None):
-        self.top_k = top_k
-        self.max_frames = max_frames
-        self.entries: list[_Entry] = []
-        self.temp: _Entry | None = None
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def add(
         self,
@@ -41,16 +33,7 @@ class MemoryBank:
         pinned: bool = False,
     ) -> None:
         """Add a frame's key (CK, h, w) and per-group values (K_g, CV, h, w); clears the temporary slot."""
-        entry = _Entry(key.flatten(1), {g: v.flatten(2) for g, v in values.items()}, pinned)
-        self.temp = None
-        if temporary:
-            self.temp = entry
-            return
-        self.entries.append(entry)
-        if self.max_frames is not None and len(self.entries) > self.max_frames:
-            evictable = [i for i, e in enumerate(self.entries) if not e.pinned]
-            if evictable:
-                del self.entries[evictable[0]]
+        self._admit(_Entry(key.flatten(1), {g: v.flatten(2) for g, v in values.items()}, pinned), temporary)
 
     def read(self, query_key: torch.Tensor) -> dict[int, torch.Tensor]:
         """Read-out (K_g, CV, h, w) for every group from a query key (CK, h, w)."""

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from stcn.inference.settings import InferenceSettings
+from stcn.inference.slots import FrameSlots, padding_16
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -51,9 +52,7 @@ def one_hot_array(labels: np.ndarray, ids: list[int], resolution: int | None = N
 
 def pad_to_16(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Zero-pad the last two dims symmetrically to multiples of 16; returns (left, right, top, bottom)."""
-    h, w = x.shape[-2:]
-    ph, pw = (16 - h % 16) % 16, (16 - w % 16) % 16
-    pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    pad = padding_16(*x.shape[-2:])
     widths = [(0, 0)] * (x.ndim - 2) + [(pad[2], pad[3]), (pad[0], pad[1])]
     return np.pad(x, widths), pad
 
@@ -89,30 +88,13 @@ class _Entry:
     pinned: bool
 
 
-class NumpyMemory:
+class NumpyMemory(FrameSlots):
     """`MemoryBank` in numpy: keys shared by all object groups, values per group, one temporary slot."""
-
-    def __init__(self, top_k: int, max_frames: int | None = None):
-        self.top_k, self.max_frames = top_k, max_frames
-        self.entries: list[_Entry] = []
-        self.temp: _Entry | None = None
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def add(self, key: np.ndarray, values: dict[int, np.ndarray], temporary: bool = False, pinned: bool = False):
         """Add a frame's key (CK, h, w) and per-group values (K_g, CV, h, w); clears the temporary slot."""
         rows = {g: np.ascontiguousarray(v.reshape(*v.shape[:2], -1).transpose(0, 2, 1)) for g, v in values.items()}
-        entry = _Entry(key.reshape(key.shape[0], -1), rows, pinned)
-        self.temp = None
-        if temporary:
-            self.temp = entry
-            return
-        self.entries.append(entry)
-        if self.max_frames is not None and len(self.entries) > self.max_frames:
-            evictable = [i for i, e in enumerate(self.entries) if not e.pinned]
-            if evictable:
-                del self.entries[evictable[0]]
+        self._admit(_Entry(key.reshape(key.shape[0], -1), rows, pinned), temporary)
 
     def read(self, query_key: np.ndarray) -> dict[int, np.ndarray]:
         """Read-out (K_g, CV, h, w) for every group from a query key (CK, h, w): L2 affinity, top-k softmax."""
