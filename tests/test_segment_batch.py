@@ -96,3 +96,26 @@ def test_unknown_precision_is_a_one_line_error(weights_file, tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "error: unknown precision 'half' on cpu; choose one of fp32, fast, bf16"
     ]
+
+
+def test_batch_mask_255_object(weights_file, tmp_path):
+    """Batch mode takes `--mask-255 object` too: a <video>.png naming object 255 and another with ids 1 and 255."""
+    root, masks = make_root(tmp_path)
+    shutil.rmtree(root / "broken")
+    (masks / "broken.png").unlink()
+    for name in ("car-shadow", "clip"):
+        mask = read_mask(masks / f"{name}.png")
+        Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8)).save(masks / f"{name}.png")
+    two = read_mask(masks / "blackswan" / "00000.png").copy()
+    two[: two.shape[0] // 3][two[: two.shape[0] // 3] == 0] = 255  # the top third's background: object 255
+    Image.fromarray(two).save(masks / "blackswan" / "00000.png")
+    r = segment(weights_file, root, masks, tmp_path / "void")
+    assert r.returncode == 1 and "2 of 3 videos failed: car-shadow, clip" in r.stderr, r.stderr  # void only
+    assert "error: car-shadow: " in r.stderr and "for object 255 use `--mask-255 object`" in r.stderr, r.stderr
+    r = segment(weights_file, root, masks, tmp_path / "out", "--mask-255", "object")
+    assert r.returncode == 0, r.stderr
+    for name in ("car-shadow", "clip"):
+        assert set(np.unique(read_mask(tmp_path / "out" / name / "00001.png"))) <= {0, 255}
+        assert (read_mask(tmp_path / "out" / name / "00001.png") == 255).any(), name
+    assert np.array_equal(read_mask(tmp_path / "out/blackswan/00000.png"), two)
+    assert {1, 255} <= set(np.unique(read_mask(tmp_path / "out/blackswan/00003.png")))

@@ -111,3 +111,25 @@ def test_one_video_prints_progress_lines_on_a_non_terminal(weights_file, small_b
     quiet = segment(weights_file, frames, masks / "00000.png", tmp_path / "q", "--quiet",
                     env={"STCN_PROGRESS_PERIOD": "0", "STCN_QUIET": "0"})  # fmt: skip
     assert quiet.returncode == 0 and "frames/s" not in quiet.stderr
+
+
+def test_mask_255_is_void_unless_told_it_is_an_object(weights_file, small_blackswan, tmp_path):
+    """A first mask whose object is id 255: DAVIS' void by default (one line naming the flag); with
+    `--mask-255 object` it is object 255, segmented exactly as the same mask with id 1 (one channel, not 255)."""
+    frames, masks = small_blackswan
+    ones = read_mask(masks / "00000.png")
+    assert set(np.unique(ones)) == {0, 1}
+    as_255 = tmp_path / "255.png"
+    Image.fromarray(np.where(ones == 1, 255, 0).astype(np.uint8)).save(as_255)
+    assert_one_line_error(segment(weights_file, frames, as_255, tmp_path / "v"), "no object", "--mask-255 object")
+    assert not (tmp_path / "v").exists()
+    assert_one_line_error(segment(weights_file, frames, as_255, tmp_path / "v", "--mask-255", "both"), "--mask-255")
+
+    r = segment(weights_file, frames, as_255, tmp_path / "255", "--mask-255", "object")
+    assert r.returncode == 0, r.stderr
+    r = segment(weights_file, frames, masks / "00000.png", tmp_path / "1")
+    assert r.returncode == 0, r.stderr
+    for one in sorted((tmp_path / "1").glob("*.png")):
+        got, want = read_mask(tmp_path / "255" / one.name), read_mask(one)
+        assert np.array_equal(got, np.where(want == 1, 255, 0)), one.name
+    assert (read_mask(tmp_path / "255" / "00007.png") == 255).any()

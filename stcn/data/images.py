@@ -71,7 +71,8 @@ def _wide_mask(values: np.ndarray, path: Path) -> np.ndarray:
         return (values != 0).astype(np.uint8)
     raise UserError(
         f"mask {path} has object ids above 255 ({', '.join(str(v) for v in nonzero[:5])}...): "
-        "masks hold ids 1-254; save it as a palette (P) PNG with one index per object"
+        "masks hold ids 1-255 (255: void unless `stcn segment --mask-255 object`); save it as a palette (P) PNG with "
+        "one index per object"
     )
 
 

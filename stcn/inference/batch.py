@@ -109,9 +109,11 @@ def segment_one(
     overlay: Path | None,
     label: str,
     strokes: Callable[[Path, np.ndarray], np.ndarray] | None = None,
+    void: int | None = VOID,
 ) -> Outcome:
     """Segment one video into OUT/.<name>.partial, then rename it to OUT/<name>; `strokes`: (PNG, first
-    frame) -> mask, for a video with a strokes file instead of a mask."""
+    frame) -> mask, for a video with a strokes file instead of a mask; `void`: the value of a mask file that
+    is no object (DAVIS' 255; None: 255 is object 255)."""
     from stcn.inference.overlap import BackgroundWriter, read_ahead
     from stcn.inference.video import folder_frames, propagate, video_frames
 
@@ -123,7 +125,7 @@ def segment_one(
         mask = strokes(path, rgb)
     else:
         mask = read_mask(path)
-    void = None if is_strokes else VOID  # a mask S2M made from strokes may hold object 255
+    void = None if is_strokes else void  # a mask S2M made from strokes may hold object 255
     partial = out / f".{video.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     preview = None
@@ -165,9 +167,11 @@ def segment_videos(
     overlay: Path | None = None,
     console: Console | None = None,
     strokes: Callable[[Path, np.ndarray], np.ndarray] | None = None,
+    void: int | None = VOID,
 ) -> list[Outcome]:
     """Segment every video of ROOT into OUT/<video>/; complete outputs are skipped, failures reported and skipped.
-    `strokes`: (strokes PNG, first frame) -> mask, used where a video has strokes but no mask (None: masks only)."""
+    `strokes`: (strokes PNG, first frame) -> mask, used where a video has strokes but no mask (None: masks only);
+    `void`: the value of the mask files that is no object (None: 255 is object 255)."""
     console = console or Console(stderr=True, soft_wrap=True)
     if not masks.is_dir():
         raise UserError(f"first-mask folder not found: {masks}")
@@ -184,7 +188,7 @@ def segment_videos(
         else:
             label = f"[{i}/{len(videos)} videos, {done_frames}/{total} frames] {video.name}"
             try:
-                outcomes.append(segment_one(model, video, masks, out, settings, overlay, label, strokes))
+                outcomes.append(segment_one(model, video, masks, out, settings, overlay, label, strokes, void))
             except UserError as e:
                 console.print(f"[red]error[/red]: {video.name}: {e}", highlight=False)
                 outcomes.append(Outcome(video.name, "failed", error=str(e)))

@@ -64,7 +64,7 @@ def segment(
     ),
     first_mask: Path | None = typer.Option(
         None,
-        help="Palette/grey PNG of the first frame: 0 background, ids, 255 void; "
+        help="Palette/grey PNG of the first frame: 0 background, ids 1-254, 255 void (see --mask-255); "
         "batch mode: a folder of <video>.png or <video>/<first frame>.png, or where a mask is missing strokes "
         "<video>.strokes.png or <video>/<first frame>.strokes.png (as --first-scribble).",
     ),
@@ -90,6 +90,12 @@ def segment(
     s2m: Path | None = typer.Option(
         None, help="S2M weights for strokes (models/s2m/weights.pth or MiVOS's s2m.pth); default: seeded stand-in."
     ),
+    mask_255: str = typer.Option(
+        "void",
+        "--mask-255",
+        help="What 255 in a --first-mask PNG is: void (DAVIS: neither object nor background, ignored) or object "
+        "(object id 255, for masks that use every id 1-255). Strokes always allow object 255.",
+    ),
 ) -> None:
     """Segment the objects of the first-frame mask in every frame; writes 00000.png ... (frame 0 = the mask).
 
@@ -105,6 +111,7 @@ def segment(
     device = backend_device(backend, device)
     resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
     settings = InferenceSettings.from_knobs(locals())
+    void = mask_void(mask_255)
     if (first_mask is None) == (first_scribble is None):
         raise UserError("give one of --first-mask (a mask PNG or a batch folder) and --first-scribble (a strokes PNG)")
     if first_scribble is not None and first_scribble.is_dir():
@@ -114,7 +121,7 @@ def segment(
         raise UserError("--s2m is for strokes: use it with --first-scribble or a batch folder of strokes files")
     strokes = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
     if first_mask is not None and first_mask.is_dir():
-        segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend)
+        segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend, void)
         return
     if not frames.exists():
         raise UserError(f"frames not found: {frames}")
@@ -146,7 +153,7 @@ def segment(
             bar.advance(1)
 
         try:
-            void = VOID if first_mask is not None else None  # a mask made from strokes may hold object 255
+            void = void if first_mask is not None else None  # a mask made from strokes may hold object 255
             timing = propagate(model, read_ahead(source), {first: mask}, settings, write, where=str(frames), void=void)
         except BaseException:
             if preview is not None:
@@ -159,6 +166,13 @@ def segment(
     )
 
 
+def mask_void(meaning: str) -> int | None:
+    """`--mask-255`: void -> VOID (255 is no object), object -> None (255 is object 255); else one line."""
+    if meaning not in ("void", "object"):
+        raise UserError(f"--mask-255 must be void or object, not {meaning!r}")
+    return VOID if meaning == "void" else None
+
+
 def segment_batch(
     weights: Path,
     frames: Path,
@@ -168,14 +182,16 @@ def segment_batch(
     overlay: Path | None,
     strokes=None,
     backend: str = "torch",
+    void: int | None = VOID,
 ) -> None:
-    """Batch mode of `stcn segment`; exits 1 when any video failed (after finishing the others)."""
+    """Batch mode of `stcn segment`; exits 1 when any video failed (after finishing the others).
+    `void`: the mask value that is no object (None: 255 is object 255)."""
     from stcn.inference.batch import find_videos, segment_videos
     from stcn.inference.ort_backend import load_backend
 
     find_videos(frames)  # a missing or empty root fails before the model is loaded
     model = load_backend(weights, backend, settings.device, settings.precision)
-    outcomes = segment_videos(model, frames, masks, out, settings, overlay, strokes=strokes)
+    outcomes = segment_videos(model, frames, masks, out, settings, overlay, strokes=strokes, void=void)
     failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
         Console(stderr=True, soft_wrap=True).print(

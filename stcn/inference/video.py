@@ -183,7 +183,8 @@ def propagate(
                 )
             ids = object_ids(given, void)
             if not ids and not core.object_ids:
-                raise UserError(f"{where}: the mask of frame {stem} has no object (only background/void)")
+                hint = "; for object 255 use `--mask-255 object`" if void is not None and (given == void).any() else ""
+                raise UserError(f"{where}: the mask of frame {stem} has no object (only background/void){hint}")
         _sync(settings.device)
         start = time.perf_counter()
         needed = required is None or stem in required
