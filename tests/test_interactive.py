@@ -228,28 +228,67 @@ def test_png_scribbles_hold_object_255_in_16_bit_grey(tmp_path):
     assert s[1, 1] == 254 and s[4, 4] == 0
 
 
-def test_interact_cli_accepts_object_255(tmp_path, weights_file):
-    """`stcn interact` with a 16-bit stroke PNG naming object 255 (and a background stroke): 255 objects (the
-    CLI's channels are the ids), rc 0; id 257 is refused in one line."""
+def centred_s2m_file(tmp_path, frames) -> str:
+    """A seeded S2M whose last bias is centred on the first frame (its masks are a mix of object and background,
+    not empty as an untrained S2M's): saved as a checkpoint for the CLI."""
+    s2m = load_s2m(None, 1)
+    image = pad_to_16(image_tensor(np.array(Image.open(frames / "00000.jpg").convert("RGB"))))[0]
+    zeros = torch.zeros((1, 1, *image.shape[-2:]))
+    with torch.no_grad():
+        s2m.classifier.classifier[3].bias -= s2m(torch.cat([image[None], zeros, zeros, zeros], 1)).median()
+    torch.save(s2m.state_dict(), tmp_path / "centred_s2m.pth")
+    return str(tmp_path / "centred_s2m.pth")
+
+
+def test_interact_cli_object_255_is_one_channel(tmp_path, weights_file):
+    """`stcn interact` maps object ids to dense channels: strokes naming object 255 (16-bit grey, background 256)
+    give exactly the masks of the same strokes naming object 1, relabelled; a later round adds object 7 beside it.
+    Id 257 is refused in one line, and so is a mask in the output folder that names an id the state lacks."""
     frames, _ = shrink_sequence(
-        DAVIS / "JPEGImages/480p/blackswan", DAVIS / "Annotations/480p/blackswan", tmp_path / "seq", 2, 0.06
+        DAVIS / "JPEGImages/480p/blackswan", DAVIS / "Annotations/480p/blackswan", tmp_path / "seq", 4, 0.1
     )
     w, h = Image.open(frames / "00000.jpg").size
     strokes = np.zeros((h, w), np.uint16)
     strokes[h // 2, w // 3 : 2 * w // 3] = 255
     strokes[:, 0] = 256
-    Image.fromarray(strokes).save(tmp_path / "s.png")
-    out = tmp_path / "out"
-    base = ["interact", "--weights", str(weights_file), "--frames", str(frames), "--out", str(out)]
-    run = cli(*base, "--scribbles", str(tmp_path / "s.png"), "--frame", "0", "--no-propagate")  # S2M only
+    Image.fromarray(strokes).save(tmp_path / "s255.png")
+    Image.fromarray(np.where(strokes == 255, 1, strokes)).save(tmp_path / "s1.png")
+    s2m = centred_s2m_file(tmp_path, frames)
+
+    def interact(out, scribbles, frame):
+        base = ["interact", "--weights", str(weights_file), "--frames", str(frames), "--s2m", s2m, "--out", str(out)]
+        return cli(*base, "--scribbles", str(scribbles), "--frame", str(frame))
+
+    for name in ("s255", "s1"):
+        run = interact(tmp_path / name, tmp_path / f"{name}.png", 0)
+        assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "s255/interactive.json").read_text())["ids"] == [255]
+    ones = [read_mask(tmp_path / "s1" / f"{i:05d}.png") for i in range(4)]
+    assert all(m.shape == (h, w) for m in ones) and 0 < sum((m == 1).mean() for m in ones) / 4 < 0.95
+    for i, one in enumerate(ones):
+        assert np.array_equal(read_mask(tmp_path / "s255" / f"{i:05d}.png"), np.where(one == 1, 255, 0)), i
+
+    seven = np.zeros((h, w), np.uint8)
+    seven[h // 4, w // 4 : w // 2] = 7
+    Image.fromarray(seven, "L").save(tmp_path / "s7.png")
+    run = interact(tmp_path / "s255", tmp_path / "s7.png", 2)
     assert run.returncode == 0, run.stderr
-    assert json.loads((out / "interactive.json").read_text())["objects"] == 255
-    assert all(read_mask(out / f"{i:05d}.png").shape == (h, w) for i in range(2))
+    state = json.loads((tmp_path / "s255/interactive.json").read_text())
+    assert state["ids"] == [255, 7] and state["interacted"] == [0, 2] and state["rounds"] == 2
+    labels = np.stack([read_mask(tmp_path / "s255" / f"{i:05d}.png") for i in range(4)])
+    assert set(np.unique(labels)) <= {0, 7, 255} and (labels == 7).any() and (labels == 255).any()
+
     strokes[0, 0] = 257
     Image.fromarray(strokes).save(tmp_path / "past.png")
-    past = cli(*base, "--scribbles", str(tmp_path / "past.png"), "--frame", "0")
+    past = interact(tmp_path / "past", tmp_path / "past.png", 0)
     assert past.returncode == 2 and past.stderr.count("\n") == 1
     assert "holds id 257: ids are 1..255 for objects, 256 for background" in past.stderr
+    bad = labels[1].copy()
+    bad[0, 0] = 9
+    Image.fromarray(bad).save(tmp_path / "s255" / "00001.png")
+    odd = interact(tmp_path / "s255", tmp_path / "s7.png", 3)
+    assert odd.returncode == 2 and odd.stderr.count("\n") == 1, odd.stderr
+    assert "00001.png holds object 9, which" in odd.stderr and "does not list ([255, 7])" in odd.stderr
 
 
 def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
@@ -265,7 +304,7 @@ def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
     first = cli(*base, "--scribbles", str(tmp_path / "s.png"), "--frame", "00001")
     assert first.returncode == 0, first.stderr
     state = json.loads((out / "interactive.json").read_text())
-    assert state == {"objects": 1, "interacted": [1], "rounds": 1, "video": state["video"]}
+    assert state == {"ids": [1], "interacted": [1], "rounds": 1, "video": state["video"]}
     assert state["video"] == {"frames": [f"{i:05d}" for i in range(6)], "size": [gt.shape[1], gt.shape[0]]}
     round1 = [read_mask(out / f"{i:05d}.png") for i in range(6)]
     assert round1[0].shape == gt.shape
@@ -336,3 +375,19 @@ def test_dvc_stage_command_writes_results_and_report(tmp_path, weights_file):
     report = (tmp_path / "reports" / "davis17_interactive.md").read_text()
     assert "| paper (STCN release) | | | 88.4 | 88.8 |" in report and "- profile: `sample`" in report
     assert f"- STCN weights: `{params['evaluate_davis17_interactive']['weights']}`" in report
+
+
+def test_interaction_state_ids_and_the_older_object_count(tmp_path):
+    """The state lists object ids in channel order; an older state's `objects: N` reads as ids 1..N."""
+    from stcn.interactive.commands import _read_state
+
+    video = {"frames": ["a", "b"], "size": [4, 3]}
+    path = tmp_path / "interactive.json"
+    path.write_text(json.dumps({"objects": 2, "interacted": [1], "rounds": 1, "video": video}))
+    assert _read_state(path, ["a", "b"], (4, 3)) == {"ids": [1, 2], "interacted": [1], "rounds": 1}
+    path.write_text(json.dumps({"ids": [255, 7], "interacted": [0], "rounds": 1, "video": video}))
+    assert _read_state(path, ["a", "b"], (4, 3))["ids"] == [255, 7]
+    for ids in ([7, 7], [0], [256], "1"):
+        path.write_text(json.dumps({"ids": ids, "interacted": [0], "rounds": 1, "video": video}))
+        with pytest.raises(UserError, match="corrupt interaction state"):
+            _read_state(path, ["a", "b"], (4, 3))

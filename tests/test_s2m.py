@@ -134,6 +134,30 @@ def test_first_scribble_segments_the_video(trained, weights_file, video, tmp_pat
     assert 0 < (first == 1).mean() < 0.9
 
 
+def test_strokes_naming_object_255_run_s2m_once(trained, video):
+    """mask_from_strokes maps ids to dense channels: strokes of object 255 run S2M on one channel and give the
+    mask of the same strokes named object 1, relabelled."""
+    from stcn.interactive.scribbles import scribbles_from_png
+    from stcn.interactive.strokes import mask_from_strokes
+
+    cfg, _ = trained
+    frames, masks = video
+    s2m = load_strict(S2M(), Path(cfg.out) / "weights.pth", "S2M").eval()
+    calls = []
+    original = s2m.object_probability
+    s2m.object_probability = lambda image, mask, *rest: calls.append(mask.shape[0]) or original(image, mask, *rest)
+    gt = read_mask(masks / "00000.png")
+    rgb = np.array(Image.open(frames / "00000.jpg").convert("RGB"))
+    wide = np.where(skeletonize(gt == 1), 255, 0).astype(np.uint16)
+    wide[:, 0] = 256  # a background stroke
+    Image.fromarray(wide).save(video[0].parent / "s255.png")
+    s255 = scribbles_from_png(video[0].parent / "s255.png", (gt.shape[1], gt.shape[0]))
+    got = mask_from_strokes(s2m, rgb, s255)
+    one = mask_from_strokes(s2m, rgb, np.where(s255 == 255, 1, s255))
+    assert calls == [1, 1] and (one == 1).any()
+    assert np.array_equal(got, np.where(one == 1, 255, 0))
+
+
 def test_batch_uses_strokes_where_a_mask_is_missing(trained, weights_file, tmp_path):
     cfg, _ = trained
     root, masks = tmp_path / "videos", tmp_path / "masks"

@@ -53,9 +53,10 @@ MAX_OBJECTS = 255  # what a palette mask can hold
 def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
     """The previous rounds' state in the output folder (none yet: round 0), checked in type and range.
 
+    `ids`: the object ids so far, in channel order (an older state's `objects`: N means ids 1..N).
     It must record this video (its frame names and size): a round on another video is refused."""
     if not path.is_file():
-        return {"objects": 0, "interacted": [], "rounds": 0}
+        return {"ids": [], "interacted": [], "rounds": 0}
 
     def bad(what: str) -> UserError:
         return UserError(f"corrupt interaction state {path}: {what}; use a new --out folder")
@@ -66,9 +67,14 @@ def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
         raise bad(str(e)) from None
     if not isinstance(state, dict):
         raise bad("not a JSON object")
-    objects, rounds, interacted = state.get("objects"), state.get("rounds"), state.get("interacted")
-    if type(objects) is not int or not 0 <= objects <= MAX_OBJECTS:
-        raise bad(f"objects must be an integer in 0..{MAX_OBJECTS}, got {objects!r}")
+    rounds, interacted = state.get("rounds"), state.get("interacted")
+    ids = state.get("ids")
+    if ids is None and type(state.get("objects")) is int:  # an older state: objects N were ids 1..N
+        ids = list(range(1, state["objects"] + 1))
+    if not isinstance(ids, list) or any(type(i) is not int or not 1 <= i <= MAX_OBJECTS for i in ids):
+        raise bad(f"ids must be a list of object ids 1..{MAX_OBJECTS}, got {ids!r}")
+    if len(set(ids)) != len(ids):
+        raise bad(f"ids must be distinct, got {ids!r}")
     if type(rounds) is not int or rounds < 0:
         raise bad(f"rounds must be a non-negative integer, got {rounds!r}")
     video = state.get("video")
@@ -84,7 +90,19 @@ def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
                         f"this one: {len(stems)} frames of {size[0]}x{size[1]}); use a new --out folder")  # fmt: skip
     if not isinstance(interacted, list) or any(type(t) is not int or not 0 <= t < len(stems) for t in interacted):
         raise bad(f"interacted must be a list of frame indexes below {len(stems)}, got {interacted!r}")
-    return {"objects": objects, "interacted": interacted, "rounds": rounds}
+    return {"ids": ids, "interacted": interacted, "rounds": rounds}
+
+
+def _round_mask(path: Path, ids: list[int]) -> np.ndarray:
+    """An earlier round's mask in the output folder; an id the state does not know is a one-line error."""
+    from stcn.data.images import read_mask
+
+    mask = read_mask(path)
+    unknown = sorted(set(np.unique(mask).tolist()) - {0, *ids})
+    if unknown:
+        raise UserError(f"{path} holds object {unknown[0]}, which {path.parent / STATE} does not list ({ids}); "
+                        "use a new --out folder")  # fmt: skip
+    return mask
 
 
 def interact(
@@ -110,12 +128,12 @@ def interact(
     """Turn scribbles on a frame into masks for the whole video (S2M, STCN propagation, fusion with the last round)."""
     from PIL import Image
 
-    from stcn.data.images import read_mask, write_mask
+    from stcn.data.images import write_mask
     from stcn.inference.loading import load_model
     from stcn.inference.settings import InferenceSettings
     from stcn.interactive.core import InteractiveCore
     from stcn.interactive.evaluate import target_size
-    from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png
+    from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png, stroke_ids, to_channels
     from stcn.interactive.weights import announce_stand_ins, load_fusion, load_s2m
 
     settings = InferenceSettings.from_knobs(locals())
@@ -130,35 +148,41 @@ def interact(
         rounds = {_frame_index(frame, stems): scribbles_from_png(scribbles, size, full)}
     state_file = out / STATE
     state = _read_state(state_file, stems, full)
+    named = sorted({i for m in rounds.values() for i in stroke_ids(m)})
+    if named and named[-1] > MAX_OBJECTS:
+        raise UserError(f"the scribbles in {scribbles} name object {named[-1]}; at most {MAX_OBJECTS} objects")
+    ids = state["ids"] + [i for i in named if i not in state["ids"]]  # channel c is object ids[c - 1]
+    if not ids:
+        raise UserError(f"the scribbles in {scribbles} name no object (only background strokes)")
+    channel_of = np.zeros(256, np.uint8)
+    channel_of[ids] = np.arange(1, len(ids) + 1)
     previous = None
     if state["rounds"]:
         masks = [out / f"{s}.png" for s in stems]
         if not all(m.is_file() for m in masks):
             raise UserError(f"{out} holds an earlier round of another video (missing {masks[0].name}...)")
-        previous = np.stack([np.asarray(Image.fromarray(read_mask(m)).resize(size, Image.NEAREST)) for m in masks])
-    objects = max([state["objects"], *(int(m.max()) for m in rounds.values())])
-    if objects > MAX_OBJECTS:
-        raise UserError(f"the scribbles in {scribbles} name object {objects}; at most {MAX_OBJECTS} objects")
-    if objects < 1:
-        raise UserError(f"the scribbles in {scribbles} name no object (only background strokes)")
+        previous = np.stack([channel_of[_round_mask(m, state["ids"])] for m in masks])
+        previous = np.stack([np.asarray(Image.fromarray(p).resize(size, Image.NEAREST)) for p in previous])
+    rounds = {t: to_channels(m, ids) for t, m in rounds.items()}
     images = [np.array(Image.fromarray(r).resize(size, Image.BICUBIC)) for r in rgbs]  # normalised when used
     stcn = load_model(weights, settings.device)
     announce_stand_ins(s2m, fusion)
     core = InteractiveCore(
         stcn, load_s2m(s2m, seed, settings.device), load_fusion(fusion, seed + 1, settings.device),
-        images, objects, settings, schedule=None, previous=previous,
+        images, len(ids), settings, schedule=None, previous=previous,
     )  # fmt: skip
     core.load_interacted(state["interacted"])
     for t, scribble_map in sorted(rounds.items()):
         labels = core.interact(t, scribble_map, propagate=propagate)
-    state = {"objects": objects, "interacted": [int(t) for t in core.interacted],
+    state = {"ids": ids, "interacted": [int(t) for t in core.interacted],
              "rounds": state["rounds"] + len(rounds), "video": {"frames": stems, "size": list(full)}}  # fmt: skip
+    id_of = np.array([0, *ids], np.uint8)
     with atomic_folder(out) as tmp:  # the round's masks are encoded aside, then renamed in; the state file last
         for stem, lab in zip(stems, labels, strict=True):
-            write_mask(tmp / f"{stem}.png", np.asarray(Image.fromarray(lab).resize(full, Image.NEAREST)))
+            write_mask(tmp / f"{stem}.png", np.asarray(Image.fromarray(id_of[lab]).resize(full, Image.NEAREST)))
         (tmp / STATE).write_text(json.dumps(state) + "\n")
     Console(stderr=True, soft_wrap=True).print(
-        f"round {state['rounds']}: {len(stems)} frames, {objects} object(s), interacted {core.interacted} -> {out}"
+        f"round {state['rounds']}: {len(stems)} frames, object(s) {ids}, interacted {core.interacted} -> {out}"
     )
 
 

@@ -82,3 +82,20 @@ def scribbles_from_json(path: str | Path, num_frames: int, size: tuple[int, int]
         raise UserError(f"no strokes in scribble file {path}")
     maps = utils.scribbles2mask(data, size[::-1])
     return {int(f): maps[f].astype(np.int64) for f in frames}
+
+
+def stroke_ids(scribbles: np.ndarray) -> list[int]:
+    """The object ids a scribble map names (its values >= 1), ascending."""
+    return [int(v) for v in np.unique(scribbles) if v >= 1]
+
+
+def to_channels(scribbles: np.ndarray, ids: list[int]) -> np.ndarray:
+    """A scribble map with object ids -> the same map with dense channels: id ids[c - 1] becomes c (0 and -1 kept),
+    so object 255 alone costs one network channel, not 255."""
+    lut = np.full(max([*ids, int(scribbles.max(initial=0))]) + 2, -1, np.int64)
+    lut[0], lut[-1] = 0, -1  # lut[-1]: the -1 of "no stroke"
+    lut[np.asarray(ids, np.int64)] = np.arange(1, len(ids) + 1)
+    out = lut[scribbles]
+    if (out[scribbles >= 1] < 1).any():
+        raise ValueError(f"scribbles name ids outside {ids}")
+    return out

@@ -20,7 +20,7 @@ from stcn.errors import UserError
 from stcn.inference.frames import image_tensor, pad_to_16, unpad
 from stcn.interactive.core import hard_aggregate, scribble_maps
 from stcn.interactive.s2m import S2M
-from stcn.interactive.scribbles import scribbles_from_png
+from stcn.interactive.scribbles import scribbles_from_png, stroke_ids, to_channels
 
 MAX_OBJECTS = 255  # palette ids (object 255: a 16-bit grey stroke PNG, where 256 is the background stroke)
 
@@ -41,18 +41,18 @@ def png_size(path: Path) -> tuple[int, int]:
 @torch.inference_mode()
 def mask_from_strokes(s2m: S2M, rgb: np.ndarray, scribbles: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Label mask (H, W) uint8 from the frame `rgb` (H, W, 3) and a scribble map (-1 none, 0 background, k)."""
-    objects = int(scribbles.max())
-    if objects < 1:
+    ids = stroke_ids(scribbles)  # S2M runs on dense channels: object 255 alone is one channel
+    if not ids:
         raise UserError("the strokes name no object (only background strokes)")
-    if objects > MAX_OBJECTS:
-        raise UserError(f"the strokes name object {objects}; at most {MAX_OBJECTS} objects")
+    if ids[-1] > MAX_OBJECTS:
+        raise UserError(f"the strokes name object {ids[-1]}; at most {MAX_OBJECTS} objects")
     image, pad = pad_to_16(image_tensor(rgb))
-    positive, negative = (pad_to_16(m)[0] for m in scribble_maps(scribbles, objects))
+    positive, negative = (pad_to_16(m)[0] for m in scribble_maps(to_channels(scribbles, ids), len(ids)))
     empty = torch.zeros_like(positive)
     dev = torch.device(device)
     p = s2m.object_probability(image.to(dev), empty.to(dev), positive.to(dev), negative.to(dev))
-    labels = torch.argmax(hard_aggregate(p.float().cpu()), 0)
-    return unpad(labels, pad).to(torch.uint8).numpy()
+    channels = unpad(torch.argmax(hard_aggregate(p.float().cpu()), 0), pad).numpy()
+    return np.array([0, *ids], np.uint8)[channels]
 
 
 class StrokesToMask:
