@@ -57,13 +57,13 @@ WATER = [[0.10, 0.85], [0.30, 0.90]]  # a background stroke on the water
 
 
 def nets(args: argparse.Namespace):
-    """STCN, S2M and fusion: the given checkpoints, seeded stand-ins otherwise."""
+    """STCN, S2M and fusion: the given checkpoints; otherwise seeded stand-ins (STCN, S2M) and linear fusion."""
     if args.stcn:
         stcn = load_weights(STCN(), args.stcn).eval()
     else:
         entries = json.loads((ROOT / "tests" / "data" / "stcn_state_dict.json").read_text())["entries"]
         stcn = load_weights(STCN(), seeded_state_dict(entries)).eval()
-    return stcn, load_s2m(args.s2m, 0), load_fusion(args.fusion, 1)
+    return stcn, load_s2m(args.s2m, 0), load_fusion(args.fusion)
 
 
 def session(models, settings: InferenceSettings, root: Path, max_frames: int | None, compact: bool = True) -> Session:
@@ -286,7 +286,7 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=1000, help="frames of the long video")
     parser.add_argument("--stcn", type=Path, help="STCN weights (default: seeded stand-in)")
     parser.add_argument("--s2m", type=Path, help="S2M weights, e.g. models/s2m/weights.pth (default: seeded)")
-    parser.add_argument("--fusion", type=Path, help="fusion weights (default: seeded stand-in)")
+    parser.add_argument("--fusion", type=Path, help="fusion weights (default: linear fusion)")
     args = parser.parse_args()
     weights = [
         a for flag in ("stcn", "s2m", "fusion") if getattr(args, flag) for a in (f"--{flag}", str(getattr(args, flag)))
@@ -311,7 +311,7 @@ def main() -> None:
         f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, at the end {end[0]:.1f} on {os.cpu_count()} cores "
         "(a shared machine: other jobs ran, the wall times move with the load; CPU time summed over both threads "
         "is what an idle 2-core machine would take at most, twice its wall time at best). "
-        f"Weights: STCN {args.stcn or 'seeded'}, S2M {args.s2m or 'seeded'}, fusion {args.fusion or 'seeded'}. "
+        f"Weights: STCN {args.stcn or 'seeded'}, S2M {args.s2m or 'seeded'}, fusion {args.fusion or 'linear'}. "
         "Stroke latency = Session.stroke: rasterise, S2M (ResNet-50 DeepLabV3+, BatchNorm folded, channels-last; "
         "fp32, or fast = layers 2-4 and the head in bf16 on this CPU's AMX, stem and layer 1 in fp32) at 864x480 "
         "padded, keep the stroke's "

@@ -1,7 +1,8 @@
 """DVC stage `evaluate_<dataset>_interactive`: DAVIS interactive (MiVOS-STCN) through davisinteractive.
 
 Knobs: the `evaluate` block under `evaluate_<dataset>_interactive` (`weights`: the STCN weights; S2M / fusion
-weights: null = seeded stand-ins). Writes results/<dataset>_interactive/ and reports/<dataset>_interactive.md.
+weights: null = a seeded S2M stand-in, linear fusion). Writes results/<dataset>_interactive/ and
+reports/<dataset>_interactive.md.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def blackswan(n: int) -> tuple[torch.Tensor, np.ndarray]:
 
 
 class CountingFusion(torch.nn.Module):
-    """The seeded fusion network, recording the frames it fuses (through nc, nr)."""
+    """A fusion (here the default, linear), recording the frames it fuses (through nc, nr)."""
 
     def __init__(self, fusion):
         super().__init__()
@@ -69,7 +69,7 @@ class CountingFusion(torch.nn.Module):
 @pytest.fixture(scope="module")
 def nets(official_entries):
     stcn = load_weights(STCN(), seeded_state_dict(official_entries)).eval()
-    return stcn, load_s2m(None, 0), CountingFusion(load_fusion(None, 1))
+    return stcn, load_s2m(None, 0), CountingFusion(load_fusion(None))
 
 
 def test_round_from_a_full_mask_propagates_and_adds_objects(nets):

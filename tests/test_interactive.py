@@ -18,10 +18,10 @@ from stcn.errors import UserError
 from stcn.inference.frames import image_tensor, pad_to_16, unpad
 from stcn.inference.settings import InferenceSettings
 from stcn.interactive.core import DAVIS_SCHEDULE, InteractiveCore, attention_affinity, scribble_maps
-from stcn.interactive.fusion import FusionNet
+from stcn.interactive.fusion import FusionNet, LinearFusion
 from stcn.interactive.s2m import S2M
 from stcn.interactive.scribbles import scribbles_from_png
-from stcn.interactive.weights import load_fusion, load_s2m, load_strict
+from stcn.interactive.weights import load_fusion, load_s2m, load_strict, seeded
 from stcn.model import STCN, load_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -69,9 +69,21 @@ def test_checkpoint_loads_strictly_and_mismatches_name_the_tensor(tmp_path, name
 
 
 def test_seeded_stand_ins_are_deterministic_and_seed_dependent():
-    a, b, c = load_fusion(None, 3), load_fusion(None, 3), load_fusion(None, 4)
+    a, b, c = load_s2m(None, 3), load_s2m(None, 3), load_s2m(None, 4)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
-    assert not torch.equal(a.conv1[0].weight, c.conv1[0].weight)
+    assert not torch.equal(a.backbone.conv1.weight, c.backbone.conv1.weight)
+
+
+def test_linear_fusion_is_the_default_without_weights():
+    """No fusion_stcn.pth: nc * current + nr * previous; next to the new interaction the new round's
+    probabilities, next to the earlier one the previous round's, halfway the mean."""
+    fusion = load_fusion(None)
+    assert isinstance(fusion, LinearFusion) and not list(fusion.parameters())
+    previous, current = torch.rand(2, 5, 7), torch.rand(2, 5, 7)
+    image, attention = torch.rand(3, 5, 7), torch.rand(2, 2, 5, 7)
+    assert torch.equal(fusion.fuse(image, previous, current, attention, 1.0, 0.0), current)
+    assert torch.equal(fusion.fuse(image, previous, current, attention, 0.0, 1.0), previous)
+    assert torch.allclose(fusion.fuse(image, previous, current, attention, 0.5, 0.5), (previous + current) / 2)
 
 
 def test_scribble_maps_split_positive_negative_and_dilate():
@@ -109,7 +121,7 @@ class RecordingFusion(FusionNet):
 
     def __init__(self):
         super().__init__()
-        self.load_state_dict(load_fusion(None, 2).state_dict())
+        self.load_state_dict(seeded(FusionNet(), 2).state_dict())
         self.calls: list[tuple[float, float]] = []
 
     def fuse(self, image, previous, current, attention, nc, nr):

@@ -14,7 +14,8 @@ from conftest import DAVIS, mini_davis, shrink_sequence
 from PIL import Image
 
 from stcn.inference.settings import InferenceSettings
-from stcn.interactive.weights import load_fusion, load_s2m, stand_in_note
+from stcn.interactive.fusion import FusionNet
+from stcn.interactive.weights import load_s2m, seeded, stand_in_note
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,9 +44,10 @@ def test_two_identical_runs_report_the_same_auc(tmp_path, weights_file):
 def test_stand_in_note_names_the_untrained_networks():
     assert stand_in_note("s2m.pth", "fusion_stcn.pth") is None
     both = stand_in_note(None, None)
-    assert both.startswith("note: S2M and fusion: seeded, untrained") and "ignores the strokes" in both
+    assert both.startswith("note: S2M: seeded, untrained") and "ignores the strokes" in both
+    assert "; fusion: linear blend by frame distance (no --fusion fusion_stcn.pth)" in both
     fusion_only = stand_in_note("s2m.pth", None)
-    assert "fusion" in fusion_only and "S2M" not in fusion_only and "strokes" not in fusion_only
+    assert fusion_only.startswith("note: fusion: linear") and "S2M" not in fusion_only and "strokes" not in fusion_only
 
 
 def test_interact_cli_announces_stand_ins_in_one_line(tmp_path, weights_file):
@@ -55,7 +57,7 @@ def test_interact_cli_announces_stand_ins_in_one_line(tmp_path, weights_file):
     png = (np.asarray(Image.open(masks / "00000.png")) > 0).astype(np.uint8)
     Image.fromarray(png, "L").save(tmp_path / "s.png")
     torch.save(load_s2m(None, 0).state_dict(), tmp_path / "s2m.pth")
-    torch.save(load_fusion(None, 1).state_dict(), tmp_path / "fusion.pth")
+    torch.save(seeded(FusionNet(), 1).state_dict(), tmp_path / "fusion.pth")
 
     def interact(out: str, *extra: str) -> list[str]:
         args = ["interact", "--weights", weights_file, "--frames", frames, "--out", tmp_path / out,

@@ -17,8 +17,10 @@ from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLU
 
 STATE = "interactive.json"  # in the output folder: objects, frames interacted so far, rounds
 S2M = typer.Option(None, help="s2m.pth (MiVOS); default: seeded stand-in weights (not a trained model).")
-FUSION = typer.Option(None, help="fusion_stcn.pth (MiVOS); default: seeded stand-in weights.")
-SEED = typer.Option(0, help="Seed of the stand-in S2M / fusion weights.")
+FUSION = typer.Option(
+    None, help="fusion_stcn.pth (MiVOS); default: linear fusion (rounds blended by distance to their frames)."
+)
+SEED = typer.Option(0, help="Seed of the stand-in S2M weights.")
 
 
 def _frames(path: Path) -> tuple[list[str], list[np.ndarray]]:
@@ -168,7 +170,7 @@ def interact(
     stcn = load_model(weights, settings.device)
     announce_stand_ins(s2m, fusion)
     core = InteractiveCore(
-        stcn, load_s2m(s2m, seed, settings.device), load_fusion(fusion, seed + 1, settings.device),
+        stcn, load_s2m(s2m, seed, settings.device), load_fusion(fusion, settings.device),
         images, len(ids), settings, schedule=None, previous=previous,
     )  # fmt: skip
     core.load_interacted(state["interacted"])
@@ -242,7 +244,7 @@ def app_command(
     from stcn.inference.settings import InferenceSettings, pick_device
     from stcn.interactive.app import create_app, quiet_handler
     from stcn.interactive.session import Session
-    from stcn.interactive.weights import load_fusion, load_s2m
+    from stcn.interactive.weights import describe_fusion, load_fusion, load_s2m
 
     if max_frames is not None and max_frames < 1:
         raise UserError("--max-frames must be at least 1")
@@ -256,13 +258,13 @@ def app_command(
     )  # fmt: skip
     models = (
         f"S2M: {s2m if s2m else f'seeded stand-in (seed {seed}), not trained: strokes give rough masks'}; "
-        f"fusion: {fusion if fusion else f'seeded stand-in (seed {seed + 1})'}; STCN: {weights}; "
+        f"fusion: {describe_fusion(fusion)}; STCN: {weights}; "
         f"S2M precision: {settings.precision}"
     )
     session = Session(
         load_model(weights, settings.device),
         load_s2m(s2m, seed, settings.device),
-        load_fusion(fusion, seed + 1, settings.device),
+        load_fusion(fusion, settings.device),
         settings, out, root, max_frames, models,
     )  # fmt: skip
     try:

@@ -288,14 +288,15 @@ def evaluate_interactive(
     davis_root: str | Path, split: str, out: str | Path, settings: InferenceSettings,
     max_interactions: int = MAX_INTERACTIONS, max_time: float = MAX_TIME,
 ) -> dict:  # fmt: skip
-    """Models from their files (S2M / fusion: seeded when None), the session over `split`, results in `out`."""
+    """Models from their files (S2M: seeded when None; fusion: linear when None), the session over `split`,
+    results in `out`."""
     from stcn.inference.loading import load_model
-    from stcn.interactive.weights import announce_stand_ins, load_fusion, load_s2m
+    from stcn.interactive.weights import announce_stand_ins, describe_fusion, load_fusion, load_s2m
 
     stcn = load_model(weights, settings.device)
     announce_stand_ins(s2m_weights, fusion_weights)
     s2m = load_s2m(s2m_weights, seed, settings.device)
-    fusion = load_fusion(fusion_weights, seed + 1, settings.device)
+    fusion = load_fusion(fusion_weights, settings.device)
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = prepare_root(davis_root, split, tmp, settings.resolution)
@@ -304,7 +305,7 @@ def evaluate_interactive(
     meta = {
         "stcn": str(weights),
         "s2m": _describe(s2m_weights, seed),
-        "fusion": _describe(fusion_weights, seed + 1),
+        "fusion": describe_fusion(fusion_weights),
         "resolution": settings.resolution,
         "first_scribbles": " + ".join(
             {"dataset": "the dataset's scribble files", "robot": "the robot on an empty prediction"}[s] for s in sources

@@ -1,4 +1,4 @@
-"""Loading the S2M / fusion checkpoints strictly, and seeded stand-in weights for offline runs."""
+"""Loading the S2M / fusion checkpoints strictly; offline defaults: a seeded S2M stand-in, linear fusion."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stcn.interactive.fusion import FusionNet
+from stcn.interactive.fusion import FusionNet, LinearFusion
 from stcn.interactive.s2m import S2M
 from stcn.model.checkpoint import read_state_dict, strict_load
 
@@ -40,24 +40,28 @@ def load_s2m(weights: str | Path | None, seed: int = 0, device: str = "cpu") -> 
     return model.to(device).eval()
 
 
-def load_fusion(weights: str | Path | None, seed: int = 0, device: str = "cpu") -> FusionNet:
-    """Fusion network from `fusion_stcn.pth`, or seeded stand-in weights when `weights` is None."""
-    model = FusionNet()
-    model = load_strict(model, weights, "fusion") if weights is not None else seeded(model, seed)
-    return model.to(device).eval()
+def load_fusion(weights: str | Path | None, device: str = "cpu") -> FusionNet | LinearFusion:
+    """Fusion network from `fusion_stcn.pth`, or linear fusion (no weights) when `weights` is None."""
+    if weights is None:
+        return LinearFusion()
+    return load_strict(FusionNet(), weights, "fusion").to(device).eval()
+
+
+def describe_fusion(weights: str | Path | None) -> str:
+    """How rounds are fused, in a few words: the checkpoint's path, or the linear default."""
+    return str(weights) if weights is not None else "linear by frame distance (no fusion_stcn.pth)"
 
 
 def stand_in_note(s2m: str | Path | None, fusion: str | Path | None) -> str | None:
-    """One line saying which networks are seeded, untrained stand-ins (None when both weights are given)."""
-    missing = [name for name, weights in (("S2M", s2m), ("fusion", fusion)) if weights is None]
-    if not missing:
-        return None
-    options = " / ".join(f"--{m.lower()}" for m in missing)
-    note = (f"note: {' and '.join(missing)}: seeded, untrained stand-in weights (no {options}): the masks show that "
-            "the pipeline runs, not MiVOS's results")  # fmt: skip
-    if "S2M" in missing:  # its output does not depend on the strokes (about 0.49 everywhere): empty masks
-        note += "; an untrained S2M ignores the strokes, so scribbled frames can come out empty"
-    return note
+    """One line saying which networks are missing (None when both weights are given): S2M is then a seeded,
+    untrained stand-in, fusion the linear blend."""
+    parts = []
+    if s2m is None:  # its output does not depend on the strokes (about 0.49 everywhere): empty masks
+        parts.append("S2M: seeded, untrained stand-in weights (no --s2m): an untrained S2M ignores the strokes, so "
+                     "scribbled frames can come out empty")  # fmt: skip
+    if fusion is None:
+        parts.append("fusion: linear blend by frame distance (no --fusion fusion_stcn.pth), not MiVOS's network")
+    return f"note: {'; '.join(parts)}" if parts else None
 
 
 def announce_stand_ins(s2m: str | Path | None, fusion: str | Path | None) -> None:
