@@ -15,7 +15,7 @@ from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
 from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
 
-STATE = "interactive.json"  # in the output folder: objects, frames interacted so far, rounds
+STATE = "interactive.json"  # in the output folder: object ids, frames interacted so far, rounds, the video
 S2M = typer.Option(None, help="s2m.pth (MiVOS); default: seeded stand-in weights (not a trained model).")
 FUSION = typer.Option(
     None, help="fusion_stcn.pth (MiVOS); default: linear fusion (rounds blended by distance to their frames)."
