@@ -403,3 +403,7 @@ def test_interaction_state_ids_and_the_older_object_count(tmp_path):
         path.write_text(json.dumps({"ids": ids, "interacted": [0], "rounds": 1, "video": video}))
         with pytest.raises(UserError, match="corrupt interaction state"):
             _read_state(path, ["a", "b"], (4, 3))
+    for objects in (3000, "2", None):
+        path.write_text(json.dumps({"objects": objects, "interacted": [0], "rounds": 1, "video": video}))
+        with pytest.raises(UserError, match=f"objects must be an integer in 0..255, got {objects!r};"):
+            _read_state(path, ["a", "b"], (4, 3))

@@ -71,8 +71,11 @@ def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
         raise bad("not a JSON object")
     rounds, interacted = state.get("rounds"), state.get("interacted")
     ids = state.get("ids")
-    if ids is None and type(state.get("objects")) is int:  # an older state: objects N were ids 1..N
-        ids = list(range(1, state["objects"] + 1))
+    if "ids" not in state and "objects" in state:  # an older state: objects N were ids 1..N
+        objects = state["objects"]
+        if type(objects) is not int or not 0 <= objects <= MAX_OBJECTS:
+            raise bad(f"objects must be an integer in 0..{MAX_OBJECTS}, got {objects!r}")
+        ids = list(range(1, objects + 1))
     if not isinstance(ids, list) or any(type(i) is not int or not 1 <= i <= MAX_OBJECTS for i in ids):
         raise bad(f"ids must be a list of object ids 1..{MAX_OBJECTS}, got {ids!r}")
     if len(set(ids)) != len(ids):
