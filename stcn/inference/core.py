@@ -17,22 +17,19 @@ import torch
 from stcn.inference.frames import pad_to_16, unpad
 from stcn.inference.memory_bank import MemoryBank
 from stcn.inference.settings import InferenceSettings
+from stcn.inference.slots import MemorySchedule
 from stcn.model.memory import aggregate
 from stcn.model.network import STCN
 
 
-class InferenceCore:
+class InferenceCore(MemorySchedule):
     """Segments a video frame by frame with a growing space-time memory."""
 
     def __init__(self, model: STCN, settings: InferenceSettings | None = None):
+        super().__init__(settings)
         self.model = model
-        self.settings = settings or InferenceSettings()
         self.device = torch.device(self.settings.device)
         self.memory = MemoryBank(self.settings.top_k, self.settings.max_memory_frames)
-        self.object_ids: list[int] = []  # caller's ids, in channel order (channel i + 1)
-        self.groups: list[list[int]] = []  # channel indices (0-based objects) per group
-        self.t = -1
-        self.last_memory_t = -1
 
     @torch.inference_mode()
     def step(
@@ -50,13 +47,10 @@ class InferenceCore:
         probabilities (background first, objects in `self.object_ids` order), or None when the frame
         was skipped (no objects yet, or not needed for output or memory).
         """
-        self.t += 1
         given = masks is not None and len(object_ids or []) > 0
-        if not given and not self.object_ids:
+        if (plan := self._next_frame(given, is_last, need_output)) is None:
             return None
-        is_memory = given or (self.t - self.last_memory_t >= self.settings.mem_every)
-        if not (given or need_output or is_memory or self.settings.include_last):
-            return None
+        is_memory, remember = plan
         with self.settings.autocast():
             x, pad = pad_to_16(image.to(self.device))
             x = x.unsqueeze(0).contiguous(memory_format=torch.channels_last)
@@ -67,7 +61,7 @@ class InferenceCore:
                 prob = torch.zeros((1, *x.shape[-2:]), device=self.device)
             if given:
                 prob = self._merge(prob, pad_to_16(masks.to(self.device).float())[0], object_ids)
-            if given or (not is_last and (is_memory or self.settings.include_last)):
+            if remember:
                 self._memorise(x, key[0], f16, prob, permanent=is_memory, pinned=given)
         return unpad(prob.float(), pad)
 
@@ -92,11 +86,8 @@ class InferenceCore:
 
     def _merge(self, prob: torch.Tensor, masks: torch.Tensor, object_ids: list[int]) -> torch.Tensor:
         """Put the given masks into the frame's probabilities (official YouTube-VOS rule)."""
-        new = [i for i in object_ids if i not in self.object_ids]
-        if new:
-            self.groups.append(list(range(len(self.object_ids), len(self.object_ids) + len(new))))
-            self.object_ids += new
-            prob = torch.cat([prob, prob.new_zeros((len(new), *prob.shape[1:]))], 0)
+        if new := self._add_objects(object_ids):
+            prob = torch.cat([prob, prob.new_zeros((new, *prob.shape[1:]))], 0)
         objects = prob[1:].clone()
         objects[:, masks.sum(0) > 0.5] = 0
         for mask, obj in zip(masks, object_ids, strict=True):

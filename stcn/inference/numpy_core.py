@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from stcn.inference.settings import InferenceSettings
-from stcn.inference.slots import FrameSlots, padding_16
+from stcn.inference.slots import FrameSlots, MemorySchedule, padding_16
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -121,17 +121,13 @@ class NumpyMemory(FrameSlots):
         return out
 
 
-class NumpyCore:
+class NumpyCore(MemorySchedule):
     """`InferenceCore` for a numpy model (`OnnxSTCN`): segments a video frame by frame with a growing memory."""
 
     def __init__(self, model, settings: InferenceSettings | None = None):
+        super().__init__(settings)
         self.model = model
-        self.settings = settings or InferenceSettings()
         self.memory = NumpyMemory(self.settings.top_k, self.settings.max_memory_frames)
-        self.object_ids: list[int] = []
-        self.groups: list[list[int]] = []
-        self.t = -1
-        self.last_memory_t = -1
 
     def step(
         self,
@@ -142,13 +138,10 @@ class NumpyCore:
         need_output: bool = True,
     ) -> np.ndarray | None:
         """As `InferenceCore.step`: image (3, H, W), masks (M, H, W) for `object_ids`; (1 + K, H, W) or None."""
-        self.t += 1
         given = masks is not None and len(object_ids or []) > 0
-        if not given and not self.object_ids:
+        if (plan := self._next_frame(given, is_last, need_output)) is None:
             return None
-        is_memory = given or (self.t - self.last_memory_t >= self.settings.mem_every)
-        if not (given or need_output or is_memory or self.settings.include_last):
-            return None
+        is_memory, remember = plan
         x, pad = pad_to_16(image)
         x = x[None]
         key, thin, f16, f8, f4 = self.model.encode_key(x)
@@ -158,7 +151,7 @@ class NumpyCore:
             prob = np.zeros((1, *x.shape[-2:]), np.float32)
         if given:
             prob = self._merge(prob, pad_to_16(masks.astype(np.float32))[0], object_ids)
-        if given or (not is_last and (is_memory or self.settings.include_last)):
+        if remember:
             value = self.model.encode_value(x, f16, prob[1:, None])
             values = {g: value[channels] for g, channels in enumerate(self.groups)}
             self.memory.add(key[0], values, temporary=not is_memory, pinned=given)
@@ -175,11 +168,8 @@ class NumpyCore:
 
     def _merge(self, prob: np.ndarray, masks: np.ndarray, object_ids: list[int]) -> np.ndarray:
         """Put the given masks into the frame's probabilities (official YouTube-VOS rule)."""
-        new = [i for i in object_ids if i not in self.object_ids]
-        if new:
-            self.groups.append(list(range(len(self.object_ids), len(self.object_ids) + len(new))))
-            self.object_ids += new
-            prob = np.concatenate([prob, np.zeros((len(new), *prob.shape[1:]), np.float32)], 0)
+        if new := self._add_objects(object_ids):
+            prob = np.concatenate([prob, np.zeros((new, *prob.shape[1:]), np.float32)], 0)
         objects = prob[1:].copy()
         objects[:, masks.sum(0) > 0.5] = 0
         for mask, obj in zip(masks, object_ids, strict=True):
