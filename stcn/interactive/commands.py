@@ -166,8 +166,8 @@ def interact(
         masks = [out / f"{s}.png" for s in stems]
         if not all(m.is_file() for m in masks):
             raise UserError(f"{out} holds an earlier round of another video (missing {masks[0].name}...)")
-        previous = np.stack([channel_of[_round_mask(m, state["ids"])] for m in masks])
-        previous = np.stack([np.asarray(Image.fromarray(p).resize(size, Image.NEAREST)) for p in previous])
+        channels = (Image.fromarray(channel_of[_round_mask(m, state["ids"])]) for m in masks)
+        previous = np.stack([np.asarray(c.resize(size, Image.NEAREST)) for c in channels])  # one frame at a time
     rounds = {t: to_channels(m, ids) for t, m in rounds.items()}
     images = [np.array(Image.fromarray(r).resize(size, Image.BICUBIC)) for r in rgbs]  # normalised when used
     stcn = load_model(weights, settings.device)
