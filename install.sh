@@ -9,7 +9,9 @@
 #  2. Pins the torch and torchvision already installed (any build) as pip constraints, so no later step can swap
 #     them (torchvision pins an exact torch release: an unconstrained resolve replaces a CPU build with CUDA's).
 #  3. The project with its `dev` and `interactive` extras (the latter brings davisinteractive's build
-#     prerequisites: NumPy, Cython, setuptools, wheel).
+#     prerequisites: NumPy, Cython, setuptools, wheel), every dependency at the version constraints.txt pins
+#     (one consistent set: pip's resolver has one candidate each instead of backtracking through botocore
+#     releases; `python .ci/constraints.py --write` renews it after a deliberate upgrade).
 #  4. davisinteractive 1.0.4, built against those prerequisites (its setup.py imports NumPy and Cython, so it
 #     cannot build in pip's isolated environment; its own pins are stale, so its dependencies come from step 3).
 #  5. Debian's chromium for the web page's browser tests, when missing and apt-get can run (root); else one line.
@@ -22,7 +24,7 @@ cpu=0
 for arg in "$@"; do
   case "$arg" in
     --cpu) cpu=1 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown option '$arg' (use --cpu or nothing)" >&2; exit 2 ;;
   esac
 done
@@ -47,8 +49,8 @@ for dist in torch torchvision; do
   if [ -n "$version" ]; then echo "$dist==$version" >>"$constraints"; fi
 done
 
-pip install -c "$constraints" -e ".[dev,interactive]" || fail "pip could not install the project (see pip's message above)"
-pip install -c "$constraints" --no-build-isolation --no-deps davisinteractive==1.0.4 \
+pip install -c "$constraints" -c constraints.txt -e ".[dev,interactive]" || fail "pip could not install the project (see pip's message above)"
+pip install -c "$constraints" -c constraints.txt --no-build-isolation --no-deps davisinteractive==1.0.4 \
   || fail "davisinteractive 1.0.4 did not build (it needs a C compiler and the Python headers)"
 
 if [ "$cpu" = 1 ] && [ -n "$(cuda_build)" ]; then

@@ -9,7 +9,7 @@
 Speed: the dense re-implementation of the original path (benchmarks/dense_reference.py) and ours at
 each precision run alternately on the same decoded frames (best of --repeats); a plain 3x3 convolution
 measured in the same run gives the machine's practical peak (fp32 and bf16). Weights: the parity
-weights (../shared/reference/parity) when present, so the same runs give the parity agreement; else seeded.
+weights (tests/data/parity), so the same runs give the parity agreement.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import DAVIS, KEY_LIST, SHARED, TENNIS, seeded_state_dict  # noqa: E402
+from conftest import DAVIS, KEY_LIST, PARITY, TENNIS, seeded_state_dict  # noqa: E402
 
 from benchmarks.dense_reference import segment_dense  # noqa: E402
 from benchmarks.report import write_section  # noqa: E402
@@ -45,7 +45,6 @@ from stcn.inference.video import host_code  # noqa: E402
 from stcn.model import STCN, load_weights  # noqa: E402
 from stcn.model.trained import trained_resolution  # noqa: E402
 
-PARITY = SHARED / "reference" / "parity"
 RUNGS = ("fp32", "fast", "bf16")
 REFERENCE = "reference (dense, original path)"
 ORT = "ours onnxruntime fp32"  # `stcn export` graphs run by ONNX Runtime, read-out in numpy (NumpyCore)
@@ -54,18 +53,10 @@ TIE_MARGIN = 0.02  # probability margin between the two most likely labels count
 
 
 def weights(folder: Path) -> tuple[Path, str]:
-    """A weights file in `folder`: the parity weights when the shared reference is present (made by its
-    script), else seeded ones; and where they come from."""
+    """The parity weights (made by tests/data/parity's script) in `folder`, and where they come from."""
     path = folder / "weights.pth"
-    if (PARITY / "make_weights.py").is_file():
-        subprocess.run(
-            [sys.executable, PARITY / "make_weights.py", SHARED / "reference/stcn_state_dict.json", path],
-            check=True,
-            capture_output=True,
-        )
-        return path, "parity weights (shared/reference/parity)"
-    torch.save(seeded_state_dict(json.loads(KEY_LIST.read_text())["entries"]), path)
-    return path, "seeded random weights"
+    subprocess.run([sys.executable, PARITY / "make_weights.py", KEY_LIST, path], check=True, capture_output=True)
+    return path, "parity weights (tests/data/parity)"
 
 
 def model(state: dict | None = None) -> STCN:

@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "stcn" / "data" / "bundled"
 DAVIS = BUNDLED / "davis-mini"
 TENNIS = BUNDLED / "davis17-multiobject-sample"
-SHARED = Path(os.environ.get("STCN_SHARED", REPO.parent / "shared"))
+# the parity reference (the original release's outputs on real frames, its weight generator and checker), shipped
+# so that every clone checks parity; tests/data/parity/README.md says how it was made
+PARITY = REPO / "tests" / "data" / "parity"
 KEY_LIST = REPO / "tests" / "data" / "stcn_state_dict.json"
 
 

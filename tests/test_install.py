@@ -59,3 +59,58 @@ def test_install_script_refuses_unknown_options():
 
     r = subprocess.run(["bash", REPO / "install.sh", "--gpu"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--gpu" in r.stderr
+
+
+def _constraints():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ci_constraints", REPO / ".ci" / "constraints.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_constraints_pin_one_consistent_version_of_every_dependency():
+    """constraints.txt (install.sh's `-c`) pins every distribution stcn[dev,interactive] reaches, each pin
+    satisfying every requirement naming it: pip's resolver has one candidate per package and nothing to backtrack."""
+    module = _constraints()
+    assert module.problems() == []
+    pinned = module.pins()
+    assert {"botocore", "boto3", "aiobotocore", "s3fs", "dvc-s3"} <= pinned.keys()
+    assert "torch" not in pinned and "torchvision" not in pinned  # install.sh pins the build already installed
+
+
+def test_constraints_check_names_a_missing_and_a_conflicting_pin(tmp_path):
+    module = _constraints()
+    pins = module.pins()
+    bad = {**pins, "botocore": "0.1"}
+    del bad["s3fs"]
+    path = tmp_path / "constraints.txt"
+    path.write_text("".join(f"{k}=={v}\n" for k, v in bad.items()))
+    found = module.problems(path)
+    assert any(p.startswith("s3fs is required") for p in found), found
+    assert any(p.startswith("botocore==0.1 does not satisfy") for p in found), found
+
+
+def test_a_fresh_environment_resolves_to_the_pins_without_backtracking(tmp_path):
+    """What a fresh venv's `pip install` of install.sh resolves to, asked of the package index (pip's dry run,
+    ignoring what this environment has installed): exactly the pinned versions, so no other release was tried."""
+    import subprocess
+    import sys
+
+    module = _constraints()
+    torch_pins = tmp_path / "torch.txt"
+    torch_pins.write_text("".join(f"{d}=={importlib.metadata.version(d)}\n" for d in ("torch", "torchvision")))
+    report = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--report", report,
+           "-c", torch_pins, "-c", REPO / "constraints.txt", "-e", f"{REPO}[dev,interactive]"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+
+    chosen = {
+        re.sub(r"[-_.]+", "-", item["metadata"]["name"]).lower(): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    pins = module.pins()
+    assert {name: chosen.get(name) for name in pins} == pins

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DAVIS, SHARED, mini_davis
+from conftest import DAVIS, KEY_LIST, PARITY, mini_davis
 from PIL import Image
 
 from stcn.data.images import read_frame, read_mask
@@ -20,7 +20,6 @@ from stcn.inference.loading import load_model
 
 pytest.importorskip("onnxruntime", reason="the `onnx` extra (pip install 'stcn[onnx]') is not installed")
 
-PARITY = SHARED / "reference" / "parity"
 BLACKSWAN = DAVIS / "JPEGImages/480p/blackswan"
 FIRST = DAVIS / "Annotations/480p/blackswan/00000.png"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -41,10 +40,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 @pytest.fixture(scope="module")
 def parity_weights(tmp_path_factory):
-    if not PARITY.is_dir():
-        pytest.skip(f"parity reference not found at {PARITY} (set STCN_SHARED)")
     path = tmp_path_factory.mktemp("parity") / "w.pth"
-    subprocess.run([sys.executable, PARITY / "make_weights.py", SHARED / "reference/stcn_state_dict.json", path],
+    subprocess.run([sys.executable, PARITY / "make_weights.py", KEY_LIST, path],
                    capture_output=True, check=True)  # fmt: skip
     return path
 

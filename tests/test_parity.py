@@ -1,8 +1,7 @@
-"""Parity with the original STCN release on real blackswan frames (../shared/reference/parity, case A)."""
+"""Parity with the original STCN release on real blackswan frames (tests/data/parity, case A)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -10,26 +9,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DAVIS, SHARED
+from conftest import DAVIS, KEY_LIST, PARITY
 
 from stcn.data.images import read_frame, read_mask, write_mask
 from stcn.inference import InferenceCore, InferenceSettings
 from stcn.inference.frames import image_tensor, labels_from_prob, one_hot
 from stcn.inference.loading import load_model
 
-PARITY = SHARED / "reference" / "parity"
-
-if not PARITY.is_dir():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"parity reference missing on CI: {PARITY}")
-    pytest.skip(f"parity reference not found at {PARITY} (set STCN_SHARED)", allow_module_level=True)
-
 
 @pytest.fixture(scope="module")
 def parity_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("parity") / "w.pth"
     out = subprocess.run(
-        [sys.executable, PARITY / "make_weights.py", SHARED / "reference/stcn_state_dict.json", path],
+        [sys.executable, PARITY / "make_weights.py", KEY_LIST, path],
         capture_output=True,
         text=True,
         check=True,
