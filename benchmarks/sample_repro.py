@@ -4,10 +4,10 @@ Per stage seconds, the total, the load average, and whether s03 learned (trainin
 10% of iterations vs the first 10%). Run: `python benchmarks/sample_repro.py` (about a quarter of an hour
 on 2 quiet cores; writes the "Sample pipeline" section of reports/benchmarks.md).
 
-Every run is appended to reports/sample_repro_runs.csv (date, machine, load, seconds); the README's "Measured"
-sentence (between `<!-- sample_repro -->` and `<!-- end -->`) is rewritten from all of them as ranges per
+Every run is appended to reports/sample_repro_runs.csv (date, machine, load, seconds); the "Measured" sentence of
+reports/history.md (between `<!-- sample_repro -->` and `<!-- end -->`) is rewritten from all of them as ranges per
 machine with the load they were measured at, so one quiet run never stands for every machine.
-`--readme-only` rewrites that sentence from the CSV without running anything.
+`--history-only` rewrites that sentence from the CSV without running anything.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "reports" / "sample_repro_runs.csv"
-README = ROOT / "README.md"
+HISTORY = ROOT / "reports" / "history.md"  # dated measurements
 MARKED = re.compile(r"(<!-- sample_repro -->\n)(.*?)(<!-- end -->)", re.S)
 sys.path.insert(0, str(ROOT))
 from benchmarks.report import machine, write_section  # noqa: E402
@@ -77,7 +77,7 @@ def at(run: pd.Series) -> str:
 
 
 def measured(runs: pd.DataFrame) -> str:
-    """The README's sentence: per machine, the range of total and train_s03 times and the load they ran at."""
+    """The history's sentence: per machine, the range of total and train_s03 times and the load they ran at."""
     parts = []
     for host, group in runs.groupby("machine", sort=False):
         ordered = group.sort_values("total_s", kind="stable")  # by position: the CSV's index may repeat labels
@@ -93,21 +93,21 @@ def measured(runs: pd.DataFrame) -> str:
     return textwrap.fill(text, width=115, break_long_words=False, break_on_hyphens=False) + "\n"
 
 
-def write_readme(runs: pd.DataFrame) -> None:
-    """Replace the README's marked "Measured" sentence with `measured(runs)`."""
-    text = README.read_text()
+def write_history(runs: pd.DataFrame) -> None:
+    """Replace the marked "Measured" sentence of reports/history.md with `measured(runs)`."""
+    text = HISTORY.read_text()
     if not MARKED.search(text):
-        sys.exit("README.md lacks the <!-- sample_repro --> ... <!-- end --> block")
-    README.write_text(MARKED.sub(lambda m: m.group(1) + measured(runs) + m.group(3), text, count=1))
+        sys.exit("reports/history.md lacks the <!-- sample_repro --> ... <!-- end --> block")
+    HISTORY.write_text(MARKED.sub(lambda m: m.group(1) + measured(runs) + m.group(3), text, count=1))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", type=Path, help="clone into this new folder and keep it (its dvc.lock, reports/)")
-    ap.add_argument("--readme-only", action="store_true", help="only rewrite the README sentence from the CSV")
+    ap.add_argument("--history-only", action="store_true", help="only rewrite the history's sentence from the CSV")
     args = ap.parse_args()
-    if args.readme_only:
-        return write_readme(pd.read_csv(RUNS))
+    if args.history_only:
+        return write_history(pd.read_csv(RUNS))
     keep = args.keep
     with tempfile.TemporaryDirectory(prefix="stcn-sample-") as tmp:
         repo = keep or Path(tmp) / "repo"
@@ -132,7 +132,7 @@ def main() -> None:
            "source": "benchmarks/sample_repro.py"}  # fmt: skip
     runs = pd.concat([pd.read_csv(RUNS), pd.DataFrame([row])]) if RUNS.exists() else pd.DataFrame([row])
     runs.to_csv(RUNS, index=False)
-    write_readme(runs)
+    write_history(runs)
 
 
 if __name__ == "__main__":

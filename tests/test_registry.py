@@ -24,13 +24,15 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_committed_dvc_yaml_and_params_are_current(tmp_path):
-    """`python pipelines/compose.py` (sample profile) gives exactly the committed dvc.yaml and params.yaml."""
+    """`python pipelines/compose.py` (sample profile) gives exactly the committed dvc.yaml, params.yaml and
+    docs/dag.md (the stages page)."""
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
     (tmp_path / "stcn").symlink_to(REPO / "stcn")  # the library whose import graph gives the code dependencies
     run(tmp_path, "pipelines/compose.py")
     assert (tmp_path / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text(), "run python pipelines/compose.py"
     assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+    assert (tmp_path / "docs" / "dag.md").read_text() == (REPO / "docs" / "dag.md").read_text()
     run(REPO, "pipelines/compose.py", "--check")
 
 
