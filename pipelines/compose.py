@@ -12,6 +12,7 @@ dvc.yaml come from them, so adding a dataset or a run is an edit of conf/ and th
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import shlex
 import sys
@@ -75,6 +76,12 @@ def _module_file(name: str, script_dir: Path) -> Path | None:
 def code_deps(script: str) -> list[str]:
     """The project files an entry script runs: itself and every project module it imports, transitively
     (the parent packages' `__init__.py` included), as paths relative to the repository, sorted."""
+    return list(_code_deps(script))  # a new list each time: dvc.yaml has no shared (aliased) YAML nodes
+
+
+@functools.cache
+def _code_deps(script: str) -> tuple[str, ...]:
+    """`code_deps`, computed once per script and run."""
     start = ROOT / script
     seen: set[Path] = set()
     todo = [start]
@@ -89,7 +96,7 @@ def code_deps(script: str) -> list[str]:
                 found = _module_file(".".join(parts[:i]), start.parent)
                 if found is not None and found not in seen:
                     todo.append(found)
-    return sorted(str(p.relative_to(ROOT)) for p in seen) + DATA_DEPS.get(script, [])
+    return (*sorted(str(p.relative_to(ROOT)) for p in seen), *DATA_DEPS.get(script, []))
 
 
 def _keys(p: dict[str, Any], name: str, *parts: str) -> list[str]:
@@ -303,14 +310,14 @@ def _paths(entries: list[Any]) -> list[str]:
     return [e if isinstance(e, str) else next(iter(e)) for e in entries]
 
 
-def dag_edges(p: dict[str, Any]) -> set[tuple[str, str]]:
-    """(upstream, downstream) stage pairs, as DVC finds them: a dependency at, inside or above an output."""
+def dag_edges(run: dict[str, dict[str, Any]]) -> set[tuple[str, str]]:
+    """(upstream, downstream) pairs of the `expanded` stages `run`, as DVC finds them: a dependency at, inside or
+    above an output."""
 
     def overlap(a: str, b: str) -> bool:
         a, b = a.rstrip("/"), b.rstrip("/")
         return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
-    run = expanded(p)
     return {
         (up, down)
         for down, stage in run.items()
@@ -325,7 +332,7 @@ def dag_page(p: dict[str, Any]) -> str:
     ids = {name: f"node{i}" for i, name in enumerate(sorted(run), 1)}
     graph = "\n".join(
         ["flowchart TD", *(f'\t{ids[n]}["{n}"]' for n in sorted(run)),
-         *(f"\t{ids[a]}-->{ids[b]}" for a, b in sorted(dag_edges(p)))]
+         *(f"\t{ids[a]}-->{ids[b]}" for a, b in sorted(dag_edges(run)))]
     )  # fmt: skip
     rows = [
         f"| `{n}` | `{s['cmd']}` | {', '.join(f'`{o}`' for o in _paths(s['outs']))} |" for n, s in sorted(run.items())

@@ -7,7 +7,7 @@ and `networkx.from_scipy_sparse_matrix` = `networkx.from_scipy_sparse_array` (re
 Its report summary relied on pandas < 2 silently dropping non-numeric columns in `groupby().mean()`;
 `EvaluationService.summarize_report` is wrapped to drop the one text column (`session_id`) and give
 the numeric columns a numeric dtype first, which is what pandas < 2 did. Nothing else is changed.
-Install: see README "Interactive segmentation".
+Install: `bash install.sh` (docs/setup.md, docs/interactive.md).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def davisinteractive() -> ModuleType:
     except ImportError as e:
         raise UserError(
             f"the DAVIS interactive evaluation needs the `davisinteractive` package ({e}); "
-            "install it as README 'Interactive segmentation' says"
+            "install it as docs/interactive.md says (bash install.sh does)"
         ) from None
     service = dvi.evaluation.EvaluationService
     if not getattr(service.summarize_report, "stcn_numeric_report", False):
