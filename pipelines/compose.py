@@ -38,8 +38,8 @@ PACKAGE = "stcn"  # the project's library: its modules are code dependencies of 
 # what an entry script reads besides its imports (data shipped in the package)
 DATA_DEPS = {"pipelines/download.py": ["stcn/data/bundled"]}
 S2M, S2M_WEIGHTS = "train_s2m", "models/s2m/weights.pth"  # the S2M stage and what it writes
-# the `evaluate` settings the report describes (declared per key, so the experiment table shows only these)
-REPORTED_EVALUATE = ("models", "device", "precision", "resolution", "top_k", "mem_every", "max_frames")
+# the `evaluate` keys the report reads: which models (their settings come from each evaluation.json)
+REPORTED_EVALUATE = ("models",)
 
 
 def compose_params(overrides: list[str], conf: Path = CONF) -> dict[str, Any]:

@@ -66,8 +66,27 @@ def ours_row(bench: Benchmark, evaluation: dict | None, amp: bool) -> dict[str, 
         key = OURS_KEYS.get(column)
         if key in evaluation:
             row[column] = float(evaluation[key])
-    row["FPS (AMP)" if amp else "FPS"] = float(evaluation["fps"])
+    recorded = (evaluation.get("settings") or {}).get("precision")  # the precision the evaluation ran at
+    half = amp if recorded is None else recorded != "fp32"
+    row["FPS (AMP)" if half else "FPS"] = float(evaluation["fps"])
     return row
+
+
+def settings_line(model: str, evaluation: dict) -> str:
+    """How `model`'s results were made, from its `evaluation.json` (its settings and weights), as a bullet line."""
+    s = evaluation.get("settings")
+    if s is None:
+        return f"- `{model}`: settings not recorded (an `evaluation.json` from before they were)\n"
+    size = f"{s['resolution']}p" if s.get("resolution") else "the frames' own size"
+    extra = [f"at most {s['max_memory_frames']} memory frames" if s.get("max_memory_frames") else "",
+             "the last frame as temporary memory" if s.get("include_last") else "",
+             f"the first {s['max_frames']} frames of each sequence" if s.get("max_frames") else ""]  # fmt: skip
+    text = f"- `{model}`: {s['device']}, {s['precision']}, {size}, top-k {s['top_k']}, a memory frame every "
+    text += ", ".join([f"{s['mem_every']}", *filter(None, extra)])
+    w = evaluation.get("weights")
+    if w is not None:
+        text += f"; weights `{w['path']}` ({w['backend']}, sha256 `{w['sha256']}`)"
+    return text + "\n"
 
 
 def baseline_row(bench: Benchmark, evaluation: dict | None) -> dict[str, float]:
@@ -229,6 +248,9 @@ def benchmark_section(
     missing = [m for m, e in evaluations.items() if e is None]
     if missing:
         md += f"\nNot evaluated: {', '.join(missing)}.\n"
+    made = [settings_line(m, e) for m, e in evaluations.items() if e is not None]
+    if made:
+        md += "\nSettings (each model's `evaluation.json`):\n\n" + "".join(made)
     if bench.scored_by and len(missing) < len(models):
         md += f"\nNot scored here ({bench.scored_by}); FPS is measured here.\n"
     per_seq = per_sequence_table(folders)

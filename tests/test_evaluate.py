@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,6 +69,19 @@ def test_evaluate_davis17_cli_scores_the_split(weights_file, root, tmp_path):
     summary = json.loads((out / "evaluation.json").read_text())
     assert summary["frames"] == 10 and summary["fps"] > 0
     assert summary["J&F-Mean"] == pytest.approx(100 * glob["J&F-Mean"][0], abs=0.1)  # percent; the CSV: fractions
+    # how the results were made: every inference setting as used, and which weights (their sha256)
+    assert summary["settings"] == {
+        "top_k": 20,
+        "mem_every": 5,
+        "include_last": False,
+        "precision": "fp32",
+        "max_memory_frames": None,
+        "device": "cpu",
+        "resolution": 128,
+        "max_frames": None,
+    }
+    digest = hashlib.sha256(Path(weights_file).read_bytes()).hexdigest()
+    assert summary["weights"] == {"path": str(weights_file), "backend": "torch", "sha256": digest}
     assert "FPS" in r.stdout or "FPS" in r.stderr
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -147,18 +148,27 @@ def test_a_new_dataset_declared_in_params_is_sharded_trained_on_evaluated_and_re
     index = json.loads((project / "shards/mine/index.json").read_text())
     assert index["splits"]["train"]["totals"]["samples"] == 2
     # train on it alone for two iterations (the declared run, its data narrowed to the new set)
+    # ... and evaluate it with its own top-k (a per-dataset override of the shared `evaluate` block)
     run(project, "pipelines/compose.py", f"evaluate.models.s03={weights_file}", "evaluate.resolution=64",
         "train_s03.data=[mine]", "~train_s03.after", "+train_s03.init=random", "train_s03.iterations=2",
-        "train.crop=64")  # fmt: skip
+        "train.crop=64", "+datasets.mine.evaluate.top_k=10")  # fmt: skip
     run(project, "pipelines/train.py", "s03")
     assert (project / "models/s03/weights.pth").is_file()
     run(project, "pipelines/evaluate.py", "mine", "s03")
     evaluation = json.loads((project / "results/mine/s03/evaluation.json").read_text())
     assert evaluation["frames"] == 12 and 0 <= evaluation["J&F-Mean"] <= 100  # percent
     assert 0 < evaluation["baseline J&F-Mean"] <= 100
+    # the result records how it was made: the override, the shared settings and the weights that ran
+    assert evaluation["settings"]["top_k"] == 10 and evaluation["settings"]["resolution"] == 64
+    ran = evaluation["weights"]  # evaluate.models.s03: the seeded weights file
+    assert (
+        ran["path"] == str(weights_file)
+        and ran["sha256"] == hashlib.sha256(Path(weights_file).read_bytes()).hexdigest()
+    )
     run(project, "pipelines/report.py")
     md = (project / "reports/mine.md").read_text()
     assert md.startswith("## My videos") and "copy the first-frame mask" in md
+    assert "- `s03`: cpu, fp32, 64p, top-k 10, a memory frame every 5" in md  # read from evaluation.json
     assert "blackswan_1" in md and "![car-shadow](mine/s03/car-shadow.png)" in md and "Not evaluated: s012." in md
     assert (project / "reports/mine/s03/blackswan.png").read_bytes()[:4] == b"\x89PNG"
     summary = pd.read_csv(project / "reports/summary.csv")

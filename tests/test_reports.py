@@ -80,6 +80,33 @@ def test_a_benchmark_without_paper_numbers_has_an_empty_paper_row(tmp_path):
     assert math.isnan(summary.loc[0, "paper"]) and summary.loc[0, "ours"] == pytest.approx(50.0)
 
 
+def test_each_benchmark_reports_the_settings_its_evaluations_record(tmp_path):
+    """The settings and weights come from each evaluation.json (a per-dataset top_k override shows in that
+    benchmark's report only), and its precision picks the FPS column; params.yaml is not read."""
+    settings = {"top_k": 20, "mem_every": 5, "include_last": False, "precision": "fp32", "max_memory_frames": None,
+                "device": "cpu", "resolution": 128, "max_frames": 20}  # fmt: skip
+    weights = {"path": "models/s03/weights.pth", "backend": "torch", "sha256": "ab" * 32}
+    results = tmp_path / "results"
+    for key, extra in (("davis16", {"top_k": 10}), ("davis17", {"precision": "fast", "resolution": None})):
+        folder = results / key / "s03"
+        folder.mkdir(parents=True)
+        record = {**DAVIS, "settings": {**settings, **extra}, "weights": weights}
+        (folder / "evaluation.json").write_text(json.dumps(record))
+    (results / "davis17" / "s012").mkdir()
+    (results / "davis17" / "s012" / "evaluation.json").write_text(json.dumps(DAVIS))  # written before settings were
+    write_reports(results, tmp_path / "models", tmp_path / "out", benches=BENCHMARKS, models=["s012", "s03"], runs=(),
+                  curves=["loss"], notes=[])  # fmt: skip
+    d16, d17 = (tmp_path / "out" / "davis16.md").read_text(), (tmp_path / "out" / "davis17.md").read_text()
+    sha = f"sha256 `{'ab' * 32}`"
+    assert f"- `s03`: cpu, fp32, 128p, top-k 10, a memory frame every 5, the first 20 frames of each sequence; " \
+           f"weights `models/s03/weights.pth` (torch, {sha})" in d16  # fmt: skip
+    assert "- `s03`: cpu, fast, the frames' own size, top-k 20, a memory frame every 5" in d17 and "top-k 10" not in d17
+    assert "- `s012`: settings not recorded" in d17
+    csv = pd.read_csv(tmp_path / "out" / "davis17.csv", index_col="model")
+    assert csv.loc["s03", "FPS (AMP)"] == 2.0 and math.isnan(csv.loc["s03", "FPS"])  # fast: half precision
+    assert csv.loc["s012", "FPS"] == 2.0
+
+
 def test_youtube_without_server_scores_has_only_fps():
     table = benchmark_table(bench("youtube18"), {"ours": YOUTUBE})
     ours = table.iloc[0]

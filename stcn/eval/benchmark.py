@@ -39,9 +39,23 @@ def evaluate_entry(
     try:
         settings = dataclasses.replace(settings, device=device)
         model = load_backend(weights, backend, device, settings.precision)
+        record = weights_record(weights, backend) if ranks.is_main else None
         result = evaluate(model, entry.name, entry.folder, split, out, settings,
                           progress=progress and ranks.is_main, layout=entry.layout, year=entry.year,
-                          max_frames=max_frames, ranks=ranks)  # fmt: skip
+                          max_frames=max_frames, ranks=ranks, weights=record)  # fmt: skip
     finally:
         teardown()
     return result if ranks.is_main else None
+
+
+def weights_record(weights: str | Path, backend: str = "torch") -> dict[str, str]:
+    """Which weights an evaluation ran, for its `evaluation.json`: the path as given, the backend and the sha256 of
+    the checkpoint file (an ONNX export folder: of its `manifest.json`, which holds every graph's sha256)."""
+    from stcn.model.onnx_format import sha256
+
+    path = Path(weights)
+    return {
+        "path": str(weights),
+        "backend": backend,
+        "sha256": sha256(path / "manifest.json" if path.is_dir() else path),
+    }

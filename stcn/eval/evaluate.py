@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,8 @@ class Evaluation:
     per_sequence: pd.DataFrame | None = None
     files: list[Path] = field(default_factory=list)
     baseline: pd.DataFrame | None = None  # the same scores for copying the first-frame mask to every frame
+    settings: dict | None = None  # the inference settings the predictions were made with (+ max_frames)
+    weights: dict | None = None  # which weights: path, sha256, backend (`stcn.eval.benchmark.weights_record`)
 
     def summary(self) -> dict:
         row = {
@@ -51,6 +53,10 @@ class Evaluation:
             row.update({k: round(100 * float(v), 2) for k, v in self.global_results.iloc[0].items()})
         if self.baseline is not None:
             row["baseline J&F-Mean"] = round(100 * float(self.baseline["J&F-Mean"].iloc[0]), 2)
+        if self.settings is not None:  # how the results were made: reports read these, not params.yaml
+            row["settings"] = self.settings
+        if self.weights is not None:
+            row["weights"] = self.weights
         return row
 
 
@@ -94,6 +100,7 @@ def evaluate(
     max_frames: int | None = None,
     pictures: bool = True,
     ranks: Ranks | None = None,
+    weights: dict | None = None,
 ) -> Evaluation:
     """Predict every sequence of the split into `out`, measure FPS, and score DAVIS splits with ground truth.
 
@@ -106,6 +113,8 @@ def evaluate(
     `pictures`: `out/pictures/<seq>.png`, a strip of frames with the predicted masks overlaid.
     With `ranks` (torchrun), this rank predicts (and pictures) its share of the videos, balanced by frame
     count; rank 0 then scores and writes the summary over all of them (other ranks return their own timing).
+    `evaluation.json` records the settings used (YouTube-VOS: the 480p default filled in) and `weights` (which
+    weights these were, as given).
     """
     ranks = ranks or Ranks()
     layout, year = resolve_layout(root, layout, year)
@@ -165,7 +174,8 @@ def evaluate(
             return Evaluation(dataset, split, timing)
         timing = Timing(sum(t.frames for t in timings), sum(t.seconds for t in timings))
         seqs = every
-    result = Evaluation(dataset, split, timing)
+    used = {**asdict(settings), "max_frames": max_frames}
+    result = Evaluation(dataset, split, timing, settings=used, weights=weights)
     if pictures:
         result.files += [p for s in seqs if (p := out / "pictures" / f"{s.name}.png").is_file()]
     if youtube:
