@@ -32,6 +32,7 @@ CHECKS = [
     "tests/test_reports.py",
     "tests/test_experiment_table.py",
     "tests/test_pipeline_e2e.py",
+    "tests/test_download.py::test_bundled_source_builds_dataset_layout",  # every registry dataset's stand-in
 ]
 SLOW = "new_dataset_declared_in_params"  # trains and evaluates a model: the registry path it shares is checked here
 
@@ -81,3 +82,19 @@ def test_a_dataset_entry_and_a_model_line_keep_the_checks_green(tmp_path):
             *CHECKS)  # fmt: skip
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert " failed" not in r.stdout and " passed" in r.stdout
+    assert (
+        "test_bundled_source_builds_dataset_layout[holiday]"
+        in run(
+            repo,
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "0",
+            "-p",
+            "no:cacheprovider",
+            "--collect-only",
+            CHECKS[-1],
+        ).stdout
+    )  # the new dataset is among the checked ones
