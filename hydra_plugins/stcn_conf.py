@@ -8,14 +8,15 @@ registers them there; `pipelines/compose.py` imports it before composing.
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 
-def part_indices(parts: object) -> list[int]:
-    """[0, ..., parts-1] for a whole number of parts >= 1; else a one-line ValueError naming the value."""
+def part_indices(parts: object) -> ListConfig:
+    """[0, ..., parts-1] for a whole number of parts >= 1; else a one-line ValueError naming the value. A ListConfig,
+    not a list: `OmegaConf.resolve` (DVC's composition resolves in place) only stores a container that way."""
     if isinstance(parts, bool) or not isinstance(parts, int | str) or not str(parts).isdigit() or int(parts) < 1:
         raise ValueError(f"shard.parts must be a whole number >= 1, got {parts!r}")
-    return list(range(int(parts)))
+    return OmegaConf.create(list(range(int(parts))))
 
 
 OmegaConf.register_new_resolver("stcn.parts", part_indices, replace=True)

@@ -62,7 +62,7 @@ def compose_params(overrides: list[str], conf: Path = CONF) -> dict[str, Any]:
     try:
         with initialize_config_dir(str(Path(conf).resolve()), version_base=None):
             cfg = compose(config_name="config", overrides=overrides)
-        return OmegaConf.to_container(cfg, resolve=True)
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except (HydraException, OmegaConfBaseException) as e:
         key = getattr(e, "full_key", None)
         raise UserError(f"cannot compose {conf}: {str(e).splitlines()[0]}" + (f" ({key})" if key else "")) from None

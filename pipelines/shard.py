@@ -31,13 +31,18 @@ from stcn.errors import UserError
 LOCAL = "shards"
 
 
+def source_of(ds, p: dict) -> dict:
+    """The `download` options of dataset `ds`: its own block's set values over the shared block."""
+    return {**p["download"], **given(ds.download or {})}
+
+
 def segments(ds, p: dict, fetch_missing: bool) -> list[str]:
     """BL30K segment locations: the mirror's URLs when `download` names one, else files in data/<name>
     (fetched there when `fetch_missing`)."""
     from stcn.data.fetch.sources import file_url
     from stcn.data.shards.bl30k_stream import segment_fetcher
 
-    source = {**p["download"], **(ds.download or {})}
+    source = source_of(ds, p)
     if ds.root is not None:
         return [str(path) for path in sorted(ds.folder.glob("*.tar"))]
     if source.get("source") in ("s3", "http", "file") and source.get("url"):
@@ -53,7 +58,7 @@ def segments(ds, p: dict, fetch_missing: bool) -> list[str]:
 
 def mirrored(ds, p: dict) -> bool:
     """Whether BL30K's segments are read in place: your own `root`, or a mirror URL in `download`."""
-    source = {**p["download"], **(ds.download or {})}
+    source = source_of(ds, p)
     return ds.root is not None or bool(source.get("source") in ("s3", "http", "file") and source.get("url"))
 
 
@@ -84,7 +89,7 @@ def bl30k_parts(name: str, ds, p: dict, knobs: dict, out: str, part: str | None,
     if streamed:
         from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
 
-        source = {**p["download"], **(ds.download or {})}
+        source = source_of(ds, p)
         names, fetch = segment_fetcher(ds, source.get("source"), source.get("url"), log)
         work = ds.folder.with_name(ds.folder.name + ".stream")
         result = shard_bl30k_streamed(names, fetch, f"{out}/{part_dir((0, 1))}", work, log=log, **knobs)
@@ -105,7 +110,7 @@ def segments_of(ds, p: dict) -> list[str]:
     """The segment names the streamed part shards (the bundled stand-in has fewer than the registry lists)."""
     from stcn.data.shards.bl30k_stream import segment_fetcher
 
-    source = {**p["download"], **(ds.download or {})}
+    source = source_of(ds, p)
     return segment_fetcher(ds, source.get("source"), source.get("url"), log)[0]
 
 
@@ -147,7 +152,7 @@ def shard(
         knobs.pop("parts", None)
         from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
 
-        source = {**p["download"], **(ds.download or {})}
+        source = source_of(ds, p)
         names, fetch = segment_fetcher(ds, source.get("source"), source.get("url"), log)
         index = shard_bl30k_streamed(names, fetch, out, ds.folder, log=log, **knobs)
     else:
