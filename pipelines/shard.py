@@ -79,6 +79,8 @@ def bl30k_parts(name: str, ds, p: dict, knobs: dict, out: str, part: str | None,
         return merge_dirs(out, split, subs, {"parts": 1, "segments": names})
     if merge:
         return merge_parts(out, knobs.get("split", "train"), parts)
+    if part is None:
+        drop_other_parts(name, parts)
     if streamed and part is None:
         import numpy as np
 
@@ -95,6 +97,9 @@ def bl30k_parts(name: str, ds, p: dict, knobs: dict, out: str, part: str | None,
         result = shard_bl30k_streamed(names, fetch, f"{out}/{part_dir((0, 1))}", work, log=log, **knobs)
         shutil.rmtree(work, ignore_errors=True)  # finished: the resume state is no longer needed
         return result
+    if part is None:
+        for old in ("STATUS", "SOURCE.txt"):  # the note of another N or source
+            (ds.folder / old).unlink(missing_ok=True)
     paths = segments(ds, p, fetch_missing=part is None)
     if part is None:
         Path(index).parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +109,15 @@ def bl30k_parts(name: str, ds, p: dict, knobs: dict, out: str, part: str | None,
             note(ds, "the segments are read in place:\n" + "".join(f"{u}\n" for u in paths), "SOURCE.txt")
         return None
     return shard_bl30k(paths, out, part=part, index=index, log=log, **knobs)
+
+
+def drop_other_parts(name: str, parts: int) -> None:
+    """Remove the local part outputs of another number of parts (`shards/<name>/parts/I-of-M`, M != `parts`):
+    no stage writes them any more, and the merge stage depends on the whole parts folder."""
+    for old in sorted(Path(LOCAL, name, "parts").glob("*-of-*")):
+        if old.is_dir() and not old.name.endswith(f"-of-{parts}"):
+            shutil.rmtree(old)
+            log(f"removed {old} (parts: {parts})")
 
 
 def segments_of(ds, p: dict) -> list[str]:

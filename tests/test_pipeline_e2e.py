@@ -9,6 +9,7 @@ through a real S3 server (rclone); training from shards written to S3 (`shard.ur
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -125,6 +126,24 @@ def test_dag_stages_and_each_model_picks_its_chain(tmp_path):
     assert {"train_s2m", "download_static", "download_davis17"} <= upstream("evaluate_davis17_interactive")
 
 
+def test_paper_dag_through_dvc_exp_run_dry(tmp_path):
+    """`dvc exp run -S profile=paper --dry` on the committed dvc.yaml (DVC composes params.yaml from conf/, with
+    conf/'s resolver from hydra_plugins/) lists the paper's stages and the release's commands; `-S` of BL30K's parts
+    gives that many part stages. params.yaml is left as it was."""
+    repo = clone(ROOT, tmp_path / "repo")
+    # --force: without it DVC's run-cache lookup hashes the deps of every stage and fails on a fresh clone's
+    # missing data/ (DVC 3.67: FileNotFoundError data/static under --dry)
+    out = dvc(repo, "exp", "run", "-S", "profile=paper", "-S", "datasets.bl30k.shard.parts=3", "--dry", "--force")
+    p = compose(tmp_path, "profile=paper", "datasets.bl30k.shard.parts=3")
+    assert ran(out) == expected_stages(p)
+    assert {"shard_bl30k_part@2", "evaluate_davis17@stcn", "evaluate_youtube19@stcn_s03", "download_pretrained"} <= (
+        ran(out)
+    )
+    assert "> torchrun --standalone --nproc-per-node=2 pipelines/train.py s012" in out
+    assert "> python pipelines/shard.py bl30k --part 2/3" in out and "--part 3/3" not in out
+    assert run(repo, "git", "status", "--porcelain", "--untracked-files=no") == ""
+
+
 # --- end to end (sample profile) -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> tuple[Path, str]:
@@ -181,8 +200,28 @@ def test_no_dataset_is_held_twice_on_local_disk(sample):
     kept = sorted(p.name for p in (repo / "data" / "bl30k").iterdir())
     if parts > 1:  # the part stages read the segments fetched once by shard_bl30k_index (a persistent output)
         assert kept == ["BL30K_a.tar", "BL30K_b.tar"], kept
-    else:  # one stage: download, shard and delete one segment at a time
-        assert kept == ["state.json"], kept
+    else:  # one part: download, shard and delete one segment at a time (the index stage leaves a note)
+        assert kept == ["STATUS"], kept
+
+
+@pytest.mark.dag
+def test_bl30k_in_one_part_and_in_three_with_the_committed_dvc_yaml(tmp_path):
+    """`-S datasets.bl30k.shard.parts=1` (the paper's: segments streamed one at a time in the one part) and `=3`
+    run the same dvc.yaml's index, part and merge stages on the bundled segments, to the same samples."""
+    repo = clone(ROOT, tmp_path / "repo")
+    one = dvc(repo, "exp", "run", "-S", "datasets.bl30k.shard.parts=1", "shard_bl30k", timeout=900)
+    assert ran(one) == {"shard_bl30k_index", "shard_bl30k_part@0", "shard_bl30k"}
+    assert sorted(p.name for p in (repo / "data" / "bl30k").iterdir()) == ["STATUS"]  # no segment kept
+    assert not (repo / "data" / "bl30k.stream").exists()  # the streamed run's work folder is removed when done
+    streamed = json.loads((repo / "shards" / "bl30k" / "index.json").read_text())
+    three = dvc(repo, "exp", "run", "-S", "datasets.bl30k.shard.parts=3", "shard_bl30k", timeout=900)
+    assert ran(three) == {"shard_bl30k_index", *(f"shard_bl30k_part@{i}" for i in range(3)), "shard_bl30k"}
+    assert sorted(p.name for p in (repo / "shards" / "bl30k" / "parts").iterdir()) == ["0-of-3", "1-of-3", "2-of-3"]
+    assert sorted(p.name for p in (repo / "data" / "bl30k").iterdir()) == ["BL30K_a.tar", "BL30K_b.tar"]
+    parted = json.loads((repo / "shards" / "bl30k" / "index.json").read_text())
+    assert parted["totals"]["samples"] == streamed["totals"]["samples"] > 0
+    assert UP_TO_DATE in dvc(repo, "status", "shard_bl30k")
+    assert run(repo, "git", "diff", "--stat", "dvc.yaml") == ""  # both from the committed dvc.yaml
 
 
 @pytest.mark.dag
