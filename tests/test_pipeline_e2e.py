@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +143,70 @@ def test_paper_dag_through_dvc_exp_run_dry(tmp_path):
     assert "> torchrun --standalone --nproc-per-node=2 pipelines/train.py s012" in out
     assert "> python pipelines/shard.py bl30k --part 2/3" in out and "--part 3/3" not in out
     assert run(repo, "git", "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def paper_sections() -> str:
+    """The README's "Paper scale" section and its subsections (sharding on many machines, multi-node, S3)."""
+    text = (ROOT / "README.md").read_text()
+    return text[text.index("\n## Paper scale") : text.index("\n## Segment your own video")]
+
+
+def readme_overrides() -> list[str]:
+    """Every `-S KEY=VALUE` the README's paper sections give (quoted ones unquoted)."""
+    found = []
+    for m in re.finditer(r"-S ('[^']*'|[^\s`']+)", paper_sections()):
+        found.append(shlex.split(m.group(1))[0])
+    return found
+
+
+def test_every_override_of_the_readme_paper_sections_keeps_the_committed_dvc_yaml():
+    """Each `-S` the README's paper / many-machine sections show composes with the paper profile (Hydra, as
+    `dvc exp run -S` does) into params that the committed dvc.yaml serves: the same stages, nothing regenerated."""
+    from registry_checks import compose_module
+
+    compose = compose_module()
+    overrides = readme_overrides()
+    assert {"profile=paper", "datasets.bl30k.shard.parts=8", "datasets.bl30k.download.source=s3",
+            "shard.url=s3://BUCKET/shards"} <= set(overrides), overrides  # fmt: skip
+    committed = (ROOT / "dvc.yaml").read_text()
+    for override in overrides:
+        p = compose.compose_params(["profile=paper", override], ROOT / "conf")
+        assert compose.dvc_yaml(p) == committed, override
+        key, _, value = override.partition("=")
+        got = p
+        for part in key.split("."):
+            got = got[part]
+        assert str(got) == yaml.safe_load(value) or got == yaml.safe_load(value), override
+
+
+@pytest.mark.dag
+def test_the_readme_paper_commands_list_their_stages(tmp_path):
+    """The "Paper scale" block's commands, run as written in a fresh clone with `--dry --force` added to each DVC
+    run (no GPU, no internet here): each lists the stages of its target under the paper profile."""
+    block = re.search(r"```bash\n(.*?)```", paper_sections(), re.S).group(1)
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands[0] == "dvc exp run -S profile=paper evaluate_davis17@s012", commands
+    repo = clone(ROOT, tmp_path / "repo")
+    paper = compose(tmp_path, "profile=paper")
+    for command in commands:
+        words = shlex.split(command)
+        if words[:2] == ["python", "pipelines/compose.py"]:
+            run(repo, sys.executable, *words[1:])
+            assert yaml.safe_load((repo / "params.yaml").read_text()) == paper
+            continue
+        assert words[0] == "dvc", command
+        extra = [] if "--dry" in words else ["--dry", "--force"]
+        out = dvc(repo, *words[1:], *extra, timeout=900)
+        target = next((w for w in words if "@" in w), None)
+        if target is None:  # the whole DAG
+            assert ran(out) == expected_stages(paper), command
+            continue
+        assert target in ran(out), command
+        if target == "evaluate_davis17@s012":
+            assert {"download_static", "shard_bl30k_part@0", "train_s0", "train_s01", "train_s012"} <= ran(out)
+            assert "> torchrun --standalone --nproc-per-node=2 pipelines/train.py s012" in out
+        if target == "evaluate_davis17@stcn":  # the official weights: downloaded, nothing trained
+            assert ran(out) == {"download_pretrained", "download_davis17", "evaluate_davis17@stcn"}, ran(out)
 
 
 # --- end to end (sample profile) -----------------------------------------------------------------
