@@ -94,6 +94,8 @@ def bl30k_parts(name: str, ds, p: dict, knobs: dict, out: str, part: str | None,
         source = source_of(ds, p)
         names, fetch = segment_fetcher(ds, source.get("source"), source.get("url"), log)
         work = ds.folder.with_name(ds.folder.name + ".stream")
+        if out == f"{LOCAL}/{name}" and not Path(out, part_dir((0, 1))).is_dir():
+            shutil.rmtree(work, ignore_errors=True)  # DVC removed the part's shards: their resume state goes too
         result = shard_bl30k_streamed(names, fetch, f"{out}/{part_dir((0, 1))}", work, log=log, **knobs)
         shutil.rmtree(work, ignore_errors=True)  # finished: the resume state is no longer needed
         return result
