@@ -289,6 +289,45 @@ def test_bl30k_in_one_part_and_in_three_with_the_committed_dvc_yaml(tmp_path):
     assert run(repo, "git", "diff", "--stat", "dvc.yaml") == ""  # both from the committed dvc.yaml
 
 
+def readme_slurm_flow() -> tuple[str, str, str]:
+    """From the README: the index command (N machines: once), the Slurm array task's script, the merge command."""
+    text = paper_sections()
+    index = re.search(r"^(dvc repro shard_bl30k_index && dvc push)\s+# N machines", text, re.M).group(1)
+    script = re.search(r"```bash\n#!/bin/bash\n(.*?)```", text, re.S).group(1)
+    merge = re.search(r"--wrap '([^']+)'", text).group(1)
+    return index, script, merge
+
+
+@pytest.mark.dag
+def test_the_readme_slurm_array_shards_bl30k_parts_at_once_and_merges(tmp_path):
+    """The README's many-machine BL30K flow as a Slurm array on a shared workspace: the index stage and a push, the
+    array's task script run for both parts at the same time (SLURM_* set as Slurm does), then the merge job; the
+    DVC remote is a local S3 server (rclone). Commands are the README's text."""
+    index, script, merge = readme_slurm_flow()
+    assert "pipelines/shard.py bl30k --part" in script and merge.startswith("dvc commit")
+    parts = int(re.search(r"--array=0-(\d+)", script).group(1)) + 1
+    script = script.replace(f"/{parts}", "/2")  # the README's N = 4 machines; the sample's 2 parts here
+    repo = clone(ROOT, tmp_path / "repo")
+    (tmp_path / "s3" / "stcn").mkdir(parents=True)
+    with rclone_s3(tmp_path / "s3", dir_cache_time=None) as server:
+        _use_remote(repo, server)
+        shell = ["bash", "-euo", "pipefail", "-c"]
+        first = run(repo, *shell, index, timeout=900)
+        assert ran(first) == {"shard_bl30k_index"}
+        tasks = [subprocess.Popen([*shell, script], cwd=repo, env=env(repo, {"SLURM_SUBMIT_DIR": str(repo),
+                                  "SLURM_ARRAY_TASK_ID": str(i)}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for i in range(2)]  # fmt: skip
+        outputs = [task.communicate(timeout=900)[0] for task in tasks]
+        for i, (task, out) in enumerate(zip(tasks, outputs, strict=True)):
+            assert task.returncode == 0, out[-4000:]
+            assert f"shard_bl30k: parts/{i}-of-2 done" in out, out[-2000:]
+        last = run(repo, *shell, merge, timeout=900)
+        assert ran(last) == {"shard_bl30k"}, last[-2000:]  # the parts were committed, not run again
+    index_json = json.loads((repo / "shards" / "bl30k" / "index.json").read_text())
+    assert index_json["splits"]["train"]["parts"] == 2 and index_json["totals"]["samples"] > 0
+    assert UP_TO_DATE in dvc(repo, "status", "shard_bl30k")
+
+
 @pytest.mark.dag
 def test_exp_run_reruns_only_what_is_downstream_of_the_param(sample):
     repo, _ = sample
