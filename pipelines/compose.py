@@ -53,6 +53,8 @@ def compose_params(overrides: list[str], conf: Path = CONF) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    if not RESOLVERS.is_file():
+        raise UserError(f"conf/'s resolvers are missing: {RESOLVERS} (part of the project, beside conf/)")
     spec = importlib.util.spec_from_file_location("stcn_conf", RESOLVERS)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))  # registers ${stcn.parts:N}
 
@@ -267,15 +269,16 @@ def dvc_yaml(p: dict[str, Any]) -> str:
 
 
 def check_same_shape(text: str, base: str, overrides: list[str]) -> None:
-    """A UserError naming the stages that `overrides` change in dvc.yaml (`base`: without them)."""
+    """A UserError naming the stages that `overrides` (a profile) change in dvc.yaml (`base`: without them).
+    Other overrides may change it (`train_s03.data=[mine]` edits the registry: compose writes its dvc.yaml)."""
     if text == base:
         return
     mine, theirs = (yaml.safe_load(t) for t in (text, base))
     a, b = mine["stages"], theirs["stages"]
     changed = sorted(k for k in {*a, *b} if a.get(k) != b.get(k))
     raise UserError(
-        f"{' '.join(overrides)} would change dvc.yaml ({', '.join(changed) or 'metrics/plots'}): profiles and "
-        "overrides set values only; declare datasets, runs and stages in conf/config.yaml"
+        f"{' '.join(overrides)} would change dvc.yaml ({', '.join(changed) or 'metrics/plots'}): a profile sets "
+        "values only; declare datasets, runs and stages in conf/config.yaml"
     )
 
 
@@ -290,8 +293,10 @@ def compose(
     """Compose conf/config.yaml with OVERRIDES into params.yaml, and write dvc.yaml from its registry."""
     p = compose_params(list(overrides or []), conf)
     text = dvc_yaml(p)
-    if overrides:
-        check_same_shape(text, dvc_yaml(compose_params([], conf)), overrides)
+    profiles = [o for o in overrides or [] if o.startswith("profile=")]
+    if profiles:  # a profile sets values only: the same dvc.yaml as the default profile with the other overrides
+        others = [o for o in overrides if o not in profiles]
+        check_same_shape(text, dvc_yaml(compose_params(others, conf)), profiles)
     if check:
         if not DVC_YAML.is_file() or DVC_YAML.read_text() != text:
             print("dvc.yaml is not current: run `python pipelines/compose.py`", file=sys.stderr)

@@ -195,6 +195,7 @@ def test_a_new_dataset_declared_in_params_is_sharded_trained_on_evaluated_and_re
     project = tmp_path / "project"
     shutil.copytree(REPO / "conf", project / "conf")
     shutil.copytree(REPO / "pipelines", project / "pipelines")
+    shutil.copytree(REPO / "hydra_plugins", project / "hydra_plugins")  # conf/'s resolvers
     (project / "stcn").symlink_to(REPO / "stcn")
     mine = own_dataset(tmp_path / "mine")
     # the only edit: declare the dataset in conf/config.yaml, and train s03 on it
