@@ -28,14 +28,16 @@ PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "config.yaml"
 LAYOUTS = ("davis", "youtube", "static", "bl30k", "weights")
 YEARS = (2016, 2017)
 ENTRY_KEYS = ("layout", "year", "splits", "description", "files", "root", "download", "shard", "evaluate", "report")
-FILE_KEYS = ("name", "gdrive", "http", "checksum", "place", "marker")
+FILE_KEYS = ("name", "gdrive", "http", "urls", "checksum", "place", "marker")
 
 
 @dataclass(frozen=True)
 class File:
     """One downloadable file of a dataset.
 
-    `gdrive` / `http`: its Google Drive id and/or HTTP URL; `checksum`: "sha256:HEX" or "md5:HEX".
+    `gdrive` / `http`: its Google Drive id and/or HTTP URL; `urls`: more copies (http(s)://, s3://, file://), tried
+    after those, in order, when the file is downloaded from its own sources (no `--source`); `checksum`:
+    "sha256:HEX" or "md5:HEX", which every source's copy must match.
     `place`: folder (relative to the dataset folder) that receives the archive's dataset root; None keeps the
     file itself (BL30K segments, model weights) as `<folder>/<name>`.
     `marker`: an entry whose parent is the archive's dataset root (the archive may wrap it in folders).
@@ -44,6 +46,7 @@ class File:
     name: str
     gdrive: str | None = None
     http: str | None = None
+    urls: tuple[str, ...] = ()
     checksum: str | None = None
     place: str | None = "."
     marker: str | None = "JPEGImages"
@@ -197,4 +200,9 @@ def _file(where: str, entry: Any) -> File:
         check_relative(str(entry["place"]), f"{where}: file {entry['name']}: place")
     if entry.get("marker") is not None:
         check_name(str(entry["marker"]), f"{where}: file {entry['name']}: marker")
-    return File(**{k: None if entry[k] is None else str(entry[k]) for k in entry})
+    urls = entry.get("urls") or []
+    if not isinstance(urls, list) or not all(isinstance(u, str) and "://" in u for u in urls):
+        raise UserError(f"{where}: file {entry['name']}: urls must be a list of URLs (http(s)://, s3://, file://), "
+                        f"got {urls!r}")  # fmt: skip
+    rest = {k: None if entry[k] is None else str(entry[k]) for k in entry if k != "urls"}
+    return File(**rest, urls=tuple(urls))

@@ -42,7 +42,7 @@ def one_error(res: subprocess.CompletedProcess, *needles: str) -> str:
 
 def test_shell_injection_in_a_dataset_name_is_refused_by_compose(tmp_path: Path) -> None:
     """Item 1: a dataset name holding `;` never reaches dvc.yaml's `cmd:` (compose refuses it, one line)."""
-    for sub in ("conf", "pipelines"):
+    for sub in ("conf", "pipelines", "hydra_plugins"):
         shutil.copytree(REPO / sub, tmp_path / sub)
     config = tmp_path / "conf" / "config.yaml"
     text = config.read_text().replace("datasets:\n", "datasets:\n  'x;touch PWNED;y': {layout: davis, root: R, "

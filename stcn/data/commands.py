@@ -26,7 +26,11 @@ def download(
         help="a dataset of the registry: static, davis16, davis17, davis17_testdev, youtube18, youtube19, "
         "bl30k, pretrained, or one you declared",
     ),
-    source: str = typer.Option(None, help="gdrive | http | file | s3 | bundled (default: gdrive, else http)"),
+    source: str = typer.Option(
+        None,
+        help="gdrive | http | file | s3 | bundled (default: each file's registry sources in order: Drive id, "
+        "http, urls)",
+    ),
     to: Path = typer.Option(None, help="target folder (default: data/<dataset>)"),
     url: str = typer.Option(None, help="override: a file URL/path, or a mirror folder/prefix holding the files"),
     sha256: str = typer.Option(None, help="expected sha256 (or md5:HEX) of a single-file dataset"),
@@ -195,7 +199,9 @@ def shard_bl30k_cmd(
 
 @shard_app.command("bl30k-stream")
 def shard_bl30k_stream_cmd(
-    source: str = typer.Option(None, help="gdrive | http | file | s3 | bundled (default: gdrive)"),
+    source: str = typer.Option(
+        None, help="gdrive | http | file | s3 | bundled (default: each segment's registry sources in order)"
+    ),
     url: str = typer.Option(None, help="a mirror folder/prefix holding BL30K_a.tar ... (http, file, s3)"),
     work: Path = typer.Option(Path("data/bl30k"), help="scratch folder: one segment (+ a spill) at a time"),
     split: str = typer.Option("train", help="name used for the shard files"),
