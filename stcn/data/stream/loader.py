@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import math
 import multiprocessing as mp
 import os
 import random
@@ -44,7 +45,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from stcn.data.shards.store import shard_urls
+from stcn.data.shards.store import Store, shard_urls
 from stcn.data.storage import (  # noqa: F401  (re-exported: the stream's transport)
     S3_READ_VAR,
     _reason,
@@ -145,6 +146,7 @@ class SharedState:
     def __init__(self, max_skip: int) -> None:
         self._max_skip = mp.Value("i", int(max_skip), lock=False)
         self._epoch = mp.Value("i", -1, lock=False)
+        self._batches = mp.Value("i", 0, lock=False)  # batches per rank of the current epoch (planned streams)
 
     @property
     def max_skip(self) -> int:
@@ -163,6 +165,14 @@ class SharedState:
     @epoch.setter
     def epoch(self, value: int) -> None:
         self._epoch.value = int(value)
+
+    @property
+    def batches(self) -> int:
+        return self._batches.value
+
+    @batches.setter
+    def batches(self, value: int) -> None:
+        self._batches.value = int(value)
 
 
 def worker_rng(seed: int, rank: int, epoch: int, salt: int) -> np.random.Generator:
@@ -220,6 +230,102 @@ class ShardList(IterableDataset):
         yield from ({"url": u, "part": 0, "parts": 1} for u in mine)
 
 
+def shard_samples(urls: list[str]) -> dict[str, int]:
+    """Samples per shard URL, from the index.json that `stcn shard` writes beside the shards."""
+    found: dict[str, int] = {}
+    for folder in dict.fromkeys(str(u).rsplit("/", 1)[0] for u in urls):
+        store = Store(folder)
+        for split in ((store.read_index() or {}).get("splits") or {}).values():
+            found |= {store.url_of(s["name"]): int(s["samples"]) for s in split.get("shards", [])}
+    for u in urls:
+        if str(u) not in found:
+            raise UserError(f"no index.json entry for shard {u} (video training reads the index `stcn shard` writes)")
+    return {str(u): found[str(u)] for u in urls}
+
+
+def epoch_plan(
+    share: list[tuple[str, float, int, int]],
+    samples: dict[str, int],
+    batches: int,
+    batch_size: int,
+    workers: int,
+    draws: int,
+    key: tuple[int, int, int],
+) -> list[list[dict[str, Any]]]:
+    """The reads of one epoch of one rank, per DataLoader worker: [{url, part, parts, draws}], where
+    `draws[i]` is the number of training samples drawn from the i-th video of the rank's part (0: skip).
+
+    Every video of the epoch gets floor or ceil of `batches * batch_size * weight / (sum of weights of its
+    videos)` draws (the +1s at random), split into reads of `draws` or more (a shard is read once per
+    `draws` draws of its videos). When that gives a video fewer than `draws` draws, a pass over the share
+    spans several epochs: each epoch covers its own contiguous part of a shuffled shard order. Reads are
+    shuffled, then cut into the workers' parts of exactly their batches' samples (worker w: batches
+    w, w + workers, ...); a cut may split one read between two workers. `key` = (seed, rank, epoch)."""
+    seed, rank, epoch = key
+    entries = [(u, w, p, n, len(range(p, samples[u], n))) for u, w, p, n in share]
+    entries = [e for e in entries if e[4]]
+    if not entries:
+        raise UserError(f"no training samples for this rank in its {len(share)} shard(s): use fewer ranks")
+    total, mass = batches * batch_size, sum(w * c for _, w, _, _, c in entries)
+    low = min(w for _, w, _, _, _ in entries)
+    passes = min(len(entries), max(1, math.ceil(draws * mass / (low * max(1, total)))))
+    turn, slot = divmod(epoch, passes)
+    group, done = [], 0.0
+    for i in np.random.default_rng([seed, rank, turn, 5]).permutation(len(entries)):
+        w, c = entries[i][1], entries[i][4]
+        if min(passes - 1, int((done + w * c / 2) * passes / mass)) == slot:
+            group.append(entries[i])
+        done += w * c
+    group = group or [entries[slot % len(entries)]]
+    rng = np.random.default_rng([seed, rank, epoch, 6])
+    mass = sum(w * c for _, w, _, _, c in group)
+    counts = [np.full(c, int(total * w / mass + 1e-9)) for _, w, _, _, c in group]
+    flat = np.concatenate(counts)  # a view per entry would not survive concatenate: add extras through offsets
+    extra = total - int(flat.sum())
+    flat += extra // len(flat)
+    flat[rng.choice(len(flat), extra % len(flat), replace=False)] += 1
+    reads, start = [], 0
+    for url, _, part, parts, c in group:
+        mine = flat[start : start + c]
+        start += c
+        k = max(1, int(mine.max()) // max(1, draws))
+        reads += [(url, part, parts, mine // k + (t < mine % k)) for t in range(k)]
+    sizes = [(batches // workers + (w < batches % workers)) * batch_size for w in range(workers)]
+    plans: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
+    worker, room = 0, sizes[0]
+    for r in rng.permutation(len(reads)):
+        url, part, parts, want = reads[r]
+        mine = np.zeros_like(want)
+        for j, n in enumerate(want.tolist()):
+            while n:
+                while not room:
+                    if mine.any():
+                        plans[worker].append({"url": url, "part": part, "parts": parts, "draws": mine.tolist()})
+                    worker, room, mine = worker + 1, sizes[worker + 1], np.zeros_like(want)
+                take = min(n, room)
+                mine[j], n, room = mine[j] + take, n - take, room - take
+        if mine.any():
+            plans[worker].append({"url": url, "part": part, "parts": parts, "draws": mine.tolist()})
+    return plans
+
+
+class PlannedShards(IterableDataset):
+    """Yields this rank's and worker's reads of the current epoch (`epoch_plan`), for video streams."""
+
+    def __init__(
+        self, share: list, samples: dict[str, int], batch_size: int, draws: int, seed: int, rank: int, state: Any
+    ) -> None:
+        super().__init__()
+        self.share, self.samples, self.batch_size, self.draws = share, samples, batch_size, draws
+        self.seed, self.rank, self.state = seed, rank, state
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers = worker_and_count()
+        key = (self.seed, self.rank, self.state.epoch)
+        plans = epoch_plan(self.share, self.samples, self.state.batches, self.batch_size, workers, self.draws, key)
+        yield from plans[worker]
+
+
 def opened_ahead(src: Iterator[dict[str, Any]], env: dict[str, str]) -> Iterator[tuple[dict[str, Any], BinaryIO]]:
     """(item, its opened shard), opening the next shard before the current one is handed out, so an
     S3 shard downloads (`s3_stream` reads ahead) while the samples of the one before are decoded."""
@@ -253,6 +359,9 @@ class ReadShards:
         empty: set[str] = set()  # shards that hold no sample of this rank's part
         for item, stream in opened_ahead(src, self.env):
             samples = read_shard(item["url"], stream)
+            if "draws" in item:  # a planned read: the videos it draws from, stopping after the last one
+                yield from planned(samples, item)
+                continue
             got = False
             for sample in itertools.islice(samples, item["part"], None, item["parts"]):
                 got = True
@@ -265,6 +374,23 @@ class ReadShards:
                         f"no training samples for this rank in its {len(empty)} shard(s) (e.g. {sorted(empty)[0]}): "
                         "fewer samples than ranks; use fewer ranks or re-shard smaller"
                     )
+
+
+def planned(samples: Iterator[dict[str, Any]], item: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The samples of a planned read (`epoch_plan`) with their draw counts as `__draws__`."""
+    draws = item["draws"]
+    last = max(i for i, n in enumerate(draws) if n)
+    try:
+        for i, sample in enumerate(itertools.islice(samples, item["part"], None, item["parts"])):
+            if draws[i]:
+                sample["__draws__"] = draws[i]
+                sample["__fetched__"] = fetched_bytes()
+                yield sample
+            if i == last:
+                return
+        raise UserError(f"shard {item['url']} holds fewer samples than its index.json says")
+    finally:
+        samples.close()  # type: ignore[attr-defined]  (stops an S3 read after the last video needed)
 
 
 class Shuffle:
@@ -316,6 +442,40 @@ class VideoPool:
             pool[i] = pool[-1]
             pool.pop()
         return raw
+
+
+class Interleave:
+    """A planned read's videos drawn in batches that never hold one video twice: a per-worker pool of up to
+    `size` videos (more only while fewer than a batch remain), each with its planned draw count (`__draws__`).
+
+    Each batch takes the `batch_size` videos with the most draws left (ties: a fixed random order per video,
+    so equal videos take turns), leaving out the previous batch's videos while enough others are held; a
+    video leaves after its last draw and the next one read takes its place. A batch repeats a video only
+    when the pool holds fewer videos than a batch (a source with fewer videos, or a worker's last draws)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int, state: SharedState) -> None:
+        self.size, self.batch_size = max(1, size, batch_size), batch_size
+        self.seed, self.rank, self.state = seed, rank, state
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        rng = worker_rng(self.seed, self.rank, self.state.epoch, 4)
+        pool: list[list] = []  # [raw video, draws left, tie-break (also its identity)]
+        src, previous, batch = iter(src), set(), []
+        while True:
+            pool = [v for v in pool if v[1] > 0]
+            while len(pool) < self.size and (raw := next(src, None)) is not None:
+                pool.append([raw, raw.pop("__draws__"), rng.random()])
+            if not pool:
+                break
+            taken = {v[2] for v in batch}
+            ok = [v for v in pool if v[2] not in taken and v[2] not in previous]
+            v = min(ok or [v for v in pool if v[2] not in taken] or pool, key=lambda v: (-v[1], v[2]))
+            v[1] -= 1
+            batch.append(v)
+            if len(batch) == self.batch_size:
+                yield from (batch[i][0] for i in rng.permutation(len(batch)))
+                previous, batch = taken | {v[2]}, []
+        yield from (batch[i][0] for i in rng.permutation(len(batch)))
 
 
 def static_subset(raw: dict[str, Any]) -> str:
@@ -451,21 +611,33 @@ def make_dataset(
         raise UserError(f"draws per video must be at least 1, got {draws}")
     if kind == "static" and draws > 1:
         raise UserError("several draws per sample apply to videos, not to static images")
-    mix = VideoPool(buffer, draws, seed, rank, state) if kind != "static" else Shuffle(buffer, seed, rank, state)
+    if mode == "resampled" and (not samples_per_rank or samples_per_rank < 1):
+        raise UserError("resampled mode needs samples_per_rank (samples each rank yields per epoch)")
+    per_worker = -(-(samples_per_rank or 1) // (batch_size * max(1, num_workers)))
+    shards: IterableDataset = ShardList(groups, mode, seed, rank, world, state)
+    mix: Any = Shuffle(buffer, seed, rank, state)
+    planned = mode == "resampled" and kind != "static"
+    if planned:  # videos: an epoch plan of (shard, video, draws); see `epoch_plan`
+        share = rank_share(groups, rank, world)
+        samples = shard_samples([u for u, _, _, _ in share])
+        epoch_plan(share, samples, 1, batch_size, 1, draws, (seed, rank, 0))  # fails now if the rank has no videos
+        state.batches = per_worker * max(1, num_workers)
+        shards = PlannedShards(share, samples, batch_size, draws, seed, rank, state)
+        mix = Interleave(buffer, batch_size, seed, rank, state)
+    elif kind != "static":
+        mix = VideoPool(buffer, draws, seed, rank, state)
     pipeline = wds.DataPipeline(
-        ShardList(groups, mode, seed, rank, world, state),
+        shards,
         ReadShards(s3_env()),
         *([RepeatBySubset(repeats)] if repeats else []),
         mix,
         ToTrainingSample(kind, crop, seed, rank, state),
         wds.batched(batch_size, collation_fn=collate, partial=mode == "once"),
     )
-    if mode == "resampled":
-        if not samples_per_rank or samples_per_rank < 1:
-            raise UserError("resampled mode needs samples_per_rank (samples each rank yields per epoch)")
-        per_worker = -(-samples_per_rank // (batch_size * max(1, num_workers)))
+    if mode == "resampled" and not planned:
         pipeline = pipeline.with_epoch(nbatches=per_worker)
     pipeline.state = state
+    pipeline.nbatches = per_worker * max(1, num_workers) if mode == "resampled" else None
     return pipeline
 
 
@@ -475,7 +647,7 @@ class StreamLoader:
     def __init__(self, dataset: wds.DataPipeline, loader: DataLoader, batches: int | None) -> None:
         self.dataset, self.loader, self.batches = dataset, loader, batches
         self.state: SharedState = dataset.state
-        self._next_epoch = 0
+        self._next_epoch, self._next_batches = 0, batches
 
     @property
     def max_skip(self) -> int:
@@ -486,9 +658,11 @@ class StreamLoader:
         batches, at most `num_workers * prefetch_factor`, were drawn with the old value)."""
         self.state.max_skip = value
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next `iter()` run epoch `epoch` (default: one more than the last)."""
-        self._next_epoch = epoch
+    def set_epoch(self, epoch: int, batches: int | None = None) -> None:
+        """Make the next `iter()` run epoch `epoch` (default: one more than the last); for a planned
+        (video, resampled) stream `batches` sets that epoch's length (default: `len(self)`), so the
+        epoch's coverage holds over the batches actually used."""
+        self._next_epoch, self._next_batches = epoch, batches or self.batches
 
     def __len__(self) -> int:
         if self.batches is None:
@@ -496,8 +670,8 @@ class StreamLoader:
         return self.batches
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        self.state.epoch = self._next_epoch
-        self._next_epoch += 1
+        self.state.epoch, self.state.batches = self._next_epoch, self._next_batches or 0
+        self._next_epoch, self._next_batches = self._next_epoch + 1, self.batches
         try:
             yield from self.loader
         except UserError as e:  # re-raised from a worker with its traceback: keep one line
@@ -563,5 +737,4 @@ def make_loader(
     loader = DataLoader(
         dataset, batch_size=None, num_workers=num_workers, worker_init_fn=init_worker, pin_memory=pin_memory, **extra
     )
-    batches = dataset.nsamples * max(1, num_workers) if mode == "resampled" else None
-    return StreamLoader(dataset, loader, batches)
+    return StreamLoader(dataset, loader, dataset.nbatches)
