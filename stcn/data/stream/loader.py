@@ -256,11 +256,12 @@ def epoch_plan(
     `draws[i]` is the number of training samples drawn from the i-th video of the rank's part (0: skip).
 
     Every video of the epoch gets floor or ceil of `batches * batch_size * weight / (sum of weights of its
-    videos)` draws (the +1s at random), split into reads of `draws` or more (a shard is read once per
-    `draws` draws of its videos). When that gives a video fewer than `draws` draws, a pass over the share
-    spans several epochs: each epoch covers its own contiguous part of a shuffled shard order. Reads are
-    shuffled, then cut into the workers' parts of exactly their batches' samples (worker w: batches
-    w, w + workers, ...); a cut may split one read between two workers. `key` = (seed, rank, epoch)."""
+    videos)` draws, split into reads of `draws` or more (a shard is read once per `draws` draws of its
+    videos). When that gives a video fewer than `draws` draws, a pass over the share spans several epochs
+    (as many as keep a batch per worker, plus a shard, of videos in each): each epoch covers its own
+    contiguous part of a shuffled shard order. The epoch's shards are shuffled and their videos cut into
+    the workers' contiguous parts of whole batches (`video_cuts` places the +1s so that no video is
+    split; `worker_reads` orders each part). `key` = (seed, rank, epoch)."""
     seed, rank, epoch = key
     entries = [(u, w, p, n, len(range(p, samples[u], n))) for u, w, p, n in share]
     entries = [e for e in entries if e[4]]
@@ -268,7 +269,10 @@ def epoch_plan(
         raise UserError(f"no training samples for this rank in its {len(share)} shard(s): use fewer ranks")
     total, mass = batches * batch_size, sum(w * c for _, w, _, _, c in entries)
     low = min(w for _, w, _, _, _ in entries)
-    passes = min(len(entries), max(1, math.ceil(draws * mass / (low * max(1, total)))))
+    videos, largest = sum(c for *_, c in entries), max(c for *_, c in entries)
+    enough = videos // (batch_size * workers + largest) or 1  # epochs keep enough videos for distinct batches
+    passes = min(len(entries), enough, math.ceil(draws * mass / (low * max(1, total))))
+    passes = max(1, passes)
     turn, slot = divmod(epoch, passes)
     group, done = [], 0.0
     for i in np.random.default_rng([seed, rank, turn, 5]).permutation(len(entries)):
@@ -278,35 +282,74 @@ def epoch_plan(
         done += w * c
     group = group or [entries[slot % len(entries)]]
     rng = np.random.default_rng([seed, rank, epoch, 6])
+    group = [group[i] for i in rng.permutation(len(group))]
     mass = sum(w * c for _, w, _, _, c in group)
-    counts = [np.full(c, int(total * w / mass + 1e-9)) for _, w, _, _, c in group]
-    flat = np.concatenate(counts)  # a view per entry would not survive concatenate: add extras through offsets
-    extra = total - int(flat.sum())
-    flat += extra // len(flat)
-    flat[rng.choice(len(flat), extra % len(flat), replace=False)] += 1
-    reads, start = [], 0
-    for url, _, part, parts, c in group:
-        mine = flat[start : start + c]
-        start += c
-        k = max(1, int(mine.max()) // max(1, draws))
-        reads += [(url, part, parts, mine // k + (t < mine % k)) for t in range(k)]
+    flat = np.concatenate([np.full(c, int(total * w / mass + 1e-9)) for _, w, _, _, c in group])
+    flat += (total - int(flat.sum())) // len(flat)
     sizes = [(batches // workers + (w < batches % workers)) * batch_size for w in range(workers)]
-    plans: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
-    worker, room = 0, sizes[0]
-    for r in rng.permutation(len(reads)):
-        url, part, parts, want = reads[r]
+    cut = video_cuts(flat, total - int(flat.sum()), workers, batch_size, rng)  # adds the +1s
+    owner, sizes = cut if cut else (None, sizes)
+    if owner is None:  # no cut at video boundaries: +1s at random, then a video's draws may be split
+        flat[rng.choice(len(flat), total - int(flat.sum()), replace=False)] += 1
+    chunks: list[list[tuple]] = [[] for _ in range(workers)]  # per worker: (url, part, parts, draws per video)
+    worker, room, start = 0, sizes[0], 0
+    for url, _, part, parts, c in group:
+        want, first = flat[start : start + c], start
+        start += c
         mine = np.zeros_like(want)
         for j, n in enumerate(want.tolist()):
             while n:
-                while not room:
-                    if mine.any():
-                        plans[worker].append({"url": url, "part": part, "parts": parts, "draws": mine.tolist()})
+                while not room if owner is None else owner[first + j] != worker:
+                    chunks[worker] += [(url, part, parts, mine)] if mine.any() else []
                     worker, room, mine = worker + 1, sizes[worker + 1], np.zeros_like(want)
                 take = min(n, room)
                 mine[j], n, room = mine[j] + take, n - take, room - take
-        if mine.any():
-            plans[worker].append({"url": url, "part": part, "parts": parts, "draws": mine.tolist()})
-    return plans
+        chunks[worker] += [(url, part, parts, mine)] if mine.any() else []
+    return [worker_reads(chunk, draws, rng) for chunk in chunks]
+
+
+def video_cuts(
+    flat: np.ndarray, extra: int, workers: int, batch_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[int]] | None:
+    """Cut the videos (draws `flat`, in plan order) into `workers` contiguous runs of whole batches, each
+    about an equal share, by adding `extra` single draws (+1 to as many videos): (the worker of each video,
+    each run's draws), or None where no cut at video boundaries fits."""
+    owner, cum, start, total = np.zeros(len(flat), dtype=np.int64), np.concatenate([[0], np.cumsum(flat)]), 0, 0
+    sizes, goal = [], int(cum[-1]) + extra
+    for w in range(workers):
+        ends = np.arange(start, len(flat) + 1) if w < workers - 1 else np.array([len(flat)])
+        base = cum[ends] - cum[start]
+        low = np.maximum(base, base + extra - (len(flat) - ends))  # the +1s left must fit in the later videos
+        high = base + np.minimum(ends - start, extra)
+        low, high = -(-low // batch_size) * batch_size, high // batch_size * batch_size
+        target = round(goal * (w + 1) / workers) - total
+        size = np.clip(round(target / batch_size) * batch_size, low, high)
+        fits = low <= high
+        if not fits.any():
+            return None
+        best = int(np.argmin(np.where(fits, np.abs(size - target), np.inf)))
+        end, size = int(ends[best]), int(size[best])
+        plus = size - int(base[best])
+        flat[start + rng.choice(end - start, plus, replace=False)] += 1
+        owner[start:end], extra, start, total = w, extra - plus, end, total + size
+        sizes.append(size)
+    return owner, sizes
+
+
+def worker_reads(chunk: list[tuple], draws: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """One worker's reads, shuffled: each shard part split into reads of `draws` or more draws per video;
+    a read of the first part goes first and one of the last part last (a shard cut between two workers
+    is read by one at its end and by the other at its start)."""
+    reads = []
+    for url, part, parts, want in chunk:
+        k = max(1, int(want.max()) // max(1, draws))
+        split = [want // k + (t < want % k) for t in range(k)]
+        reads.append([{"url": url, "part": part, "parts": parts, "draws": d.tolist()} for d in split if d.any()])
+    if not reads:
+        return []
+    first, last = reads[0][:1], reads[-1][-1:] if len(reads) > 1 else []
+    rest = reads[0][1:] + [r for rs in reads[1:-1] for r in rs] + (reads[-1][:-1] if len(reads) > 1 else [])
+    return first + [rest[i] for i in rng.permutation(len(rest))] + last
 
 
 class PlannedShards(IterableDataset):
@@ -322,8 +365,14 @@ class PlannedShards(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = worker_and_count()
         key = (self.seed, self.rank, self.state.epoch)
-        plans = epoch_plan(self.share, self.samples, self.state.batches, self.batch_size, workers, self.draws, key)
-        yield from plans[worker]
+        reads = epoch_plan(self.share, self.samples, self.state.batches, self.batch_size, workers, self.draws, key)[
+            worker
+        ]
+        later, seen = [0] * len(reads), set()  # distinct videos in the reads after each read
+        for i in range(len(reads) - 1, -1, -1):
+            later[i] = len(seen)
+            seen |= {(reads[i]["url"], j) for j, n in enumerate(reads[i]["draws"]) if n}
+        yield from ({**r, "later": n} for r, n in zip(reads, later, strict=True))
 
 
 def opened_ahead(src: Iterator[dict[str, Any]], env: dict[str, str]) -> Iterator[tuple[dict[str, Any], BinaryIO]]:
@@ -384,6 +433,7 @@ def planned(samples: Iterator[dict[str, Any]], item: dict[str, Any]) -> Iterator
         for i, sample in enumerate(itertools.islice(samples, item["part"], None, item["parts"])):
             if draws[i]:
                 sample["__draws__"] = draws[i]
+                sample["__later__"] = item.get("later", 0) + sum(map(bool, draws[i + 1 :]))  # videos still to come
                 sample["__fetched__"] = fetched_bytes()
                 yield sample
             if i == last:
@@ -445,13 +495,15 @@ class VideoPool:
 
 
 class Interleave:
-    """A planned read's videos drawn in batches that never hold one video twice: a per-worker pool of up to
-    `size` videos (more only while fewer than a batch remain), each with its planned draw count (`__draws__`).
+    """Planned reads' videos drawn in batches that never hold one video twice: a per-worker pool of `size`
+    videos (at least a batch), each with its planned draw count (`__draws__`; two reads of one video merge).
 
-    Each batch takes the `batch_size` videos with the most draws left (ties: a fixed random order per video,
-    so equal videos take turns), leaving out the previous batch's videos while enough others are held; a
-    video leaves after its last draw and the next one read takes its place. A batch repeats a video only
-    when the pool holds fewer videos than a batch (a source with fewer videos, or a worker's last draws)."""
+    Each batch takes the `batch_size` videos with the most draws left (ties at random), leaving out the
+    previous batch's videos while enough others are held; a video leaves after its last draw and the next
+    one read takes its place. Once at most `size // 2` videos of the worker's plan are left to read
+    (`__later__`), all are read (a pool of up to 1.5 `size`), so the last batches still mix many videos.
+    A batch repeats a video only when the pool holds fewer videos than a batch (a source with fewer).
+    """
 
     def __init__(self, size: int, batch_size: int, seed: int, rank: int, state: SharedState) -> None:
         self.size, self.batch_size = max(1, size, batch_size), batch_size
@@ -459,17 +511,23 @@ class Interleave:
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         rng = worker_rng(self.seed, self.rank, self.state.epoch, 4)
-        pool: list[list] = []  # [raw video, draws left, tie-break (also its identity)]
-        src, previous, batch = iter(src), set(), []
+        pool: list[list] = []  # [raw video, draws left, (url, key)]
+        src, previous, batch, later = iter(src), set(), [], self.size
         while True:
             pool = [v for v in pool if v[1] > 0]
-            while len(pool) < self.size and (raw := next(src, None)) is not None:
-                pool.append([raw, raw.pop("__draws__"), rng.random()])
+            while (len(pool) < self.size or later <= self.size // 2) and (raw := next(src, None)) is not None:
+                later, name = raw.pop("__later__", self.size), (raw.get("__url__"), raw["__key__"])
+                same = [v for v in pool if v[2] == name]
+                if same:  # another read of a video already held: one video, more draws
+                    same[0][1] += raw.pop("__draws__")
+                else:
+                    pool.append([raw, raw.pop("__draws__"), name])
             if not pool:
                 break
             taken = {v[2] for v in batch}
             ok = [v for v in pool if v[2] not in taken and v[2] not in previous]
-            v = min(ok or [v for v in pool if v[2] not in taken] or pool, key=lambda v: (-v[1], v[2]))
+            ok = ok or [v for v in pool if v[2] not in taken] or pool
+            v = ok[int(np.lexsort((rng.random(len(ok)), [-v[1] for v in ok]))[0])]  # most left, random ties
             v[1] -= 1
             batch.append(v)
             if len(batch) == self.batch_size:
