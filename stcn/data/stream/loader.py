@@ -431,6 +431,8 @@ def planned(samples: Iterator[dict[str, Any]], item: dict[str, Any]) -> Iterator
     last = max(i for i, n in enumerate(draws) if n)
     try:
         for i, sample in enumerate(itertools.islice(samples, item["part"], None, item["parts"])):
+            if i == last:  # closed before the sample is drawn, so `info["fetched"]` counts all this read fetched
+                samples.close()  # type: ignore[attr-defined]
             if draws[i]:
                 sample["__draws__"] = draws[i]
                 sample["__later__"] = item.get("later", 0) + sum(map(bool, draws[i + 1 :]))  # videos still to come
@@ -581,9 +583,9 @@ class ToTrainingSample:
                 skipped.add(raw, e)
                 continue
             skipped.good += 1
-            fetched = raw.get("__fetched__")
             sample["info"] |= {"rank": self.rank, "worker": worker, "url": raw.get("__url__"), "skipped": skipped.count}
-            sample["info"] |= {"fetched": fetched} if fetched is not None else {}
+            if "__fetched__" in raw:  # storage bytes this worker has read so far, up to this sample (benchmarks)
+                sample["info"]["fetched"] = fetched_bytes()
             yield sample
 
 
