@@ -6,15 +6,16 @@ image). Each row: a fresh `make_loader` (resampled mode), the first batch (worke
 excluded, then `--batches` batches timed.
 
     python benchmarks/stream.py [--batches 12] [--batch-size 4] [--workers 2] [--crop N (default: TrainConfig's)]
-        [--sections throughput,bytes,pool,original] [--samples 1024] [--original-samples 24]
+        [--sections throughput,bytes,coverage,original] [--samples 1024] [--original-samples 24]
 
 Sections (each writes its own part of reports/benchmarks.md):
   throughput  samples/s from local shards, S3 shards and the folder tree (above);
   bytes       bytes fetched from storage / bytes of the frames and masks a training sample uses, local
               and S3, for the bundled DAVIS videos (41 frames) and BL30K-length ones (160 frames), with
               the default draws per video read and with one (the former loader);
-  pool        what drawing several samples per video read changes in the sample stream (simulated on
-              video ids, no decoding): duplicate videos per batch and per-video counts;
+  coverage    one epoch of the real loader against the release's sampling (shuffled passes over the videos):
+              coverage, batch composition and bytes fetched / used (S3 at a byte-counting proxy, and local), for
+              70- and 160-frame videos, default (256 MiB) and one-video shards, the project's and a scaled paper epoch;
   original    samples/s per core of the original release's `dataset/vos_dataset.py` (VOSDataset) and
               `dataset/static_dataset.py` (StaticTransformDataset; its `thinplate` import gets a stand-in
               module, THINPLATE_STAND_IN), imported at run time from a snapshot of github.com/hkchengrex/STCN
@@ -54,7 +55,6 @@ from stcn.data.stream.loader import (  # noqa: E402
     SharedState,
     StreamLoader,
     ToTrainingSample,
-    VideoPool,
     collate,
     init_worker,
     make_loader,
@@ -227,38 +227,6 @@ def bytes_rows(shards: Path, s3_prefix: str, samples: int, workers: int) -> list
     return rows
 
 
-# --- what the pool changes in the sample stream ---------------------------------------------------------
-def pool_rows(videos: int = 60, samples: int = 200_000, batch: int = 4) -> list[dict[str, Any]]:
-    """Duplicate videos within a batch and the spread of per-video counts: the original (a shuffled pass
-    over the videos per epoch), the former loader (one sample per video read, 8-video shuffle buffer) and
-    the pool (draws per video read, pool of videos), over a stream that reads videos in random order."""
-    rng = np.random.default_rng(0)
-
-    def reads():
-        while True:
-            yield from ({"__key__": int(v)} for v in rng.permutation(videos))
-
-    def stats(ids: list[int]) -> dict[str, Any]:
-        ids = np.asarray(ids[: samples - samples % batch]).reshape(-1, batch)
-        dup = np.mean([len(set(b.tolist())) < batch for b in ids])
-        pairs = np.mean([batch - len(set(b.tolist())) for b in ids])
-        counts = np.bincount(ids.ravel(), minlength=videos)
-        lag = np.mean(ids.ravel()[1:] == ids.ravel()[:-1])
-        return {"batches with a repeated video": f"{100 * dup:.1f} %", "repeats per batch": round(float(pairs), 2),
-                "next sample same video": f"{100 * lag:.1f} %",
-                "per-video count max/min": round(float(counts.max() / max(1, counts.min())), 3)}  # fmt: skip
-
-    original = [int(v) for _ in range(samples // videos + 1) for v in rng.permutation(videos)][:samples]
-    rows = [{"stream": f"original (shuffled epochs over {videos} videos)", **stats(original)}]
-    for label, size, draws in (("former loader: 1 draw, 8-video buffer", 8, 1),
-                               ("this loader: 16 draws, 32-video pool (video)", 32, 16),
-                               ("this loader: 40 draws, 12-video pool (bl30k)", 12, 40)):  # fmt: skip
-        pool = VideoPool(size, draws, 0, 0, SharedState(5))
-        ids = [raw["__key__"] for raw, _ in zip(pool(reads()), range(samples), strict=False)]
-        rows.append({"stream": label, **stats(ids)})
-    return rows
-
-
 # --- coverage, batch composition and bytes: the release's sampling vs ours ----------------------------------
 PAPER_SAMPLES = 5000 * 4  # the paper's epoch per rank: 5000 iterations x batch 4
 
@@ -301,7 +269,7 @@ def our_epoch(where: str, kind: str, samples: int, workers: int) -> tuple[list[l
     return batches, sum(fetched.values()), used
 
 
-def coverage_rows(tmp: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+def coverage_rows(tmp: Path, args: argparse.Namespace, on_row=None) -> tuple[list[dict[str, Any]], str]:
     """Coverage / composition / bytes rows for 70- and 160-frame videos, default and one-video shards, the
     project's and the paper's epoch (scaled: see --paper-videos), ours (local and S3 through a byte-counting
     proxy) and the release's sampling."""
@@ -339,7 +307,7 @@ def coverage_rows(tmp: Path, args: argparse.Namespace) -> tuple[list[dict[str, A
                 batches, fetched, used = our_epoch(f"s3://cov/sets/{out.name}", kind, samples, args.workers)
                 at_proxy = proxy.received - before
                 local = ""
-                if args.local:
+                if args.local and shards.startswith("default"):  # one-video shards: S3 only (time)
                     _, local_fetched, local_used = our_epoch(str(out), kind, samples, args.workers)
                     local = f"{local_fetched / local_used:.2f}"
                 rows.append({**base, "loader": "ours (planned epochs)", **composition(batches, videos),
@@ -347,6 +315,8 @@ def coverage_rows(tmp: Path, args: argparse.Namespace) -> tuple[list[dict[str, A
                              "in-process / proxy": f"{fetched / at_proxy:.3f}",
                              "local fetched / used": local})  # fmt: skip
                 print(rows[-2], rows[-1], sep="\n", flush=True)
+                if on_row:
+                    on_row(rows)
     finally:
         proxy.stop()
         server.stop()
@@ -360,7 +330,8 @@ def coverage_rows(tmp: Path, args: argparse.Namespace) -> tuple[list[dict[str, A
         f"is scaled to {args.paper_samples} samples over these videos. 'S3 fetched / used (proxy)' = bytes the",
         "S3 server sent through a byte-counting TCP proxy (headers included) / shard bytes of the 3 JPEG frames and",
         "PNG masks each sample trains on; 'in-process / proxy' = the stream's own counter (`fetched_bytes`, per",
-        "worker) / the proxy's count; local = the in-process count reading the same shards from disk. The",
+        "worker) / the proxy's count; local = the in-process count reading the same default shards from disk",
+        "(the same reads as S3 without its 8 MiB range granularity; not run for one-video shards, for time). The",
         "release's rows reproduce its sampling (shuffled passes over the videos, consecutive batches) on the",
         "same video list; it reads exactly the frames it uses (1.00). Start-up and epoch-end waste of ours:",
         "each read stops after its last planned video (the rest of one 8 MiB S3 range GET and at most 64 MiB",
@@ -485,7 +456,7 @@ def original_rows(
 
     pairs = {
         "video (stages 1-3)": (("original VOSDataset (PIL + torchvision)", lambda: theirs(video_ds)),
-                               ("this loader (shards, VideoPool, OpenCV)", lambda: ours("video", "davis"))),
+                               ("this loader (shards, planned epochs, OpenCV)", lambda: ours("video", "davis"))),
         "static (stage 0)": (("original StaticTransformDataset (PIL + torchvision, TPS)", lambda: theirs(static_ds)),
                              ("this loader (shards, Shuffle, OpenCV)", lambda: ours("static", "static"))),
     }  # fmt: skip
@@ -607,21 +578,11 @@ def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
 
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     shared = f"Load average (1/5/15 min) at start: {load} on {os.cpu_count()} cores, shared with other jobs."
-    if "pool" in sections:
-        notes = " ".join([
-            "Simulated on video ids (no decoding): 200k samples, batches of 4 (the release's per-GPU batch in",
-            "stages 1-3; ranks read disjoint shards), 60 videos read in random order.",
-            "Per-video counts stay uniform (every video is drawn the same number of times per read); what",
-            "changes is that draws of one video come close together: batches more often hold two samples of",
-            "one video than in the original's shuffled epochs. Frame choice, max_skip, objects and",
-            "augmentation per sample are the unchanged recipe functions (tests/test_augment.py).",
-        ])  # fmt: skip
-        print(write_section("Sample stream with several draws per video read", pd.DataFrame(pool_rows()), notes))
     if "coverage" in sections:
-        with tempfile.TemporaryDirectory() as tmp_name:
-            rows, notes = coverage_rows(Path(tmp_name), args)
-        print(write_section("Training stream: coverage, batch composition and bytes", pd.DataFrame(rows),
-                            notes + " " + shared))  # fmt: skip
+        name = "Training stream: coverage, batch composition and bytes"
+        with tempfile.TemporaryDirectory() as tmp_name:  # the section is rewritten after each row (long runs)
+            rows, notes = coverage_rows(Path(tmp_name), args, lambda r: write_section(name, pd.DataFrame(r), shared))
+        print(write_section(name, pd.DataFrame(rows), notes + " " + shared))
     if not sections & {"bytes", "original"}:
         return
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -667,7 +628,7 @@ def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
                 "Same real frames (bundled DAVIS, 4 videos at 854x480; static: each of its 164 frames as an image),",
                 "crop 384, one process with one torch/OpenCV thread each, no DataLoader (per core). Video: max_skip 5,",
                 "DAVIS recipe; the original indexes a video and reads its 3 frames from JPEG/PNG files, ours streams",
-                "local shards through the VideoPool. Static: the original's StaticTransformDataset (method 1,",
+                "local shards (planned video epochs). Static: the original's StaticTransformDataset (method 1,",
                 "XXX.jpg + XXX.png, TPS with p = 0.33) against ours (the same recipe) from local shards.",
                 f"Best of {args.rounds} alternating rounds of {args.original_samples} samples. {ratio}.",
                 f"Cores per GPU = samples/s per GPU / samples/s per core, with {rate}.",

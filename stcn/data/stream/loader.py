@@ -8,10 +8,14 @@ AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
 
 Two modes (`make_loader(mode=...)`):
     "resampled"  for DDP training (use this in the trainer): each rank gets a disjoint part of
-                 every source, the same number of shards each (`rank_share`); every worker of a
-                 rank draws its part's shards with replacement (weights applied) and stops after exactly
-                 ceil(samples_per_rank / (batch_size * num_workers)) batches (`with_epoch`), so
-                 all ranks take the same number of steps and none waits at the end of an epoch.
+                 every source, the same number of shards each (`rank_share`), and yields the same number
+                 of batches per epoch (`len(loader)`, or `set_epoch(i, batches)`), so no rank waits.
+                 Videos: a seeded per-epoch plan (`epoch_plan`) draws every video of the rank's part
+                 floor or ceil of its weighted share, reading shards in a shuffled order without
+                 replacement, several draws per video read, batches of distinct videos (`Interleave`);
+                 it needs the index.json that `stcn shard` writes beside the shards. Static images:
+                 every worker draws shards with replacement (weights applied) through a shuffle buffer
+                 and stops after ceil(samples_per_rank / (batch_size * num_workers)) batches.
     "once"       every (weighted-repeated) sample exactly once per epoch: shards are shuffled
                  per epoch identically on all ranks, then split by rank (`split_by_node`) and by
                  worker (`split_by_worker`). Ranks may get unequal counts: for evaluation/tests.
@@ -62,7 +66,7 @@ from stcn.errors import UserError
 
 KINDS = ("static", "bl30k", "video")  # what a stream holds; the trainer maps stages to kinds (stcn.train.recipe)
 SHUFFLE_BUFFER = {"static": 256, "bl30k": 12, "video": 32}  # raw samples (videos) held per worker
-# training samples drawn from each video read ("resampled" mode; see VideoPool): with K draws a video of n
+# training samples drawn from each video read ("resampled" mode; see epoch_plan): with K draws a video of n
 # frames costs n/K frames of bytes per sample against the 3 frames a sample uses, so n/(3K) <= 2 for
 # DAVIS (about 70 frames, K=16: 1.5x) and BL30K (about 160 frames, K=40: 1.3x); static images: 1 (1x). The
 # frames a sample uses are smaller than the average member (benchmarks/stream.py measured 1.94x with K=32 on
