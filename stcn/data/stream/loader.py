@@ -341,12 +341,13 @@ def video_cuts(
 
 
 def worker_reads(chunk: list[tuple], draws: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """One worker's reads, shuffled: each shard part split into reads of `draws` or more draws per video;
+    """One worker's reads, shuffled: each shard part split into reads of `draws` or more draws per video
+    (one read where the part starts after the shard's first video: each read fetches that prefix too);
     a read of the first part goes first and one of the last part last (a shard cut between two workers
     is read by one at its end and by the other at its start)."""
     reads = []
     for url, part, parts, want in chunk:
-        k = max(1, int(want.max()) // max(1, draws))
+        k = max(1, int(want.max()) // max(1, draws)) if want[0] else 1  # a part after video 0 reads the prefix too
         split = [want // k + (t < want % k) for t in range(k)]
         reads.append([{"url": url, "part": part, "parts": parts, "draws": d.tolist()} for d in split if d.any()])
     if not reads:
