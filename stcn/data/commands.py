@@ -54,6 +54,20 @@ def download(
 
 
 shard_app = typer.Typer(no_args_is_help=True, help="Write WebDataset shards (local folder or s3://bucket/prefix).")
+
+
+@shard_app.callback()
+def _clear_stale_spools() -> None:
+    """Every `stcn shard ...` first removes the `stcn-shard-*` spools in TMPDIR whose writer process is gone
+    (a killed run whose DVC stage is then skipped as cached never runs its own clean-up)."""
+    import tempfile
+
+    from stcn.data.shards.parallel import clear_spools
+
+    for path in clear_spools(tempfile.gettempdir(), every=False):
+        _log(f"removed the spool of a killed shard run: {path}")
+
+
 OUT = typer.Option(..., "--out", help="output folder or s3://bucket/prefix")
 SIZE = typer.Option(DEFAULT_SHARD_SIZE_MB, "--shard-size-mb", help="target shard size in MiB")
 CHECK = typer.Option("header", "--check", help="header: read image headers only (fast); full: decode every image")
