@@ -295,7 +295,7 @@ def test_bad_requests_are_one_line_4xx_errors(app_server):
 
 def test_objects_per_session_are_bounded(nets, tmp_path):
     """A mask import of ids 1..255 made 255 channels (GBs, minutes); now a session holds at most MAX_OBJECTS."""
-    session = make_session(nets, tmp_path)
+    session = make_session(nets, tmp_path, frames=2)  # a short video: the accepted round propagates 20 objects
     w, h = session.video.size
     many = np.arange(w * h).reshape(h, w) % 256
     with pytest.raises(UserError, match=f"255 new objects .* at most {MAX_OBJECTS} objects"):
