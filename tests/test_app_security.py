@@ -12,8 +12,11 @@ import base64
 import http.client
 import http.server
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -22,6 +25,7 @@ from io import BytesIO
 import numpy as np
 import pytest
 import test_app
+from conftest import REPO
 from PIL import Image
 from test_app import Served, launch, make_session
 
@@ -326,9 +330,7 @@ def test_imported_mask_of_another_size_is_refused(nets, tmp_path):
 
 
 def test_help_states_the_bounds():
-    from typer.testing import CliRunner
-
-    from stcn.cli import app
-
-    text = " ".join(CliRunner().invoke(app, ["app", "--help"], terminal_width=200).output.split())
-    assert "?token=" in text and f"at most {MAX_OBJECTS} objects" in text and "--allow-host" in text
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "stcn.cli", "app", "--help"], capture_output=True, text=True, env=env)
+    text = " ".join(out.stdout.replace("│", " ").split())
+    assert "?token=" in text and f"at most {MAX_OBJECTS} objects" in text and "--allow-host" in text, text
