@@ -114,7 +114,8 @@ def create_app(session, token: str, hosts: set[str] | None = None):  # -> flask.
         return isinstance(given, str) and secrets.compare_digest(given.encode(), token.encode())
 
     def refuse(reason: str):
-        print(f"stcn app: refused {request.method} {request.path}: {reason}", file=sys.stderr, flush=True)
+        path = "".join(request.path.split())[:200]  # one log line whatever the URL holds
+        print(f"stcn app: refused {request.method} {path}: {reason}", file=sys.stderr, flush=True)
         return jsonify(error=reason), 403
 
     cookie = f"stcn_{hashlib.sha256(token.encode()).hexdigest()[:12]}"  # one per launch: ports share cookies
