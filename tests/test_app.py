@@ -15,10 +15,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from io import BytesIO
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -238,40 +238,64 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Served(NamedTuple):
+    """A running `stcn app`: its base URL, out folder, launch token and console lines (appended as they come)."""
+
+    url: str
+    out: Path
+    token: str
+    log: list[str]
+
+    def page(self) -> str:
+        """The URL printed at start: the page with the token."""
+        return f"{self.url}?token={self.token}"
+
+
 @pytest.fixture
 def app_server(tmp_path, weights_file):
-    """`stcn app` on a free local port (6 frames of the sample at 96p); yields (url, out folder)."""
-    port, out = free_port(), tmp_path / "out"
+    """`stcn app` on a free local port (6 frames of the sample at 96p); yields a `Served`."""
+    port, out, log = free_port(), tmp_path / "out", []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     small = ["--max-frames", "6", "--resolution", "96", "--mem-every", "2"]
     cmd = [sys.executable, "-m", "stcn.cli", "app", "--weights", str(weights_file), "--port", str(port), "--out",
            str(out), "--root", str(tmp_path), *small]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/"
+    started = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            log.append(line.rstrip("\n"))
+            if line.startswith("stcn app: http"):
+                started.set()
+        started.set()  # exited
+
+    threading.Thread(target=read, daemon=True).start()
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "api/status", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"stcn app exited: {proc.stderr.read()}")
-                time.sleep(0.25)
-        yield url, out
+        assert started.wait(600) and proc.poll() is None, f"stcn app did not start: {log}"
+        (line,) = [line for line in log if line.startswith("stcn app: http")]
+        token = re.search(r"\?token=([\w-]+)", line).group(1)
+        assert line.startswith(f"stcn app: http://127.0.0.1:{port}/?token={token} ") and len(token) >= 32
+        yield Served(f"http://127.0.0.1:{port}/", out, token, log)
     finally:
         proc.terminate()
         proc.wait(20)
 
 
-def get_json(url: str) -> dict:
-    return json.loads(urllib.request.urlopen(url, timeout=10).read())
+def get(url: str, token: str) -> bytes:
+    """GET with the launch token in the header (as a script does)."""
+    request = urllib.request.Request(url, headers={"X-STCN-Token": token})
+    return urllib.request.urlopen(request, timeout=10).read()
 
 
-def launch(playwright):
+def get_json(url: str, token: str) -> dict:
+    return json.loads(get(url, token))
+
+
+def launch(playwright, *extra: str):
     assert CHROMIUM.is_file(), "Debian's chromium is needed: apt-get install -y chromium"
     profile = tempfile.mkdtemp(prefix="stcn-app-chromium-")
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", *extra]  # fmt: skip
     viewport = {"width": 1280, "height": 800}
     context = playwright.chromium.launch_persistent_context(
         profile, executable_path=str(CHROMIUM), headless=True, args=args, viewport=viewport
@@ -282,12 +306,15 @@ def launch(playwright):
 def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    url, out = app_server
+    url, out, token = app_server.url, app_server.out, app_server.token
     with sync_playwright() as p:
         context, profile = launch(p)
         try:
             page = context.pages[0] if context.pages else context.new_page()
-            page.goto(url)
+            page.goto(app_server.page())
+            assert page.url == url  # the token left the address bar; an HttpOnly, SameSite=Strict cookie holds it
+            (cookie,) = context.cookies()
+            assert cookie["value"] == token and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             expect(page.locator("#sample option[value=blackswan]")).to_have_count(1)
             page.select_option("#sample", "blackswan")
             page.click("#open-sample")
@@ -302,7 +329,7 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
                 page.mouse.move(box["x"] + box["width"] * (0.4 + 0.02 * i), y)
             page.mouse.up()
             expect(page.locator("#message")).to_contain_text("mask updated on frame 0")
-            mask = np.asarray(Image.open(BytesIO(urllib.request.urlopen(url + "api/mask/0.png").read())))
+            mask = np.asarray(Image.open(BytesIO(get(url + "api/mask/0.png", token))))
             row = mask[mask.shape[0] // 2]
             assert (row[int(0.42 * mask.shape[1]) : int(0.58 * mask.shape[1])] == 3).all()  # under the stroke
             page.fill("#object", "256")
@@ -312,7 +339,7 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
 
             page.click("#propagate")
             expect(page.locator("#message")).to_contain_text("propagate done", timeout=120_000)
-            status = get_json(url + "api/status")  # answered while the page polls; the round is in
+            status = get_json(url + "api/status", token)  # answered while the page polls; the round is in
             assert status["interacted"] == [0] and status["objects"] == [3] and status["rounds"] == 1
 
             page.locator("#slider").fill("4")  # scrub

@@ -222,6 +222,11 @@ def app_command(
     fusion: Path | None = FUSION,
     seed: int = SEED,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; anything but 127.0.0.1 opens it to others."),
+    allow_host: list[str] = typer.Option(
+        [],
+        help="Another name the browser may reach the page by (the Host header; default: 127.0.0.1, localhost, "
+        "::1 and --host). Repeatable.",
+    ),
     port: int = typer.Option(8050, help="Port (0: a free one)."),
     root: Path = typer.Option(Path("."), help="The page may open videos (mp4 or frame folders) under this folder."),
     out: Path = typer.Option(Path("stcn-app-out"), help="Exports go to OUT/<video>/masks/*.png and overlay.mp4."),
@@ -240,12 +245,15 @@ def app_command(
         "units), else fp32. Propagation stays fp32.",
     ),
 ) -> None:
-    """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export."""
+    """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export.
+
+    Open the URL printed at start: it holds this launch's token (http://127.0.0.1:8050/?token=...). The page
+    answers only its own origin and allowed Host names; a session holds at most 20 objects (ids 1..255)."""
     from werkzeug.serving import make_server
 
     from stcn.inference.loading import load_model
     from stcn.inference.settings import InferenceSettings, pick_device
-    from stcn.interactive.app import create_app, quiet_handler
+    from stcn.interactive.app import allowed_hosts, create_app, new_token, page_url, quiet_handler
     from stcn.interactive.session import Session
     from stcn.interactive.weights import describe_fusion, load_fusion, load_s2m
 
@@ -270,15 +278,17 @@ def app_command(
         load_fusion(fusion, settings.device),
         settings, out, root, max_frames, models,
     )  # fmt: skip
+    token = new_token()
+    app = create_app(session, token, allowed_hosts(host, allow_host))
     try:
-        server = make_server(host, port, create_app(session), threaded=True, request_handler=quiet_handler())
+        server = make_server(host, port, app, threaded=True, request_handler=quiet_handler())
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     if host not in ("127.0.0.1", "localhost", "::1"):
-        warning = f"warning: listening on {host}: anyone who can reach this port can use the page (no login)"
+        warning = f"warning: listening on {host}: whoever can reach this port and sees the URL's token can use the page"
         print(warning, file=sys.stderr)
     print(f"models: {models}", file=sys.stderr)
-    print(f"stcn app: http://{host}:{server.server_port}/  (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    print(f"stcn app: {page_url(host, server.server_port, token)}  (Ctrl-C stops it)", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

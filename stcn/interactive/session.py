@@ -13,7 +13,9 @@ as floats); the undo snapshot is one uint8 label map per frame. The memory bank 
 by `--max-memory-frames`. So a frame costs about (3 + (K+1) + 1) bytes a pixel.
 
 Object ids are the user's (1..255, as in palette PNGs); the core sees them as dense channels 1..K
-(`ids[c - 1]` is channel c's id), so a single object with id 200 costs one channel, not 200.
+(`ids[c - 1]` is channel c's id), so a single object with id 200 costs one channel, not 200. A session holds
+at most MAX_OBJECTS objects (memory and propagation time grow with each), so one request (a stroke, a mask
+import) costs at most a propagation of MAX_OBJECTS objects over the opened video.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from stcn.interactive.core import InteractiveCore
 from stcn.interactive.s2m import prepare_s2m
 
 MAX_ID = 255  # palette PNGs hold ids 0..255
+MAX_OBJECTS = 20  # objects in one session: each costs a probability byte a pixel per frame and its own memory values
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "bundled"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
@@ -309,10 +312,10 @@ class Session:
             core, video, frame = self._core(), self._video(), self._index(frame)
             if self.pending is not None and self.pending.frame != frame:
                 raise UserError(f"frame {self.pending.frame} has an edit: propagate it or undo it first")
-            if positive and obj not in self.ids:
-                self.ids.append(obj)  # a new object, on any frame (its channel joins the core with the round)
-            channel = self.ids.index(obj) + 1 if positive else 0
             pixels = stroke_pixels(points, radius, video.size)
+            if positive:
+                self._add_ids([obj])  # a new object, on any frame (its channel joins the core with the round)
+            channel = self.ids.index(obj) + 1 if positive else 0
             scribbles = np.full(pixels.shape, -1, np.int64)
             scribbles[pixels] = channel
             if self.pending is None:
@@ -326,23 +329,28 @@ class Session:
             return self.status()
 
     def import_mask(self, frame: int, data: bytes) -> dict:
-        """A palette/grey PNG (ids 1..255 = objects) as frame's mask, then propagated (a round from a mask)."""
+        """A palette/grey PNG (ids 1..255 = objects) as frame's mask, then propagated (a round from a mask).
+
+        The mask has the input frames' size or the size shown (checked from the PNG header, before decoding);
+        another size is refused, as `stcn interact` refuses it, never stretched."""
         with self.lock:
             self._idle()
             video, frame = self._video(), self._index(frame)
             try:
                 with Image.open(io.BytesIO(data)) as im:
+                    if im.size not in (video.full, video.size):
+                        (w, h), (fw, fh), (sw, sh) = im.size, video.full, video.size
+                        raise UserError(f"imported mask is {w}x{h}, the video's frames are {fw}x{fh} (shown at "
+                                        f"{sw}x{sh}): import a mask of either size")  # fmt: skip
                     if im.mode not in ("P", "L"):
                         raise UserError(f"imported mask is a {im.mode} image: use a palette or grey PNG of ids")
                     ids_img = np.asarray(im.resize(video.size, Image.NEAREST) if im.size != video.size else im)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
                 raise UserError(f"cannot read the imported mask: {e}") from None
             found = [int(v) for v in np.unique(ids_img) if v != 0]
             if not found:
                 raise UserError("the imported mask holds no object (every pixel is 0)")
-            for obj in found:
-                if obj not in self.ids:
-                    self.ids.append(obj)
+            self._add_ids(found)
             inverse = np.zeros(MAX_ID + 1, np.uint8)
             inverse[self.ids] = np.arange(1, len(self.ids) + 1)
             labels = inverse[ids_img]
@@ -485,6 +493,15 @@ class Session:
             frames = torch.stack([image_tensor(f) for f in frames])
         return InteractiveCore(self.stcn, self.s2m, self.fusion, frames, objects, self.settings, schedule=None,
                                previous=previous, compact=self.compact)  # fmt: skip
+
+    def _add_ids(self, ids: list[int]) -> None:
+        """Add the new ones of `ids` to the session's objects; at most MAX_OBJECTS in all (nothing added else)."""
+        new = [i for i in dict.fromkeys(ids) if i not in self.ids]
+        if len(self.ids) + len(new) > MAX_OBJECTS:
+            shown = ", ".join(map(str, new[:5])) + (", ..." if len(new) > 5 else "")
+            raise UserError(f"{len(new)} new objects (ids {shown}) would make {len(self.ids) + len(new)}: "
+                            f"a session holds at most {MAX_OBJECTS} objects")  # fmt: skip
+        self.ids.extend(new)
 
     def _idle(self) -> None:
         if self.job is not None and self.job.state == "running":

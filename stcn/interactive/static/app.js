@@ -144,7 +144,7 @@ canvas.addEventListener("pointerup", (event) => {
   state.drawing = null;
   if (!d) return;
   d.points.push(point(event));
-  const body = { frame: state.frame, object: $("object").value, positive: d.positive, points: d.points,
+  const body = { frame: state.frame, object: Number($("object").value), positive: d.positive, points: d.points,
                  radius: Number($("radius").value) };
   run(async () => {
     say("mask from the stroke...");
