@@ -174,6 +174,8 @@ def _entry(name: str, entry: Any, source: str) -> Dataset:
     splits = entry.get("splits") or []
     if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
         raise UserError(f"{where}.splits must be a list of split names, got {splits!r}")
+    for split in splits:  # each becomes a file name (ImageSets/<year>/<split>.txt, <split>/JPEGImages)
+        check_name(split, f"{where}.splits")
     options = {}
     for key in ("download", "shard", "evaluate", "report"):
         value = entry.get(key)

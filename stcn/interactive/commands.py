@@ -14,6 +14,7 @@ from stcn.atomic import atomic_folder
 from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
 from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
+from stcn.outputs import check_output
 
 STATE = "interactive.json"  # in the output folder: object ids, frames interacted so far, rounds, the video
 S2M = typer.Option(None, help="s2m.pth (MiVOS); default: seeded stand-in weights (not a trained model).")
@@ -144,6 +145,8 @@ def interact(
     settings = InferenceSettings.from_knobs(locals())
     if not scribbles.is_file():
         raise UserError(f"scribble file not found: {scribbles}")
+    check_output(out, {"--frames": frames, "--scribbles": scribbles, "--weights": weights, "--s2m": s2m,
+                       "--fusion": fusion})  # fmt: skip
     stems, rgbs = _frames(frames)
     full = (rgbs[0].shape[1], rgbs[0].shape[0])
     size = target_size(full, resolution)

@@ -38,6 +38,7 @@ from stcn.inference.frames import image_tensor
 from stcn.inference.settings import InferenceSettings
 from stcn.interactive.core import InteractiveCore
 from stcn.interactive.s2m import prepare_s2m
+from stcn.outputs import claim_folder
 
 MAX_ID = 255  # palette PNGs hold ids 0..255
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "bundled"
@@ -162,6 +163,7 @@ class Video:
     frames: list[np.ndarray]
     full: tuple[int, int]  # (W, H) of the input frames: exported masks have this size
     size: tuple[int, int]  # (W, H) processed and shown
+    source: Path | None = None  # the frame folder or video file it was read from (resolved)
 
 
 @dataclass
@@ -243,7 +245,7 @@ class Session:
         size = (frames[0].shape[1], frames[0].shape[0])
         with self.lock:
             self._idle()
-            self.video = Video(name, stems, frames, full, size)
+            self.video = Video(name, stems, frames, full, size, source.resolve())
             self.core = self._new_core(0)
             self.ids, self.pending, self.undo_to, self.rounds, self.job, self.exported = [], None, None, 0, None, {}
         return self.status()
@@ -410,7 +412,8 @@ class Session:
             labels = self._lut()[core.labels()]
             if self.pending is not None:
                 labels[self.pending.frame] = self._lut()[self.pending.labels]
-            target = self.out / video.name
+            # OUT/<name>, or OUT/<name>-2 ... when another video ("dog agility" and "dog_agility") has that folder
+            target = claim_folder(self.out, video.name, str(video.source), {"the video": video.source})
             job = Job("export", total=len(video.stems))
 
             def work() -> None:
