@@ -539,3 +539,18 @@ def test_interact_and_train_outputs_over_inputs_are_refused(tmp_path: Path, weig
                "--batch-size", "1", "--crop", "64", "--device", "cpu", "--num-workers", "0")  # fmt: skip
     one_error(res, f"--out {run} holds the input --init {init}")
     assert init.read_bytes() == weights_file.read_bytes() and sorted(p.name for p in run.iterdir()) == ["weights.pth"]
+
+
+def test_registry_split_names_are_checked(tmp_path: Path) -> None:
+    """Issue 30 item 3: `splits: ["../../../../../elsewhere/victim"]` made `download --source bundled` overwrite
+    victim.txt far outside the dataset folder; the entry is now refused like any other name."""
+    work = tmp_path / "a" / "b" / "c" / "d"
+    work.mkdir(parents=True)
+    victim = tmp_path / "elsewhere" / "victim.txt"
+    victim.parent.mkdir()
+    victim.write_text("mine\n")
+    registry = tmp_path / "r.yaml"
+    registry.write_text('datasets:\n  mine: {layout: davis, year: 2017, splits: ["../../../../../elsewhere/victim"]}\n')
+    res = stcn("download", "mine", "--registry", registry, "--source", "bundled", cwd=work)
+    one_error(res, str(registry), "datasets.mine.splits", "'../../../../../elsewhere/victim' is not a valid name")
+    assert victim.read_text() == "mine\n" and not (work / "data").exists()
