@@ -554,3 +554,37 @@ def test_registry_split_names_are_checked(tmp_path: Path) -> None:
     res = stcn("download", "mine", "--registry", registry, "--source", "bundled", cwd=work)
     one_error(res, str(registry), "datasets.mine.splits", "'../../../../../elsewhere/victim' is not a valid name")
     assert victim.read_text() == "mine\n" and not (work / "data").exists()
+
+
+# ---- issue 30 item 10: non-finite training ----------------------------------------------------------------------
+
+
+def _train_args(data: Path, out: Path, *extra: object) -> subprocess.CompletedProcess:
+    return stcn("train", "--stage", "2", "--data", data, "--out", out, "--init", "random", "--batch-size", "1",
+                "--crop", "64", "--device", "cpu", "--num-workers", "0", *extra,
+                env={**ENV, "OMP_NUM_THREADS": "1"})  # fmt: skip
+
+
+def test_training_never_saves_non_finite_weights(tmp_path: Path, video_shards: Path) -> None:
+    """Issue 30 item 10: `--resume` from a checkpoint with NaN weights trained NaN and exited 0 with a NaN
+    weights.pth; a loss that turns non-finite (a huge --lr) is one line too; no weights file either way."""
+    import torch
+
+    run = tmp_path / "run"
+    res = _train_args(video_shards, run, "--iterations", 2, "--keep-checkpoint")
+    assert res.returncode == 0, res.stderr[-2000:]
+    weights = (run / "weights.pth").read_bytes()
+    state = torch.load(run / "checkpoint.pth", weights_only=True)
+    state["iteration"] = 1  # as if saved after iteration 1 of 2
+    name = next(k for k, v in state["network"].items() if v.is_floating_point())
+    state["network"][name] = torch.full_like(state["network"][name], float("nan"))
+    torch.save(state, run / "checkpoint.pth")
+    res = _train_args(video_shards, run, "--iterations", 2, "--resume")
+    one_error(res, str(run / "checkpoint.pth"), "non-finite weights", name)
+    assert (run / "weights.pth").read_bytes() == weights
+
+    fresh = tmp_path / "fresh"
+    res = _train_args(video_shards, fresh, "--iterations", 3, "--lr", "1e30", "--log-every", "1")
+    line = one_error(res)
+    assert "training diverged: the loss is nan" in line or "non-finite weights" in line, line
+    assert not (fresh / "weights.pth").exists() and not (fresh / "checkpoint.pth").exists()
