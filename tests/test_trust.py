@@ -588,3 +588,88 @@ def test_training_never_saves_non_finite_weights(tmp_path: Path, video_shards: P
     line = one_error(res)
     assert "training diverged: the loss is nan" in line or "non-finite weights" in line, line
     assert not (fresh / "weights.pth").exists() and not (fresh / "checkpoint.pth").exists()
+
+
+def test_interact_round_on_another_video_of_the_same_names_and_size_is_refused(tmp_path: Path, interact_round):
+    """Issue 30 item 8: round 2 with another video's frames (same frame names and size, as every DAVIS video has)
+    into the same --out was accepted: the state is bound to the first frame's content."""
+    swan, swan_png = interact_round.video("blackswan", 3)
+    dog, dog_png = interact_round.video("dog-agility", 3)
+    assert sorted(p.name for p in swan.iterdir()) == sorted(p.name for p in dog.iterdir())
+    out = tmp_path / "out"
+    first = interact_round(swan, swan_png, out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    one_error(interact_round(dog, dog_png, out), f"{out} holds rounds of another video", "first frame differs")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    again = interact_round(swan, swan_png, out)  # the same video: a second round
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((out / "interactive.json").read_text())["rounds"] == 2
+
+
+# ---- issue 30 item 12: index files are input too ------------------------------------------------------------------
+
+
+def test_tampered_bl30k_member_index_is_one_line(tmp_path: Path) -> None:
+    """Issue 30 item 12 (and 14): a negative segment or kind in members.npz wrapped around (read another tar's
+    bytes), an offset past the segment's end was read too; now one line naming the index and the row."""
+    import numpy as np
+
+    from stcn.data.fetch.sources import bundled_bl30k_segments, write_tar
+
+    segments = [write_tar(tmp_path / f"BL30K_{c}.tar", m) for c, m in zip("ab", bundled_bl30k_segments(), strict=True)]
+    index = tmp_path / "members.npz"
+    args = ["shard", "bl30k", "--segments", *segments, "--index", index, "--workers", "1"]
+    res = stcn(*args, "--out", tmp_path / "o", "--part", "0/2")
+    assert res.returncode == 0 and index.is_file(), res.stderr[-2000:]
+    good = dict(np.load(index))
+    damages = [("seg", -1, "seg -1 is outside 0..1"), ("kind", -2, "kind -2 is outside 0..1"),
+               ("vid", 10**6, "vid 1000000 is outside"), ("off", 10**9, "lie outside its segment")]  # fmt: skip
+    for column, value, needle in damages:
+        bad = {**good, column: good[column].copy()}
+        bad[column][0] = value
+        np.savez_compressed(index, **bad)
+        res = stcn(*args, "--out", tmp_path / "p", "--part", "1/2")
+        one_error(res, f"corrupt BL30K index {index}", needle)
+        assert not (tmp_path / "p").exists() or not list((tmp_path / "p").rglob("*.tar"))
+
+
+def test_shard_index_names_outside_the_folder_are_refused(tmp_path: Path, video_shards: Path) -> None:
+    """Issue 30 item 12: a shard name `../other/train-000000.tar` in index.json made training read another folder."""
+    shards = tmp_path / "shards"
+    shutil.copytree(video_shards, shards)
+    other = tmp_path / "other"
+    shutil.copytree(video_shards, other)
+    index = json.loads((shards / "index.json").read_text())
+    entry = index["splits"]["train"]
+    entry["shards"][0]["name"] = "../other/train-000000.tar"
+    (shards / "index.json").write_text(json.dumps(index))
+    res = _train_args(shards, tmp_path / "run", "--iterations", 1)
+    one_error(res, f"corrupt shard index {shards / 'index.json'}", "'../other/train-000000.tar'")
+    entry["shards"][0]["name"] = entry["shards"][1]["name"]
+    (shards / "index.json").write_text(json.dumps(index))
+    res = _train_args(shards, tmp_path / "run", "--iterations", 1)
+    one_error(res, f"shard {entry['shards'][1]['name']} is listed twice")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        (lambda e: {**e, "shards": [e["shards"][0], e["shards"][0]]}, "is listed twice"),
+        (lambda e: {**e, "shards": [{**e["shards"][0], "samples": 10**12}]}, "1000000000000 samples cannot fit in"),
+    ],
+)
+def test_merge_refuses_duplicate_shards_and_impossible_counts(tmp_path: Path, damage, needle: str) -> None:
+    """Issue 30 item 12: merge copied `samples: 10**12` and a shard listed twice into the merged index."""
+    from stcn.data.shards.build import shard_generic
+
+    root, out = _own(tmp_path / "own"), tmp_path / "out"
+    for i in range(2):
+        shard_generic(root, str(out), part=f"{i}/2", workers=1)
+    part = out / "parts/0-of-2/index.json"
+    index = json.loads(part.read_text())
+    index["splits"]["train"] = damage(index["splits"]["train"])
+    part.write_text(json.dumps(index))
+    one_error(stcn("shard", "merge", "--out", out, "--parts", "2"), "corrupt part index", str(part), needle)
+    assert not (out / "index.json").exists()

@@ -205,6 +205,9 @@ def select_part(samples: Sequence[Pending], part: tuple[int, int] | None) -> Seq
     return samples[bounds[i] : bounds[i + 1]]
 
 
+TAR_BLOCK = 512  # bytes of a tar header: the least a sample (one member or more) takes in a shard
+
+
 def checked_part(index: Any, split: str, where: str) -> dict[str, Any] | None:
     """The finished entry of `split` in a part's index.json, checked in type and range (a one-line UserError
     naming `where` when not); None when the part has no finished entry for `split`."""
@@ -236,6 +239,12 @@ def checked_part(index: Any, split: str, where: str) -> dict[str, Any] | None:
             raise bad(f"shard {s['name']}: samples and bytes must be non-negative integers")
         if not isinstance(s.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", s["sha256"]):
             raise bad(f"shard {s['name']}: sha256 must be 64 hex digits")
+        if s["samples"] * TAR_BLOCK > s["bytes"]:  # every sample is at least one tar member: a header block
+            raise bad(f"shard {s['name']}: {s['samples']} samples cannot fit in {s['bytes']} bytes")
+    names = [s["name"] for s in entry["shards"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise bad(f"shard {twice[0]} is listed twice")
     return entry
 
 
