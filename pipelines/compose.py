@@ -43,6 +43,10 @@ def compose_params(overrides: list[str], conf: Path = CONF) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from stcn.registry import read_yaml
+
+    for path in sorted(Path(conf).rglob("*.yaml")):  # duplicate keys, anchors/aliases: one line, before Hydra
+        read_yaml(path)
     with initialize_config_dir(str(Path(conf).resolve()), version_base=None):
         cfg = compose(config_name="config", overrides=overrides)
     return OmegaConf.to_container(cfg, resolve=True)
@@ -199,7 +203,11 @@ def s2m_stage(block: dict[str, Any], root: dict[str, str]) -> dict[str, Any]:
 
 def bl30k_parts(ds: Dataset) -> int:
     """N of `datasets.<bl30k>.shard.parts` (1: one shard stage)."""
-    return int((ds.shard or {}).get("parts") or 1) if ds.layout == "bl30k" else 1
+    from stcn.data.shards.parallel import check_parts
+
+    if ds.layout != "bl30k" or (ds.shard or {}).get("parts") is None:
+        return 1
+    return check_parts(ds.shard["parts"], f"params.yaml: datasets.{ds.name}.shard.parts")
 
 
 def bl30k_part_stages(p: dict[str, Any], ds: Dataset, folder: str) -> dict[str, Any]:

@@ -50,9 +50,9 @@ def segments(ds, p: dict, fetch_missing: bool) -> list[str]:
 def bl30k_parts(name: str, ds, p: dict, knobs: dict, out: str, part: str | None, merge: bool) -> dict | None:
     """One of the per-part BL30K stages (see the module docstring); None for --index-only."""
     from stcn.data.shards.build import bl30k_member_index, shard_bl30k
-    from stcn.data.shards.parallel import merge_parts
+    from stcn.data.shards.parallel import check_parts, merge_parts
 
-    parts = int(knobs.pop("parts"))
+    parts = check_parts(knobs.pop("parts"), f"params.yaml: datasets.{name}.shard.parts")
     index = f"{LOCAL}/{name}/members.npz"
     if merge:
         return merge_parts(out, knobs.get("split", "train"), parts)

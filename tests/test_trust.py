@@ -673,3 +673,66 @@ def test_merge_refuses_duplicate_shards_and_impossible_counts(tmp_path: Path, da
     part.write_text(json.dumps(index))
     one_error(stcn("shard", "merge", "--out", out, "--parts", "2"), "corrupt part index", str(part), needle)
     assert not (out / "index.json").exists()
+
+
+# ---- issue 30 items 11, 13, 14: strict YAML, bounded parts ---------------------------------------------------------
+
+
+def _compose_copy(tmp_path: Path, edit, file: str = "config.yaml") -> subprocess.CompletedProcess:
+    """`pipelines/compose.py` run in a copy of conf/ and pipelines/ whose conf/`file` text `edit` changed."""
+    for sub in ("conf", "pipelines"):
+        shutil.copytree(REPO / sub, tmp_path / sub)
+    config = tmp_path / "conf" / file
+    config.write_text(edit(config.read_text()))
+    return subprocess.run([sys.executable, "pipelines/compose.py"], cwd=tmp_path, capture_output=True, text=True,
+                          env=ENV, timeout=300)  # fmt: skip
+
+
+def _bomb() -> str:
+    lines = ['lol0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"lol{i + 1}: &l{i + 1} [{','.join([f'*l{i}'] * 9)}]" for i in range(8)]
+    return "\n".join(lines) + "\n"
+
+
+SAMPLE = "profile/sample.yaml"
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "needles"),
+    [
+        ("config.yaml", lambda text: text + _bomb(), ["conf/config.yaml", "YAML anchors (&l0) are not allowed"]),
+        ("config.yaml", lambda text: text + "train_s0: {stage: 0, data: [static]}\n",
+         ["conf/config.yaml", "duplicate key 'train_s0'"]),
+        (SAMPLE, lambda text: text.replace("parts: 2", "parts: 10000000"),
+         ["datasets.bl30k.shard.parts must be a whole number of parts 1..4096, got 10000000"]),
+        (SAMPLE, lambda text: text.replace("parts: 2", "parts: 2.7"),
+         ["datasets.bl30k.shard.parts must be a whole number of parts 1..4096, got 2.7"]),
+    ],
+)  # fmt: skip
+def test_compose_refuses_bombs_duplicates_and_huge_parts_in_one_line(tmp_path: Path, file, edit, needles) -> None:
+    """Issue 30 items 13, 11, 14: an alias bomb in conf/config.yaml ran until killed, a duplicate key was 80 lines
+    of Hydra traceback (or silently the last value), `parts: 10000000` a MemoryError, `parts: 2.7` became 2."""
+    res = _compose_copy(tmp_path, edit, file)
+    one_error(res, *needles)
+    assert not (tmp_path / "params.yaml").exists() and not (tmp_path / "dvc.yaml").exists()
+
+
+def test_params_yaml_with_duplicate_keys_is_refused(tmp_path: Path) -> None:
+    """Issue 30 item 11: a stage read params.yaml with a key twice (the last won); now one line naming it."""
+    shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
+    text = (REPO / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text + "shard: {url: elsewhere}\n")
+    res = subprocess.run([sys.executable, "pipelines/shard.py", "davis17"], cwd=tmp_path, capture_output=True,
+                         text=True, env=ENV, timeout=300)  # fmt: skip
+    one_error(res, "params.yaml", "duplicate key 'shard'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "pipelines"]
+
+
+def test_huge_part_counts_are_one_line(tmp_path: Path) -> None:
+    """Issue 30 item 13: `--part 0/99999999999999999999` and `merge --parts 10000000` ran out of memory."""
+    root = _own(tmp_path / "own")
+    res = stcn("shard", "generic", "--root", root, "--out", tmp_path / "o", "--part", "0/99999999999999999999")
+    one_error(res, "--part must be I/N with 0 <= I < N <= 4096", "'0/99999999999999999999'")
+    one_error(stcn("shard", "merge", "--out", tmp_path / "o", "--parts", 10**7), "--parts must be a whole number",
+              "10000000")  # fmt: skip
+    assert not (tmp_path / "o").exists()

@@ -165,13 +165,23 @@ def parallel_loads(
     return loads
 
 
+MAX_PARTS = 4096  # parts of one dataset: far more machines than a sharding run uses, and bounded work per part
+
+
+def check_parts(value: object, what: str) -> int:
+    """A number of parts: an integer 1..MAX_PARTS (not 2.7, not "2", not 10**7), else one line naming `what`."""
+    if type(value) is not int or not 1 <= value <= MAX_PARTS:
+        raise UserError(f"{what} must be a whole number of parts 1..{MAX_PARTS}, got {value!r}")
+    return value
+
+
 def parse_part(part: str | None) -> tuple[int, int] | None:
-    """`I/N` -> (I, N) with 0 <= I < N; None -> None (the whole dataset)."""
+    """`I/N` -> (I, N) with 0 <= I < N <= MAX_PARTS; None -> None (the whole dataset)."""
     if part is None or part == "":
         return None
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(part))
-    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
-        raise UserError(f"--part must be I/N with 0 <= I < N (e.g. 0/4), got {part!r}")
+    m = re.fullmatch(r"\s*(\d{1,9})\s*/\s*(\d{1,9})\s*", str(part))
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)) <= MAX_PARTS:
+        raise UserError(f"--part must be I/N with 0 <= I < N <= {MAX_PARTS} (e.g. 0/4), got {part!r}")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -250,6 +260,7 @@ def checked_part(index: Any, split: str, where: str) -> dict[str, Any] | None:
 
 def merge_parts(out: str, split: str, parts: int) -> dict[str, Any]:
     """Write `<out>/index.json` for `split` from the finished indexes of parts 0..parts-1."""
+    check_parts(parts, "--parts")
     return merge_dirs(out, split, [part_dir((i, parts)) for i in range(parts)], {"parts": parts})
 
 
