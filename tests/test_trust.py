@@ -736,3 +736,21 @@ def test_huge_part_counts_are_one_line(tmp_path: Path) -> None:
     one_error(stcn("shard", "merge", "--out", tmp_path / "o", "--parts", 10**7), "--parts must be a whole number",
               "10000000")  # fmt: skip
     assert not (tmp_path / "o").exists()
+
+
+def test_segment_rerun_removes_what_a_killed_run_left(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 15: a killed single-video `stcn segment` left `.OUT.<pid>.tmp/` and a successful re-run kept
+    it; now the re-run removes the temporaries of dead processes (a live one's stays)."""
+    from PIL import Image
+
+    frames = _png_frames(tmp_path / "frames")
+    mask = tmp_path / "first.png"
+    Image.open(DAVIS_MINI / "Annotations/480p/blackswan/00000.png").resize((214, 120), Image.NEAREST).save(mask)
+    dead, live = tmp_path / f".out.{_dead_pid()}.tmp", tmp_path / f".out.{os.getpid()}.tmp"
+    for half in (dead, live):
+        half.mkdir()
+        (half / "00000.png").write_bytes(b"half")
+    res = stcn("segment", "--weights", weights_file, "--frames", frames, "--first-mask", mask, "--out",
+               tmp_path / "out", "--device", "cpu")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not dead.exists() and live.is_dir() and len(list((tmp_path / "out").glob("*.png"))) == 3
