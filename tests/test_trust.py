@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -754,3 +755,59 @@ def test_segment_rerun_removes_what_a_killed_run_left(tmp_path: Path, weights_fi
                tmp_path / "out", "--device", "cpu")  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert not dead.exists() and live.is_dir() and len(list((tmp_path / "out").glob("*.png"))) == 3
+
+
+# ---- issue 30 items 11, 14: scribbles of the wrong types ---------------------------------------------------------
+
+
+def _stroke(object_id: object = 1, path: object = None) -> dict:
+    return {"path": [[0.4, 0.5], [0.6, 0.5]] if path is None else path, "object_id": object_id}
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"scribbles": 5}, "`scribbles` must be a list"),
+        ({"scribbles": [[_stroke(-2)], [], []]}, "frame 0 stroke 0 object_id must be a whole number 0..255"),
+        ({"scribbles": [[], [_stroke(1.9)], []]}, "frame 1 stroke 0 object_id must be a whole number 0..255 (0: "
+         "background), got 1.9"),
+        ({"scribbles": [[_stroke(True)], [], []]}, "got True"),
+        ({"scribbles": [[_stroke(1, [[float("nan"), 0.5]])], [], []]}, "point [nan, 0.5] is not [x, y] with finite"),
+        ({"scribbles": [[_stroke(1, [[1.5, 0.5]])], [], []]}, "point [1.5, 0.5]"),
+        ({"scribbles": [[_stroke(1, [])], [], []]}, "path must be a non-empty list"),
+        ({"scribbles": [5, [], []]}, "frame 0 must be a list of strokes"),
+    ],
+)  # fmt: skip
+def test_scribble_json_of_wrong_types_is_one_line(tmp_path: Path, interact_round, data, needle) -> None:
+    """Issue 30 items 11 and 14: `object_id` -2 became object 1 (-3 a background stroke), 1.9 became 1,
+    `{"scribbles": 5}` and NaN coordinates were tracebacks; now one line naming the file and the stroke."""
+    swan, _ = interact_round.video("blackswan", 3)
+    scribbles = tmp_path / "s.json"
+    scribbles.write_text(json.dumps({**data, "sequence": "blackswan"}))
+    one_error(interact_round(swan, scribbles, tmp_path / "out"), f"not a DAVIS scribble file: {scribbles}", needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_page_strokes_of_wrong_types_are_refused(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 11: a stroke for object 12.9 drew object 12, on frame 1.9 frame 1, `positive: "false"` a
+    positive stroke; the session refuses them (the page's own "12" from its input field still works)."""
+    from stcn.errors import UserError
+    from stcn.inference.loading import load_model
+    from stcn.inference.settings import InferenceSettings
+    from stcn.interactive.session import Session
+    from stcn.interactive.weights import load_fusion, load_s2m
+
+    settings = InferenceSettings(resolution=64, mem_every=2)
+    session = Session(load_model(weights_file), load_s2m(None, 0), load_fusion(None), settings, tmp_path / "out",
+                      tmp_path, max_frames=3, models="test")  # fmt: skip
+    session.open(sample="blackswan")
+    point = [[0.5, 0.5]]
+    for frame, obj, positive, needle in ((0, 12.9, True, "object id 12.9 is not a whole number"),
+                                         (0, "12.9", True, "object id '12.9' is not a whole number"),
+                                         (1.9, 12, True, "frame 1.9 is not a whole number"),
+                                         (0, 12, "false", "positive must be true or false, got 'false'")):  # fmt: skip
+        with pytest.raises(UserError, match=re.escape(needle)):
+            session.stroke(frame, obj, positive, point)
+    assert session.status()["objects"] == [] and session.status()["pending"] is None
+    session.stroke(1, "12", True, point)
+    assert session.status()["objects"] == [12] and session.status()["pending"] == 1

@@ -50,11 +50,13 @@ class Cancelled(Exception):
 
 
 def check_object_id(obj: object) -> int:
-    """An object id 1..255 (one clear line otherwise)."""
-    try:
-        value = int(obj)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise UserError(f"object id {obj!r} is not a whole number 1..{MAX_ID}") from None
+    """An object id 1..255: an integer or a string of digits (the page's input field); 12.9, "12.9" and True are
+    refused, never rounded (one clear line)."""
+    if isinstance(obj, str) and re.fullmatch(r"[0-9]{1,3}", obj.strip()):
+        obj = int(obj)
+    if not isinstance(obj, (int, np.integer)) or isinstance(obj, bool):
+        raise UserError(f"object id {obj!r} is not a whole number 1..{MAX_ID}")
+    value = int(obj)
     if not 1 <= value <= MAX_ID:
         raise UserError(f"object id {value} is outside 1..{MAX_ID} (palette PNGs hold ids up to {MAX_ID})")
     return value
@@ -306,6 +308,8 @@ class Session:
     def stroke(self, frame: int, obj: int, positive: bool, points: list, radius: float = 3) -> dict:
         """A positive stroke (or click) for `obj`, or a negative (background) one, on `frame`: S2M at once."""
         obj = check_object_id(obj)
+        if not isinstance(positive, bool):  # "false" is not positive
+            raise UserError(f"positive must be true or false, got {positive!r}")
         with self.lock:
             self._idle()
             core, video, frame = self._core(), self._video(), self._index(frame)
@@ -505,10 +509,9 @@ class Session:
 
     def _index(self, t: object) -> int:
         n = len(self._video().stems)
-        try:
-            t = int(t)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise UserError(f"frame {t!r} is not a number") from None
+        if not isinstance(t, (int, np.integer)) or isinstance(t, bool):  # 1.9 is not frame 1
+            raise UserError(f"frame {t!r} is not a whole number")
+        t = int(t)
         if not 0 <= t < n:
             raise UserError(f"frame {t} is outside 0..{n - 1}")
         return t
