@@ -659,6 +659,7 @@ def test_shard_index_names_outside_the_folder_are_refused(tmp_path: Path, video_
     [
         (lambda e: {**e, "shards": [e["shards"][0], e["shards"][0]]}, "is listed twice"),
         (lambda e: {**e, "shards": [{**e["shards"][0], "samples": 10**12}]}, "1000000000000 samples cannot fit in"),
+        (lambda e: {k: v for k, v in e.items() if k != "input_sha256"}, "input_sha256 must be a string, got None"),
     ],
 )
 def test_merge_refuses_duplicate_shards_and_impossible_counts(tmp_path: Path, damage, needle: str) -> None:
@@ -811,3 +812,75 @@ def test_page_strokes_of_wrong_types_are_refused(tmp_path: Path, weights_file: P
     assert session.status()["objects"] == [] and session.status()["pending"] is None
     session.stroke(1, "12", True, point)
     assert session.status()["objects"] == [12] and session.status()["pending"] == 1
+
+
+# ---- issue 30 item 14: tracebacks on tampered files --------------------------------------------------------------
+
+
+def test_resume_from_a_tampered_checkpoint_is_one_line(tmp_path: Path, video_shards: Path) -> None:
+    """Issue 30 item 14: a checkpoint with iteration "abc", without its random state, or with other parameter
+    groups was a traceback on --resume; now one line naming the checkpoint, and weights.pth is left as it was."""
+    import torch
+
+    run = tmp_path / "run"
+    res = _train_args(video_shards, run, "--iterations", 2, "--keep-checkpoint")
+    assert res.returncode == 0, res.stderr[-2000:]
+    weights, saved = (run / "weights.pth").read_bytes(), torch.load(run / "checkpoint.pth", weights_only=True)
+    saved["iteration"] = 1
+
+    def no_rng(state: dict) -> dict:
+        return {k: v for k, v in state.items() if k != "rng"}
+
+    def more_groups(state: dict) -> dict:
+        optimizer = state["optimizer"]
+        groups = [*optimizer["param_groups"], {**optimizer["param_groups"][0], "params": []}]
+        return {**state, "optimizer": {**optimizer, "param_groups": groups}}
+
+    for tamper, needle in ((lambda state: {**state, "iteration": "abc"}, "iteration must be a whole number, got 'abc'"),
+                           (no_rng, "missing 'rng'"), (more_groups, "parameter groups")):  # fmt: skip
+        torch.save(tamper(saved), run / "checkpoint.pth")
+        res = _train_args(video_shards, run, "--iterations", 2, "--resume")
+        one_error(res, f"corrupt training checkpoint {run / 'checkpoint.pth'}", needle)
+        assert (run / "weights.pth").read_bytes() == weights
+
+
+def test_deeply_nested_interaction_state_is_one_line(tmp_path: Path, interact_round) -> None:
+    """Issue 30 item 14: a state file nested 10^5 deep was a RecursionError traceback."""
+    swan, swan_png = interact_round.video("blackswan", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "interactive.json").write_text("[" * 100_000 + "]" * 100_000)
+    one_error(interact_round(swan, swan_png, out), f"corrupt interaction state {out / 'interactive.json'}",
+              "nested too deeply")  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["interactive.json"]
+
+
+def test_onnx_graphs_swapped_or_of_another_model_are_one_line(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 14: swapped graphs, or another model's graph, were `zip() argument 2 is shorter` tracebacks
+    (the manifest's sha256 was never checked); now one line naming the graph."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    from stcn.model.onnx_format import sha256
+
+    export = tmp_path / "export"
+    res = stcn("export", "--weights", weights_file, "--out", export)
+    assert res.returncode == 0, res.stderr[-2000:]
+    frames = _png_frames(tmp_path / "frames", 2)
+    mask = tmp_path / "first.png"
+    Image.open(DAVIS_MINI / "Annotations/480p/blackswan/00000.png").resize((214, 120), Image.NEAREST).save(mask)
+
+    def segment() -> subprocess.CompletedProcess:
+        return stcn("segment", "--weights", export, "--backend", "onnxruntime", "--frames", frames, "--first-mask",
+                    mask, "--out", tmp_path / "out")  # fmt: skip
+
+    key, decoder = export / "key_encoder.onnx", export / "decoder.onnx"
+    key_bytes, decoder_bytes = key.read_bytes(), decoder.read_bytes()
+    key.write_bytes(decoder_bytes), decoder.write_bytes(key_bytes)  # swapped
+    one_error(segment(), f"{key} is not the graph {export / 'manifest.json'} records (sha256 differs)")
+    manifest = json.loads((export / "manifest.json").read_text())  # and a manifest that agrees with the swap
+    for graph in (key, decoder):
+        manifest["graphs"][graph.stem]["sha256"] = sha256(graph)
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    one_error(segment(), f"{key} is not an STCN key_encoder", "['readout', 'thin', 'f8', 'f4']")
+    assert not (tmp_path / "out").exists()

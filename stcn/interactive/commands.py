@@ -75,6 +75,8 @@ def _read_state(path: Path, stems: list[str], size: tuple[int, int], digest: str
         state = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise bad(str(e)) from None
+    except RecursionError:  # e.g. [[[[...]]]] 10^5 deep
+        raise bad("nested too deeply") from None
     if not isinstance(state, dict):
         raise bad("not a JSON object")
     rounds, interacted = state.get("rounds"), state.get("interacted")

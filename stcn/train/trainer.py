@@ -7,6 +7,7 @@ checkpoints) -> `finish` (weights.pth).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -176,12 +177,27 @@ def setup(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) ->
             cfg.data, stage.index, conf["batch_size"], cfg.crop, cfg.num_workers, cfg.seed, segments
         )
     seed_everything(cfg.seed)
+    path = Path(cfg.out) / CHECKPOINT
     model, forward = build_network(cfg, stage, state, dist)
-    check_finite(model, f"{Path(cfg.out) / CHECKPOINT}" if state is not None else f"--init {cfg.init}")
+    check_finite(model, f"{path}" if state is not None else f"--init {cfg.init}")
     optimizer, scheduler, scaler, use_amp = build_optimizer(cfg, conf, stage, model, dist.device)
-    start = 0 if state is None else restore(state, optimizer, scheduler, scaler)
+    with _resumable(path, state is not None):
+        start = 0 if state is None else restore(state, optimizer, scheduler, scaler)
     return Run(cfg, conf, stage, dist, segments, open_segment, model, forward, optimizer, scheduler, scaler, use_amp,
                start)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _resumable(path: Path, resuming: bool) -> Iterator[None]:
+    """A checkpoint whose parts do not fit this run (a missing random state, other parameter groups, a tensor of
+    another shape: a tampered or foreign file) is one line naming it, not a traceback."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError) as e:
+        if not resuming:
+            raise
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"corrupt training checkpoint {path}: {what}; delete it or use a new --out") from None
 
 
 def build_network(
@@ -192,7 +208,8 @@ def build_network(
     if state is None:
         model = build_model(stage.single_object, cfg.init or "imagenet", cfg.imagenet_dir)
     else:
-        model = load_weights(STCN(single_object=stage.single_object), state["network"])
+        with _resumable(Path(cfg.out) / CHECKPOINT, True):
+            model = load_weights(STCN(single_object=stage.single_object), state["network"])
     device = dist.device
     model.to(device)
     forward = TrainingForward(model)
@@ -316,7 +333,12 @@ def _resume_state(cfg: TrainConfig, conf: dict[str, Any], path: Path) -> dict[st
     if not cfg.resume:
         raise UserError(f"{path.parent} already holds a training checkpoint: pass --resume or use a new --out")
     state = load_checkpoint(path)
+    if not isinstance(state.get("config", {}), dict):
+        raise UserError(f"corrupt training checkpoint {path}: config must be a mapping; delete it or use a new --out")
     _check_resume(state.get("config", {}), conf)
+    if type(state["iteration"]) is not int or state["iteration"] < 0:
+        raise UserError(f"corrupt training checkpoint {path}: iteration must be a whole number, got "
+                        f"{state['iteration']!r}; delete it or use a new --out")  # fmt: skip
     if int(state["iteration"]) >= conf["iterations"]:
         raise UserError(f"{path} is already at iteration {state['iteration']} of {conf['iterations']}: finished")
     return state

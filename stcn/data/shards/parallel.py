@@ -237,9 +237,9 @@ def checked_part(index: Any, split: str, where: str) -> dict[str, Any] | None:
     size = entry.get("shard_size_bytes")
     if type(size) is not int or size <= 0:
         raise bad(f"shard_size_bytes must be a positive integer, got {size!r}")
-    for key in ("input_sha256", "listing_sha256"):
-        if key in entry and not isinstance(entry[key], str):
-            raise bad(f"{key} must be a string, got {entry[key]!r}")
+    for key in ("input_sha256", "listing_sha256"):  # input_sha256: required (merge records it per part)
+        if (key in entry or key == "input_sha256") and not isinstance(entry.get(key), str):
+            raise bad(f"{key} must be a string, got {entry.get(key)!r}")
     if not isinstance(entry.get("shards"), list):
         raise bad(f"`shards` of {split!r} must be a list")
     for s in entry["shards"]:
