@@ -11,12 +11,14 @@ from __future__ import annotations
 from omegaconf import ListConfig, OmegaConf
 
 
-def part_indices(parts: object) -> ListConfig:
-    """[0, ..., parts-1] for a whole number of parts >= 1; else a one-line ValueError naming the value. A ListConfig,
-    not a list: `OmegaConf.resolve` (DVC's composition resolves in place) only stores a container that way."""
-    if isinstance(parts, bool) or not isinstance(parts, int | str) or not str(parts).isdigit() or int(parts) < 1:
-        raise ValueError(f"shard.parts must be a whole number >= 1, got {parts!r}")
-    return OmegaConf.create(list(range(int(parts))))
+def part_indices(parts: object, _parent_: object = None) -> ListConfig:
+    """[0, ..., parts-1] for a whole number of parts 1..MAX_PARTS (stcn.data.shards.parallel.check_parts); else a
+    one-line error naming the value. A ListConfig, not a list: `OmegaConf.resolve` (DVC's composition resolves in
+    place) only stores a container that way."""
+    from stcn.data.shards.parallel import check_parts
+
+    where = _parent_._get_full_key(None) if _parent_ is not None else ""  # e.g. datasets.bl30k.shard
+    return OmegaConf.create(list(range(check_parts(parts, f"{where}.parts" if where else "shard.parts"))))
 
 
 OmegaConf.register_new_resolver("stcn.parts", part_indices, replace=True)

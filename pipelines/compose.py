@@ -61,6 +61,10 @@ def compose_params(overrides: list[str], conf: Path = CONF) -> dict[str, Any]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from stcn.registry import read_yaml
+
+    for path in sorted(Path(conf).rglob("*.yaml")):  # duplicate keys, anchors/aliases: one line, before Hydra
+        read_yaml(path)
     try:
         with initialize_config_dir(str(Path(conf).resolve()), version_base=None):
             cfg = compose(config_name="config", overrides=overrides)

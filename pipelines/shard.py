@@ -65,9 +65,9 @@ def mirrored(ds, p: dict) -> bool:
 def bl30k_parts(name: str, ds, p: dict, knobs: dict, out: str, part: str | None, merge: bool) -> dict | None:
     """One of the per-part BL30K stages (see the module docstring); None for --index-only."""
     from stcn.data.shards.build import bl30k_member_index, shard_bl30k
-    from stcn.data.shards.parallel import merge_dirs, merge_parts, part_dir
+    from stcn.data.shards.parallel import check_parts, merge_dirs, merge_parts, part_dir
 
-    parts = int(knobs.pop("parts"))
+    parts = check_parts(knobs.pop("parts"), f"params.yaml: datasets.{name}.shard.parts")
     if part is not None and part.partition("/")[2] != str(parts):
         raise UserError(f"--part {part}: datasets.{name}.shard.parts is {parts} (dvc.yaml interpolates it)")
     index = f"{LOCAL}/{name}/members.npz"

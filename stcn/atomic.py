@@ -98,6 +98,7 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     if out.exists() and not out.is_dir():
         raise UserError(f"output folder {out} exists and is a file")
     tmp = temporary_sibling(out)
+    remove_stale_temporaries(out.parent, [out.name])  # what a killed run into `out` left
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -110,19 +110,39 @@ def config_path(path: str | Path | None = None) -> Path:
 
 def load_registry(path: str | Path | None = None) -> Registry:
     """The checked registry of the YAML file at `path` (see `config_path`): its `datasets:` mapping."""
-    import yaml
 
     where = config_path(path)
     try:
-        data = yaml.load(where.read_text(), Loader=strict_loader())  # noqa: S506 (a SafeLoader subclass)
+        text = where.read_text()
     except OSError as e:
         raise UserError(f"cannot read the dataset registry {where}: {e.strerror or e} (set --registry or "
                         f"{ENV})") from None  # fmt: skip
-    except yaml.YAMLError as e:
-        raise UserError(f"the dataset registry {where} is not valid YAML: {' '.join(str(e).split())}") from None
+    data = read_yaml_text(text, f"the dataset registry {where}")
     if not isinstance(data, Mapping) or not isinstance(data.get("datasets"), Mapping):
         raise UserError(f"{where} has no `datasets:` mapping (the dataset registry)")
     return parse_registry(data["datasets"], str(where))
+
+
+def read_yaml_text(text: str, what: str) -> Any:
+    """YAML `text` read with `strict_loader` (no duplicate keys, no anchors or aliases: no "billion laughs");
+    a one-line UserError naming `what` when it is not valid."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=strict_loader())  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        raise UserError(f"{what} is not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise UserError(f"{what} is not valid YAML: nested too deeply") from None
+
+
+def read_yaml(path: str | Path, what: str = "") -> Any:
+    """The YAML file at `path` read strictly (see `read_yaml_text`); an unreadable file is one line too."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {what or path}: {getattr(e, 'strerror', None) or e}") from None
+    return read_yaml_text(text, what or str(path))
 
 
 def strict_loader():
@@ -177,6 +197,8 @@ def _entry(name: str, entry: Any, source: str) -> Dataset:
     splits = entry.get("splits") or []
     if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
         raise UserError(f"{where}.splits must be a list of split names, got {splits!r}")
+    for split in splits:  # each becomes a file name (ImageSets/<year>/<split>.txt, <split>/JPEGImages)
+        check_name(split, f"{where}.splits")
     options = {}
     for key in ("download", "shard", "evaluate", "report"):
         value = entry.get(key)

@@ -14,6 +14,7 @@ from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import VOID, read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
+from stcn.outputs import check_output
 from stcn.progress import progress_bar
 
 # inference options shared by `stcn segment` and `stcn evaluate`; the defaults are InferenceSettings'
@@ -119,6 +120,11 @@ def segment(
                         "<video>.strokes.png in the --first-mask folder")  # fmt: skip
     if s2m is not None and first_scribble is None and not first_mask.is_dir():
         raise UserError("--s2m is for strokes: use it with --first-scribble or a batch folder of strokes files")
+    inputs = {"--frames": frames, "--first-mask": first_mask, "--first-scribble": first_scribble,
+              "--weights": weights, "--s2m": s2m}  # fmt: skip
+    check_output(out, inputs)  # masks never over frames, masks or weights
+    if overlay is not None:
+        check_output(overlay, inputs, "--overlay")
     strokes = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
     if first_mask is not None and first_mask.is_dir():
         segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend, void)

@@ -92,6 +92,12 @@ class OnnxSTCN:
                 self.sessions[name] = ort.InferenceSession(str(folder / f"{name}.onnx"), options, providers=providers)
             except Exception as e:  # ONNX Runtime raises its own exception types for a corrupt graph
                 raise UserError(f"cannot load ONNX graph {folder / f'{name}.onnx'}: {str(e).splitlines()[0]}") from None
+            inputs = tuple(arg.name for arg in self.sessions[name].get_inputs())
+            outputs = tuple(arg.name for arg in self.sessions[name].get_outputs())
+            if (inputs, outputs) != GRAPHS[name]:  # another model's graph (or another graph) under this name
+                want = f"{list(GRAPHS[name][0])} -> {list(GRAPHS[name][1])}"
+                raise UserError(f"{folder / f'{name}.onnx'} is not an STCN {name}: it maps {list(inputs)} -> "
+                                f"{list(outputs)}, not {want}")  # fmt: skip
 
     def _run(self, name: str, *inputs) -> list:
         """Run one graph; numpy arrays in -> numpy arrays out, torch tensors in -> torch tensors out."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from stcn.atomic import atomic_folder
 from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
 from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
+from stcn.outputs import check_output
 
 STATE = "interactive.json"  # in the output folder: object ids, frames interacted so far, rounds, the video
 S2M = typer.Option(None, help="s2m.pth (MiVOS); default: seeded stand-in weights (not a trained model).")
@@ -52,11 +54,17 @@ def _frame_index(frame: str | None, stems: list[str]) -> int:
 MAX_OBJECTS = 255  # what a palette mask can hold
 
 
-def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
+def first_frame_digest(rgb: np.ndarray) -> str:
+    """sha256 of the first frame's decoded pixels: what binds an output folder's rounds to one video's content."""
+    return hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest()
+
+
+def _read_state(path: Path, stems: list[str], size: tuple[int, int], digest: str | None = None) -> dict:
     """The previous rounds' state in the output folder (none yet: round 0), checked in type and range.
 
     `ids`: the object ids so far, in channel order (an older state's `objects`: N means ids 1..N).
-    It must record this video (its frame names and size): a round on another video is refused."""
+    It must record this video (its frame names, size and `digest`, the first frame's content): a round on
+    another video is refused, even one with the same frame names and size (every DAVIS video has them)."""
     if not path.is_file():
         return {"ids": [], "interacted": [], "rounds": 0}
 
@@ -67,6 +75,8 @@ def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
         state = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise bad(str(e)) from None
+    except RecursionError:  # e.g. [[[[...]]]] 10^5 deep
+        raise bad("nested too deeply") from None
     if not isinstance(state, dict):
         raise bad("not a JSON object")
     rounds, interacted = state.get("rounds"), state.get("interacted")
@@ -93,6 +103,10 @@ def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
         w, h = (video["size"] + [None, None])[:2]
         raise UserError(f"{path.parent} holds rounds of another video ({len(video['frames'])} frames of {w}x{h}; "
                         f"this one: {len(stems)} frames of {size[0]}x{size[1]}); use a new --out folder")  # fmt: skip
+    recorded = video.get("first_frame_sha256")
+    if digest is not None and recorded is not None and recorded != digest:
+        raise UserError(f"{path.parent} holds rounds of another video (its first frame differs from the first frame "
+                        "of --frames, with the same names and size); use a new --out folder")  # fmt: skip
     if not isinstance(interacted, list) or any(type(t) is not int or not 0 <= t < len(stems) for t in interacted):
         raise bad(f"interacted must be a list of frame indexes below {len(stems)}, got {interacted!r}")
     return {"ids": ids, "interacted": interacted, "rounds": rounds}
@@ -144,6 +158,8 @@ def interact(
     settings = InferenceSettings.from_knobs(locals())
     if not scribbles.is_file():
         raise UserError(f"scribble file not found: {scribbles}")
+    check_output(out, {"--frames": frames, "--scribbles": scribbles, "--weights": weights, "--s2m": s2m,
+                       "--fusion": fusion})  # fmt: skip
     stems, rgbs = _frames(frames)
     full = (rgbs[0].shape[1], rgbs[0].shape[0])
     size = target_size(full, resolution)
@@ -152,7 +168,8 @@ def interact(
     else:
         rounds = {_frame_index(frame, stems): scribbles_from_png(scribbles, size, full)}
     state_file = out / STATE
-    state = _read_state(state_file, stems, full)
+    digest = first_frame_digest(rgbs[0])
+    state = _read_state(state_file, stems, full, digest)
     named = sorted({i for m in rounds.values() for i in stroke_ids(m)})
     if named and named[-1] > MAX_OBJECTS:
         raise UserError(f"the scribbles in {scribbles} name object {named[-1]}; at most {MAX_OBJECTS} objects")
@@ -180,7 +197,8 @@ def interact(
     for t, scribble_map in sorted(rounds.items()):
         labels = core.interact(t, scribble_map, propagate=propagate)
     state = {"ids": ids, "interacted": [int(t) for t in core.interacted],
-             "rounds": state["rounds"] + len(rounds), "video": {"frames": stems, "size": list(full)}}  # fmt: skip
+             "rounds": state["rounds"] + len(rounds),
+             "video": {"frames": stems, "size": list(full), "first_frame_sha256": digest}}  # fmt: skip
     id_of = np.array([0, *ids], np.uint8)
     with atomic_folder(out) as tmp:  # the round's masks are encoded aside, then renamed in; the state file last
         for stem, lab in zip(stems, labels, strict=True):

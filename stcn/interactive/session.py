@@ -40,6 +40,7 @@ from stcn.inference.frames import image_tensor
 from stcn.inference.settings import InferenceSettings
 from stcn.interactive.core import InteractiveCore
 from stcn.interactive.s2m import prepare_s2m
+from stcn.outputs import claim_folder
 
 MAX_ID = 255  # palette PNGs hold ids 0..255
 MAX_OBJECTS = 20  # objects in one session: each costs a probability byte a pixel per frame and its own memory values
@@ -52,11 +53,13 @@ class Cancelled(Exception):
 
 
 def check_object_id(obj: object) -> int:
-    """An object id 1..255 (one clear line otherwise)."""
-    try:
-        value = int(obj)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise UserError(f"object id {obj!r} is not a whole number 1..{MAX_ID}") from None
+    """An object id 1..255: an integer or a string of digits (the page's input field); 12.9, "12.9" and True are
+    refused, never rounded (one clear line)."""
+    if isinstance(obj, str) and re.fullmatch(r"[0-9]{1,3}", obj.strip()):
+        obj = int(obj)
+    if not isinstance(obj, (int, np.integer)) or isinstance(obj, bool):
+        raise UserError(f"object id {obj!r} is not a whole number 1..{MAX_ID}")
+    value = int(obj)
     if not 1 <= value <= MAX_ID:
         raise UserError(f"object id {value} is outside 1..{MAX_ID} (palette PNGs hold ids up to {MAX_ID})")
     return value
@@ -165,6 +168,7 @@ class Video:
     frames: list[np.ndarray]
     full: tuple[int, int]  # (W, H) of the input frames: exported masks have this size
     size: tuple[int, int]  # (W, H) processed and shown
+    source: Path | None = None  # the frame folder or video file it was read from (resolved)
 
 
 @dataclass
@@ -246,7 +250,7 @@ class Session:
         size = (frames[0].shape[1], frames[0].shape[0])
         with self.lock:
             self._idle()
-            self.video = Video(name, stems, frames, full, size)
+            self.video = Video(name, stems, frames, full, size, source.resolve())
             self.core = self._new_core(0)
             self.ids, self.pending, self.undo_to, self.rounds, self.job, self.exported = [], None, None, 0, None, {}
         return self.status()
@@ -307,6 +311,8 @@ class Session:
     def stroke(self, frame: int, obj: int, positive: bool, points: list, radius: float = 3) -> dict:
         """A positive stroke (or click) for `obj`, or a negative (background) one, on `frame`: S2M at once."""
         obj = check_object_id(obj)
+        if not isinstance(positive, bool):  # "false" is not positive
+            raise UserError(f"positive must be true or false, got {positive!r}")
         with self.lock:
             self._idle()
             core, video, frame = self._core(), self._video(), self._index(frame)
@@ -418,7 +424,8 @@ class Session:
             labels = self._lut()[core.labels()]
             if self.pending is not None:
                 labels[self.pending.frame] = self._lut()[self.pending.labels]
-            target = self.out / video.name
+            # OUT/<name>, or OUT/<name>-2 ... when another video ("dog agility" and "dog_agility") has that folder
+            target = claim_folder(self.out, video.name, str(video.source), {"the video": video.source})
             job = Job("export", total=len(video.stems))
 
             def work() -> None:
@@ -519,10 +526,9 @@ class Session:
 
     def _index(self, t: object) -> int:
         n = len(self._video().stems)
-        try:
-            t = int(t)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise UserError(f"frame {t!r} is not a number") from None
+        if not isinstance(t, (int, np.integer)) or isinstance(t, bool):  # 1.9 is not frame 1
+            raise UserError(f"frame {t!r} is not a whole number")
+        t = int(t)
         if not 0 <= t < n:
             raise UserError(f"frame {t} is outside 0..{n - 1}")
         return t

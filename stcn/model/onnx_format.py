@@ -43,8 +43,15 @@ def read_manifest(folder: Path) -> dict:
         raise UserError(f"corrupt manifest {path}: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{path}: not a {FORMAT} manifest")
+    graphs = manifest.get("graphs")
     for name in GRAPHS:
         graph = Path(folder) / f"{name}.onnx"
         if not graph.is_file():
             raise UserError(f"ONNX export incomplete: missing {graph}")
+        entry = graphs.get(name) if isinstance(graphs, dict) else None
+        if not isinstance(entry, dict) or entry.get("file") != graph.name or not isinstance(entry.get("sha256"), str):
+            raise UserError(f"{path}: no file and sha256 recorded for graph {name}; export again with `stcn export`")
+        if sha256(graph) != entry["sha256"]:  # a graph of another export, or two graphs swapped
+            raise UserError(f"{graph} is not the graph {path} records (sha256 differs): replaced, swapped or "
+                            "damaged; export again with `stcn export`")  # fmt: skip
     return manifest
