@@ -71,7 +71,8 @@ def compose_params(overrides: list[str], conf: Path = CONF) -> dict[str, Any]:
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except (HydraException, OmegaConfBaseException) as e:
         key = getattr(e, "full_key", None)
-        raise UserError(f"cannot compose {conf}: {str(e).splitlines()[0]}" + (f" ({key})" if key else "")) from None
+        first = str(e).splitlines()[0].removeprefix("UserError raised while resolving interpolation: ")
+        raise UserError(f"cannot compose {conf}: {first}" + (f" ({key})" if key else "")) from None
 
 
 def _imports(path: Path) -> set[str]:

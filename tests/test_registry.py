@@ -105,7 +105,11 @@ def test_a_profile_that_would_change_the_dag_is_a_one_line_error(tmp_path):
     assert "would change dvc.yaml" in r.stderr and "evaluate_static" in r.stderr and "report" in r.stderr
     bad = subprocess.run([sys.executable, "pipelines/compose.py", "datasets.bl30k.shard.parts=0", "--params",
                           str(tmp_path / "p.yaml")], cwd=REPO, capture_output=True, text=True)  # fmt: skip
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "whole number >= 1, got 0" in bad.stderr
+    assert (
+        bad.returncode == 2
+        and bad.stderr.count("\n") == 1
+        and "datasets.bl30k.shard.parts must be a whole number of parts 1..4096, got 0" in bad.stderr
+    )
 
 
 def test_stage_names_and_one_name_per_dataset():
