@@ -74,15 +74,21 @@ def evaluate(
     Under `torchrun --nproc-per-node N -m stcn.eval.evaluate` (same options) the videos are split across
     the ranks by frame count; the outputs are those of one process.
     """
+    from stcn.atomic import check_output_folder
+    from stcn.errors import UserError
     from stcn.eval.benchmark import evaluate_entry
     from stcn.eval.davis_score import print_results
-    from stcn.inference.ort_backend import backend_device
+    from stcn.inference.ort_backend import backend_device, check_weights
     from stcn.inference.settings import InferenceSettings
     from stcn.model.trained import default_resolution
     from stcn.registry import Dataset
 
     device = backend_device(backend, device)  # an unknown backend fails first
-    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
+    check_weights(weights, backend)  # inputs and the output before any model loads
+    if not root.is_dir():
+        raise UserError(f"dataset root not found: {root}")
+    check_output_folder(out)
+    resolution = default_resolution(weights, resolution, native="the dataset's own size (YouTube-VOS: 480p)")
     layout, year = registry_layout(dataset, layout, year, registry)
     entry = Dataset(dataset, layout, year, root=str(root))  # layout None (generic): detected from the folder
     result = evaluate_entry(entry, weights, InferenceSettings.from_knobs(locals()), out, split=split,

@@ -23,8 +23,10 @@ TOP_K = typer.Option(D.top_k, help="Memory entries kept per query pixel.")
 MEM_EVERY = typer.Option(D.mem_every, help="Add a memory frame every N frames.")
 INCLUDE_LAST = typer.Option(D.include_last, help="Keep the previous frame in a temporary memory slot.")
 PRECISION = typer.Option(
-    D.precision,
-    help="fp32 (exact); fast (half-precision convolutions, fp32 memory read-out); bf16 (CPU) / fp16 (CUDA) throughout.",
+    "auto",
+    help="auto: fast where the device runs half precision natively (CUDA; a CPU with AMX / AVX512-BF16), else fp32 "
+    "(said in one line); fp32 (exact); fast (half-precision convolutions, fp32 memory read-out); bf16 (CPU) / fp16 "
+    "(CUDA) throughout.",
 )
 MAX_MEMORY_FRAMES = typer.Option(D.max_memory_frames, help="Bound memory to frame 0 + the most recent frames.")
 DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
@@ -103,22 +105,30 @@ def segment(
     Batch mode (FIRST_MASK is a folder): every video of FRAMES into OUT/<video>/, one model load;
     complete videos are skipped, a failing video is reported and skipped (exit code 1 at the end).
     """
-    from stcn.inference.ort_backend import backend_device, load_backend
+    from stcn.atomic import check_output_folder
+    from stcn.inference.ort_backend import backend_device, check_weights, load_backend
     from stcn.inference.overlap import read_ahead
     from stcn.inference.video import folder_frames, frame_total, propagate, video_frames
     from stcn.model.trained import default_resolution
 
+    # every input, output and option is checked before any model loads (a mistake is reported in a moment)
     device = backend_device(backend, device)
-    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
-    settings = InferenceSettings.from_knobs(locals())
+    check_weights(weights, backend)
     void = mask_void(mask_255)
     if (first_mask is None) == (first_scribble is None):
         raise UserError("give one of --first-mask (a mask PNG or a batch folder) and --first-scribble (a strokes PNG)")
     if first_scribble is not None and first_scribble.is_dir():
         raise UserError(f"--first-scribble takes one PNG, not a folder ({first_scribble}); in batch mode put "
                         "<video>.strokes.png in the --first-mask folder")  # fmt: skip
+    if first_scribble is not None and not first_scribble.is_file():
+        raise UserError(f"strokes file not found: {first_scribble}")
     if s2m is not None and first_scribble is None and not first_mask.is_dir():
         raise UserError("--s2m is for strokes: use it with --first-scribble or a batch folder of strokes files")
+    check_output_folder(out)
+    if overlay is not None:
+        check_output_folder(overlay, "--overlay")
+    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json), said
+    settings = InferenceSettings.from_knobs(locals())  # precision auto: the rung this device runs natively, said
     strokes = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
     if first_mask is not None and first_mask.is_dir():
         segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend, void)
@@ -130,10 +140,13 @@ def segment(
         raise UserError(f"--frames must be a folder of images or a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
     source = video_frames(frames) if is_video else folder_frames(list_frames(frames))
     first = "00000" if is_video else source[0][0]
+    rgb = next(iter(video_frames(frames)))[1]() if is_video else source[0][1]()
     if first_mask is not None:
         mask = read_mask(first_mask)
+        if mask.shape != rgb.shape[:2]:
+            raise UserError(f"--first-mask {first_mask} is {mask.shape[1]}x{mask.shape[0]} but the first frame of "
+                            f"{frames} is {rgb.shape[1]}x{rgb.shape[0]}")  # fmt: skip
     else:
-        rgb = next(iter(video_frames(frames)))[1]() if is_video else source[0][1]()
         mask = strokes(first_scribble, rgb)
     model = load_backend(weights, backend, settings.device, settings.precision)
     preview = None
@@ -190,6 +203,8 @@ def segment_batch(
     from stcn.inference.ort_backend import load_backend
 
     find_videos(frames)  # a missing or empty root fails before the model is loaded
+    if not masks.is_dir():
+        raise UserError(f"first-mask folder not found: {masks}")
     model = load_backend(weights, backend, settings.device, settings.precision)
     outcomes = segment_videos(model, frames, masks, out, settings, overlay, strokes=strokes, void=void)
     failed = [o.name for o in outcomes if o.status == "failed"]
@@ -210,6 +225,11 @@ def export(
     `stcn segment --backend onnxruntime`; the memory read-out runs in the host code."""
     if fmt != "onnx":
         raise UserError(f"unknown export format {fmt!r}; choose onnx")
+    from stcn.atomic import check_output_folder
+    from stcn.model.onnx_format import check_checkpoint_path
+
+    check_checkpoint_path(weights)
+    check_output_folder(out)
     from stcn.inference.loading import load_model
     from stcn.model.export import export_onnx
 

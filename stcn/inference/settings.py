@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,49 @@ def half_dtype(device: str) -> torch.dtype:
     return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
 
+HALF_FLAGS = ("amx_bf16", "avx512_bf16")  # CPU flags (Linux /proc/cpuinfo) of native bf16 matrix / dot-product units
+
+
+def native_half(device: str) -> bool:
+    """Whether `device` runs half-precision convolutions natively: CUDA, or a CPU with AMX-BF16 or AVX512-BF16.
+
+    `STCN_NATIVE_HALF=0/1` overrides the CPU's answer (tests; a CPU whose flags mislead)."""
+    if str(device).startswith("cuda"):
+        return True
+    forced = os.environ.get("STCN_NATIVE_HALF", "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        with open("/proc/cpuinfo") as info:
+            line = next((line for line in info if line.startswith("flags")), "")
+    except OSError:
+        return False
+    flags = set(line.partition(":")[2].split())
+    return any(flag in flags for flag in HALF_FLAGS)
+
+
+def choose_precision(precision: str | None, device: str, backend: str = "torch", say: bool = True) -> str:
+    """The rung that runs: `precision` as given, or for auto (the default) `fast` where the device runs half
+    precision natively (CUDA; a CPU with AMX / AVX512-BF16), else fp32 (emulated bf16 is several times slower);
+    ONNX Runtime: fp32. With `say`, one line on stderr names the rung and why."""
+    precision = precision or "auto"
+    kind = str(device).split(":")[0]
+    if precision == "auto":
+        if backend == "onnxruntime":
+            chosen, why = "fp32", "ONNX Runtime runs fp32"
+        elif native_half(device):
+            chosen, why = "fast", "CUDA" if kind == "cuda" else "this CPU has AMX / AVX512-BF16"
+        else:
+            chosen, why = "fp32", "this CPU has no AMX / AVX512-BF16: half precision would be emulated, slower"
+        if say:
+            print(f"note: precision auto -> {chosen} ({why}; pass --precision to choose)", file=sys.stderr, flush=True)
+        return chosen
+    if say and precision != "fp32" and kind == "cpu" and backend == "torch" and not native_half(device):
+        print(f"warning: --precision {precision} on a CPU without AMX / AVX512-BF16: bf16 is emulated there and "
+              "usually slower than fp32", file=sys.stderr, flush=True)  # fmt: skip
+    return precision
+
+
 def check_precision(precision: str, device: str) -> str:
     """`precision` when it is a rung of the device's ladder; otherwise a one-line UserError."""
     from stcn.errors import UserError
@@ -29,7 +74,7 @@ def check_precision(precision: str, device: str) -> str:
     kind = str(device).split(":")[0]
     rungs = PRECISIONS.get(kind, ("fp32",))
     if precision not in rungs:
-        raise UserError(f"unknown precision {precision!r} on {kind}; choose one of {', '.join(rungs)}")
+        raise UserError(f"unknown precision {precision!r} on {kind}; choose one of auto, {', '.join(rungs)}")
     return precision
 
 
@@ -60,9 +105,13 @@ class InferenceSettings:
     @classmethod
     def from_knobs(cls, knobs: Mapping[str, Any]) -> InferenceSettings:
         """Settings from a mapping of knobs (command-line options, a params.yaml block): the keys naming a field
-        are used, a missing or None value is the official default, and the device is `pick_device`'s."""
+        are used, a missing or None value is the official default, the device is `pick_device`'s and precision
+        auto is `choose_precision`'s rung (said in one line)."""
         given = {f.name: knobs[f.name] for f in fields(cls) if knobs.get(f.name) is not None and f.name != "device"}
-        return cls(**given, device=pick_device(knobs.get("device")))
+        device = pick_device(knobs.get("device"))
+        if "precision" in given:  # auto: the rung this device runs natively; either said in one line
+            given["precision"] = choose_precision(given["precision"], device, knobs.get("backend") or "torch")
+        return cls(**given, device=device)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
