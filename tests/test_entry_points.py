@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from stcn.cli import _register, app
 from stcn.data.images import read_mask, write_mask
 from stcn.errors import UserError
-from stcn.inference.settings import InferenceSettings, choose_precision, native_half
+from stcn.inference.settings import InferenceSettings, choose_precision, native_half, precision_said
 from stcn.model.trained import write_trained_at
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -124,7 +124,7 @@ def test_weights_without_a_sidecar_say_what_runs(weights_file, small_blackswan, 
     frames, masks = small_blackswan
     error, out = invoke("segment", "--weights", weights_file, "--frames", frames, "--first-mask",
                         masks / "00000.png", "--out", tmp_path / "o")  # fmt: skip
-    assert reached(error).resolution is None and "running at the frames' own size" in out
+    assert reached(error).resolution is None and "note:" not in out  # official weights: frames as given, as ever
     error, out = invoke("app", "--weights", weights_file, "--port", "0", "--root", tmp_path, "--out", tmp_path / "a")
     assert reached(error).resolution == 480 and "running at --resolution 480" in out  # the page's default
 
@@ -140,7 +140,7 @@ def test_an_export_folder_carries_the_resolution_into_its_manifest(trained, smal
                         "--first-mask", masks / "00000.png", "--out", tmp_path / "o")  # fmt: skip
     settings = reached(error)
     assert settings.resolution == 80 and note_of(out, "manifest.json") and settings.precision == "fp32"
-    assert "precision auto -> fp32 (ONNX Runtime runs fp32" in out
+    assert precision_said("auto", settings, "onnxruntime") == "precision fp32 (auto: ONNX Runtime runs fp32)"
     # the folder given without --backend onnxruntime names the fix (not "checkpoint not found")
     error, out = invoke("segment", "--weights", tmp_path / "onnx", "--frames", frames, "--first-mask",
                         masks / "00000.png", "--out", tmp_path / "o")  # fmt: skip
@@ -155,8 +155,10 @@ def test_precision_auto_is_the_rung_the_cpu_runs_natively(forced, rung, trained,
     frames, masks = small_blackswan
     error, out = invoke("segment", "--weights", trained, "--frames", frames, "--first-mask", masks / "00000.png",
                         "--out", tmp_path / "o", "--device", "cpu")  # fmt: skip
-    assert reached(error).precision == rung
-    assert f"note: precision auto -> {rung} (this CPU {'has' if rung == 'fast' else 'has no'} AMX" in out
+    settings = reached(error)
+    assert settings.precision == rung
+    said = f"precision {rung} (auto: this CPU {'has' if rung == 'fast' else 'has no'} AMX / AVX512-BF16"
+    assert precision_said("auto", settings).startswith(said)  # what the closing line says (below: a real run)
     error, out = invoke("segment", "--weights", trained, "--frames", frames, "--first-mask", masks / "00000.png",
                         "--out", tmp_path / "o", "--device", "cpu", "--precision", "fast")  # fmt: skip
     assert reached(error).precision == "fast"
@@ -168,7 +170,7 @@ def test_this_machines_own_detection_reads_the_cpu_flags(monkeypatch, capsys):
     flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
     native = "amx_bf16" in flags or "avx512_bf16" in flags
     assert native_half("cpu") is native
-    assert choose_precision("auto", "cpu") == ("fast" if native else "fp32")
+    assert choose_precision("auto", "cpu", say=True) == ("fast" if native else "fp32")
     assert "precision auto ->" in capsys.readouterr().err
 
 
@@ -291,7 +293,8 @@ def test_frame_0_is_the_given_mask_at_any_resolution(weights_file, small_blacksw
         assert np.array_equal(read_mask(tmp_path / resolution / "00000.png"), expected)
 
 
-def test_a_one_frame_video_says_there_is_nothing_to_propagate(weights_file, small_blackswan, tmp_path):
+def test_a_one_frame_video_says_there_is_nothing_to_propagate(weights_file, small_blackswan, tmp_path, monkeypatch):
+    monkeypatch.setenv("STCN_NATIVE_HALF", "0")  # a CPU without AMX / AVX512-BF16, as this one
     frames, masks = small_blackswan
     (tmp_path / "one").mkdir()
     shutil.copy(sorted(frames.glob("*.jpg"))[0], tmp_path / "one")
@@ -299,6 +302,7 @@ def test_a_one_frame_video_says_there_is_nothing_to_propagate(weights_file, smal
                         masks / "00000.png", "--out", tmp_path / "o", "--resolution", "64")  # fmt: skip
     assert error is None, out
     assert "has one frame: nothing to propagate" in out and len(list((tmp_path / "o").glob("*.png"))) == 1
+    assert "FPS, precision fp32 (auto: this CPU has no AMX / AVX512-BF16: half precision would be emulated" in out
     assert np.array_equal(read_mask(tmp_path / "o" / "00000.png"), read_mask(masks / "00000.png"))
 
 

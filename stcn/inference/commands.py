@@ -13,7 +13,7 @@ from stcn.cli import QUIET
 from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import VOID, read_mask, write_mask
 from stcn.errors import UserError
-from stcn.inference.settings import InferenceSettings
+from stcn.inference.settings import InferenceSettings, check_precision, precision_said
 from stcn.progress import progress_bar
 
 # inference options shared by `stcn segment` and `stcn evaluate`; the defaults are InferenceSettings'
@@ -113,6 +113,8 @@ def segment(
 
     # every input, output and option is checked before any model loads (a mistake is reported in a moment)
     device = backend_device(backend, device)
+    if device is not None and precision != "auto":  # the options first (without --device: once it is picked)
+        check_precision(precision, device)
     check_weights(weights, backend)
     void = mask_void(mask_255)
     if (first_mask is None) == (first_scribble is None):
@@ -124,14 +126,20 @@ def segment(
         raise UserError(f"strokes file not found: {first_scribble}")
     if s2m is not None and first_scribble is None and not first_mask.is_dir():
         raise UserError("--s2m is for strokes: use it with --first-scribble or a batch folder of strokes files")
+    if s2m is not None and not s2m.is_file():
+        raise UserError(f"S2M weights not found: {s2m}")
     check_output_folder(out)
     if overlay is not None:
         check_output_folder(overlay, "--overlay")
-    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json), said
-    settings = InferenceSettings.from_knobs(locals())  # precision auto: the rung this device runs natively, said
-    strokes = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
     if first_mask is not None and first_mask.is_dir():
-        segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend, void)
+        from stcn.inference.batch import find_videos
+
+        find_videos(frames)  # a missing or empty root
+        resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json), said
+        settings = InferenceSettings.from_knobs(locals())  # precision auto: the rung this device runs natively
+        strokes = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
+        said = precision_said(precision, settings, backend)
+        segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend, void, said)
         return
     if not frames.exists():
         raise UserError(f"frames not found: {frames}")
@@ -146,8 +154,10 @@ def segment(
         if mask.shape != rgb.shape[:2]:
             raise UserError(f"--first-mask {first_mask} is {mask.shape[1]}x{mask.shape[0]} but the first frame of "
                             f"{frames} is {rgb.shape[1]}x{rgb.shape[0]}")  # fmt: skip
-    else:
-        mask = strokes(first_scribble, rgb)
+    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json), said
+    settings = InferenceSettings.from_knobs(locals())  # precision auto: the rung this device runs natively
+    if first_mask is None:
+        mask = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)(first_scribble, rgb)
     model = load_backend(weights, backend, settings.device, settings.precision)
     preview = None
     if overlay is not None:
@@ -175,7 +185,8 @@ def segment(
         if preview is not None:
             preview.close()
     Console(stderr=True, soft_wrap=True).print(
-        f"segmented {timing.frames} frames in {timing.seconds:.1f} s ({timing.fps:.2f} FPS) -> {out}"
+        f"segmented {timing.frames} frames in {timing.seconds:.1f} s ({timing.fps:.2f} FPS, "
+        f"{precision_said(precision, settings, backend)}) -> {out}"
     )
 
 
@@ -196,9 +207,10 @@ def segment_batch(
     strokes=None,
     backend: str = "torch",
     void: int | None = VOID,
+    said: str = "",
 ) -> None:
     """Batch mode of `stcn segment`; exits 1 when any video failed (after finishing the others).
-    `void`: the mask value that is no object (None: 255 is object 255)."""
+    `void`: the mask value that is no object (None: 255 is object 255); `said`: the precision line to print."""
     from stcn.inference.batch import find_videos, segment_videos
     from stcn.inference.ort_backend import load_backend
 
@@ -207,6 +219,8 @@ def segment_batch(
         raise UserError(f"first-mask folder not found: {masks}")
     model = load_backend(weights, backend, settings.device, settings.precision)
     outcomes = segment_videos(model, frames, masks, out, settings, overlay, strokes=strokes, void=void)
+    if said:
+        Console(stderr=True, soft_wrap=True).print(f"ran at {said}", highlight=False)
     failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
         Console(stderr=True, soft_wrap=True).print(

@@ -45,26 +45,37 @@ def native_half(device: str) -> bool:
     return any(flag in flags for flag in HALF_FLAGS)
 
 
-def choose_precision(precision: str | None, device: str, backend: str = "torch", say: bool = True) -> str:
-    """The rung that runs: `precision` as given, or for auto (the default) `fast` where the device runs half
-    precision natively (CUDA; a CPU with AMX / AVX512-BF16), else fp32 (emulated bf16 is several times slower);
-    ONNX Runtime: fp32. With `say`, one line on stderr names the rung and why."""
+def auto_rung(device: str, backend: str = "torch") -> tuple[str, str]:
+    """(rung, why) that precision auto runs: `fast` where the device runs half precision natively (CUDA; a CPU with
+    AMX / AVX512-BF16), else fp32 (emulated bf16 is several times slower); ONNX Runtime: fp32."""
+    if backend == "onnxruntime":
+        return "fp32", "ONNX Runtime runs fp32"
+    if native_half(device):
+        return "fast", "CUDA" if str(device).startswith("cuda") else "this CPU has AMX / AVX512-BF16"
+    return "fp32", "this CPU has no AMX / AVX512-BF16: half precision would be emulated, slower"
+
+
+def choose_precision(precision: str | None, device: str, backend: str = "torch", say: bool = False) -> str:
+    """The rung that runs: `precision` as given, or `auto_rung`'s for auto (the default; with `say`, one line on
+    stderr names it and why). Asking for a half-precision rung on a CPU that emulates it is warned about."""
     precision = precision or "auto"
-    kind = str(device).split(":")[0]
     if precision == "auto":
-        if backend == "onnxruntime":
-            chosen, why = "fp32", "ONNX Runtime runs fp32"
-        elif native_half(device):
-            chosen, why = "fast", "CUDA" if kind == "cuda" else "this CPU has AMX / AVX512-BF16"
-        else:
-            chosen, why = "fp32", "this CPU has no AMX / AVX512-BF16: half precision would be emulated, slower"
+        chosen, why = auto_rung(device, backend)
         if say:
             print(f"note: precision auto -> {chosen} ({why}; pass --precision to choose)", file=sys.stderr, flush=True)
         return chosen
-    if say and precision != "fp32" and kind == "cpu" and backend == "torch" and not native_half(device):
+    cpu = str(device).split(":")[0] == "cpu"
+    if precision in ("fast", "bf16") and cpu and backend == "torch" and not native_half(device):
         print(f"warning: --precision {precision} on a CPU without AMX / AVX512-BF16: bf16 is emulated there and "
               "usually slower than fp32", file=sys.stderr, flush=True)  # fmt: skip
     return precision
+
+
+def precision_said(asked: str | None, settings: InferenceSettings, backend: str = "torch") -> str:
+    """The rung that ran, for a command's closing line: `precision fp32 (auto: this CPU has no AMX ...)`."""
+    if (asked or "auto") != "auto":
+        return f"precision {settings.precision}"
+    return f"precision {settings.precision} (auto: {auto_rung(settings.device, backend)[1]})"
 
 
 def check_precision(precision: str, device: str) -> str:
@@ -109,7 +120,7 @@ class InferenceSettings:
         auto is `choose_precision`'s rung (said in one line)."""
         given = {f.name: knobs[f.name] for f in fields(cls) if knobs.get(f.name) is not None and f.name != "device"}
         device = pick_device(knobs.get("device"))
-        if "precision" in given:  # auto: the rung this device runs natively; either said in one line
+        if "precision" in given:  # auto: the rung this device runs natively (commands say it in their last line)
             given["precision"] = choose_precision(given["precision"], device, knobs.get("backend") or "torch")
         return cls(**given, device=device)
 

@@ -226,7 +226,7 @@ def evaluate_interactive(
     from stcn.interactive.evaluate import evaluate_interactive as run
     from stcn.model.trained import default_resolution
 
-    resolution = default_resolution(weights, resolution, native="DAVIS' 480p")  # the weights' own, said
+    resolution = default_resolution(weights, resolution)  # the weights' own (weights.json), said
     settings = InferenceSettings.from_knobs(locals())
     data = run(weights, s2m, fusion, seed, davis_root, split, out, settings, max_interactions, max_time)
     Console(stderr=True, soft_wrap=True).print(f"DAVIS interactive: {data['overall']} -> {out}")

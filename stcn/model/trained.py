@@ -68,24 +68,22 @@ def trained_at(weights: str | Path) -> dict | None:
     return {"stage": meta.get("stage"), "crop": found[1], "resolution": found[0]}
 
 
-def default_resolution(
-    weights: str | Path, resolution: int | None, fallback: int | None = None, native: str = "the frames' own size"
-) -> int | None:
+def default_resolution(weights: str | Path, resolution: int | None, fallback: int | None = None) -> int | None:
     """The processing resolution of every entry point (segment, batch, evaluate, app, interact, ONNX Runtime).
 
     `resolution` when the user gave one (nothing said); else the weights' own (weights.json beside a checkpoint,
-    or an export folder's manifest), else `fallback` (None: `native`, the frames as given); the last two are said
-    in one line on stderr."""
+    or an export folder's manifest), said in one line on stderr; else `fallback` (said too), or None: the frames
+    as given (silent: what official weights always did)."""
     if resolution is not None:
         return resolution
     trained = trained_resolution(weights)
     import sys
 
     where = Path(weights) / "manifest.json" if Path(weights).is_dir() else sidecar(weights)
-    if trained is None:
-        chosen = f"--resolution {fallback}" if fallback else native
-        print(f"note: {weights} records no training resolution ({where} has none): running at {chosen} "
-              "(pass --resolution N to choose)", file=sys.stderr, flush=True)  # fmt: skip
+    if trained is None:  # official weights: the frames as given (silent, as always), or the page's fallback
+        if fallback is not None:
+            print(f"note: {weights} records no training resolution ({where} has none): running at --resolution "
+                  f"{fallback} (pass --resolution N to choose)", file=sys.stderr, flush=True)  # fmt: skip
         return fallback
     print(f"note: {weights} was trained on {trained[1]} px crops: running at --resolution {trained[0]} "
           f"(from {where}; pass --resolution N to choose)", file=sys.stderr, flush=True)  # fmt: skip
