@@ -38,12 +38,11 @@ from benchmarks.report import write_section  # noqa: E402
 from stcn.inference.settings import native_half  # noqa: E402
 from stcn.model.trained import write_trained_at  # noqa: E402
 
-FPS = re.compile(r"segmented (\d+) frames in ([\d.]+) s \(([\d.]+) FPS\)")
-AUTO = re.compile(r"precision auto -> (\w+)")
+FPS = re.compile(r"segmented (\d+) frames in ([\d.]+) s \(([\d.]+) FPS, precision (\w+)")
 
 
 def segment(weights: Path, frames: Path, mask: Path, out: Path, extra: list[str]) -> tuple[float, str]:
-    """One `stcn segment` process: (compute FPS it printed, the rung auto chose or '')."""
+    """One `stcn segment` process: (compute FPS it printed, the rung it says ran)."""
     cmd = [sys.executable, "-m", "stcn.cli", "segment", "--weights", str(weights), "--frames", str(frames),
            "--first-mask", str(mask), "--out", str(out), "--quiet", *extra]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -51,8 +50,7 @@ def segment(weights: Path, frames: Path, mask: Path, out: Path, extra: list[str]
     if r.returncode != 0 or found is None or "--resolution 120" not in r.stderr:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
     shutil.rmtree(out, ignore_errors=True)
-    auto = AUTO.search(r.stderr)
-    return float(found.group(3)), auto.group(1) if auto else ""
+    return float(found.group(3)), found.group(4)
 
 
 def main() -> None:
@@ -85,10 +83,10 @@ def main() -> None:
         for repeat in range(args.repeats):
             for name, extra in runs.items():
                 w = tmp / "onnx" if name == "onnxruntime" else weights
-                value, auto = segment(w, frames, mask, tmp / "out", extra)
+                value, rung = segment(w, frames, mask, tmp / "out", extra)
                 fps[name].append(value)
-                chosen = auto if name.startswith("auto") else chosen
-                print(f"repeat {repeat + 1}: {name}: {value:.2f} FPS {auto}", flush=True)
+                chosen = rung if name.startswith("auto") else chosen
+                print(f"repeat {repeat + 1}: {name}: {value:.2f} FPS (ran {rung})", flush=True)
         minutes = (time.monotonic() - started) / 60
     fp32 = statistics.median(fps["fp32"])
     rows = [{"path": name if not name.startswith("auto") else f"auto (default) -> {chosen}",

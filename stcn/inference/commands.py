@@ -250,7 +250,11 @@ def export(
     model = load_model(weights, "cpu")
     with atomic_folder(out) as partial:
         manifest = export_onnx(model, partial, weights)
-    Console(stderr=True).print(f"exported {', '.join(manifest['graphs'])} (opset {manifest['opset']}) -> {out}")
+    trained = manifest.get("trained_at")
+    carried = f"; runs at --resolution {trained['resolution']} (weights.json)" if trained else ""
+    Console(stderr=True, soft_wrap=True).print(
+        f"exported {', '.join(manifest['graphs'])} (opset {manifest['opset']}{carried}) -> {out}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -324,7 +324,7 @@ def _serve(server, weights, s2m, fusion, seed, host, root, out, max_frames, reso
 
     resolution = default_resolution(weights, resolution, fallback=480)  # the weights' own, else the page's 480
     device = pick_device(device)
-    precision = choose_precision(precision, device)
+    precision = choose_precision(precision, device, say=True)  # S2M's rung, said in one line
     settings = InferenceSettings.from_knobs(
         {"top_k": top_k, "mem_every": mem_every, "max_memory_frames": max_memory_frames, "device": device,
          "resolution": resolution or None, "include_last": False, "precision": precision}
@@ -349,13 +349,6 @@ def _serve(server, weights, s2m, fusion, seed, host, root, out, max_frames, reso
     print(f"stcn app: http://{host}:{server.port}/  (Ctrl-C stops it)", file=sys.stderr, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-
-
-def has_fast_half(device: str) -> bool:
-    """Whether `device` runs half-precision convolutions natively (`stcn.inference.settings.native_half`)."""
-    from stcn.inference.settings import native_half
-
-    return native_half(device)
 
 
 def register(app: typer.Typer) -> None:
