@@ -117,7 +117,7 @@ class InferenceSettings:
     def from_knobs(cls, knobs: Mapping[str, Any]) -> InferenceSettings:
         """Settings from a mapping of knobs (command-line options, a params.yaml block): the keys naming a field
         are used, a missing or None value is the official default, the device is `pick_device`'s and precision
-        auto is `choose_precision`'s rung (said in one line)."""
+        auto is `choose_precision`'s rung (the commands' closing line says it: `precision_said`)."""
         given = {f.name: knobs[f.name] for f in fields(cls) if knobs.get(f.name) is not None and f.name != "device"}
         device = pick_device(knobs.get("device"))
         if "precision" in given:  # auto: the rung this device runs natively (commands say it in their last line)
