@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from stcn.atomic import check_output_folder
 from stcn.errors import UserError
 
 Inputs = Mapping[str, "str | Path | None | Iterable[str | Path]"]
@@ -46,7 +47,9 @@ def relation(out: str | Path, path: str | Path) -> str | None:
 
 
 def check_output(out: str | Path, inputs: Inputs, what: str = "--out") -> Path:
-    """`out` resolved; a one-line UserError when it is, holds or lies inside one of `inputs` (option -> path(s))."""
+    """`out` resolved; a one-line UserError when it is, holds or lies inside one of `inputs` (option -> path(s)),
+    or cannot be written (stcn.atomic.check_output_folder)."""
+    check_output_folder(out, what)
     for option, value in inputs.items():
         for path in _paths(value):
             how = relation(out, path)

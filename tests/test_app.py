@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import urllib.request
+import zipfile
 from io import BytesIO
 from pathlib import Path
 from typing import NamedTuple
@@ -178,6 +179,41 @@ def test_session_rounds_ids_undo_cancel_import_and_export(nets, tmp_path):
     assert full.shape == (480, 854) and (full[150:250, 250:450] == 255).all() and set(np.unique(full)) <= {0, 200, 255}
     video = cv2.VideoCapture(str(tmp_path / "out" / "blackswan" / "overlay.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+
+
+def test_positive_strokes_only_add_and_the_masks_zip_and_progress(nets, tmp_path):
+    """Issue 31: a later positive stroke never removes what earlier positive strokes of the round covered; the
+    propagation's total is known from the start; the zip holds every mask at the input size."""
+    session = make_session(nets, tmp_path)
+    strokes = [[[0.45, 0.5], [0.55, 0.5]], [[0.2, 0.3], [0.3, 0.35]], [[0.7, 0.7]], [[0.5, 0.2], [0.52, 0.8]]]
+    covered = np.zeros(session.frame_ids(0).shape, bool)
+    for points in strokes:
+        session.stroke(0, 4, True, points, radius=3)
+        now = session.frame_ids(0) == 4
+        assert now[covered].all(), f"{(~now & covered).sum()} pixels of object 4 lost to a later positive stroke"
+        covered = now
+    session.stroke(0, 4, False, [[0.45, 0.5]], radius=2)  # a negative stroke still removes
+    assert session.frame_ids(0)[48, int(0.45 * session.video.size[0])] == 0
+
+    gate, decode = threading.Event(), session.stcn.decode
+    session.stcn.decode = lambda *a: (gate.wait(30), decode(*a))[1]
+    try:
+        status = session.propagate()  # held inside its first frame: the page already knows the total
+        assert status["job"]["total"] == 5 and status["job"]["done"] == 0
+        gate.set()
+        assert session.wait()["job"]["state"] == "done"
+    finally:
+        del session.stcn.decode
+    assert session.status()["video"]["resolution"] == 96
+
+    name, data = session.masks_zip()
+    assert name == "blackswan-masks.zip"
+    with zipfile.ZipFile(BytesIO(data)) as archive:
+        assert archive.namelist() == [f"blackswan/{t:05d}.png" for t in range(6)]
+        for t in (0, 5):
+            mask = np.asarray(Image.open(BytesIO(archive.read(f"blackswan/{t:05d}.png"))))
+            shown = np.asarray(Image.fromarray(session.frame_ids(t)).resize((854, 480), Image.NEAREST))
+            assert mask.shape == (480, 854) and np.array_equal(mask, shown)
 
 
 def test_compact_state_gives_the_float_states_masks_in_uint8(nets, tmp_path):
@@ -356,6 +392,12 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
             page.click("#export")
             expect(page.locator("#message")).to_contain_text("export done", timeout=60_000)
             expect(page.locator("#exported a")).to_have_attribute("href", "/api/overlay.mp4")
+            expect(page.locator("#processing")).to_contain_text("processing 171x96 (--resolution 96)")
+            with page.expect_download() as download:  # the masks as a zip, from the page
+                page.click("#download")
+            zipped = tmp_path / "masks.zip"
+            download.value.save_as(zipped)
+            assert download.value.suggested_filename == "blackswan-masks.zip"
             page.screenshot(path=str(tmp_path / "page.png"))
         finally:
             context.close()
@@ -369,3 +411,7 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
     overlay = out / "blackswan" / "overlay.mp4"
     assert overlay.stat().st_size > 0 and int(cv2.VideoCapture(str(overlay)).get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     assert (tmp_path / "page.png").stat().st_size > 0
+    with zipfile.ZipFile(zipped) as archive:  # the zip the page gave = the exported masks
+        assert archive.namelist() == [f"blackswan/{m.name}" for m in masks]
+        for m in masks:
+            assert np.array_equal(np.asarray(Image.open(BytesIO(archive.read(f"blackswan/{m.name}")))), read_mask(m))

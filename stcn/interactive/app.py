@@ -212,6 +212,12 @@ def create_app(session, token: str, hosts: set[str] | None = None):  # -> flask.
     for name in ("propagate", "cancel", "undo", "export"):
         app.add_url_rule(f"/api/{name}", name, lambda name=name: jsonify(getattr(session, name)()), methods=["POST"])
 
+    @app.get("/api/masks.zip")
+    def masks_zip():
+        name, data = session.masks_zip()
+        return Response(data, mimetype="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
     @app.get("/api/overlay.mp4")
     def overlay():
         path = session.exported.get("overlay")

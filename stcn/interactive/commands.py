@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -154,12 +155,21 @@ def interact(
     from stcn.interactive.evaluate import target_size
     from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png, stroke_ids, to_channels
     from stcn.interactive.weights import announce_stand_ins, load_fusion, load_s2m
+    from stcn.model.onnx_format import check_checkpoint_path
+    from stcn.model.trained import default_resolution
+    from stcn.progress import progress_bar
 
-    settings = InferenceSettings.from_knobs(locals())
+    # inputs and the output are checked before any model loads
+    check_checkpoint_path(weights)
     if not scribbles.is_file():
         raise UserError(f"scribble file not found: {scribbles}")
+    for option, path in (("--s2m", s2m), ("--fusion", fusion)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{option} weights not found: {path}")
     check_output(out, {"--frames": frames, "--scribbles": scribbles, "--weights": weights, "--s2m": s2m,
                        "--fusion": fusion})  # fmt: skip
+    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json), said
+    settings = InferenceSettings.from_knobs(locals())
     stems, rgbs = _frames(frames)
     full = (rgbs[0].shape[1], rgbs[0].shape[0])
     size = target_size(full, resolution)
@@ -194,8 +204,10 @@ def interact(
         images, len(ids), settings, schedule=None, previous=previous,
     )  # fmt: skip
     core.load_interacted(state["interacted"])
-    for t, scribble_map in sorted(rounds.items()):
-        labels = core.interact(t, scribble_map, propagate=propagate)
+    with progress_bar(f"interact {frames.name}", total=None, unit="frames") as bar:  # as `stcn segment` shows it
+        core.progress = lambda done, total: bar.update(done, total=total)
+        for t, scribble_map in sorted(rounds.items()):
+            labels = core.interact(t, scribble_map, propagate=propagate)
     state = {"ids": ids, "interacted": [int(t) for t in core.interacted],
              "rounds": state["rounds"] + len(rounds),
              "video": {"frames": stems, "size": list(full), "first_frame_sha256": digest}}  # fmt: skip
@@ -228,7 +240,9 @@ def evaluate_interactive(
     """DAVIS interactive benchmark (AUC-J&F, J&F@60s) through the davisinteractive package's local session."""
     from stcn.inference.settings import InferenceSettings
     from stcn.interactive.evaluate import evaluate_interactive as run
+    from stcn.model.trained import default_resolution
 
+    resolution = default_resolution(weights, resolution)  # the weights' own (weights.json), said
     settings = InferenceSettings.from_knobs(locals())
     data = run(weights, s2m, fusion, seed, davis_root, split, out, settings, max_interactions, max_time)
     Console(stderr=True, soft_wrap=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
@@ -250,7 +264,9 @@ def app_command(
     out: Path = typer.Option(Path("stcn-app-out"), help="Exports go to OUT/<video>/masks/*.png and overlay.mp4."),
     max_frames: int | None = typer.Option(None, help="Open only the first N frames of a video."),
     resolution: int | None = typer.Option(
-        480, help="Process and show frames at this shorter side (exported masks keep the input size); 0: as given."
+        None,
+        help="Process and show frames at this shorter side (exported masks keep the input size); default: the "
+        "weights' own (weights.json beside them, written by stcn train), else 480; 0: as given.",
     ),
     top_k: int = TOP_K,
     mem_every: int = MEM_EVERY,
@@ -259,8 +275,8 @@ def app_command(
     precision: str = typer.Option(
         "auto",
         help="S2M's precision (strokes -> mask): fp32 (exact); fast (layers 2-4 and the head in half precision: bf16 "
-        "on CPU, fp16 on CUDA); bf16 / fp16 (every layer); auto: fast on CUDA and on CPUs with AMX (bf16 matrix "
-        "units), else fp32. Propagation stays fp32.",
+        "on CPU, fp16 on CUDA); bf16 / fp16 (every layer); auto: fast on CUDA and on CPUs with AMX / AVX512-BF16, "
+        "else fp32 (said in one line). Propagation stays fp32.",
     ),
 ) -> None:
     """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export.
@@ -269,26 +285,79 @@ def app_command(
     answers only its own origin and allowed Host names; a session holds at most 20 objects (ids 1..255)."""
     from werkzeug.serving import make_server
 
-    from stcn.inference.loading import load_model
-    from stcn.inference.settings import InferenceSettings, pick_device
-    from stcn.interactive.app import allowed_hosts, create_app, new_token, page_url, quiet_handler
-    from stcn.interactive.session import Session
-    from stcn.interactive.weights import describe_fusion, load_fusion, load_s2m
+    from stcn.atomic import check_output_folder
+    from stcn.model.onnx_format import check_checkpoint_path
 
+    # inputs, the output folder and the port first: a mistake is reported before any model loads
     if max_frames is not None and max_frames < 1:
         raise UserError("--max-frames must be at least 1")
     if not root.is_dir():
         raise UserError(f"--root {root} is not a folder")
-    if precision == "auto":
-        precision = "fast" if has_fast_half(pick_device(device)) else "fp32"
+    check_checkpoint_path(weights)
+    for option, path in (("--s2m", s2m), ("--fusion", fusion)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{option} weights not found: {path}")
+    check_output_folder(out)
+    listening = _listen(host, port)  # our own socket: werkzeug would print and exit on a port in use
+    # the app is attached once the models are loaded; requests wait in the socket's queue meanwhile
+    server = make_server(host, port, _not_ready, threaded=True, request_handler=_quiet_handler(),
+                         fd=listening.fileno())  # fmt: skip
+    listening.close()  # the server holds its own duplicate of the socket
+    try:
+        _serve(server, weights, s2m, fusion, seed, host, allow_host, root, out, max_frames, resolution, top_k,
+               mem_every, max_memory_frames, device, precision)  # fmt: skip
+    finally:
+        server.server_close()
+
+
+def _listen(host: str, port: int):
+    """A socket listening on host:port, or a one-line UserError (a port in use, an unknown address)."""
+    import socket
+
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(128)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+def _quiet_handler():
+    from stcn.interactive.app import quiet_handler
+
+    return quiet_handler()
+
+
+def _not_ready(environ, start_response):  # never called: the server serves only once the real app is attached
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"loading the models"]
+
+
+def _serve(server, weights, s2m, fusion, seed, host, allow_host, root, out, max_frames, resolution, top_k,
+           mem_every, max_memory_frames, device, precision) -> None:  # fmt: skip
+    """Load the models (resolution and precision said in one line each), attach the page to `server`, serve."""
+    from stcn.inference.loading import load_model
+    from stcn.inference.settings import InferenceSettings, choose_precision, pick_device
+    from stcn.interactive.app import allowed_hosts, create_app, new_token, page_url
+    from stcn.interactive.session import Session
+    from stcn.interactive.weights import describe_fusion, load_fusion, load_s2m
+    from stcn.model.trained import default_resolution
+
+    resolution = default_resolution(weights, resolution, fallback=480)  # the weights' own, else the page's 480
+    device = pick_device(device)
+    precision = choose_precision(precision, device, say=True)  # S2M's rung, said in one line
     settings = InferenceSettings.from_knobs(
         {"top_k": top_k, "mem_every": mem_every, "max_memory_frames": max_memory_frames, "device": device,
          "resolution": resolution or None, "include_last": False, "precision": precision}
     )  # fmt: skip
+    shown = f"{settings.resolution}p" if settings.resolution else "the frames' own size"
     models = (
         f"S2M: {s2m if s2m else f'seeded stand-in (seed {seed}), not trained: strokes give rough masks'}; "
         f"fusion: {describe_fusion(fusion)}; STCN: {weights}; "
-        f"S2M precision: {settings.precision}"
+        f"S2M precision: {settings.precision}; processing at {shown}"
     )
     session = Session(
         load_model(weights, settings.device),
@@ -297,33 +366,14 @@ def app_command(
         settings, out, root, max_frames, models,
     )  # fmt: skip
     token = new_token()
-    app = create_app(session, token, allowed_hosts(host, allow_host))
-    try:
-        server = make_server(host, port, app, threaded=True, request_handler=quiet_handler())
-    except OSError as e:
-        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    server.app = create_app(session, token, allowed_hosts(host, allow_host))
     if host not in ("127.0.0.1", "localhost", "::1"):
         warning = f"warning: listening on {host}: whoever can reach this port and sees the URL's token can use the page"
         print(warning, file=sys.stderr)
     print(f"models: {models}", file=sys.stderr)
-    print(f"stcn app: {page_url(host, server.server_port, token)}  (Ctrl-C stops it)", file=sys.stderr, flush=True)
-    try:
+    print(f"stcn app: {page_url(host, server.port, token)}  (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
-
-def has_fast_half(device: str) -> bool:
-    """Whether `device` runs half-precision convolutions natively: CUDA, or a CPU with AMX-BF16 (Linux flags)."""
-    if device.startswith("cuda"):
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags
 
 
 def register(app: typer.Typer) -> None:

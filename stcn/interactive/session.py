@@ -269,6 +269,7 @@ class Session:
                     "width": v.size[0],
                     "height": v.size[1],
                     "full": list(v.full),
+                    "resolution": self.settings.resolution,  # the processing shorter side (None: as given)
                 },  # fmt: skip
                 "objects": list(self.ids),
                 "pending": None if self.pending is None else self.pending.frame,
@@ -329,6 +330,8 @@ class Session:
             else:
                 current, strokes = self.pending.labels, self.pending.strokes
             labels = core.mask_from_scribbles(frame, scribbles, current)
+            if positive:  # a positive stroke only adds its object: what earlier strokes covered stays
+                labels = np.where(labels == channel, channel, current).astype(np.uint8)
             strokes = np.where(pixels, scribbles, strokes)
             labels[strokes >= 0] = strokes[strokes >= 0]  # what the person drew is kept as drawn
             self.pending = Pending(frame, labels, strokes)
@@ -371,7 +374,7 @@ class Session:
             if pending is None:
                 raise UserError("nothing to propagate: draw on a frame or import a mask first")
             before = Snapshot(core.labels(), list(core.interacted), list(self.ids[: core.k]))  # ids the core holds
-            job = Job("propagate")
+            job = Job("propagate", total=core.frames_to_propagate(pending.frame))  # known from the start
 
             def work() -> None:
                 core.progress = lambda done, total: self._tick(job, done, total)
@@ -449,6 +452,23 @@ class Session:
 
             self._start(job, work, finished)
             return self.status()
+
+    def masks_zip(self) -> tuple[str, bytes]:
+        """(file name, bytes) of a zip of every frame's mask as the page shows it (the pending edit included):
+        <video>/<frame>.png, palette PNGs at the input size, as Export writes them."""
+        import zipfile
+
+        with self.lock:
+            video, core = self._video(), self._core()
+            lut, pending = self._lut(), self.pending
+            labels = [lut[pending.labels] if pending is not None and pending.frame == t else lut[core.frame_labels(t)]
+                      for t in range(len(video.stems))]  # fmt: skip
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
+            for stem, lab in zip(video.stems, labels, strict=True):
+                full = np.asarray(Image.fromarray(lab).resize(video.full, Image.NEAREST))
+                archive.writestr(f"{video.name}/{stem}.png", palette_png(full))
+        return f"{video.name}-masks.zip", buf.getvalue()
 
     def wait(self, timeout: float = 600) -> dict:
         """Wait for the running job (tests, benchmarks); returns the status."""

@@ -32,6 +32,19 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_checkpoint_path(path: str | Path) -> Path:
+    """`path` when it is a file; an ONNX export folder names `--backend onnxruntime`; else a one-line UserError."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "manifest.json").is_file():
+            raise UserError(f"{path} is an ONNX export folder (stcn export), not a checkpoint: add --backend "
+                            "onnxruntime to run it, or give the .pth it was exported from")  # fmt: skip
+        raise UserError(f"{path} is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    return path
+
+
 def read_manifest(folder: Path) -> dict:
     """The manifest of an export folder, checked: right format and every graph file present (else a UserError)."""
     path = Path(folder) / "manifest.json"
