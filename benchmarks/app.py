@@ -121,11 +121,12 @@ def responsive(models, repeats: int) -> list[dict]:
     """Requests answered by the real server, idle vs while a propagation runs (ms)."""
     from werkzeug.serving import make_server
 
-    from stcn.interactive.app import create_app, quiet_handler
+    from stcn.interactive.app import TOKEN_HEADER, create_app, new_token, quiet_handler
 
     s = session(models, InferenceSettings(resolution=240), BLACKSWAN.parent, 30)
     s.open(sample="blackswan")
-    server = make_server("127.0.0.1", 0, create_app(s), threaded=True, request_handler=quiet_handler())
+    token = new_token()
+    server = make_server("127.0.0.1", 0, create_app(s, token), threaded=True, request_handler=quiet_handler())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/api/"
     paths = ["status", "frame/7.jpg", "mask/7.png"]
@@ -135,7 +136,9 @@ def responsive(models, repeats: int) -> list[dict]:
         for _ in range(rounds):
             for p in paths:
                 t0 = time.perf_counter()
-                urllib.request.urlopen(url + p, timeout=30).read()
+                urllib.request.urlopen(
+                    urllib.request.Request(url + p, headers={TOKEN_HEADER: token}), timeout=30
+                ).read()
                 out[p].append((time.perf_counter() - t0) * 1000)
         return out
 
@@ -239,24 +242,27 @@ def screenshot(path: Path, args: argparse.Namespace) -> None:
     cmd = [sys.executable, "-m", "stcn.cli", "app", "--weights", str(weights), "--port", str(port), "--out",
            str(folder / "out"), "--max-frames", "12", "--resolution", "240"]  # fmt: skip
     cmd += [a for flag, value in (("--s2m", args.s2m), ("--fusion", args.fusion)) if value for a in (flag, str(value))]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
     profile = tempfile.mkdtemp(prefix="stcn-app-chromium-")
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
     try:
-        for _ in range(400):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2)
+        page_url = ""
+        for line in proc.stderr:  # the URL with this launch's token, printed once the server listens
+            sys.stderr.write(line)
+            if line.startswith("stcn app: http"):
+                page_url = line.split()[2]
                 break
-            except OSError:
-                time.sleep(0.25)
+        if not page_url:
+            raise SystemExit("stcn app did not start")
+        threading.Thread(target=lambda: sys.stderr.writelines(proc.stderr), daemon=True).start()  # keep draining
         with sync_playwright() as p:
             ctx = p.chromium.launch_persistent_context(
                 profile, executable_path="/usr/bin/chromium", headless=True, args=args,
                 viewport={"width": 1280, "height": 760},
             )  # fmt: skip
             page = ctx.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(page_url)
             page.select_option("#sample", "blackswan")
             page.click("#open-sample")
             expect(page.locator("#frame-label")).to_have_text("frame 0 / 11")

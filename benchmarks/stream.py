@@ -6,15 +6,16 @@ image). Each row: a fresh `make_loader` (resampled mode), the first batch (worke
 excluded, then `--batches` batches timed.
 
     python benchmarks/stream.py [--batches 12] [--batch-size 4] [--workers 2] [--crop N (default: TrainConfig's)]
-        [--sections throughput,bytes,pool,original] [--samples 1024] [--original-samples 24]
+        [--sections throughput,bytes,coverage,original] [--samples 1024] [--original-samples 24]
 
 Sections (each writes its own part of reports/benchmarks.md):
   throughput  samples/s from local shards, S3 shards and the folder tree (above);
   bytes       bytes fetched from storage / bytes of the frames and masks a training sample uses, local
               and S3, for the bundled DAVIS videos (41 frames) and BL30K-length ones (160 frames), with
               the default draws per video read and with one (the former loader);
-  pool        what drawing several samples per video read changes in the sample stream (simulated on
-              video ids, no decoding): duplicate videos per batch and per-video counts;
+  coverage    one epoch of the real loader against the release's sampling (shuffled passes over the videos):
+              coverage, batch composition and bytes fetched / used (S3 at a byte-counting proxy, and local), for
+              70- and 160-frame videos, default (256 MiB) and one-video shards, the project's and a scaled paper epoch;
   original    samples/s per core of the original release's `dataset/vos_dataset.py` (VOSDataset) and
               `dataset/static_dataset.py` (StaticTransformDataset; its `thinplate` import gets a stand-in
               module, THINPLATE_STAND_IN), imported at run time from a snapshot of github.com/hkchengrex/STCN
@@ -54,7 +55,6 @@ from stcn.data.stream.loader import (  # noqa: E402
     SharedState,
     StreamLoader,
     ToTrainingSample,
-    VideoPool,
     collate,
     init_worker,
     make_loader,
@@ -227,36 +227,119 @@ def bytes_rows(shards: Path, s3_prefix: str, samples: int, workers: int) -> list
     return rows
 
 
-# --- what the pool changes in the sample stream ---------------------------------------------------------
-def pool_rows(videos: int = 60, samples: int = 200_000, batch: int = 4) -> list[dict[str, Any]]:
-    """Duplicate videos within a batch and the spread of per-video counts: the original (a shuffled pass
-    over the videos per epoch), the former loader (one sample per video read, 8-video shuffle buffer) and
-    the pool (draws per video read, pool of videos), over a stream that reads videos in random order."""
-    rng = np.random.default_rng(0)
+# --- coverage, batch composition and bytes: the release's sampling vs ours ----------------------------------
+PAPER_SAMPLES = 5000 * 4  # the paper's epoch per rank: 5000 iterations x batch 4
 
-    def reads():
-        while True:
-            yield from ({"__key__": int(v)} for v in rng.permutation(videos))
 
-    def stats(ids: list[int]) -> dict[str, Any]:
-        ids = np.asarray(ids[: samples - samples % batch]).reshape(-1, batch)
-        dup = np.mean([len(set(b.tolist())) < batch for b in ids])
-        pairs = np.mean([batch - len(set(b.tolist())) for b in ids])
-        counts = np.bincount(ids.ravel(), minlength=videos)
-        lag = np.mean(ids.ravel()[1:] == ids.ravel()[:-1])
-        return {"batches with a repeated video": f"{100 * dup:.1f} %", "repeats per batch": round(float(pairs), 2),
-                "next sample same video": f"{100 * lag:.1f} %",
-                "per-video count max/min": round(float(counts.max() / max(1, counts.min())), 3)}  # fmt: skip
+def release_batches(videos: list[str], samples: int, batch: int, seed: int) -> list[list[str]]:
+    """The release's sampling (reproduced, not its code): its VOSDataset has one item per video and its
+    DataLoader / DistributedSampler shuffles them every epoch; batches are consecutive items of those passes."""
+    rng, order = np.random.default_rng(seed), []
+    while len(order) < samples:
+        order += [videos[i] for i in rng.permutation(len(videos))]
+    return [order[i : i + batch] for i in range(0, samples, batch)]
 
-    original = [int(v) for _ in range(samples // videos + 1) for v in rng.permutation(videos)][:samples]
-    rows = [{"stream": f"original (shuffled epochs over {videos} videos)", **stats(original)}]
-    for label, size, draws in (("former loader: 1 draw, 8-video buffer", 8, 1),
-                               ("this loader: 16 draws, 32-video pool (video)", 32, 16),
-                               ("this loader: 40 draws, 12-video pool (bl30k)", 12, 40)):  # fmt: skip
-        pool = VideoPool(size, draws, 0, 0, SharedState(5))
-        ids = [raw["__key__"] for raw, _ in zip(pool(reads()), range(samples), strict=False)]
-        rows.append({"stream": label, **stats(ids)})
-    return rows
+
+def composition(batches: list[list[str]], videos: list[str]) -> dict[str, Any]:
+    """Coverage and batch composition of one epoch's batches (in the order the trainer gets them)."""
+    from collections import Counter
+
+    flat, counts = [n for b in batches for n in b], Counter(n for b in batches for n in b)
+    drawn = [counts[v] for v in videos]
+    same = np.mean([a == b for a, b in zip(flat, flat[1:], strict=False)])
+    shared = np.mean([bool(set(a) & set(b)) for a, b in zip(batches, batches[1:], strict=False)])
+    return {"batches": len(batches),
+            "batches holding a video twice": f"{100 * np.mean([len(set(b)) < len(b) for b in batches]):.1f} %",
+            "videos never drawn": f"{drawn.count(0)} of {len(videos)}",
+            "draws per video (min-max)": f"{min(drawn)}-{max(drawn)}",
+            "next sample same video": f"{100 * same:.2f} %",
+            "consecutive batches sharing a video": f"{100 * shared:.1f} %"}  # fmt: skip
+
+
+def our_epoch(where: str, kind: str, samples: int, workers: int) -> tuple[list[list[str]], int, int]:
+    """One epoch of the real loader: (batches of video names, bytes the workers fetched by their own count,
+    bytes of the frames and masks used)."""
+    loader = make_loader(where, kind, 4, workers, seed=1, samples_per_rank=samples, crop=64)
+    batches, fetched, used = [], {}, 0
+    for batch in loader:
+        batches.append([i["name"] for i in batch["info"]])
+        for i in batch["info"]:
+            fetched[i["worker"]] = max(fetched.get(i["worker"], 0), i["fetched"])
+            used += i["bytes"]
+    return batches, sum(fetched.values()), used
+
+
+def coverage_rows(tmp: Path, args: argparse.Namespace, on_row=None) -> tuple[list[dict[str, Any]], str]:
+    """Coverage / composition / bytes rows for 70- and 160-frame videos, default and one-video shards, the
+    project's and the paper's epoch (scaled: see --paper-videos), ours (local and S3 through a byte-counting
+    proxy) and the release's sampling."""
+    from s3_server import ByteCountingProxy, start_rclone_s3
+
+    from stcn.data.shards.format import DEFAULT_SHARD_SIZE_MB
+
+    sets = {}
+    for frames, kind, count in ((70, "video", args.videos70), (160, "bl30k", args.videos160)):
+        root = long_videos(tmp / f"f{frames}", frames=frames, count=count)
+        for shards, size in (("default (256 MiB)", DEFAULT_SHARD_SIZE_MB << 20), ("one video each", 1)):
+            out = tmp / "cov" / f"{frames}-{size}"
+            write_shards(davis_pending(root, 2017, "train"), str(out), dataset="cov", split="train", source="cov",
+                         shard_size_bytes=size)  # fmt: skip
+            sets[frames, shards] = (kind, out, [f"long{v}" for v in range(count)])
+    server = start_rclone_s3(tmp / "s3")
+    proxy = ByteCountingProxy(server.endpoint_url)
+    rows = []
+    try:
+        os.environ.update({**server.env(), "AWS_ENDPOINT_URL": proxy.endpoint_url})
+        import s3fs
+
+        fs = s3fs.S3FileSystem(**server.storage_options())
+        fs.mkdir("cov")
+        fs.put(str(tmp / "cov"), "cov/sets", recursive=True)
+        for (frames, shards), (kind, out, videos) in sets.items():
+            for epoch, samples in (("project (1024)", args.samples), ("paper (scaled)", args.paper_samples)):
+                base = {"videos": f"{len(videos)} x {frames} frames", "shards": shards, "epoch": epoch,
+                        "samples": samples}  # fmt: skip
+                rows.append({**base, "loader": "release (shuffled passes)",
+                             **composition(release_batches(videos, samples, 4, 1), videos),
+                             "S3 fetched / used (proxy)": "1.00 (reads the 3 frames)", "in-process / proxy": "",
+                             "local fetched / used": "1.00"})  # fmt: skip
+                before = proxy.received
+                batches, fetched, used = our_epoch(f"s3://cov/sets/{out.name}", kind, samples, args.workers)
+                at_proxy = proxy.received - before
+                local = ""
+                if args.local and shards.startswith("default"):  # one-video shards: S3 only (time)
+                    _, local_fetched, local_used = our_epoch(str(out), kind, samples, args.workers)
+                    local = f"{local_fetched / local_used:.2f}"
+                rows.append({**base, "loader": "ours (planned epochs)", **composition(batches, videos),
+                             "S3 fetched / used (proxy)": f"{at_proxy / used:.2f}",
+                             "in-process / proxy": f"{fetched / at_proxy:.3f}",
+                             "local fetched / used": local})  # fmt: skip
+                print(rows[-2], rows[-1], sep="\n", flush=True)
+                if on_row:
+                    on_row(rows)
+    finally:
+        proxy.stop()
+        server.stop()
+    notes = " ".join([
+        "Real loader (`make_loader`, resampled mode, 2 DataLoader workers, batch 4, crop 64: bytes and the sample",
+        "order do not depend on the crop), one epoch per row, rank 0 of 1. Videos: real bundled DAVIS 480p frames",
+        "and masks repeated to 70 (DAVIS-length) and 160 (BL30K-length) frames per video (`long_videos`).",
+        f"Scaled to fit ~10 minutes on 2 shared cores: {args.videos70} x 70-frame and {args.videos160} x 160-frame",
+        f"videos (DAVIS has 60, BL30K 30k); the project's epoch is {args.samples} samples; the paper's epoch",
+        f"({PAPER_SAMPLES} samples per rank over DAVIS's 60 videos = {PAPER_SAMPLES / 60:.0f} draws per video)",
+        f"is scaled to {args.paper_samples} samples over these videos. 'S3 fetched / used (proxy)' = bytes the",
+        "S3 server sent through a byte-counting TCP proxy (headers included) / shard bytes of the 3 JPEG frames and",
+        "PNG masks each sample trains on; 'in-process / proxy' = the stream's own counter (`fetched_bytes`, per",
+        "worker) / the proxy's count; local = the in-process count reading the same default shards from disk",
+        "(the same reads as S3 without its 8 MiB range granularity; not run for one-video shards, for time). The",
+        "release's rows reproduce its sampling (shuffled passes over the videos, consecutive batches) on the",
+        "same video list; it reads exactly the frames it uses (1.00). Start-up and epoch-end waste of ours:",
+        "each read stops after its last planned video (the rest of one 8 MiB S3 range GET and at most 64 MiB",
+        "of read-ahead per S3 stream, plus one tar member); the next read opens only when it is in the plan",
+        "(never past the epoch); the pool fill is not waste (every video read is drawn as planned); a shard",
+        "cut between two workers is read by the later one from its start (the prefix is waste).",
+    ])  # fmt: skip
+    return rows, notes
 
 
 # --- the original release's loader per core ---------------------------------------------------------------
@@ -373,7 +456,7 @@ def original_rows(
 
     pairs = {
         "video (stages 1-3)": (("original VOSDataset (PIL + torchvision)", lambda: theirs(video_ds)),
-                               ("this loader (shards, VideoPool, OpenCV)", lambda: ours("video", "davis"))),
+                               ("this loader (shards, planned epochs, OpenCV)", lambda: ours("video", "davis"))),
         "static (stage 0)": (("original StaticTransformDataset (PIL + torchvision, TPS)", lambda: theirs(static_ds)),
                              ("this loader (shards, Shuffle, OpenCV)", lambda: ours("static", "static"))),
     }  # fmt: skip
@@ -401,12 +484,16 @@ def main() -> None:
     crop = TRAIN_DEFAULTS["crop"].default
     ap.add_argument("--crop", type=int, default=crop, help="default: TrainConfig's (%(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best is reported")
-    ap.add_argument("--sections", default="throughput,bytes,pool,original", help="comma-separated; see above")
+    ap.add_argument("--sections", default="throughput,bytes,coverage,original", help="comma-separated; see above")
     ap.add_argument("--samples", type=int, default=1024, help="training samples per row of the bytes section")
     ap.add_argument("--original-samples", type=int, default=24, help="samples per round of the original section")
     ap.add_argument("--original", type=Path, default=Path("/work/.mirror/hkchengrex+STCN/repo"),
                     help="a git clone of github.com/hkchengrex/STCN (imported at run time, never copied)")  # fmt: skip
     ap.add_argument("--gpu-it-s", type=float, default=GPU_IT_S, help="assumed training iterations/s per GPU")
+    ap.add_argument("--videos70", type=int, default=40, help="70-frame videos of the coverage section")
+    ap.add_argument("--videos160", type=int, default=16, help="160-frame videos of the coverage section")
+    ap.add_argument("--paper-samples", type=int, default=2000, help="the coverage section's scaled paper epoch")
+    ap.add_argument("--no-local", dest="local", action="store_false", help="coverage section: S3 only")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     if sections - {"throughput"}:
@@ -491,16 +578,11 @@ def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
 
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     shared = f"Load average (1/5/15 min) at start: {load} on {os.cpu_count()} cores, shared with other jobs."
-    if "pool" in sections:
-        notes = " ".join([
-            "Simulated on video ids (no decoding): 200k samples, batches of 4 (the release's per-GPU batch in",
-            "stages 1-3; ranks read disjoint shards), 60 videos read in random order.",
-            "Per-video counts stay uniform (every video is drawn the same number of times per read); what",
-            "changes is that draws of one video come close together: batches more often hold two samples of",
-            "one video than in the original's shuffled epochs. Frame choice, max_skip, objects and",
-            "augmentation per sample are the unchanged recipe functions (tests/test_augment.py).",
-        ])  # fmt: skip
-        print(write_section("Sample stream with several draws per video read", pd.DataFrame(pool_rows()), notes))
+    if "coverage" in sections:
+        name = "Training stream: coverage, batch composition and bytes"
+        with tempfile.TemporaryDirectory() as tmp_name:  # the section is rewritten after each row (long runs)
+            rows, notes = coverage_rows(Path(tmp_name), args, lambda r: write_section(name, pd.DataFrame(r), shared))
+        print(write_section(name, pd.DataFrame(rows), notes + " " + shared))
     if not sections & {"bytes", "original"}:
         return
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -546,7 +628,7 @@ def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
                 "Same real frames (bundled DAVIS, 4 videos at 854x480; static: each of its 164 frames as an image),",
                 "crop 384, one process with one torch/OpenCV thread each, no DataLoader (per core). Video: max_skip 5,",
                 "DAVIS recipe; the original indexes a video and reads its 3 frames from JPEG/PNG files, ours streams",
-                "local shards through the VideoPool. Static: the original's StaticTransformDataset (method 1,",
+                "local shards (planned video epochs). Static: the original's StaticTransformDataset (method 1,",
                 "XXX.jpg + XXX.png, TPS with p = 0.33) against ours (the same recipe) from local shards.",
                 f"Best of {args.rounds} alternating rounds of {args.original_samples} samples. {ratio}.",
                 f"Cores per GPU = samples/s per GPU / samples/s per core, with {rate}.",

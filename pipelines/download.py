@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from stage import command, dataset, load, log
+from stage import command, dataset, given, load, log
 
 
 def download(name: str = typer.Argument(...)) -> None:
@@ -21,9 +21,9 @@ def download(name: str = typer.Argument(...)) -> None:
     p = load()
     ds = dataset(name, p)
     if ds.layout == "weights":
-        knobs, to = {**p[f"download_{name}"], **(ds.download or {})}, Path("models") / name
+        knobs, to = {**p[f"download_{name}"], **given(ds.download or {})}, Path("models") / name
     else:
-        knobs, to = {**p["download"], **(ds.download or {})}, ds.folder
+        knobs, to = {**p["download"], **given(ds.download or {})}, ds.folder
     optional = knobs.pop("optional", False)
     (to / "STATUS").unlink(missing_ok=True)  # the output folder persists across runs (resumable downloads)
     try:

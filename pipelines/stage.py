@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 PARAMS = Path("params.yaml")
 # idle OpenMP threads sleep instead of spinning: on a busy CPU, spinning threads slow torch down ~10x
@@ -16,8 +15,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def load() -> dict[str, Any]:
-    """All of params.yaml."""
-    return yaml.safe_load(PARAMS.read_text())
+    """All of params.yaml, read strictly (duplicate keys, anchors and aliases are one-line errors)."""
+    from stcn.registry import read_yaml
+
+    return read_yaml(PARAMS)
 
 
 def params(block: str, shared: str | None = None) -> dict[str, Any]:

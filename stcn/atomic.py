@@ -98,6 +98,7 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     if out.exists() and not out.is_dir():
         raise UserError(f"output folder {out} exists and is a file")
     tmp = temporary_sibling(out)
+    remove_stale_temporaries(out.parent, [out.name])  # what a killed run into `out` left
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,3 +136,19 @@ def output_errors(what: str | None) -> Iterator[None]:
             raise
         name = f" ({e.filename})" if e.filename else ""
         raise UserError(f"{f'cannot write {what}: ' if what else ''}{e.strerror or e}{name}") from None
+
+
+def check_output_folder(out: str | Path, option: str = "--out") -> Path:
+    """What can be checked of an output folder before any work (and any model load): not a file, and its nearest
+    existing ancestor a writable folder; else a one-line UserError naming it."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{option} {out} exists and is a file")
+    ancestor = out.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{option} {out}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {out}: cannot write in {ancestor} (permission denied)")
+    return out

@@ -68,12 +68,15 @@ class Bar:
     def advance(self, n: int = 1, info: str | None = None) -> None:
         self.update(self.completed + n, info)
 
-    def update(self, completed: int, info: str | None = None) -> None:
+    def update(self, completed: int, info: str | None = None, total: int | None = None) -> None:
+        """`completed` so far; `total`: a new total (work whose size is known once it starts)."""
         self.completed = completed
         if info is not None:
             self.info = info
+        if total is not None:
+            self.total = total
         if self._rich is not None:
-            self._rich.update(self._task, completed=completed, info=self.info)
+            self._rich.update(self._task, completed=completed, info=self.info, total=self.total)
         elif self.mode == "lines" and time.monotonic() - self._last >= self.period:
             self._last = time.monotonic()
             print(self.line(), file=sys.stderr, flush=True)

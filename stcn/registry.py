@@ -28,14 +28,16 @@ PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "config.yaml"
 LAYOUTS = ("davis", "youtube", "static", "bl30k", "weights")
 YEARS = (2016, 2017)
 ENTRY_KEYS = ("layout", "year", "splits", "description", "files", "root", "download", "shard", "evaluate", "report")
-FILE_KEYS = ("name", "gdrive", "http", "checksum", "place", "marker")
+FILE_KEYS = ("name", "gdrive", "http", "urls", "checksum", "place", "marker")
 
 
 @dataclass(frozen=True)
 class File:
     """One downloadable file of a dataset.
 
-    `gdrive` / `http`: its Google Drive id and/or HTTP URL; `checksum`: "sha256:HEX" or "md5:HEX".
+    `gdrive` / `http`: its Google Drive id and/or HTTP URL; `urls`: more copies (http(s)://, s3://, file://), tried
+    after those, in order, when the file is downloaded from its own sources (no `--source`); `checksum`:
+    "sha256:HEX" or "md5:HEX", which every source's copy must match.
     `place`: folder (relative to the dataset folder) that receives the archive's dataset root; None keeps the
     file itself (BL30K segments, model weights) as `<folder>/<name>`.
     `marker`: an entry whose parent is the archive's dataset root (the archive may wrap it in folders).
@@ -44,6 +46,7 @@ class File:
     name: str
     gdrive: str | None = None
     http: str | None = None
+    urls: tuple[str, ...] = ()
     checksum: str | None = None
     place: str | None = "."
     marker: str | None = "JPEGImages"
@@ -107,19 +110,39 @@ def config_path(path: str | Path | None = None) -> Path:
 
 def load_registry(path: str | Path | None = None) -> Registry:
     """The checked registry of the YAML file at `path` (see `config_path`): its `datasets:` mapping."""
-    import yaml
 
     where = config_path(path)
     try:
-        data = yaml.load(where.read_text(), Loader=strict_loader())  # noqa: S506 (a SafeLoader subclass)
+        text = where.read_text()
     except OSError as e:
         raise UserError(f"cannot read the dataset registry {where}: {e.strerror or e} (set --registry or "
                         f"{ENV})") from None  # fmt: skip
-    except yaml.YAMLError as e:
-        raise UserError(f"the dataset registry {where} is not valid YAML: {' '.join(str(e).split())}") from None
+    data = read_yaml_text(text, f"the dataset registry {where}")
     if not isinstance(data, Mapping) or not isinstance(data.get("datasets"), Mapping):
         raise UserError(f"{where} has no `datasets:` mapping (the dataset registry)")
     return parse_registry(data["datasets"], str(where))
+
+
+def read_yaml_text(text: str, what: str) -> Any:
+    """YAML `text` read with `strict_loader` (no duplicate keys, no anchors or aliases: no "billion laughs");
+    a one-line UserError naming `what` when it is not valid."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=strict_loader())  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        raise UserError(f"{what} is not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise UserError(f"{what} is not valid YAML: nested too deeply") from None
+
+
+def read_yaml(path: str | Path, what: str = "") -> Any:
+    """The YAML file at `path` read strictly (see `read_yaml_text`); an unreadable file is one line too."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {what or path}: {getattr(e, 'strerror', None) or e}") from None
+    return read_yaml_text(text, what or str(path))
 
 
 def strict_loader():
@@ -174,6 +197,8 @@ def _entry(name: str, entry: Any, source: str) -> Dataset:
     splits = entry.get("splits") or []
     if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
         raise UserError(f"{where}.splits must be a list of split names, got {splits!r}")
+    for split in splits:  # each becomes a file name (ImageSets/<year>/<split>.txt, <split>/JPEGImages)
+        check_name(split, f"{where}.splits")
     options = {}
     for key in ("download", "shard", "evaluate", "report"):
         value = entry.get(key)
@@ -197,4 +222,9 @@ def _file(where: str, entry: Any) -> File:
         check_relative(str(entry["place"]), f"{where}: file {entry['name']}: place")
     if entry.get("marker") is not None:
         check_name(str(entry["marker"]), f"{where}: file {entry['name']}: marker")
-    return File(**{k: None if entry[k] is None else str(entry[k]) for k in entry})
+    urls = entry.get("urls") or []
+    if not isinstance(urls, list) or not all(isinstance(u, str) and "://" in u for u in urls):
+        raise UserError(f"{where}: file {entry['name']}: urls must be a list of URLs (http(s)://, s3://, file://), "
+                        f"got {urls!r}")  # fmt: skip
+    rest = {k: None if entry[k] is None else str(entry[k]) for k in entry if k != "urls"}
+    return File(**rest, urls=tuple(urls))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import modulefinder
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,17 +49,22 @@ def expected_stages(p: dict[str, Any]) -> set[str]:
 
 
 def bl30k_part_stages(name: str, entry: dict[str, Any]) -> list[str]:
-    """A BL30K dataset sharded in N > 1 parts: its index stage and one stage per part (the merge is `shard_<name>`)."""
-    parts = int(((entry.get("shard") or {}).get("parts")) or 1) if entry.get("layout") == "bl30k" else 1
-    return [f"shard_{name}_index", *(f"shard_{name}_part@{i}" for i in range(parts))] if parts > 1 else []
+    """A BL30K dataset sharded in N parts (1 too): its index stage and one stage per part (the merge is
+    `shard_<name>`)."""
+    if entry.get("layout") != "bl30k" or "shard" not in entry:
+        return []
+    parts = int((entry.get("shard") or {}).get("parts") or 1)
+    return [f"shard_{name}_index", *(f"shard_{name}_part@{i}" for i in range(parts))]
 
 
 def stage_names(stages: dict[str, Any], p: dict[str, Any]) -> set[str]:
-    """dvc.yaml `stages` expanded as DVC does: a `foreach` stage over `${evaluate.models}` is `<stage>@<model>`."""
+    """dvc.yaml `stages` expanded as DVC does: a `foreach` stage over `${evaluate.models}` is `<stage>@<model>`,
+    one over a BL30K dataset's `${datasets.<name>.shard.part_list}` is `<stage>@<I>`."""
     names = set()
     for name, stage in stages.items():
-        if isinstance(stage.get("foreach"), list):  # BL30K's parts: foreach over 0..N-1
-            names |= {f"{name}@{i}" for i in stage["foreach"]}
+        part_list = re.fullmatch(r"\$\{datasets\.(\w+)\.shard\.part_list\}", str(stage.get("foreach")))
+        if part_list:  # BL30K's parts: foreach over 0..N-1
+            names |= {f"{name}@{i}" for i in p["datasets"][part_list.group(1)]["shard"]["part_list"]}
         elif "foreach" in stage:
             assert stage["foreach"] == "${evaluate.models}", name
             names |= {f"{name}@{m}" for m in p["evaluate"]["models"]}

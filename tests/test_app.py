@@ -15,10 +15,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
+import zipfile
 from io import BytesIO
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -180,6 +181,41 @@ def test_session_rounds_ids_undo_cancel_import_and_export(nets, tmp_path):
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
 
 
+def test_positive_strokes_only_add_and_the_masks_zip_and_progress(nets, tmp_path):
+    """Issue 31: a later positive stroke never removes what earlier positive strokes of the round covered; the
+    propagation's total is known from the start; the zip holds every mask at the input size."""
+    session = make_session(nets, tmp_path)
+    strokes = [[[0.45, 0.5], [0.55, 0.5]], [[0.2, 0.3], [0.3, 0.35]], [[0.7, 0.7]], [[0.5, 0.2], [0.52, 0.8]]]
+    covered = np.zeros(session.frame_ids(0).shape, bool)
+    for points in strokes:
+        session.stroke(0, 4, True, points, radius=3)
+        now = session.frame_ids(0) == 4
+        assert now[covered].all(), f"{(~now & covered).sum()} pixels of object 4 lost to a later positive stroke"
+        covered = now
+    session.stroke(0, 4, False, [[0.45, 0.5]], radius=2)  # a negative stroke still removes
+    assert session.frame_ids(0)[48, int(0.45 * session.video.size[0])] == 0
+
+    gate, decode = threading.Event(), session.stcn.decode
+    session.stcn.decode = lambda *a: (gate.wait(30), decode(*a))[1]
+    try:
+        status = session.propagate()  # held inside its first frame: the page already knows the total
+        assert status["job"]["total"] == 5 and status["job"]["done"] == 0
+        gate.set()
+        assert session.wait()["job"]["state"] == "done"
+    finally:
+        del session.stcn.decode
+    assert session.status()["video"]["resolution"] == 96
+
+    name, data = session.masks_zip()
+    assert name == "blackswan-masks.zip"
+    with zipfile.ZipFile(BytesIO(data)) as archive:
+        assert archive.namelist() == [f"blackswan/{t:05d}.png" for t in range(6)]
+        for t in (0, 5):
+            mask = np.asarray(Image.open(BytesIO(archive.read(f"blackswan/{t:05d}.png"))))
+            shown = np.asarray(Image.fromarray(session.frame_ids(t)).resize((854, 480), Image.NEAREST))
+            assert mask.shape == (480, 854) and np.array_equal(mask, shown)
+
+
 def test_compact_state_gives_the_float_states_masks_in_uint8(nets, tmp_path):
     """The session's compact state (uint8 frames shared with the video, uint8 probabilities) gives the masks of
     the float state it replaced (normalised float frames, float probabilities) over two rounds (the second fuses
@@ -238,40 +274,64 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Served(NamedTuple):
+    """A running `stcn app`: its base URL, out folder, launch token and console lines (appended as they come)."""
+
+    url: str
+    out: Path
+    token: str
+    log: list[str]
+
+    def page(self) -> str:
+        """The URL printed at start: the page with the token."""
+        return f"{self.url}?token={self.token}"
+
+
 @pytest.fixture
 def app_server(tmp_path, weights_file):
-    """`stcn app` on a free local port (6 frames of the sample at 96p); yields (url, out folder)."""
-    port, out = free_port(), tmp_path / "out"
+    """`stcn app` on a free local port (6 frames of the sample at 96p); yields a `Served`."""
+    port, out, log = free_port(), tmp_path / "out", []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     small = ["--max-frames", "6", "--resolution", "96", "--mem-every", "2"]
     cmd = [sys.executable, "-m", "stcn.cli", "app", "--weights", str(weights_file), "--port", str(port), "--out",
            str(out), "--root", str(tmp_path), *small]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/"
+    started = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            log.append(line.rstrip("\n"))
+            if line.startswith("stcn app: http"):
+                started.set()
+        started.set()  # exited
+
+    threading.Thread(target=read, daemon=True).start()
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "api/status", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"stcn app exited: {proc.stderr.read()}")
-                time.sleep(0.25)
-        yield url, out
+        assert started.wait(600) and proc.poll() is None, f"stcn app did not start: {log}"
+        (line,) = [line for line in log if line.startswith("stcn app: http")]
+        token = re.search(r"\?token=([\w-]+)", line).group(1)
+        assert line.startswith(f"stcn app: http://127.0.0.1:{port}/?token={token} ") and len(token) >= 32
+        yield Served(f"http://127.0.0.1:{port}/", out, token, log)
     finally:
         proc.terminate()
         proc.wait(20)
 
 
-def get_json(url: str) -> dict:
-    return json.loads(urllib.request.urlopen(url, timeout=10).read())
+def get(url: str, token: str) -> bytes:
+    """GET with the launch token in the header (as a script does)."""
+    request = urllib.request.Request(url, headers={"X-STCN-Token": token})
+    return urllib.request.urlopen(request, timeout=10).read()
 
 
-def launch(playwright):
+def get_json(url: str, token: str) -> dict:
+    return json.loads(get(url, token))
+
+
+def launch(playwright, *extra: str):
     assert CHROMIUM.is_file(), "Debian's chromium is needed: apt-get install -y chromium"
     profile = tempfile.mkdtemp(prefix="stcn-app-chromium-")
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", *extra]  # fmt: skip
     viewport = {"width": 1280, "height": 800}
     context = playwright.chromium.launch_persistent_context(
         profile, executable_path=str(CHROMIUM), headless=True, args=args, viewport=viewport
@@ -282,12 +342,15 @@ def launch(playwright):
 def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    url, out = app_server
+    url, out, token = app_server.url, app_server.out, app_server.token
     with sync_playwright() as p:
         context, profile = launch(p)
         try:
             page = context.pages[0] if context.pages else context.new_page()
-            page.goto(url)
+            page.goto(app_server.page())
+            assert page.url == url  # the token left the address bar; an HttpOnly, SameSite=Strict cookie holds it
+            (cookie,) = context.cookies()
+            assert cookie["value"] == token and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             expect(page.locator("#sample option[value=blackswan]")).to_have_count(1)
             page.select_option("#sample", "blackswan")
             page.click("#open-sample")
@@ -302,7 +365,7 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
                 page.mouse.move(box["x"] + box["width"] * (0.4 + 0.02 * i), y)
             page.mouse.up()
             expect(page.locator("#message")).to_contain_text("mask updated on frame 0")
-            mask = np.asarray(Image.open(BytesIO(urllib.request.urlopen(url + "api/mask/0.png").read())))
+            mask = np.asarray(Image.open(BytesIO(get(url + "api/mask/0.png", token))))
             row = mask[mask.shape[0] // 2]
             assert (row[int(0.42 * mask.shape[1]) : int(0.58 * mask.shape[1])] == 3).all()  # under the stroke
             page.fill("#object", "256")
@@ -312,7 +375,7 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
 
             page.click("#propagate")
             expect(page.locator("#message")).to_contain_text("propagate done", timeout=120_000)
-            status = get_json(url + "api/status")  # answered while the page polls; the round is in
+            status = get_json(url + "api/status", token)  # answered while the page polls; the round is in
             assert status["interacted"] == [0] and status["objects"] == [3] and status["rounds"] == 1
 
             page.locator("#slider").fill("4")  # scrub
@@ -329,6 +392,12 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
             page.click("#export")
             expect(page.locator("#message")).to_contain_text("export done", timeout=60_000)
             expect(page.locator("#exported a")).to_have_attribute("href", "/api/overlay.mp4")
+            expect(page.locator("#processing")).to_contain_text("processing 171x96 (--resolution 96)")
+            with page.expect_download() as download:  # the masks as a zip, from the page
+                page.click("#download")
+            zipped = tmp_path / "masks.zip"
+            download.value.save_as(zipped)
+            assert download.value.suggested_filename == "blackswan-masks.zip"
             page.screenshot(path=str(tmp_path / "page.png"))
         finally:
             context.close()
@@ -342,3 +411,7 @@ def test_page_in_a_real_browser_stroke_propagate_scrub_export(app_server, tmp_pa
     overlay = out / "blackswan" / "overlay.mp4"
     assert overlay.stat().st_size > 0 and int(cv2.VideoCapture(str(overlay)).get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     assert (tmp_path / "page.png").stat().st_size > 0
+    with zipfile.ZipFile(zipped) as archive:  # the zip the page gave = the exported masks
+        assert archive.namelist() == [f"blackswan/{m.name}" for m in masks]
+        for m in masks:
+            assert np.array_equal(np.asarray(Image.open(BytesIO(archive.read(f"blackswan/{m.name}")))), read_mask(m))

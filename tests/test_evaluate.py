@@ -135,7 +135,8 @@ def test_unknown_layout_is_a_user_error(weights_file, tmp_path):
 
 def test_evaluate_cli_takes_layouts_from_the_registry_and_names_the_known_datasets(weights_file, root, tmp_path):
     """`--dataset` is a registry name (its layout and year) or `generic`; any other name is a one-line error."""
-    cmd = [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", weights_file, "--root", root, "--out", tmp_path]
+    cmd = [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", weights_file, "--root", root, "--out",
+           tmp_path / "out"]  # fmt: skip
     r = subprocess.run([*cmd, "--dataset", "davis2017"], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "unknown dataset 'davis2017'" in r.stderr and "davis17, davis17_testdev" in r.stderr
@@ -147,7 +148,7 @@ def test_evaluate_cli_takes_layouts_from_the_registry_and_names_the_known_datase
     r = subprocess.run([*cmd, "--dataset", "old_davis", "--max-frames", "3", "--resolution", "64"],
                        capture_output=True, text=True, env={**os.environ, "STCN_CONFIG": str(registry)})  # fmt: skip
     assert r.returncode == 0, r.stderr
-    per_object = pd.read_csv(tmp_path / "per-sequence_results-val.csv")["Sequence"].tolist()
+    per_object = pd.read_csv(tmp_path / "out" / "per-sequence_results-val.csv")["Sequence"].tolist()
     assert per_object == ["blackswan_1"]  # the registry's year (2016) picked the split list
 
 

@@ -9,8 +9,10 @@ through a real S3 server (rclone); training from shards written to S3 (`shard.ur
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +132,87 @@ def test_dag_stages_and_each_model_picks_its_chain(tmp_path):
     assert {"train_s2m", "download_static", "download_davis17"} <= upstream("evaluate_davis17_interactive")
 
 
+def test_paper_dag_through_dvc_exp_run_dry(tmp_path):
+    """`dvc exp run -S profile=paper --dry` on the committed dvc.yaml (DVC composes params.yaml from conf/, with
+    conf/'s resolver from hydra_plugins/) lists the paper's stages and the release's commands; `-S` of BL30K's parts
+    gives that many part stages. params.yaml is left as it was."""
+    repo = clone(ROOT, tmp_path / "repo")
+    # --force: without it DVC's run-cache lookup hashes the deps of every stage and fails on a fresh clone's
+    # missing data/ (DVC 3.67: FileNotFoundError data/static under --dry)
+    out = dvc(repo, "exp", "run", "-S", "profile=paper", "-S", "datasets.bl30k.shard.parts=3", "--dry", "--force")
+    p = compose(tmp_path, "profile=paper", "datasets.bl30k.shard.parts=3")
+    assert ran(out) == expected_stages(p)
+    assert {"shard_bl30k_part@2", "evaluate_davis17@stcn", "evaluate_youtube19@stcn_s03", "download_pretrained"} <= (
+        ran(out)
+    )
+    assert "> torchrun --standalone --nproc-per-node=2 pipelines/train.py s012" in out
+    assert "> python pipelines/shard.py bl30k --part 2/3" in out and "--part 3/3" not in out
+    assert run(repo, "git", "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def paper_sections() -> str:
+    """The docs' "Paper scale" page (sharding on many machines, multi-node, S3, the commands without DVC)."""
+    return (ROOT / "docs" / "paper-scale.md").read_text()
+
+
+def page_overrides() -> list[str]:
+    """Every `-S KEY=VALUE` the paper-scale page gives (quoted ones unquoted)."""
+    found = []
+    for m in re.finditer(r"-S ('[^']*'|[^\s`']+)", paper_sections()):
+        found.append(shlex.split(m.group(1))[0])
+    return found
+
+
+def test_every_override_of_the_paper_page_keeps_the_committed_dvc_yaml():
+    """Each `-S` the paper-scale page shows composes with the paper profile (Hydra, as
+    `dvc exp run -S` does) into params that the committed dvc.yaml serves: the same stages, nothing regenerated."""
+    from registry_checks import compose_module
+
+    compose = compose_module()
+    overrides = page_overrides()
+    assert {"profile=paper", "datasets.bl30k.shard.parts=8", "datasets.bl30k.download.source=s3",
+            "shard.url=s3://BUCKET/shards"} <= set(overrides), overrides  # fmt: skip
+    committed = (ROOT / "dvc.yaml").read_text()
+    for override in overrides:
+        p = compose.compose_params(["profile=paper", override], ROOT / "conf")
+        assert compose.dvc_yaml(p) == committed, override
+        key, _, value = override.partition("=")
+        got = p
+        for part in key.split("."):
+            got = got[part]
+        assert str(got) == yaml.safe_load(value) or got == yaml.safe_load(value), override
+
+
+@pytest.mark.dag
+def test_the_paper_page_commands_list_their_stages(tmp_path):
+    """The "Paper scale" block's commands, run as written in a fresh clone with `--dry --force` added to each DVC
+    run (no GPU, no internet here): each lists the stages of its target under the paper profile."""
+    block = re.search(r"```bash\n(.*?)```", paper_sections(), re.S).group(1)
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands[0] == "dvc exp run -S profile=paper evaluate_davis17@s012", commands
+    repo = clone(ROOT, tmp_path / "repo")
+    paper = compose(tmp_path, "profile=paper")
+    for command in commands:
+        words = shlex.split(command)
+        if words[:2] == ["python", "pipelines/compose.py"]:
+            run(repo, sys.executable, *words[1:])
+            assert yaml.safe_load((repo / "params.yaml").read_text()) == paper
+            continue
+        assert words[0] == "dvc", command
+        extra = [] if "--dry" in words else ["--dry", "--force"]
+        out = dvc(repo, *words[1:], *extra, timeout=900)
+        target = next((w for w in words if "@" in w), None)
+        if target is None:  # the whole DAG
+            assert ran(out) == expected_stages(paper), command
+            continue
+        assert target in ran(out), command
+        if target == "evaluate_davis17@s012":
+            assert {"download_static", "shard_bl30k_part@0", "train_s0", "train_s01", "train_s012"} <= ran(out)
+            assert "> torchrun --standalone --nproc-per-node=2 pipelines/train.py s012" in out
+        if target == "evaluate_davis17@stcn":  # the official weights: downloaded, nothing trained
+            assert ran(out) == {"download_pretrained", "download_davis17", "evaluate_davis17@stcn"}, ran(out)
+
+
 # --- end to end (sample profile) -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> tuple[Path, str]:
@@ -186,8 +269,68 @@ def test_no_dataset_is_held_twice_on_local_disk(sample):
     kept = sorted(p.name for p in (repo / "data" / "bl30k").iterdir())
     if parts > 1:  # the part stages read the segments fetched once by shard_bl30k_index (a persistent output)
         assert kept == ["BL30K_a.tar", "BL30K_b.tar"], kept
-    else:  # one stage: download, shard and delete one segment at a time
-        assert kept == ["state.json"], kept
+    else:  # one part: download, shard and delete one segment at a time (the index stage leaves a note)
+        assert kept == ["STATUS"], kept
+
+
+@pytest.mark.dag
+def test_bl30k_in_one_part_and_in_three_with_the_committed_dvc_yaml(tmp_path):
+    """`-S datasets.bl30k.shard.parts=1` (the paper's: segments streamed one at a time in the one part) and `=3`
+    run the same dvc.yaml's index, part and merge stages on the bundled segments, to the same samples."""
+    repo = clone(ROOT, tmp_path / "repo")
+    one = dvc(repo, "exp", "run", "-S", "datasets.bl30k.shard.parts=1", "shard_bl30k", timeout=900)
+    assert ran(one) == {"shard_bl30k_index", "shard_bl30k_part@0", "shard_bl30k"}
+    assert sorted(p.name for p in (repo / "data" / "bl30k").iterdir()) == ["STATUS"]  # no segment kept
+    assert not (repo / "data" / "bl30k.stream").exists()  # the streamed run's work folder is removed when done
+    streamed = json.loads((repo / "shards" / "bl30k" / "index.json").read_text())
+    three = dvc(repo, "exp", "run", "-S", "datasets.bl30k.shard.parts=3", "shard_bl30k", timeout=900)
+    assert ran(three) == {"shard_bl30k_index", *(f"shard_bl30k_part@{i}" for i in range(3)), "shard_bl30k"}
+    assert sorted(p.name for p in (repo / "shards" / "bl30k" / "parts").iterdir()) == ["0-of-3", "1-of-3", "2-of-3"]
+    assert sorted(p.name for p in (repo / "data" / "bl30k").iterdir()) == ["BL30K_a.tar", "BL30K_b.tar"]
+    parted = json.loads((repo / "shards" / "bl30k" / "index.json").read_text())
+    assert parted["totals"]["samples"] == streamed["totals"]["samples"] > 0
+    assert UP_TO_DATE in dvc(repo, "status", "shard_bl30k")
+    assert run(repo, "git", "diff", "--stat", "dvc.yaml") == ""  # both from the committed dvc.yaml
+
+
+def page_slurm_flow() -> tuple[str, str, str]:
+    """From the paper-scale page: the index command (N machines: once), the Slurm array task's script, the merge
+    command."""
+    text = paper_sections()
+    index = re.search(r"^(dvc repro shard_bl30k_index && dvc push)\s+# N machines", text, re.M).group(1)
+    script = re.search(r"```bash\n#!/bin/bash\n(.*?)```", text, re.S).group(1)
+    merge = re.search(r"--wrap '([^']+)'", text).group(1)
+    return index, script, merge
+
+
+@pytest.mark.dag
+def test_the_paper_page_slurm_array_shards_bl30k_parts_at_once_and_merges(tmp_path):
+    """The paper-scale page's many-machine BL30K flow as a Slurm array on a shared workspace: the index stage and a
+    push, the array's task script run for both parts at the same time (SLURM_* set as Slurm does), then the merge
+    job; the DVC remote is a local S3 server (rclone). Commands are the page's text."""
+    index, script, merge = page_slurm_flow()
+    assert "pipelines/shard.py bl30k --part" in script and merge.startswith("dvc commit")
+    parts = int(re.search(r"--array=0-(\d+)", script).group(1)) + 1
+    script = script.replace(f"/{parts}", "/2")  # the page's N = 4 machines; the sample's 2 parts here
+    repo = clone(ROOT, tmp_path / "repo")
+    (tmp_path / "s3" / "stcn").mkdir(parents=True)
+    with rclone_s3(tmp_path / "s3", dir_cache_time=None) as server:
+        _use_remote(repo, server)
+        shell = ["bash", "-euo", "pipefail", "-c"]
+        first = run(repo, *shell, index, timeout=900)
+        assert ran(first) == {"shard_bl30k_index"}
+        tasks = [subprocess.Popen([*shell, script], cwd=repo, env=env(repo, {"SLURM_SUBMIT_DIR": str(repo),
+                                  "SLURM_ARRAY_TASK_ID": str(i)}), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for i in range(2)]  # fmt: skip
+        outputs = [task.communicate(timeout=900)[0] for task in tasks]
+        for i, (task, out) in enumerate(zip(tasks, outputs, strict=True)):
+            assert task.returncode == 0, out[-4000:]
+            assert f"shard_bl30k: parts/{i}-of-2 done" in out, out[-2000:]
+        last = run(repo, *shell, merge, timeout=900)
+        assert ran(last) == {"shard_bl30k"}, last[-2000:]  # the parts were committed, not run again
+    index_json = json.loads((repo / "shards" / "bl30k" / "index.json").read_text())
+    assert index_json["splits"]["train"]["parts"] == 2 and index_json["totals"]["samples"] > 0
+    assert UP_TO_DATE in dvc(repo, "status", "shard_bl30k")
 
 
 @pytest.mark.dag

@@ -14,7 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import DAVIS, shrink_sequence
-from registry_checks import check_registry, compose_module, expected_stages, project_imports, uncovered
+from registry_checks import (
+    check_registry,
+    compose_module,
+    expected_stages,
+    project_imports,
+    stage_names,
+    uncovered,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,12 +37,83 @@ def test_committed_dvc_yaml_and_params_are_current(tmp_path):
     docs/dag.md (the stages page)."""
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
+    shutil.copytree(REPO / "hydra_plugins", tmp_path / "hydra_plugins")  # conf/'s resolvers
     (tmp_path / "stcn").symlink_to(REPO / "stcn")  # the library whose import graph gives the code dependencies
     run(tmp_path, "pipelines/compose.py")
     assert (tmp_path / "dvc.yaml").read_text() == (REPO / "dvc.yaml").read_text(), "run python pipelines/compose.py"
     assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
     assert (tmp_path / "docs" / "dag.md").read_text() == (REPO / "docs" / "dag.md").read_text()
     run(REPO, "pipelines/compose.py", "--check")
+
+
+# a profile a user adds: other sources, sizes, devices, parts and models; values only, so the same dvc.yaml
+USER_PROFILE = """# @package _global_
+profile: mine
+download: {source: http, url: "http://mirror.example/stcn"}
+datasets: {bl30k: {shard: {parts: 5}, download: {source: s3, url: "s3://bucket/bl30k"}}}
+train: {launcher: torchrun --standalone --nproc-per-node=4, device: cuda, amp: true, crop: 320, num_workers: 4,
+        log_every: 10, iterations: 100, batch_size: 8}
+evaluate: {models: {stcn: models/pretrained/stcn.pth, s03: models/s03/weights.pth}, device: cuda, resolution: 360}
+report: {notes: [mine]}
+train_s2m: {device: cuda, num_workers: 2, notes: [mine]}
+evaluate_davis17_interactive: {weights: models/pretrained/stcn.pth, s2m: models/pretrained/s2m.pth, notes: [mine]}
+"""
+# -S overrides of the knobs that look structural: BL30K's parts (1 is a list of one) and the evaluated models
+OVERRIDES = [[], ["datasets.bl30k.shard.parts=1"], ["datasets.bl30k.shard.parts=8"],
+             ["profile=paper", "datasets.bl30k.shard.parts=3"], ["+evaluate.models.extra=models/s0/weights.pth"],
+             ["profile=paper", "~evaluate.models.stcn_s03"]]  # fmt: skip
+
+
+def every_profile(conf: Path) -> list[list[str]]:
+    """`profile=<name>` of every profile in `conf`/profile, and each with the structure-like overrides."""
+    names = sorted(f.stem for f in (conf / "profile").glob("*.yaml"))
+    return [[f"profile={n}"] for n in names] + OVERRIDES
+
+
+def test_one_dvc_yaml_for_every_profile_and_override(tmp_path):
+    """dvc.yaml is byte-identical under sample, paper, a profile a user adds and -S overrides of parts and
+    models (the registry decides the stages, profiles only values); the stages DVC expands from it are those
+    the registry declares for each composition (one BL30K part stage per part, one evaluation per model)."""
+    compose = compose_module()
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    (conf / "profile" / "mine.yaml").write_text(USER_PROFILE)
+    committed = (REPO / "dvc.yaml").read_text()
+    seen = set()
+    for overrides in every_profile(conf):
+        p = compose.compose_params(overrides, conf)
+        assert compose.dvc_yaml(p) == committed, f"{overrides} gives another dvc.yaml"
+        names = stage_names(yaml.safe_load(committed)["stages"], p)
+        assert names == expected_stages(p), overrides
+        seen.add(frozenset(names))
+        parts = p["datasets"]["bl30k"]["shard"]["parts"]
+        assert p["datasets"]["bl30k"]["shard"]["part_list"] == list(range(parts))
+        assert {f"shard_bl30k_part@{i}" for i in range(parts)} <= names and f"shard_bl30k_part@{parts}" not in names
+        assert {f"evaluate_davis17@{m}" for m in p["evaluate"]["models"]} <= names
+    assert {"profile=mine"} <= {o[0] for o in every_profile(conf) if o} and len(seen) >= 5  # the DAGs differ
+
+
+def test_a_profile_that_would_change_the_dag_is_a_one_line_error(tmp_path):
+    """A profile declaring a benchmark (structure) is refused by compose, naming the stages it would add."""
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    sample = (conf / "profile" / "sample.yaml").read_text()
+    line = "datasets: {bl30k: {shard: {parts: 2}}}"
+    assert sample.count(line) == 1
+    (conf / "profile" / "wrong.yaml").write_text(  # the sample, with a benchmark declared by the profile
+        sample.replace(line, "datasets: {bl30k: {shard: {parts: 2}}, static: {evaluate: {split: train}}}")
+    )
+    args = ["profile=wrong", "--conf", str(conf), "--params", str(tmp_path / "params.yaml")]
+    r = subprocess.run([sys.executable, "pipelines/compose.py", *args], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "would change dvc.yaml" in r.stderr and "evaluate_static" in r.stderr and "report" in r.stderr
+    bad = subprocess.run([sys.executable, "pipelines/compose.py", "datasets.bl30k.shard.parts=0", "--params",
+                          str(tmp_path / "p.yaml")], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert (
+        bad.returncode == 2
+        and bad.stderr.count("\n") == 1
+        and "datasets.bl30k.shard.parts must be a whole number of parts 1..4096, got 0" in bad.stderr
+    )
 
 
 def test_stage_names_and_one_name_per_dataset():
@@ -125,6 +203,7 @@ def test_a_new_dataset_declared_in_params_is_sharded_trained_on_evaluated_and_re
     project = tmp_path / "project"
     shutil.copytree(REPO / "conf", project / "conf")
     shutil.copytree(REPO / "pipelines", project / "pipelines")
+    shutil.copytree(REPO / "hydra_plugins", project / "hydra_plugins")  # conf/'s resolvers
     (project / "stcn").symlink_to(REPO / "stcn")
     mine = own_dataset(tmp_path / "mine")
     # the only edit: declare the dataset in conf/config.yaml, and train s03 on it

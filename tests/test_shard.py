@@ -613,3 +613,23 @@ def test_shard_dataset_reads_a_registry_entry_by_its_layout(bundled: Path, tmp_p
     run = subprocess.run([sys.executable, "-m", "stcn.cli", "shard", "dataset", "davis2017", "--out", str(tmp_path)],
                          capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 2 and run.stderr.startswith("error: unknown dataset 'davis2017' (known in ")
+
+
+def test_every_shard_command_first_removes_dead_writers_spools(tmp_path: Path) -> None:
+    """A run killed before DVC re-runs its stage as cached ("cached - skipping run") leaves its spool: the next
+    `stcn shard` command of any kind removes spools of dead writers in TMPDIR and keeps those of live ones."""
+    spool, env = _spool(tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = spool / f"stcn-shard-{int(gone.stdout)}-x"  # that process has exited
+    (dead / "7").parent.mkdir()
+    (dead / "7").write_bytes(b"0" * 100)
+    live = spool / "stcn-shard-1-live"  # pid 1 is alive
+    live.mkdir()
+    root = Path(__file__).resolve().parent.parent / "stcn" / "data" / "bundled" / "davis-mini"
+    run = subprocess.run(
+        [sys.executable, "-m", "stcn.cli", "shard", "davis", "--root", str(root), "--out", str(tmp_path / "out"),
+         "--workers", "1"], capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"removed the spool of a killed shard run: {dead}" in run.stderr
+    assert list(spool.iterdir()) == [live]

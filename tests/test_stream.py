@@ -404,3 +404,81 @@ def test_bytes_fetched_per_video_sample_at_most_twice_the_bytes_used(shards, s3_
     assert all(n == 512 for (_, d), (_, n) in ratios.items() if d is None)
     assert all(r <= 2.0 for (_, d), (r, _) in ratios.items() if d is None), ratios
     assert all(r > 8.0 for (_, d), (r, _) in ratios.items() if d == 1), ratios
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory) -> Path:
+    """shards/{a,b}: 14 and 6 short videos (5 frames each, real DAVIS frames and masks at 1/4 size) in shards of
+    unequal size, with index.json as `stcn shard` writes it."""
+    root = tmp_path_factory.mktemp("many")
+    sources = sorted((DAVIS / "JPEGImages" / "480p").iterdir())
+    for v in range(20):
+        seq = sources[v % len(sources)]
+        for jpg in sorted(seq.glob("*.jpg"))[v : v + 5]:
+            for kind, src, resample in (
+                ("JPEGImages", jpg, Image.BILINEAR),
+                ("Annotations", DAVIS / "Annotations" / "480p" / seq.name / f"{jpg.stem}.png", Image.NEAREST),
+            ):
+                out = root / "davis" / kind / "480p" / f"v{v:02d}" / src.name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with Image.open(src) as im:
+                    im.resize((im.width // 4, im.height // 4), resample).save(out)
+    sets = root / "davis" / "ImageSets" / "2017"
+    sets.mkdir(parents=True)
+    (sets / "train.txt").write_text("".join(f"v{v:02d}\n" for v in range(14)))
+    (sets / "val.txt").write_text("".join(f"v{v:02d}\n" for v in range(14, 20)))
+    for name, split in (("a", "train"), ("b", "val")):
+        write_shards(davis_pending(root / "davis", 2017, split), str(root / name), dataset=name, split="train",
+                     source=name, shard_size_bytes=150_000)  # fmt: skip
+    return root
+
+
+def composition(batches) -> dict:
+    """Per-video draws, batches holding a video twice, and consecutive batches sharing a video."""
+    drawn = [[i["name"] for i in b["info"]] for b in batches]
+    return {
+        "counts": Counter(n for b in drawn for n in b),
+        "repeated": sum(len(set(b)) < len(b) for b in drawn),
+        "shared": sum(bool(set(a) & set(b)) for a, b in zip(drawn, drawn[1:], strict=False)),
+        "batches": len(drawn),
+    }
+
+
+def test_video_epochs_cover_every_video_evenly_and_batches_hold_distinct_videos(many):
+    """The real loader (2 workers, batch 4): every video of an epoch is drawn floor or ceil of its share (weights
+    applied), no batch holds one video twice, consecutive batches share a video at most twice per epoch (when one
+    worker's part is longer, its last batches follow each other), epochs differ, and a shorter epoch
+    (`set_epoch(i, batches)`) covers its videos evenly too."""
+    a = sorted(p.name for p in (many / "a").glob("*.tar"))
+    assert len(a) >= 3  # several shards, read in a planned order
+    sources = [f"{many}/a*2", str(many / "b")]
+    loader = make_loader(
+        sources, "video", 4, 2, seed=3, samples_per_rank=4 * 26, crop=CROP, draws_per_video=2, shuffle_buffer=8
+    )  # fmt: skip  (a pool of 8 of a worker's ~10 videos)
+    epochs = []
+    for length in (26, 26, 17):
+        loader.set_epoch(len(epochs), length)
+        epochs.append(composition(list(loader)))
+    for e, length in zip(epochs, (26, 26, 17), strict=True):
+        assert e["batches"] == length and e["repeated"] == 0 and e["shared"] <= 2, e
+        per_weight = [e["counts"][f"v{v:02d}"] / (2 if v < 14 else 1) for v in range(20)]
+        heavy, light = [e["counts"][f"v{v:02d}"] for v in range(14)], [e["counts"][f"v{v:02d}"] for v in range(14, 20)]
+        assert max(heavy) - min(heavy) <= 1 and max(light) - min(light) <= 1, e
+        assert abs(np.mean(per_weight[:14]) - np.mean(per_weight[14:])) <= 1, e
+    again = make_loader(sources, "video", 4, 2, seed=3, samples_per_rank=4 * 26, crop=CROP, draws_per_video=2,
+                        shuffle_buffer=8)  # fmt: skip
+    first, second = ([i["name"] for b in again for i in b["info"]] for _ in range(2))
+    assert first != second and Counter(first) == epochs[0]["counts"]
+
+
+def test_an_epoch_shorter_than_a_pass_covers_its_part_and_the_pass_covers_all(many):
+    """Fewer samples per epoch than videos x draws per read: each epoch reads part of the shards (several draws per
+    video read), and the epochs of a pass together draw every video."""
+    loader = make_loader(str(many / "a"), "video", 4, 0, seed=1, samples_per_rank=16, crop=CROP, draws_per_video=4)
+    seen = Counter()
+    for _ in range(2):  # 14 videos x 4 draws: 4 epochs of 16, but each keeps a batch plus a shard of videos: 2
+        e = composition(list(loader))
+        assert e["batches"] == 4 and e["repeated"] == 0
+        assert min(e["counts"].values()) >= 2 and max(e["counts"].values()) - min(e["counts"].values()) <= 1
+        seen |= {n: seen[n] + c for n, c in e["counts"].items()}
+    assert set(seen) == {f"v{v:02d}" for v in range(14)}

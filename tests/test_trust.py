@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def one_error(res: subprocess.CompletedProcess, *needles: str) -> str:
 
 def test_shell_injection_in_a_dataset_name_is_refused_by_compose(tmp_path: Path) -> None:
     """Item 1: a dataset name holding `;` never reaches dvc.yaml's `cmd:` (compose refuses it, one line)."""
-    for sub in ("conf", "pipelines"):
+    for sub in ("conf", "pipelines", "hydra_plugins"):
         shutil.copytree(REPO / sub, tmp_path / sub)
     config = tmp_path / "conf" / "config.yaml"
     text = config.read_text().replace("datasets:\n", "datasets:\n  'x;touch PWNED;y': {layout: davis, root: R, "
@@ -410,3 +411,477 @@ def test_batch_error_lines_do_not_wrap_at_80_columns(tmp_path: Path, weights_fil
     assert res.returncode == 1, res.stderr[-2000:]
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: libby")]
     assert len(errors) == 1 and str(bad) in errors[0] and len(errors[0]) > 80, res.stderr
+
+
+# ---- issue 30 items 5-7: an output folder may not be, hold or lie inside an input ---------------------------------
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def test_evaluate_into_the_ground_truth_is_refused(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 5: `evaluate --out ROOT/Annotations/480p` overwrote the ground truth (then scored 100.0)."""
+    root = tmp_path / "davis"
+    shutil.copytree(DAVIS_MINI, root)
+    before = _hashes(root)
+    for out in (root / "Annotations/480p", root, tmp_path):
+        res = stcn("evaluate", "--weights", weights_file, "--dataset", "generic", "--root", root, "--out", out,
+                   "--max-frames", "2", "--device", "cpu")  # fmt: skip
+        one_error(res, f"--out {out}", f"the input --root {root}")
+        assert _hashes(root) == before
+    res = stcn("evaluate", "--weights", weights_file, "--dataset", "generic", "--root", root, "--out",
+               weights_file.parent, "--max-frames", "2", "--device", "cpu")  # fmt: skip
+    one_error(res, f"--out {weights_file.parent} holds the input --weights {weights_file}")
+
+
+def _png_frames(dst: Path, n: int = 3) -> Path:
+    """The first n frames of the bundled blackswan as PNG files (what a mask could overwrite), shrunk."""
+    from PIL import Image
+
+    dst.mkdir(parents=True)
+    for jpg in sorted((DAVIS_MINI / "JPEGImages/480p/blackswan").glob("*.jpg"))[:n]:
+        Image.open(jpg).resize((214, 120)).save(dst / f"{jpg.stem}.png")
+    return dst
+
+
+def test_segment_into_its_frames_is_refused(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 6: `segment --frames DIR --out DIR` (PNG frames) overwrote the frames with masks; also an
+    --out inside the frames, the mask's own folder, and batch mode's --out in the masks folder."""
+    from PIL import Image
+
+    frames = _png_frames(tmp_path / "frames")
+    mask = tmp_path / "first" / "00000.png"
+    mask.parent.mkdir()
+    Image.open(DAVIS_MINI / "Annotations/480p/blackswan/00000.png").resize((214, 120), Image.NEAREST).save(mask)
+    before, mask_before = _hashes(frames), _hashes(mask.parent)
+    cases = [(frames, "is the input --frames"), (frames / "masks", "lies inside the input --frames"),
+             (mask.parent, "holds the input --first-mask"), (tmp_path, "holds the input --frames")]  # fmt: skip
+    for out, how in cases:
+        res = stcn("segment", "--weights", weights_file, "--frames", frames, "--first-mask", mask, "--out", out,
+                   "--device", "cpu")  # fmt: skip
+        one_error(res, f"--out {out} {how}")
+    res = stcn("segment", "--weights", weights_file, "--frames", frames, "--first-mask", mask, "--out",
+               tmp_path / "ok", "--overlay", frames / "00000.png", "--device", "cpu")  # fmt: skip
+    one_error(res, f"--overlay {frames / '00000.png'} lies inside the input --frames {frames}")
+    batch = tmp_path / "videos"
+    shutil.copytree(frames, batch / "blackswan")
+    res = stcn("segment", "--weights", weights_file, "--frames", batch, "--first-mask", mask.parent, "--out",
+               mask.parent / "predicted", "--device", "cpu")  # fmt: skip
+    one_error(res, f"lies inside the input --first-mask {mask.parent}")
+    assert _hashes(frames) == before and _hashes(mask.parent) == mask_before
+    assert not (tmp_path / "ok").exists()
+
+
+def test_batch_videos_of_one_name_are_refused(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 7 (batch): `a/` and `a.mp4` would both be written to OUT/a: refused before any writing."""
+    from stcn.inference.overlay import OverlayWriter
+
+    batch = tmp_path / "videos"
+    frames = _png_frames(batch / "blackswan")
+    writer = OverlayWriter(batch / "blackswan.mp4")
+    import numpy as np
+    from PIL import Image
+
+    for png in sorted(frames.iterdir()):
+        rgb = np.asarray(Image.open(png).convert("RGB"))
+        writer.add(rgb, np.zeros(rgb.shape[:2], np.uint8))
+    writer.close()
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    shutil.copy(DAVIS_MINI / "Annotations/480p/blackswan/00000.png", masks / "blackswan.png")
+    res = stcn("segment", "--weights", weights_file, "--frames", batch, "--first-mask", masks, "--out",
+               tmp_path / "out", "--device", "cpu")  # fmt: skip
+    one_error(res, str(batch / "blackswan"), str(batch / "blackswan.mp4"), str(tmp_path / "out" / "blackswan"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_app_exports_of_two_videos_never_share_a_folder(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 7: "dog agility" and "dog_agility" both became OUT/dog_agility (masks mixed, the overlay
+    replaced); now each video keeps its own folder, and exporting one video again reuses its folder."""
+    from stcn.inference.loading import load_model
+    from stcn.inference.settings import InferenceSettings
+    from stcn.interactive.session import Session
+    from stcn.interactive.weights import load_fusion, load_s2m
+
+    root = tmp_path / "root"
+    for name, n in (("dog agility", 2), ("dog_agility", 3)):
+        _png_frames(root / name, n)
+    settings = InferenceSettings(resolution=64, mem_every=2)
+    session = Session(load_model(weights_file), load_s2m(None, 0), load_fusion(None), settings, tmp_path / "out",
+                      root, models="test")  # fmt: skip
+    exported = {}
+    for name in ("dog agility", "dog_agility", "dog agility"):
+        session.open(path=name)
+        session.export()
+        assert session.wait()["job"]["state"] == "done"
+        exported.setdefault(name, set()).add(session.status()["exported"]["masks"])
+    first, second = exported["dog agility"], exported["dog_agility"]
+    assert len(first) == 1 and len(second) == 1 and first != second  # one folder per video, reused
+    assert len(list(Path(next(iter(first))).glob("*.png"))) == 2
+    assert len(list(Path(next(iter(second))).glob("*.png"))) == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dog_agility", "dog_agility-2"]
+
+
+def test_interact_and_train_outputs_over_inputs_are_refused(tmp_path: Path, weights_file: Path, interact_round,
+                                                            video_shards: Path) -> None:  # fmt: skip
+    """Issue 30 item 7: `interact --out FRAMES` and `train --out` holding its --init weights are refused."""
+    swan, swan_png = interact_round.video("blackswan", 3)
+    before = _hashes(swan)
+    one_error(interact_round(swan, swan_png, swan), f"--out {swan} is the input --frames {swan}")
+    assert _hashes(swan) == before
+    run = tmp_path / "run"
+    run.mkdir()
+    init = run / "weights.pth"
+    shutil.copy(weights_file, init)
+    res = stcn("train", "--stage", "3", "--data", video_shards, "--out", run, "--init", init, "--iterations", 1,
+               "--batch-size", "1", "--crop", "64", "--device", "cpu", "--num-workers", "0")  # fmt: skip
+    one_error(res, f"--out {run} holds the input --init {init}")
+    assert init.read_bytes() == weights_file.read_bytes() and sorted(p.name for p in run.iterdir()) == ["weights.pth"]
+
+
+def test_registry_split_names_are_checked(tmp_path: Path) -> None:
+    """Issue 30 item 3: `splits: ["../../../../../elsewhere/victim"]` made `download --source bundled` overwrite
+    victim.txt far outside the dataset folder; the entry is now refused like any other name."""
+    work = tmp_path / "a" / "b" / "c" / "d"
+    work.mkdir(parents=True)
+    victim = tmp_path / "elsewhere" / "victim.txt"
+    victim.parent.mkdir()
+    victim.write_text("mine\n")
+    registry = tmp_path / "r.yaml"
+    registry.write_text('datasets:\n  mine: {layout: davis, year: 2017, splits: ["../../../../../elsewhere/victim"]}\n')
+    res = stcn("download", "mine", "--registry", registry, "--source", "bundled", cwd=work)
+    one_error(res, str(registry), "datasets.mine.splits", "'../../../../../elsewhere/victim' is not a valid name")
+    assert victim.read_text() == "mine\n" and not (work / "data").exists()
+
+
+# ---- issue 30 item 10: non-finite training ----------------------------------------------------------------------
+
+
+def _train_args(data: Path, out: Path, *extra: object) -> subprocess.CompletedProcess:
+    return stcn("train", "--stage", "2", "--data", data, "--out", out, "--init", "random", "--batch-size", "1",
+                "--crop", "64", "--device", "cpu", "--num-workers", "0", *extra,
+                env={**ENV, "OMP_NUM_THREADS": "1"})  # fmt: skip
+
+
+def test_training_never_saves_non_finite_weights(tmp_path: Path, video_shards: Path) -> None:
+    """Issue 30 item 10: `--resume` from a checkpoint with NaN weights trained NaN and exited 0 with a NaN
+    weights.pth; a loss that turns non-finite (a huge --lr) is one line too; no weights file either way."""
+    import torch
+
+    run = tmp_path / "run"
+    res = _train_args(video_shards, run, "--iterations", 2, "--keep-checkpoint")
+    assert res.returncode == 0, res.stderr[-2000:]
+    weights = (run / "weights.pth").read_bytes()
+    state = torch.load(run / "checkpoint.pth", weights_only=True)
+    state["iteration"] = 1  # as if saved after iteration 1 of 2
+    name = next(k for k, v in state["network"].items() if v.is_floating_point())
+    state["network"][name] = torch.full_like(state["network"][name], float("nan"))
+    torch.save(state, run / "checkpoint.pth")
+    res = _train_args(video_shards, run, "--iterations", 2, "--resume")
+    one_error(res, str(run / "checkpoint.pth"), "non-finite weights", name)
+    assert (run / "weights.pth").read_bytes() == weights
+
+    fresh = tmp_path / "fresh"
+    res = _train_args(video_shards, fresh, "--iterations", 3, "--lr", "1e30", "--log-every", "1")
+    line = one_error(res)
+    assert "training diverged: the loss is nan" in line or "non-finite weights" in line, line
+    assert not (fresh / "weights.pth").exists() and not (fresh / "checkpoint.pth").exists()
+
+
+def test_interact_round_on_another_video_of_the_same_names_and_size_is_refused(tmp_path: Path, interact_round):
+    """Issue 30 item 8: round 2 with another video's frames (same frame names and size, as every DAVIS video has)
+    into the same --out was accepted: the state is bound to the first frame's content."""
+    swan, swan_png = interact_round.video("blackswan", 3)
+    dog, dog_png = interact_round.video("dog-agility", 3)
+    assert sorted(p.name for p in swan.iterdir()) == sorted(p.name for p in dog.iterdir())
+    out = tmp_path / "out"
+    first = interact_round(swan, swan_png, out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    one_error(interact_round(dog, dog_png, out), f"{out} holds rounds of another video", "first frame differs")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    again = interact_round(swan, swan_png, out)  # the same video: a second round
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((out / "interactive.json").read_text())["rounds"] == 2
+
+
+# ---- issue 30 item 12: index files are input too ------------------------------------------------------------------
+
+
+def test_tampered_bl30k_member_index_is_one_line(tmp_path: Path) -> None:
+    """Issue 30 item 12 (and 14): a negative segment or kind in members.npz wrapped around (read another tar's
+    bytes), an offset past the segment's end was read too; now one line naming the index and the row."""
+    import numpy as np
+
+    from stcn.data.fetch.sources import bundled_bl30k_segments, write_tar
+
+    segments = [write_tar(tmp_path / f"BL30K_{c}.tar", m) for c, m in zip("ab", bundled_bl30k_segments(), strict=True)]
+    index = tmp_path / "members.npz"
+    args = ["shard", "bl30k", "--segments", *segments, "--index", index, "--workers", "1"]
+    res = stcn(*args, "--out", tmp_path / "o", "--part", "0/2")
+    assert res.returncode == 0 and index.is_file(), res.stderr[-2000:]
+    good = dict(np.load(index))
+    damages = [("seg", -1, "seg -1 is outside 0..1"), ("kind", -2, "kind -2 is outside 0..1"),
+               ("vid", 10**6, "vid 1000000 is outside"), ("off", 10**9, "lie outside its segment")]  # fmt: skip
+    for column, value, needle in damages:
+        bad = {**good, column: good[column].copy()}
+        bad[column][0] = value
+        np.savez_compressed(index, **bad)
+        res = stcn(*args, "--out", tmp_path / "p", "--part", "1/2")
+        one_error(res, f"corrupt BL30K index {index}", needle)
+        assert not (tmp_path / "p").exists() or not list((tmp_path / "p").rglob("*.tar"))
+
+
+def test_shard_index_names_outside_the_folder_are_refused(tmp_path: Path, video_shards: Path) -> None:
+    """Issue 30 item 12: a shard name `../other/train-000000.tar` in index.json made training read another folder."""
+    shards = tmp_path / "shards"
+    shutil.copytree(video_shards, shards)
+    other = tmp_path / "other"
+    shutil.copytree(video_shards, other)
+    index = json.loads((shards / "index.json").read_text())
+    entry = index["splits"]["train"]
+    entry["shards"][0]["name"] = "../other/train-000000.tar"
+    (shards / "index.json").write_text(json.dumps(index))
+    res = _train_args(shards, tmp_path / "run", "--iterations", 1)
+    one_error(res, f"corrupt shard index {shards / 'index.json'}", "'../other/train-000000.tar'")
+    entry["shards"][0]["name"] = entry["shards"][1]["name"]
+    (shards / "index.json").write_text(json.dumps(index))
+    res = _train_args(shards, tmp_path / "run", "--iterations", 1)
+    one_error(res, f"shard {entry['shards'][1]['name']} is listed twice")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        (lambda e: {**e, "shards": [e["shards"][0], e["shards"][0]]}, "is listed twice"),
+        (lambda e: {**e, "shards": [{**e["shards"][0], "samples": 10**12}]}, "1000000000000 samples cannot fit in"),
+        (lambda e: {k: v for k, v in e.items() if k != "input_sha256"}, "input_sha256 must be a string, got None"),
+    ],
+)
+def test_merge_refuses_duplicate_shards_and_impossible_counts(tmp_path: Path, damage, needle: str) -> None:
+    """Issue 30 item 12: merge copied `samples: 10**12` and a shard listed twice into the merged index."""
+    from stcn.data.shards.build import shard_generic
+
+    root, out = _own(tmp_path / "own"), tmp_path / "out"
+    for i in range(2):
+        shard_generic(root, str(out), part=f"{i}/2", workers=1)
+    part = out / "parts/0-of-2/index.json"
+    index = json.loads(part.read_text())
+    index["splits"]["train"] = damage(index["splits"]["train"])
+    part.write_text(json.dumps(index))
+    one_error(stcn("shard", "merge", "--out", out, "--parts", "2"), "corrupt part index", str(part), needle)
+    assert not (out / "index.json").exists()
+
+
+# ---- issue 30 items 11, 13, 14: strict YAML, bounded parts ---------------------------------------------------------
+
+
+def _compose_copy(tmp_path: Path, edit, file: str = "config.yaml") -> subprocess.CompletedProcess:
+    """`pipelines/compose.py` run in a copy of conf/, its resolvers and pipelines/ whose conf/`file` text `edit`
+    changed."""
+    for sub in ("conf", "hydra_plugins", "pipelines"):
+        shutil.copytree(REPO / sub, tmp_path / sub)
+    config = tmp_path / "conf" / file
+    config.write_text(edit(config.read_text()))
+    return subprocess.run([sys.executable, "pipelines/compose.py"], cwd=tmp_path, capture_output=True, text=True,
+                          env=ENV, timeout=300)  # fmt: skip
+
+
+def _bomb() -> str:
+    lines = ['lol0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"lol{i + 1}: &l{i + 1} [{','.join([f'*l{i}'] * 9)}]" for i in range(8)]
+    return "\n".join(lines) + "\n"
+
+
+SAMPLE = "profile/sample.yaml"
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "needles"),
+    [
+        ("config.yaml", lambda text: text + _bomb(), ["conf/config.yaml", "YAML anchors (&l0) are not allowed"]),
+        ("config.yaml", lambda text: text + "train_s0: {stage: 0, data: [static]}\n",
+         ["conf/config.yaml", "duplicate key 'train_s0'"]),
+        (SAMPLE, lambda text: text.replace("parts: 2", "parts: 10000000"),
+         ["datasets.bl30k.shard.parts must be a whole number of parts 1..4096, got 10000000"]),
+        (SAMPLE, lambda text: text.replace("parts: 2", "parts: 2.7"),
+         ["datasets.bl30k.shard.parts must be a whole number of parts 1..4096, got 2.7"]),
+    ],
+)  # fmt: skip
+def test_compose_refuses_bombs_duplicates_and_huge_parts_in_one_line(tmp_path: Path, file, edit, needles) -> None:
+    """Issue 30 items 13, 11, 14: an alias bomb in conf/config.yaml ran until killed, a duplicate key was 80 lines
+    of Hydra traceback (or silently the last value), `parts: 10000000` a MemoryError, `parts: 2.7` became 2."""
+    res = _compose_copy(tmp_path, edit, file)
+    one_error(res, *needles)
+    assert not (tmp_path / "params.yaml").exists() and not (tmp_path / "dvc.yaml").exists()
+
+
+def test_params_yaml_with_duplicate_keys_is_refused(tmp_path: Path) -> None:
+    """Issue 30 item 11: a stage read params.yaml with a key twice (the last won); now one line naming it."""
+    shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
+    text = (REPO / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text + "shard: {url: elsewhere}\n")
+    res = subprocess.run([sys.executable, "pipelines/shard.py", "davis17"], cwd=tmp_path, capture_output=True,
+                         text=True, env=ENV, timeout=300)  # fmt: skip
+    one_error(res, "params.yaml", "duplicate key 'shard'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "pipelines"]
+
+
+def test_huge_part_counts_are_one_line(tmp_path: Path) -> None:
+    """Issue 30 item 13: `--part 0/99999999999999999999` and `merge --parts 10000000` ran out of memory."""
+    root = _own(tmp_path / "own")
+    res = stcn("shard", "generic", "--root", root, "--out", tmp_path / "o", "--part", "0/99999999999999999999")
+    one_error(res, "--part must be I/N with 0 <= I < N <= 4096", "'0/99999999999999999999'")
+    one_error(stcn("shard", "merge", "--out", tmp_path / "o", "--parts", 10**7), "--parts must be a whole number",
+              "10000000")  # fmt: skip
+    assert not (tmp_path / "o").exists()
+
+
+def test_segment_rerun_removes_what_a_killed_run_left(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 15: a killed single-video `stcn segment` left `.OUT.<pid>.tmp/` and a successful re-run kept
+    it; now the re-run removes the temporaries of dead processes (a live one's stays)."""
+    from PIL import Image
+
+    frames = _png_frames(tmp_path / "frames")
+    mask = tmp_path / "first.png"
+    Image.open(DAVIS_MINI / "Annotations/480p/blackswan/00000.png").resize((214, 120), Image.NEAREST).save(mask)
+    dead, live = tmp_path / f".out.{_dead_pid()}.tmp", tmp_path / f".out.{os.getpid()}.tmp"
+    for half in (dead, live):
+        half.mkdir()
+        (half / "00000.png").write_bytes(b"half")
+    res = stcn("segment", "--weights", weights_file, "--frames", frames, "--first-mask", mask, "--out",
+               tmp_path / "out", "--device", "cpu")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not dead.exists() and live.is_dir() and len(list((tmp_path / "out").glob("*.png"))) == 3
+
+
+# ---- issue 30 items 11, 14: scribbles of the wrong types ---------------------------------------------------------
+
+
+def _stroke(object_id: object = 1, path: object = None) -> dict:
+    return {"path": [[0.4, 0.5], [0.6, 0.5]] if path is None else path, "object_id": object_id}
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"scribbles": 5}, "`scribbles` must be a list"),
+        ({"scribbles": [[_stroke(-2)], [], []]}, "frame 0 stroke 0 object_id must be a whole number 0..255"),
+        ({"scribbles": [[], [_stroke(1.9)], []]}, "frame 1 stroke 0 object_id must be a whole number 0..255 (0: "
+         "background), got 1.9"),
+        ({"scribbles": [[_stroke(True)], [], []]}, "got True"),
+        ({"scribbles": [[_stroke(1, [[float("nan"), 0.5]])], [], []]}, "point [nan, 0.5] is not [x, y] with finite"),
+        ({"scribbles": [[_stroke(1, [[1.5, 0.5]])], [], []]}, "point [1.5, 0.5]"),
+        ({"scribbles": [[_stroke(1, [])], [], []]}, "path must be a non-empty list"),
+        ({"scribbles": [5, [], []]}, "frame 0 must be a list of strokes"),
+    ],
+)  # fmt: skip
+def test_scribble_json_of_wrong_types_is_one_line(tmp_path: Path, interact_round, data, needle) -> None:
+    """Issue 30 items 11 and 14: `object_id` -2 became object 1 (-3 a background stroke), 1.9 became 1,
+    `{"scribbles": 5}` and NaN coordinates were tracebacks; now one line naming the file and the stroke."""
+    swan, _ = interact_round.video("blackswan", 3)
+    scribbles = tmp_path / "s.json"
+    scribbles.write_text(json.dumps({**data, "sequence": "blackswan"}))
+    one_error(interact_round(swan, scribbles, tmp_path / "out"), f"not a DAVIS scribble file: {scribbles}", needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_page_strokes_of_wrong_types_are_refused(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 11: a stroke for object 12.9 drew object 12, on frame 1.9 frame 1, `positive: "false"` a
+    positive stroke; the session refuses them (the page's own "12" from its input field still works)."""
+    from stcn.errors import UserError
+    from stcn.inference.loading import load_model
+    from stcn.inference.settings import InferenceSettings
+    from stcn.interactive.session import Session
+    from stcn.interactive.weights import load_fusion, load_s2m
+
+    settings = InferenceSettings(resolution=64, mem_every=2)
+    session = Session(load_model(weights_file), load_s2m(None, 0), load_fusion(None), settings, tmp_path / "out",
+                      tmp_path, max_frames=3, models="test")  # fmt: skip
+    session.open(sample="blackswan")
+    point = [[0.5, 0.5]]
+    for frame, obj, positive, needle in ((0, 12.9, True, "object id 12.9 is not a whole number"),
+                                         (0, "12.9", True, "object id '12.9' is not a whole number"),
+                                         (1.9, 12, True, "frame 1.9 is not a whole number"),
+                                         (0, 12, "false", "positive must be true or false, got 'false'")):  # fmt: skip
+        with pytest.raises(UserError, match=re.escape(needle)):
+            session.stroke(frame, obj, positive, point)
+    assert session.status()["objects"] == [] and session.status()["pending"] is None
+    session.stroke(1, "12", True, point)
+    assert session.status()["objects"] == [12] and session.status()["pending"] == 1
+
+
+# ---- issue 30 item 14: tracebacks on tampered files --------------------------------------------------------------
+
+
+def test_resume_from_a_tampered_checkpoint_is_one_line(tmp_path: Path, video_shards: Path) -> None:
+    """Issue 30 item 14: a checkpoint with iteration "abc", without its random state, or with other parameter
+    groups was a traceback on --resume; now one line naming the checkpoint, and weights.pth is left as it was."""
+    import torch
+
+    run = tmp_path / "run"
+    res = _train_args(video_shards, run, "--iterations", 2, "--keep-checkpoint")
+    assert res.returncode == 0, res.stderr[-2000:]
+    weights, saved = (run / "weights.pth").read_bytes(), torch.load(run / "checkpoint.pth", weights_only=True)
+    saved["iteration"] = 1
+
+    def no_rng(state: dict) -> dict:
+        return {k: v for k, v in state.items() if k != "rng"}
+
+    def more_groups(state: dict) -> dict:
+        optimizer = state["optimizer"]
+        groups = [*optimizer["param_groups"], {**optimizer["param_groups"][0], "params": []}]
+        return {**state, "optimizer": {**optimizer, "param_groups": groups}}
+
+    for tamper, needle in ((lambda state: {**state, "iteration": "abc"}, "iteration must be a whole number, got 'abc'"),
+                           (no_rng, "missing 'rng'"), (more_groups, "parameter groups")):  # fmt: skip
+        torch.save(tamper(saved), run / "checkpoint.pth")
+        res = _train_args(video_shards, run, "--iterations", 2, "--resume")
+        one_error(res, f"corrupt training checkpoint {run / 'checkpoint.pth'}", needle)
+        assert (run / "weights.pth").read_bytes() == weights
+
+
+def test_deeply_nested_interaction_state_is_one_line(tmp_path: Path, interact_round) -> None:
+    """Issue 30 item 14: a state file nested 10^5 deep was a RecursionError traceback."""
+    swan, swan_png = interact_round.video("blackswan", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "interactive.json").write_text("[" * 100_000 + "]" * 100_000)
+    one_error(interact_round(swan, swan_png, out), f"corrupt interaction state {out / 'interactive.json'}",
+              "nested too deeply")  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["interactive.json"]
+
+
+def test_onnx_graphs_swapped_or_of_another_model_are_one_line(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 14: swapped graphs, or another model's graph, were `zip() argument 2 is shorter` tracebacks
+    (the manifest's sha256 was never checked); now one line naming the graph."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    from stcn.model.onnx_format import sha256
+
+    export = tmp_path / "export"
+    res = stcn("export", "--weights", weights_file, "--out", export)
+    assert res.returncode == 0, res.stderr[-2000:]
+    frames = _png_frames(tmp_path / "frames", 2)
+    mask = tmp_path / "first.png"
+    Image.open(DAVIS_MINI / "Annotations/480p/blackswan/00000.png").resize((214, 120), Image.NEAREST).save(mask)
+
+    def segment() -> subprocess.CompletedProcess:
+        return stcn("segment", "--weights", export, "--backend", "onnxruntime", "--frames", frames, "--first-mask",
+                    mask, "--out", tmp_path / "out")  # fmt: skip
+
+    key, decoder = export / "key_encoder.onnx", export / "decoder.onnx"
+    key_bytes, decoder_bytes = key.read_bytes(), decoder.read_bytes()
+    key.write_bytes(decoder_bytes), decoder.write_bytes(key_bytes)  # swapped
+    one_error(segment(), f"{key} is not the graph {export / 'manifest.json'} records (sha256 differs)")
+    manifest = json.loads((export / "manifest.json").read_text())  # and a manifest that agrees with the swap
+    for graph in (key, decoder):
+        manifest["graphs"][graph.stem]["sha256"] = sha256(graph)
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    one_error(segment(), f"{key} is not an STCN key_encoder", "['readout', 'thin', 'f8', 'f4']")
+    assert not (tmp_path / "out").exists()

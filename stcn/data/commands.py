@@ -26,7 +26,11 @@ def download(
         help="a dataset of the registry: static, davis16, davis17, davis17_testdev, youtube18, youtube19, "
         "bl30k, pretrained, or one you declared",
     ),
-    source: str = typer.Option(None, help="gdrive | http | file | s3 | bundled (default: gdrive, else http)"),
+    source: str = typer.Option(
+        None,
+        help="gdrive | http | file | s3 | bundled (default: each file's registry sources in order: Drive id, "
+        "http, urls)",
+    ),
     to: Path = typer.Option(None, help="target folder (default: data/<dataset>)"),
     url: str = typer.Option(None, help="override: a file URL/path, or a mirror folder/prefix holding the files"),
     sha256: str = typer.Option(None, help="expected sha256 (or md5:HEX) of a single-file dataset"),
@@ -50,6 +54,20 @@ def download(
 
 
 shard_app = typer.Typer(no_args_is_help=True, help="Write WebDataset shards (local folder or s3://bucket/prefix).")
+
+
+@shard_app.callback()
+def _clear_stale_spools() -> None:
+    """Every `stcn shard ...` first removes the `stcn-shard-*` spools in TMPDIR whose writer process is gone
+    (a killed run whose DVC stage is then skipped as cached never runs its own clean-up)."""
+    import tempfile
+
+    from stcn.data.shards.parallel import clear_spools
+
+    for path in clear_spools(tempfile.gettempdir(), every=False):
+        _log(f"removed the spool of a killed shard run: {path}")
+
+
 OUT = typer.Option(..., "--out", help="output folder or s3://bucket/prefix")
 SIZE = typer.Option(DEFAULT_SHARD_SIZE_MB, "--shard-size-mb", help="target shard size in MiB")
 CHECK = typer.Option("header", "--check", help="header: read image headers only (fast); full: decode every image")
@@ -195,7 +213,9 @@ def shard_bl30k_cmd(
 
 @shard_app.command("bl30k-stream")
 def shard_bl30k_stream_cmd(
-    source: str = typer.Option(None, help="gdrive | http | file | s3 | bundled (default: gdrive)"),
+    source: str = typer.Option(
+        None, help="gdrive | http | file | s3 | bundled (default: each segment's registry sources in order)"
+    ),
     url: str = typer.Option(None, help="a mirror folder/prefix holding BL30K_a.tar ... (http, file, s3)"),
     work: Path = typer.Option(Path("data/bl30k"), help="scratch folder: one segment (+ a spill) at a time"),
     split: str = typer.Option("train", help="name used for the shard files"),

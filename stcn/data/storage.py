@@ -10,8 +10,8 @@
   botocore attempt of at most `connect_timeout` or `read_timeout`: 2 x 8 s; an existence check may take
   two requests (HEAD, then a listing): about 35 s in all. Shard reads (`S3_CONFIG`): two attempts of at
   most 10 s without a byte each (s3fs's own retry loop: 2 more), within 60 s.
-- Transport: `open_shard(url)` opens a shard for one sequential read (S3: one streaming GET read ahead
-  by a background thread, `s3_stream`; STCN_S3_READ=ranges uses s3fs range reads instead);
+- Transport: `open_shard(url)` opens a shard for one sequential read (S3: consecutive 8 MiB range GETs read
+  ahead by a background thread, `s3_stream`; STCN_S3_READ=ranges uses s3fs range reads instead);
   `open_range(url, start, length)` reads one byte range. `fetched_bytes()` counts the bytes this
   process took from storage through both (benchmarks and tests compare it with the bytes used).
 """
@@ -25,6 +25,7 @@ import re
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
@@ -90,7 +91,8 @@ _checksum_on_request_only()
 S3_BLOCK = 16 << 20
 S3_BUFFER = 1 << 20
 S3_AHEAD = 64 << 20  # bytes of a shard read ahead per open S3 stream
-# STCN_S3_READ=stream (default): whole-object streaming GETs read ahead (s3_stream); =ranges: s3fs range
+S3_RANGE = 8 << 20  # bytes per GET of a streamed S3 shard (what an early close still reads)
+# STCN_S3_READ=stream (default): consecutive range GETs read ahead (s3_stream); =ranges: s3fs range
 # reads of S3_BLOCK with its read-ahead cache (the former reader, kept for comparison)
 S3_READ_VAR = "STCN_S3_READ"
 AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -192,28 +194,34 @@ def s3_client(env: dict[str, str] | None = None) -> Any:
 
 
 class _ReadAhead(io.RawIOBase):
-    """A raw file over a stream that a background thread reads up to `ahead` bytes in advance
-    (the GET body of an S3 object), so the transfer overlaps with decoding in this process."""
+    """A raw file over a sequence of HTTP bodies (the ranged GETs of one S3 object) that a background
+    thread reads up to `ahead` bytes in advance, so the transfer overlaps with decoding in this process.
 
-    def __init__(self, body: Any, ahead: int, chunk: int) -> None:
+    Closing early stops the thread after it has read the rest of the current body (at most S3_RANGE
+    bytes): every byte the server sent is read and counted in `fetched_bytes`, none left in flight."""
+
+    def __init__(self, bodies: Iterator[Any], ahead: int, chunk: int) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead // chunk))
         self._buf, self._pos, self._eof = b"", 0, False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fill, args=(body, chunk), daemon=True)
+        self._thread = threading.Thread(target=self._fill, args=(bodies, chunk), daemon=True)
         self._thread.start()
 
-    def _fill(self, body: Any, chunk: int) -> None:
+    def _fill(self, bodies: Iterator[Any], chunk: int) -> None:
         try:
-            while not self._stop.is_set():
-                data = body.read(chunk)
-                _count(len(data))
-                self._queue.put(data)
-                if not data:
-                    break
+            for body in bodies:
+                try:
+                    while data := body.read(chunk):
+                        _count(len(data))
+                        if not self._stop.is_set():
+                            self._queue.put(data)
+                finally:
+                    body.close()
+                if self._stop.is_set():
+                    return
+            self._queue.put(b"")
         except Exception as e:  # handed to the reader, raised there
             self._queue.put(e)
-        finally:
-            body.close()
 
     def readable(self) -> bool:
         return True
@@ -245,18 +253,35 @@ class _ReadAhead(io.RawIOBase):
 
 
 def s3_stream(url: str, env: dict[str, str] | None = None) -> BinaryIO:
-    """The whole S3 object as one streaming GET (no HEAD, no range requests) that a background
-    thread reads up to S3_AHEAD bytes ahead of the consumer (benchmarks/stream.py measures it)."""
+    """The S3 object as consecutive range GETs of S3_RANGE bytes (no HEAD) that a background thread
+    reads up to S3_AHEAD bytes ahead of the consumer (benchmarks/stream.py measures it)."""
     from botocore.exceptions import ClientError
 
     parsed = urlparse(url)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    client = s3_client(env)
+
+    def get(start: int) -> dict[str, Any]:
+        return client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + S3_RANGE - 1}")
+
     try:
-        body = s3_client(env).get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
+        first = get(0)
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchBucket"):
+        code = e.response.get("Error", {}).get("Code")
+        if code in ("404", "NoSuchKey", "NoSuchBucket"):
             raise FileNotFoundError(url) from None
+        if code in ("416", "InvalidRange"):  # an empty object
+            return io.BytesIO(b"")  # type: ignore[return-value]
         raise
-    return io.BufferedReader(_ReadAhead(body, S3_AHEAD, S3_BUFFER), buffer_size=S3_BUFFER)
+    match = re.search(r"/(\d+)$", first.get("ContentRange") or "")
+    size = int(match.group(1)) if match else int(first.get("ContentLength") or 0)
+
+    def bodies() -> Iterator[Any]:
+        yield first["Body"]
+        for start in range(S3_RANGE, size, S3_RANGE):
+            yield get(start)["Body"]
+
+    return io.BufferedReader(_ReadAhead(bodies(), S3_AHEAD, S3_BUFFER), buffer_size=S3_BUFFER)
 
 
 def _scheme(url: str) -> str:

@@ -33,7 +33,9 @@ def evaluate_entry(
     `backend`: torch (`weights` a checkpoint) or onnxruntime (`weights` a `stcn export` folder).
     """
     from stcn.inference.ort_backend import load_backend
+    from stcn.outputs import check_output
 
+    check_output(out, {"--root": entry.folder, "--weights": weights})  # predictions never over ground truth
     split = split or (entry.evaluate or {}).get("split") or "val"
     ranks, device = setup(settings.device)
     try:

@@ -74,18 +74,25 @@ def evaluate(
     Under `torchrun --nproc-per-node N -m stcn.eval.evaluate` (same options) the videos are split across
     the ranks by frame count; the outputs are those of one process.
     """
+    from stcn.errors import UserError
     from stcn.eval.benchmark import evaluate_entry
     from stcn.eval.davis_score import print_results
-    from stcn.inference.ort_backend import backend_device
-    from stcn.inference.settings import InferenceSettings
+    from stcn.inference.ort_backend import backend_device, check_weights
+    from stcn.inference.settings import InferenceSettings, precision_said
     from stcn.model.trained import default_resolution
+    from stcn.outputs import check_output
     from stcn.registry import Dataset
 
     device = backend_device(backend, device)  # an unknown backend fails first
-    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
+    check_weights(weights, backend)  # inputs and the output before any model loads
+    if not root.is_dir():
+        raise UserError(f"dataset root not found: {root}")
+    check_output(out, {"--root": root, "--weights": weights})  # never over the ground truth or the weights
+    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json), said
     layout, year = registry_layout(dataset, layout, year, registry)
     entry = Dataset(dataset, layout, year, root=str(root))  # layout None (generic): detected from the folder
-    result = evaluate_entry(entry, weights, InferenceSettings.from_knobs(locals()), out, split=split,
+    settings = InferenceSettings.from_knobs(locals())
+    result = evaluate_entry(entry, weights, settings, out, split=split,
                             max_frames=max_frames, backend=backend)  # fmt: skip
     if result is None:  # not rank 0 of a torchrun group
         return
@@ -94,7 +101,8 @@ def evaluate(
         typer.echo(f"copy-the-first-frame baseline: J&F {100 * result.baseline['J&F-Mean'].iloc[0]:.1f} %")
     typer.echo(
         f"{dataset} {split}: {result.timing.frames} frames in {result.timing.seconds:.1f} s "
-        f"= {result.timing.fps:.2f} FPS (amortized, I/O excluded) -> {out}"
+        f"= {result.timing.fps:.2f} FPS (amortized, I/O excluded; {precision_said(precision, settings, backend)}) "
+        f"-> {out}"
     )
     for path in result.files:
         typer.echo(f"wrote {path}")

@@ -27,6 +27,7 @@ from stcn.data.folders import FRAME_SUFFIXES, VIDEO_SUFFIXES, list_frames
 from stcn.data.images import VOID, object_ids, read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
+from stcn.outputs import check_distinct
 from stcn.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -176,6 +177,7 @@ def segment_videos(
     if not masks.is_dir():
         raise UserError(f"first-mask folder not found: {masks}")
     videos = find_videos(root)
+    check_distinct({str(v.path): out / v.name for v in videos}, "output folder")  # a.mp4 and a/: one OUT/a
     out.mkdir(parents=True, exist_ok=True)
     if overlay is not None:
         overlay.mkdir(parents=True, exist_ok=True)

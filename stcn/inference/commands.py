@@ -13,7 +13,8 @@ from stcn.cli import QUIET
 from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import VOID, read_mask, write_mask
 from stcn.errors import UserError
-from stcn.inference.settings import InferenceSettings
+from stcn.inference.settings import InferenceSettings, check_precision, precision_said
+from stcn.outputs import check_output
 from stcn.progress import progress_bar
 
 # inference options shared by `stcn segment` and `stcn evaluate`; the defaults are InferenceSettings'
@@ -23,8 +24,10 @@ TOP_K = typer.Option(D.top_k, help="Memory entries kept per query pixel.")
 MEM_EVERY = typer.Option(D.mem_every, help="Add a memory frame every N frames.")
 INCLUDE_LAST = typer.Option(D.include_last, help="Keep the previous frame in a temporary memory slot.")
 PRECISION = typer.Option(
-    D.precision,
-    help="fp32 (exact); fast (half-precision convolutions, fp32 memory read-out); bf16 (CPU) / fp16 (CUDA) throughout.",
+    "auto",
+    help="auto: fast where the device runs half precision natively (CUDA; a CPU with AMX / AVX512-BF16), else fp32 "
+    "(said in one line); fp32 (exact); fast (half-precision convolutions, fp32 memory read-out); bf16 (CPU) / fp16 "
+    "(CUDA) throughout.",
 )
 MAX_MEMORY_FRAMES = typer.Option(D.max_memory_frames, help="Bound memory to frame 0 + the most recent frames.")
 DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
@@ -103,25 +106,42 @@ def segment(
     Batch mode (FIRST_MASK is a folder): every video of FRAMES into OUT/<video>/, one model load;
     complete videos are skipped, a failing video is reported and skipped (exit code 1 at the end).
     """
-    from stcn.inference.ort_backend import backend_device, load_backend
+    from stcn.inference.ort_backend import backend_device, check_weights, load_backend
     from stcn.inference.overlap import read_ahead
     from stcn.inference.video import folder_frames, frame_total, propagate, video_frames
     from stcn.model.trained import default_resolution
 
+    # every input, output and option is checked before any model loads (a mistake is reported in a moment)
     device = backend_device(backend, device)
-    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json)
-    settings = InferenceSettings.from_knobs(locals())
+    if device is not None and precision != "auto":  # the options first (without --device: once it is picked)
+        check_precision(precision, device)
+    check_weights(weights, backend)
     void = mask_void(mask_255)
     if (first_mask is None) == (first_scribble is None):
         raise UserError("give one of --first-mask (a mask PNG or a batch folder) and --first-scribble (a strokes PNG)")
     if first_scribble is not None and first_scribble.is_dir():
         raise UserError(f"--first-scribble takes one PNG, not a folder ({first_scribble}); in batch mode put "
                         "<video>.strokes.png in the --first-mask folder")  # fmt: skip
+    if first_scribble is not None and not first_scribble.is_file():
+        raise UserError(f"strokes file not found: {first_scribble}")
     if s2m is not None and first_scribble is None and not first_mask.is_dir():
         raise UserError("--s2m is for strokes: use it with --first-scribble or a batch folder of strokes files")
-    strokes = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
+    if s2m is not None and not s2m.is_file():
+        raise UserError(f"S2M weights not found: {s2m}")
+    inputs = {"--frames": frames, "--first-mask": first_mask, "--first-scribble": first_scribble,
+              "--weights": weights, "--s2m": s2m}  # fmt: skip
+    check_output(out, inputs)  # masks never over frames, masks or weights
+    if overlay is not None:
+        check_output(overlay, inputs, "--overlay")
     if first_mask is not None and first_mask.is_dir():
-        segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend, void)
+        from stcn.inference.batch import find_videos
+
+        find_videos(frames)  # a missing or empty root
+        resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json), said
+        settings = InferenceSettings.from_knobs(locals())  # precision auto: the rung this device runs natively
+        strokes = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)
+        said = precision_said(precision, settings, backend)
+        segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend, void, said)
         return
     if not frames.exists():
         raise UserError(f"frames not found: {frames}")
@@ -130,11 +150,16 @@ def segment(
         raise UserError(f"--frames must be a folder of images or a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
     source = video_frames(frames) if is_video else folder_frames(list_frames(frames))
     first = "00000" if is_video else source[0][0]
+    rgb = next(iter(video_frames(frames)))[1]() if is_video else source[0][1]()
     if first_mask is not None:
         mask = read_mask(first_mask)
-    else:
-        rgb = next(iter(video_frames(frames)))[1]() if is_video else source[0][1]()
-        mask = strokes(first_scribble, rgb)
+        if mask.shape != rgb.shape[:2]:
+            raise UserError(f"--first-mask {first_mask} is {mask.shape[1]}x{mask.shape[0]} but the first frame of "
+                            f"{frames} is {rgb.shape[1]}x{rgb.shape[0]}")  # fmt: skip
+    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json), said
+    settings = InferenceSettings.from_knobs(locals())  # precision auto: the rung this device runs natively
+    if first_mask is None:
+        mask = LazyStrokes(s2m, settings.device, say=Console(stderr=True, highlight=False).print)(first_scribble, rgb)
     model = load_backend(weights, backend, settings.device, settings.precision)
     preview = None
     if overlay is not None:
@@ -162,7 +187,8 @@ def segment(
         if preview is not None:
             preview.close()
     Console(stderr=True, soft_wrap=True).print(
-        f"segmented {timing.frames} frames in {timing.seconds:.1f} s ({timing.fps:.2f} FPS) -> {out}"
+        f"segmented {timing.frames} frames in {timing.seconds:.1f} s ({timing.fps:.2f} FPS, "
+        f"{precision_said(precision, settings, backend)}) -> {out}"
     )
 
 
@@ -183,15 +209,20 @@ def segment_batch(
     strokes=None,
     backend: str = "torch",
     void: int | None = VOID,
+    said: str = "",
 ) -> None:
     """Batch mode of `stcn segment`; exits 1 when any video failed (after finishing the others).
-    `void`: the mask value that is no object (None: 255 is object 255)."""
+    `void`: the mask value that is no object (None: 255 is object 255); `said`: the precision line to print."""
     from stcn.inference.batch import find_videos, segment_videos
     from stcn.inference.ort_backend import load_backend
 
     find_videos(frames)  # a missing or empty root fails before the model is loaded
+    if not masks.is_dir():
+        raise UserError(f"first-mask folder not found: {masks}")
     model = load_backend(weights, backend, settings.device, settings.precision)
     outcomes = segment_videos(model, frames, masks, out, settings, overlay, strokes=strokes, void=void)
+    if said:
+        Console(stderr=True, soft_wrap=True).print(f"ran at {said}", highlight=False)
     failed = [o.name for o in outcomes if o.status == "failed"]
     if failed:
         Console(stderr=True, soft_wrap=True).print(
@@ -210,13 +241,21 @@ def export(
     `stcn segment --backend onnxruntime`; the memory read-out runs in the host code."""
     if fmt != "onnx":
         raise UserError(f"unknown export format {fmt!r}; choose onnx")
+    from stcn.model.onnx_format import check_checkpoint_path
+
+    check_checkpoint_path(weights)
+    check_output(out, {"--weights": weights})
     from stcn.inference.loading import load_model
     from stcn.model.export import export_onnx
 
     model = load_model(weights, "cpu")
     with atomic_folder(out) as partial:
         manifest = export_onnx(model, partial, weights)
-    Console(stderr=True).print(f"exported {', '.join(manifest['graphs'])} (opset {manifest['opset']}) -> {out}")
+    trained = manifest.get("trained_at")
+    carried = f"; runs at --resolution {trained['resolution']} (weights.json)" if trained else ""
+    Console(stderr=True, soft_wrap=True).print(
+        f"exported {', '.join(manifest['graphs'])} (opset {manifest['opset']}{carried}) -> {out}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from stcn.errors import UserError
-from stcn.model.onnx_format import GRAPHS, read_manifest
+from stcn.model.onnx_format import GRAPHS, check_checkpoint_path, read_manifest
 
 BACKENDS = ("torch", "onnxruntime")
 OPTIMISATION = ("disable", "basic", "extended", "all")
@@ -92,6 +92,12 @@ class OnnxSTCN:
                 self.sessions[name] = ort.InferenceSession(str(folder / f"{name}.onnx"), options, providers=providers)
             except Exception as e:  # ONNX Runtime raises its own exception types for a corrupt graph
                 raise UserError(f"cannot load ONNX graph {folder / f'{name}.onnx'}: {str(e).splitlines()[0]}") from None
+            inputs = tuple(arg.name for arg in self.sessions[name].get_inputs())
+            outputs = tuple(arg.name for arg in self.sessions[name].get_outputs())
+            if (inputs, outputs) != GRAPHS[name]:  # another model's graph (or another graph) under this name
+                want = f"{list(GRAPHS[name][0])} -> {list(GRAPHS[name][1])}"
+                raise UserError(f"{folder / f'{name}.onnx'} is not an STCN {name}: it maps {list(inputs)} -> "
+                                f"{list(outputs)}, not {want}")  # fmt: skip
 
     def _run(self, name: str, *inputs) -> list:
         """Run one graph; numpy arrays in -> numpy arrays out, torch tensors in -> torch tensors out."""
@@ -115,6 +121,19 @@ class OnnxSTCN:
     def decode(self, readout, thin, f8, f4):
         """Object probabilities (K, 1, H, W) from K read-outs (K, 512, h, w)."""
         return self._run("decoder", readout, thin, f8, f4)[0]
+
+
+def check_weights(weights: str | Path, backend: str) -> None:
+    """What can be checked of `weights` before any model loads (no torch imported): a checkpoint file for torch (an
+    export folder names `--backend onnxruntime`), ONNX Runtime installed and a complete export folder for it."""
+    check_backend(backend)
+    if backend == "torch":
+        check_checkpoint_path(weights)
+        return
+    import_onnxruntime()
+    if not Path(weights).is_dir():
+        raise UserError(f"--backend onnxruntime needs a `stcn export` folder as --weights, got {weights}")
+    read_manifest(Path(weights))
 
 
 def load_backend(weights: str | Path, backend: str, device: str = "cpu", precision: str = "fp32"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,60 @@ def half_dtype(device: str) -> torch.dtype:
     return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
 
+HALF_FLAGS = ("amx_bf16", "avx512_bf16")  # CPU flags (Linux /proc/cpuinfo) of native bf16 matrix / dot-product units
+
+
+def native_half(device: str) -> bool:
+    """Whether `device` runs half-precision convolutions natively: CUDA, or a CPU with AMX-BF16 or AVX512-BF16.
+
+    `STCN_NATIVE_HALF=0/1` overrides the CPU's answer (tests; a CPU whose flags mislead)."""
+    if str(device).startswith("cuda"):
+        return True
+    forced = os.environ.get("STCN_NATIVE_HALF", "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        with open("/proc/cpuinfo") as info:
+            line = next((line for line in info if line.startswith("flags")), "")
+    except OSError:
+        return False
+    flags = set(line.partition(":")[2].split())
+    return any(flag in flags for flag in HALF_FLAGS)
+
+
+def auto_rung(device: str, backend: str = "torch") -> tuple[str, str]:
+    """(rung, why) that precision auto runs: `fast` where the device runs half precision natively (CUDA; a CPU with
+    AMX / AVX512-BF16), else fp32 (emulated bf16 is several times slower); ONNX Runtime: fp32."""
+    if backend == "onnxruntime":
+        return "fp32", "ONNX Runtime runs fp32"
+    if native_half(device):
+        return "fast", "CUDA" if str(device).startswith("cuda") else "this CPU has AMX / AVX512-BF16"
+    return "fp32", "this CPU has no AMX / AVX512-BF16: half precision would be emulated, slower"
+
+
+def choose_precision(precision: str | None, device: str, backend: str = "torch", say: bool = False) -> str:
+    """The rung that runs: `precision` as given, or `auto_rung`'s for auto (the default; with `say`, one line on
+    stderr names it and why). Asking for a half-precision rung on a CPU that emulates it is warned about."""
+    precision = precision or "auto"
+    if precision == "auto":
+        chosen, why = auto_rung(device, backend)
+        if say:
+            print(f"note: precision auto -> {chosen} ({why}; pass --precision to choose)", file=sys.stderr, flush=True)
+        return chosen
+    cpu = str(device).split(":")[0] == "cpu"
+    if precision in ("fast", "bf16") and cpu and backend == "torch" and not native_half(device):
+        print(f"warning: --precision {precision} on a CPU without AMX / AVX512-BF16: bf16 is emulated there and "
+              "usually slower than fp32", file=sys.stderr, flush=True)  # fmt: skip
+    return precision
+
+
+def precision_said(asked: str | None, settings: InferenceSettings, backend: str = "torch") -> str:
+    """The rung that ran, for a command's closing line: `precision fp32 (auto: this CPU has no AMX ...)`."""
+    if (asked or "auto") != "auto":
+        return f"precision {settings.precision}"
+    return f"precision {settings.precision} (auto: {auto_rung(settings.device, backend)[1]})"
+
+
 def check_precision(precision: str, device: str) -> str:
     """`precision` when it is a rung of the device's ladder; otherwise a one-line UserError."""
     from stcn.errors import UserError
@@ -29,7 +85,7 @@ def check_precision(precision: str, device: str) -> str:
     kind = str(device).split(":")[0]
     rungs = PRECISIONS.get(kind, ("fp32",))
     if precision not in rungs:
-        raise UserError(f"unknown precision {precision!r} on {kind}; choose one of {', '.join(rungs)}")
+        raise UserError(f"unknown precision {precision!r} on {kind}; choose one of auto, {', '.join(rungs)}")
     return precision
 
 
@@ -60,9 +116,13 @@ class InferenceSettings:
     @classmethod
     def from_knobs(cls, knobs: Mapping[str, Any]) -> InferenceSettings:
         """Settings from a mapping of knobs (command-line options, a params.yaml block): the keys naming a field
-        are used, a missing or None value is the official default, and the device is `pick_device`'s."""
+        are used, a missing or None value is the official default, the device is `pick_device`'s and precision
+        auto is `choose_precision`'s rung (the commands' closing line says it: `precision_said`)."""
         given = {f.name: knobs[f.name] for f in fields(cls) if knobs.get(f.name) is not None and f.name != "device"}
-        return cls(**given, device=pick_device(knobs.get("device")))
+        device = pick_device(knobs.get("device"))
+        if "precision" in given:  # auto: the rung this device runs natively (commands say it in their last line)
+            given["precision"] = choose_precision(given["precision"], device, knobs.get("backend") or "torch")
+        return cls(**given, device=device)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

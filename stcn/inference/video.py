@@ -146,6 +146,16 @@ class VanishWatch:
         return f"warning: {where}: {lost}"
 
 
+def given_labels(given: np.ndarray, ids: list[int], labels: np.ndarray, known: list[int]) -> np.ndarray:
+    """The output of a frame where objects `ids` are given: exactly the given mask (void as background) where it
+    names every object known so far (frame 0), else the prediction with the given objects pasted over it; so the
+    given mask comes back unchanged whatever the processing resolution."""
+    named = np.isin(given, ids)
+    if set(known) <= set(ids):
+        return np.where(named, given, 0).astype(np.uint8)
+    return np.where(named, given, labels).astype(np.uint8)
+
+
 def propagate(
     model: STCN,
     frames: FrameSource,
@@ -161,7 +171,8 @@ def propagate(
     `void`: the mask value that is no object (DAVIS' 255); None when every id 1..255 is an object (masks S2M
     made from strokes, which may name object 255).
 
-    `write(stem, labels, rgb)` receives uint8 labels at the frame's size for every required frame.
+    `write(stem, labels, rgb)` receives uint8 labels at the frame's size for every required frame; a frame with a
+    given mask gets that mask back (`given_labels`). A one-frame video is said to have nothing to propagate.
     """
     if not masks:
         raise UserError(f"{where}: no annotated first frame given")
@@ -202,6 +213,8 @@ def propagate(
             else:
                 lut = np.array([0, *core.object_ids], np.uint8)
                 labels = lut[labels_from_prob(prob, rgb.shape[:2])]
+            if ids:
+                labels = given_labels(given, ids, labels, core.object_ids)
         _sync(settings.device)
         timing.seconds += time.perf_counter() - start
         timing.frames += 1
@@ -210,6 +223,9 @@ def propagate(
             write(stem, labels, rgb)
     if timing.frames == 0:
         raise UserError(f"{where}: no frames")
+    if timing.frames == 1:
+        print(f"note: {where} has one frame: nothing to propagate (its mask is the given one)", file=sys.stderr,
+              flush=True)  # fmt: skip
     if (message := watch.warning(where)) is not None:
         print(message, file=sys.stderr, flush=True)
     return timing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from stcn.atomic import atomic_folder
 from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
 from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
+from stcn.outputs import check_output
 
 STATE = "interactive.json"  # in the output folder: object ids, frames interacted so far, rounds, the video
 S2M = typer.Option(None, help="s2m.pth (MiVOS); default: seeded stand-in weights (not a trained model).")
@@ -52,11 +55,17 @@ def _frame_index(frame: str | None, stems: list[str]) -> int:
 MAX_OBJECTS = 255  # what a palette mask can hold
 
 
-def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
+def first_frame_digest(rgb: np.ndarray) -> str:
+    """sha256 of the first frame's decoded pixels: what binds an output folder's rounds to one video's content."""
+    return hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest()
+
+
+def _read_state(path: Path, stems: list[str], size: tuple[int, int], digest: str | None = None) -> dict:
     """The previous rounds' state in the output folder (none yet: round 0), checked in type and range.
 
     `ids`: the object ids so far, in channel order (an older state's `objects`: N means ids 1..N).
-    It must record this video (its frame names and size): a round on another video is refused."""
+    It must record this video (its frame names, size and `digest`, the first frame's content): a round on
+    another video is refused, even one with the same frame names and size (every DAVIS video has them)."""
     if not path.is_file():
         return {"ids": [], "interacted": [], "rounds": 0}
 
@@ -67,6 +76,8 @@ def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
         state = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise bad(str(e)) from None
+    except RecursionError:  # e.g. [[[[...]]]] 10^5 deep
+        raise bad("nested too deeply") from None
     if not isinstance(state, dict):
         raise bad("not a JSON object")
     rounds, interacted = state.get("rounds"), state.get("interacted")
@@ -93,6 +104,10 @@ def _read_state(path: Path, stems: list[str], size: tuple[int, int]) -> dict:
         w, h = (video["size"] + [None, None])[:2]
         raise UserError(f"{path.parent} holds rounds of another video ({len(video['frames'])} frames of {w}x{h}; "
                         f"this one: {len(stems)} frames of {size[0]}x{size[1]}); use a new --out folder")  # fmt: skip
+    recorded = video.get("first_frame_sha256")
+    if digest is not None and recorded is not None and recorded != digest:
+        raise UserError(f"{path.parent} holds rounds of another video (its first frame differs from the first frame "
+                        "of --frames, with the same names and size); use a new --out folder")  # fmt: skip
     if not isinstance(interacted, list) or any(type(t) is not int or not 0 <= t < len(stems) for t in interacted):
         raise bad(f"interacted must be a list of frame indexes below {len(stems)}, got {interacted!r}")
     return {"ids": ids, "interacted": interacted, "rounds": rounds}
@@ -140,10 +155,21 @@ def interact(
     from stcn.interactive.evaluate import target_size
     from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png, stroke_ids, to_channels
     from stcn.interactive.weights import announce_stand_ins, load_fusion, load_s2m
+    from stcn.model.onnx_format import check_checkpoint_path
+    from stcn.model.trained import default_resolution
+    from stcn.progress import progress_bar
 
-    settings = InferenceSettings.from_knobs(locals())
+    # inputs and the output are checked before any model loads
+    check_checkpoint_path(weights)
     if not scribbles.is_file():
         raise UserError(f"scribble file not found: {scribbles}")
+    for option, path in (("--s2m", s2m), ("--fusion", fusion)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{option} weights not found: {path}")
+    check_output(out, {"--frames": frames, "--scribbles": scribbles, "--weights": weights, "--s2m": s2m,
+                       "--fusion": fusion})  # fmt: skip
+    resolution = default_resolution(weights, resolution)  # the trained weights' own (weights.json), said
+    settings = InferenceSettings.from_knobs(locals())
     stems, rgbs = _frames(frames)
     full = (rgbs[0].shape[1], rgbs[0].shape[0])
     size = target_size(full, resolution)
@@ -152,7 +178,8 @@ def interact(
     else:
         rounds = {_frame_index(frame, stems): scribbles_from_png(scribbles, size, full)}
     state_file = out / STATE
-    state = _read_state(state_file, stems, full)
+    digest = first_frame_digest(rgbs[0])
+    state = _read_state(state_file, stems, full, digest)
     named = sorted({i for m in rounds.values() for i in stroke_ids(m)})
     if named and named[-1] > MAX_OBJECTS:
         raise UserError(f"the scribbles in {scribbles} name object {named[-1]}; at most {MAX_OBJECTS} objects")
@@ -177,10 +204,13 @@ def interact(
         images, len(ids), settings, schedule=None, previous=previous,
     )  # fmt: skip
     core.load_interacted(state["interacted"])
-    for t, scribble_map in sorted(rounds.items()):
-        labels = core.interact(t, scribble_map, propagate=propagate)
+    with progress_bar(f"interact {frames.name}", total=None, unit="frames") as bar:  # as `stcn segment` shows it
+        core.progress = lambda done, total: bar.update(done, total=total)
+        for t, scribble_map in sorted(rounds.items()):
+            labels = core.interact(t, scribble_map, propagate=propagate)
     state = {"ids": ids, "interacted": [int(t) for t in core.interacted],
-             "rounds": state["rounds"] + len(rounds), "video": {"frames": stems, "size": list(full)}}  # fmt: skip
+             "rounds": state["rounds"] + len(rounds),
+             "video": {"frames": stems, "size": list(full), "first_frame_sha256": digest}}  # fmt: skip
     id_of = np.array([0, *ids], np.uint8)
     with atomic_folder(out) as tmp:  # the round's masks are encoded aside, then renamed in; the state file last
         for stem, lab in zip(stems, labels, strict=True):
@@ -210,7 +240,9 @@ def evaluate_interactive(
     """DAVIS interactive benchmark (AUC-J&F, J&F@60s) through the davisinteractive package's local session."""
     from stcn.inference.settings import InferenceSettings
     from stcn.interactive.evaluate import evaluate_interactive as run
+    from stcn.model.trained import default_resolution
 
+    resolution = default_resolution(weights, resolution)  # the weights' own (weights.json), said
     settings = InferenceSettings.from_knobs(locals())
     data = run(weights, s2m, fusion, seed, davis_root, split, out, settings, max_interactions, max_time)
     Console(stderr=True, soft_wrap=True).print(f"DAVIS interactive: {data['overall']} -> {out}")
@@ -222,12 +254,19 @@ def app_command(
     fusion: Path | None = FUSION,
     seed: int = SEED,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; anything but 127.0.0.1 opens it to others."),
+    allow_host: list[str] = typer.Option(
+        [],
+        help="Another name the browser may reach the page by (the Host header; default: 127.0.0.1, localhost, "
+        "::1 and --host). Repeatable.",
+    ),
     port: int = typer.Option(8050, help="Port (0: a free one)."),
     root: Path = typer.Option(Path("."), help="The page may open videos (mp4 or frame folders) under this folder."),
     out: Path = typer.Option(Path("stcn-app-out"), help="Exports go to OUT/<video>/masks/*.png and overlay.mp4."),
     max_frames: int | None = typer.Option(None, help="Open only the first N frames of a video."),
     resolution: int | None = typer.Option(
-        480, help="Process and show frames at this shorter side (exported masks keep the input size); 0: as given."
+        None,
+        help="Process and show frames at this shorter side (exported masks keep the input size); default: the "
+        "weights' own (weights.json beside them, written by stcn train), else 480; 0: as given.",
     ),
     top_k: int = TOP_K,
     mem_every: int = MEM_EVERY,
@@ -236,33 +275,89 @@ def app_command(
     precision: str = typer.Option(
         "auto",
         help="S2M's precision (strokes -> mask): fp32 (exact); fast (layers 2-4 and the head in half precision: bf16 "
-        "on CPU, fp16 on CUDA); bf16 / fp16 (every layer); auto: fast on CUDA and on CPUs with AMX (bf16 matrix "
-        "units), else fp32. Propagation stays fp32.",
+        "on CPU, fp16 on CUDA); bf16 / fp16 (every layer); auto: fast on CUDA and on CPUs with AMX / AVX512-BF16, "
+        "else fp32 (said in one line). Propagation stays fp32.",
     ),
 ) -> None:
-    """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export."""
+    """Interactive segmentation in the browser: strokes -> masks -> propagation, rounds of corrections, export.
+
+    Open the URL printed at start: it holds this launch's token (http://127.0.0.1:8050/?token=...). The page
+    answers only its own origin and allowed Host names; a session holds at most 20 objects (ids 1..255)."""
     from werkzeug.serving import make_server
 
-    from stcn.inference.loading import load_model
-    from stcn.inference.settings import InferenceSettings, pick_device
-    from stcn.interactive.app import create_app, quiet_handler
-    from stcn.interactive.session import Session
-    from stcn.interactive.weights import describe_fusion, load_fusion, load_s2m
+    from stcn.atomic import check_output_folder
+    from stcn.model.onnx_format import check_checkpoint_path
 
+    # inputs, the output folder and the port first: a mistake is reported before any model loads
     if max_frames is not None and max_frames < 1:
         raise UserError("--max-frames must be at least 1")
     if not root.is_dir():
         raise UserError(f"--root {root} is not a folder")
-    if precision == "auto":
-        precision = "fast" if has_fast_half(pick_device(device)) else "fp32"
+    check_checkpoint_path(weights)
+    for option, path in (("--s2m", s2m), ("--fusion", fusion)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{option} weights not found: {path}")
+    check_output_folder(out)
+    listening = _listen(host, port)  # our own socket: werkzeug would print and exit on a port in use
+    # the app is attached once the models are loaded; requests wait in the socket's queue meanwhile
+    server = make_server(host, port, _not_ready, threaded=True, request_handler=_quiet_handler(),
+                         fd=listening.fileno())  # fmt: skip
+    listening.close()  # the server holds its own duplicate of the socket
+    try:
+        _serve(server, weights, s2m, fusion, seed, host, allow_host, root, out, max_frames, resolution, top_k,
+               mem_every, max_memory_frames, device, precision)  # fmt: skip
+    finally:
+        server.server_close()
+
+
+def _listen(host: str, port: int):
+    """A socket listening on host:port, or a one-line UserError (a port in use, an unknown address)."""
+    import socket
+
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(128)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+def _quiet_handler():
+    from stcn.interactive.app import quiet_handler
+
+    return quiet_handler()
+
+
+def _not_ready(environ, start_response):  # never called: the server serves only once the real app is attached
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"loading the models"]
+
+
+def _serve(server, weights, s2m, fusion, seed, host, allow_host, root, out, max_frames, resolution, top_k,
+           mem_every, max_memory_frames, device, precision) -> None:  # fmt: skip
+    """Load the models (resolution and precision said in one line each), attach the page to `server`, serve."""
+    from stcn.inference.loading import load_model
+    from stcn.inference.settings import InferenceSettings, choose_precision, pick_device
+    from stcn.interactive.app import allowed_hosts, create_app, new_token, page_url
+    from stcn.interactive.session import Session
+    from stcn.interactive.weights import describe_fusion, load_fusion, load_s2m
+    from stcn.model.trained import default_resolution
+
+    resolution = default_resolution(weights, resolution, fallback=480)  # the weights' own, else the page's 480
+    device = pick_device(device)
+    precision = choose_precision(precision, device, say=True)  # S2M's rung, said in one line
     settings = InferenceSettings.from_knobs(
         {"top_k": top_k, "mem_every": mem_every, "max_memory_frames": max_memory_frames, "device": device,
          "resolution": resolution or None, "include_last": False, "precision": precision}
     )  # fmt: skip
+    shown = f"{settings.resolution}p" if settings.resolution else "the frames' own size"
     models = (
         f"S2M: {s2m if s2m else f'seeded stand-in (seed {seed}), not trained: strokes give rough masks'}; "
         f"fusion: {describe_fusion(fusion)}; STCN: {weights}; "
-        f"S2M precision: {settings.precision}"
+        f"S2M precision: {settings.precision}; processing at {shown}"
     )
     session = Session(
         load_model(weights, settings.device),
@@ -270,32 +365,15 @@ def app_command(
         load_fusion(fusion, settings.device),
         settings, out, root, max_frames, models,
     )  # fmt: skip
-    try:
-        server = make_server(host, port, create_app(session), threaded=True, request_handler=quiet_handler())
-    except OSError as e:
-        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    token = new_token()
+    server.app = create_app(session, token, allowed_hosts(host, allow_host))
     if host not in ("127.0.0.1", "localhost", "::1"):
-        warning = f"warning: listening on {host}: anyone who can reach this port can use the page (no login)"
+        warning = f"warning: listening on {host}: whoever can reach this port and sees the URL's token can use the page"
         print(warning, file=sys.stderr)
     print(f"models: {models}", file=sys.stderr)
-    print(f"stcn app: http://{host}:{server.server_port}/  (Ctrl-C stops it)", file=sys.stderr, flush=True)
-    try:
+    print(f"stcn app: {page_url(host, server.port, token)}  (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
-
-def has_fast_half(device: str) -> bool:
-    """Whether `device` runs half-precision convolutions natively: CUDA, or a CPU with AMX-BF16 (Linux flags)."""
-    if device.startswith("cuda"):
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags
 
 
 def register(app: typer.Typer) -> None:

@@ -256,6 +256,12 @@ class InteractiveCore:
         self.certain.append((key, self._value(t, f16, prob)))
         self.interacted.append(t)
 
+    def frames_to_propagate(self, t: int) -> int:
+        """How many frames a round on frame t propagates to: up to the neighbouring interacted frames or the ends."""
+        later = [c for c in self.interacted if c > t]
+        earlier = [c for c in self.interacted if c < t]
+        return ((min(later) if later else self.t_len) - t - 1) + (t - (max(earlier) if earlier else -1) - 1)
+
     def _propagate(self, t: int, new: torch.Tensor) -> None:
         diff = new[1:] - self.frame_prob(t)[1:]
         diff_maps = torch.stack([diff.clamp(0, 1), (-diff).clamp(0, 1)], 1)  # (K, 2, H, W)
@@ -265,7 +271,9 @@ class InteractiveCore:
         later = [c for c in self.interacted if c > t]
         earlier = [c for c in self.interacted if c < t]
         self._done = 0
-        self._total = ((min(later) if later else self.t_len) - t - 1) + (t - (max(earlier) if earlier else -1) - 1)
+        self._total = self.frames_to_propagate(t)
+        if self.progress is not None:
+            self.progress(0, self._total)  # the size of the work is known from the start (no "0 / 0" meanwhile)
         self._pass(t, min(later) if later else None, self.t_len, 1, key_t, diff_maps)
         self._pass(t, max(earlier) if earlier else None, -1, -1, key_t, diff_maps)
 

@@ -13,6 +13,7 @@ PNG conventions:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +73,9 @@ def scribbles_from_json(path: str | Path, num_frames: int, size: tuple[int, int]
     try:
         data = json.loads(path.read_text())
         strokes = data["scribbles"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise UserError(f"not a DAVIS scribble file: {path} ({e})") from None
+    check_davis_scribbles(strokes, path)
     if len(strokes) != num_frames:
         raise UserError(f"scribble file {path} is for {len(strokes)} frames, the video has {num_frames}")
     utils = davisinteractive().utils.scribbles
@@ -82,6 +84,38 @@ def scribbles_from_json(path: str | Path, num_frames: int, size: tuple[int, int]
         raise UserError(f"no strokes in scribble file {path}")
     maps = utils.scribbles2mask(data, size[::-1])
     return {int(f): maps[f].astype(np.int64) for f in frames}
+
+
+def check_davis_scribbles(strokes: object, path: Path) -> None:
+    """The `scribbles` of a DAVIS scribble file in type and range, else one line naming the file and the stroke: a
+    list per frame of strokes {"path": [[x, y], ...] (finite, 0..1), "object_id": a whole number 0..255 (0: the
+    background)}. Nothing is rounded or wrapped: -2 is not object 1, 1.9 not 1, NaN not a pixel."""
+
+    def bad(where: str, what: str) -> UserError:
+        return UserError(f"not a DAVIS scribble file: {path}: {where} {what}")
+
+    if not isinstance(strokes, list):
+        raise bad("`scribbles`", f"must be a list (one list of strokes per frame), got {type(strokes).__name__}")
+    for f, frame in enumerate(strokes):
+        if not isinstance(frame, list):
+            raise bad(f"frame {f}", f"must be a list of strokes, got {type(frame).__name__}")
+        for k, stroke in enumerate(frame):
+            where = f"frame {f} stroke {k}"
+            if not isinstance(stroke, dict):
+                raise bad(where, "must be a mapping with `path` and `object_id`")
+            obj = stroke.get("object_id")
+            if type(obj) is not int or not 0 <= obj <= 255:
+                raise bad(where, f"object_id must be a whole number 0..255 (0: background), got {obj!r}")
+            points = stroke.get("path")
+            if not isinstance(points, list) or not points:
+                raise bad(where, "path must be a non-empty list of [x, y] points")
+            for point in points:
+                if (
+                    not isinstance(point, list)
+                    or len(point) != 2
+                    or not all(type(v) in (int, float) and math.isfinite(v) and 0 <= v <= 1 for v in point)
+                ):
+                    raise bad(where, f"point {point!r} is not [x, y] with finite x, y in 0..1")
 
 
 def stroke_ids(scribbles: np.ndarray) -> list[int]:

@@ -13,7 +13,9 @@ as floats); the undo snapshot is one uint8 label map per frame. The memory bank 
 by `--max-memory-frames`. So a frame costs about (3 + (K+1) + 1) bytes a pixel.
 
 Object ids are the user's (1..255, as in palette PNGs); the core sees them as dense channels 1..K
-(`ids[c - 1]` is channel c's id), so a single object with id 200 costs one channel, not 200.
+(`ids[c - 1]` is channel c's id), so a single object with id 200 costs one channel, not 200. A session holds
+at most MAX_OBJECTS objects (memory and propagation time grow with each), so one request (a stroke, a mask
+import) costs at most a propagation of MAX_OBJECTS objects over the opened video.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ from stcn.inference.frames import image_tensor
 from stcn.inference.settings import InferenceSettings
 from stcn.interactive.core import InteractiveCore
 from stcn.interactive.s2m import prepare_s2m
+from stcn.outputs import claim_folder
 
 MAX_ID = 255  # palette PNGs hold ids 0..255
+MAX_OBJECTS = 20  # objects in one session: each costs a probability byte a pixel per frame and its own memory values
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "bundled"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
@@ -49,11 +53,13 @@ class Cancelled(Exception):
 
 
 def check_object_id(obj: object) -> int:
-    """An object id 1..255 (one clear line otherwise)."""
-    try:
-        value = int(obj)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise UserError(f"object id {obj!r} is not a whole number 1..{MAX_ID}") from None
+    """An object id 1..255: an integer or a string of digits (the page's input field); 12.9, "12.9" and True are
+    refused, never rounded (one clear line)."""
+    if isinstance(obj, str) and re.fullmatch(r"[0-9]{1,3}", obj.strip()):
+        obj = int(obj)
+    if not isinstance(obj, (int, np.integer)) or isinstance(obj, bool):
+        raise UserError(f"object id {obj!r} is not a whole number 1..{MAX_ID}")
+    value = int(obj)
     if not 1 <= value <= MAX_ID:
         raise UserError(f"object id {value} is outside 1..{MAX_ID} (palette PNGs hold ids up to {MAX_ID})")
     return value
@@ -162,6 +168,7 @@ class Video:
     frames: list[np.ndarray]
     full: tuple[int, int]  # (W, H) of the input frames: exported masks have this size
     size: tuple[int, int]  # (W, H) processed and shown
+    source: Path | None = None  # the frame folder or video file it was read from (resolved)
 
 
 @dataclass
@@ -243,7 +250,7 @@ class Session:
         size = (frames[0].shape[1], frames[0].shape[0])
         with self.lock:
             self._idle()
-            self.video = Video(name, stems, frames, full, size)
+            self.video = Video(name, stems, frames, full, size, source.resolve())
             self.core = self._new_core(0)
             self.ids, self.pending, self.undo_to, self.rounds, self.job, self.exported = [], None, None, 0, None, {}
         return self.status()
@@ -262,6 +269,7 @@ class Session:
                     "width": v.size[0],
                     "height": v.size[1],
                     "full": list(v.full),
+                    "resolution": self.settings.resolution,  # the processing shorter side (None: as given)
                 },  # fmt: skip
                 "objects": list(self.ids),
                 "pending": None if self.pending is None else self.pending.frame,
@@ -304,15 +312,17 @@ class Session:
     def stroke(self, frame: int, obj: int, positive: bool, points: list, radius: float = 3) -> dict:
         """A positive stroke (or click) for `obj`, or a negative (background) one, on `frame`: S2M at once."""
         obj = check_object_id(obj)
+        if not isinstance(positive, bool):  # "false" is not positive
+            raise UserError(f"positive must be true or false, got {positive!r}")
         with self.lock:
             self._idle()
             core, video, frame = self._core(), self._video(), self._index(frame)
             if self.pending is not None and self.pending.frame != frame:
                 raise UserError(f"frame {self.pending.frame} has an edit: propagate it or undo it first")
-            if positive and obj not in self.ids:
-                self.ids.append(obj)  # a new object, on any frame (its channel joins the core with the round)
-            channel = self.ids.index(obj) + 1 if positive else 0
             pixels = stroke_pixels(points, radius, video.size)
+            if positive:
+                self._add_ids([obj])  # a new object, on any frame (its channel joins the core with the round)
+            channel = self.ids.index(obj) + 1 if positive else 0
             scribbles = np.full(pixels.shape, -1, np.int64)
             scribbles[pixels] = channel
             if self.pending is None:
@@ -320,29 +330,36 @@ class Session:
             else:
                 current, strokes = self.pending.labels, self.pending.strokes
             labels = core.mask_from_scribbles(frame, scribbles, current)
+            if positive:  # a positive stroke only adds its object: what earlier strokes covered stays
+                labels = np.where(labels == channel, channel, current).astype(np.uint8)
             strokes = np.where(pixels, scribbles, strokes)
             labels[strokes >= 0] = strokes[strokes >= 0]  # what the person drew is kept as drawn
             self.pending = Pending(frame, labels, strokes)
             return self.status()
 
     def import_mask(self, frame: int, data: bytes) -> dict:
-        """A palette/grey PNG (ids 1..255 = objects) as frame's mask, then propagated (a round from a mask)."""
+        """A palette/grey PNG (ids 1..255 = objects) as frame's mask, then propagated (a round from a mask).
+
+        The mask has the input frames' size or the size shown (checked from the PNG header, before decoding);
+        another size is refused, as `stcn interact` refuses it, never stretched."""
         with self.lock:
             self._idle()
             video, frame = self._video(), self._index(frame)
             try:
                 with Image.open(io.BytesIO(data)) as im:
+                    if im.size not in (video.full, video.size):
+                        (w, h), (fw, fh), (sw, sh) = im.size, video.full, video.size
+                        raise UserError(f"imported mask is {w}x{h}, the video's frames are {fw}x{fh} (shown at "
+                                        f"{sw}x{sh}): import a mask of either size")  # fmt: skip
                     if im.mode not in ("P", "L"):
                         raise UserError(f"imported mask is a {im.mode} image: use a palette or grey PNG of ids")
                     ids_img = np.asarray(im.resize(video.size, Image.NEAREST) if im.size != video.size else im)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
                 raise UserError(f"cannot read the imported mask: {e}") from None
             found = [int(v) for v in np.unique(ids_img) if v != 0]
             if not found:
                 raise UserError("the imported mask holds no object (every pixel is 0)")
-            for obj in found:
-                if obj not in self.ids:
-                    self.ids.append(obj)
+            self._add_ids(found)
             inverse = np.zeros(MAX_ID + 1, np.uint8)
             inverse[self.ids] = np.arange(1, len(self.ids) + 1)
             labels = inverse[ids_img]
@@ -357,7 +374,7 @@ class Session:
             if pending is None:
                 raise UserError("nothing to propagate: draw on a frame or import a mask first")
             before = Snapshot(core.labels(), list(core.interacted), list(self.ids[: core.k]))  # ids the core holds
-            job = Job("propagate")
+            job = Job("propagate", total=core.frames_to_propagate(pending.frame))  # known from the start
 
             def work() -> None:
                 core.progress = lambda done, total: self._tick(job, done, total)
@@ -410,7 +427,8 @@ class Session:
             labels = self._lut()[core.labels()]
             if self.pending is not None:
                 labels[self.pending.frame] = self._lut()[self.pending.labels]
-            target = self.out / video.name
+            # OUT/<name>, or OUT/<name>-2 ... when another video ("dog agility" and "dog_agility") has that folder
+            target = claim_folder(self.out, video.name, str(video.source), {"the video": video.source})
             job = Job("export", total=len(video.stems))
 
             def work() -> None:
@@ -434,6 +452,23 @@ class Session:
 
             self._start(job, work, finished)
             return self.status()
+
+    def masks_zip(self) -> tuple[str, bytes]:
+        """(file name, bytes) of a zip of every frame's mask as the page shows it (the pending edit included):
+        <video>/<frame>.png, palette PNGs at the input size, as Export writes them."""
+        import zipfile
+
+        with self.lock:
+            video, core = self._video(), self._core()
+            lut, pending = self._lut(), self.pending
+            labels = [lut[pending.labels] if pending is not None and pending.frame == t else lut[core.frame_labels(t)]
+                      for t in range(len(video.stems))]  # fmt: skip
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
+            for stem, lab in zip(video.stems, labels, strict=True):
+                full = np.asarray(Image.fromarray(lab).resize(video.full, Image.NEAREST))
+                archive.writestr(f"{video.name}/{stem}.png", palette_png(full))
+        return f"{video.name}-masks.zip", buf.getvalue()
 
     def wait(self, timeout: float = 600) -> dict:
         """Wait for the running job (tests, benchmarks); returns the status."""
@@ -486,6 +521,15 @@ class Session:
         return InteractiveCore(self.stcn, self.s2m, self.fusion, frames, objects, self.settings, schedule=None,
                                previous=previous, compact=self.compact)  # fmt: skip
 
+    def _add_ids(self, ids: list[int]) -> None:
+        """Add the new ones of `ids` to the session's objects; at most MAX_OBJECTS in all (nothing added else)."""
+        new = [i for i in dict.fromkeys(ids) if i not in self.ids]
+        if len(self.ids) + len(new) > MAX_OBJECTS:
+            shown = ", ".join(map(str, new[:5])) + (", ..." if len(new) > 5 else "")
+            raise UserError(f"{len(new)} new objects (ids {shown}) would make {len(self.ids) + len(new)}: "
+                            f"a session holds at most {MAX_OBJECTS} objects")  # fmt: skip
+        self.ids.extend(new)
+
     def _idle(self) -> None:
         if self.job is not None and self.job.state == "running":
             raise UserError(f"busy: {self.job.kind} is running (wait for it or cancel it)")
@@ -502,10 +546,9 @@ class Session:
 
     def _index(self, t: object) -> int:
         n = len(self._video().stems)
-        try:
-            t = int(t)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise UserError(f"frame {t!r} is not a number") from None
+        if not isinstance(t, (int, np.integer)) or isinstance(t, bool):  # 1.9 is not frame 1
+            raise UserError(f"frame {t!r} is not a whole number")
+        t = int(t)
         if not 0 <= t < n:
             raise UserError(f"frame {t} is outside 0..{n - 1}")
         return t

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from stcn.errors import UserError
+from stcn.model.onnx_format import check_checkpoint_path
 
 CONV1 = "value_encoder.conv1.weight"
 
@@ -16,18 +18,28 @@ CONV1 = "value_encoder.conv1.weight"
 def read_state_dict(path: str | Path) -> OrderedDict[str, torch.Tensor]:
     """The tensors of a checkpoint file: a plain state dict, or one under 'network'/'model'/'state_dict'."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
+    check_checkpoint_path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notices about the pickle protocol of a file it then refuses
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated / non-checkpoint files
-        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot read checkpoint {path}: {load_failure(e)}") from None
     for key in ("network", "model", "state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise UserError(f"not an STCN state dict: {path}")
     return OrderedDict((k.removeprefix("module."), v) for k, v in data.items())
+
+
+def load_failure(e: Exception) -> str:
+    """Why torch.load (weights_only) refused a file, in our words: PyTorch's own text suggests
+    `weights_only=False`, an unsafe fix we never take for a weights file."""
+    text = " ".join(str(e).split())
+    if "weights_only" in text or "Weights only" in text:
+        return "not a checkpoint of tensors (it holds other pickled objects, which are never loaded: unsafe)"
+    return f"not a PyTorch checkpoint or a damaged one ({type(e).__name__}: {text[:120]})"
 
 
 def pad_value_encoder_input(state: dict[str, torch.Tensor], orthogonal: bool = False) -> None:

@@ -3,7 +3,8 @@
     OUT/key_encoder.onnx    frame (1, 3, H, W)                       -> key, thin, f16, f8, f4
     OUT/value_encoder.onnx  frame, f16 (1, 1024, H/16, W/16), masks (K, 1, H, W) -> values (K, 512, H/16, W/16)
     OUT/decoder.onnx        readout (K, 512, h, w), thin, f8, f4     -> probabilities (K, 1, H, W)
-    OUT/manifest.json       format, opset, the ONNX Runtime version it was checked with, inputs/outputs, weights
+    OUT/manifest.json       format, opset, the ONNX Runtime version it was checked with, inputs/outputs, weights,
+                            trained_at (the weights.json sidecar: the resolution every entry point runs it at)
 
 H and W (multiples of 16, as the inference pads frames) and the object count K are dynamic. The memory
 read-out (affinity, top-k, softmax, aggregation) stays in the runtime's host code (`stcn.inference.numpy_core`),
@@ -22,6 +23,7 @@ from torch import nn
 
 from stcn.model.network import STCN
 from stcn.model.onnx_format import FORMAT, GRAPHS, MAX_OBJECTS, MAX_SIDE, OPSET, ORT_VERSION, read_manifest, sha256
+from stcn.model.trained import trained_at
 
 __all__ = ["FORMAT", "GRAPHS", "OPSET", "ORT_VERSION", "export_onnx", "read_manifest", "sha256"]
 
@@ -124,6 +126,7 @@ def export_onnx(model: STCN, out: Path, weights: Path | None = None) -> dict:
         "torch": torch.__version__,
         "batchnorm_folded": True,
         "weights": {"file": weights.name, "sha256": sha256(weights)} if weights is not None else None,
+        "trained_at": trained_at(weights) if weights is not None else None,  # the weights.json sidecar's resolution
         "graphs": graphs,
         "readout": "host code (stcn.inference.numpy_core): L2 affinity, top-k softmax, soft aggregation",
     }

@@ -1,7 +1,7 @@
 """The trainer's view of the data layer: one `stcn.data.stream.loader` loader, one epoch per data segment.
 
-Segment i of the plan (`data_plan`) is read as loader epoch i with that segment's max_skip, so
-its batches depend only on (seed, rank, worker, i); see `data_plan` for how resuming uses this.
+Segment i of the plan (`data_plan`) is read as loader epoch i of the segment's length with its max_skip,
+so its batches depend only on (seed, rank, worker, i, length); see `data_plan` for how resuming uses this.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def segment_opener(
     )  # fmt: skip
 
     def open_segment(index: int, segment: Segment) -> Iterable[dict[str, Any]]:
-        loader.set_epoch(index)
+        loader.set_epoch(index, segment.batches)  # a video epoch's plan covers exactly the batches used
         loader.set_max_skip(max(1, segment.max_skip))  # static stages ignore it
         return loader
 

@@ -7,7 +7,9 @@ checkpoints) -> `finish` (weights.pth).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 import os
 import random
 import sys
@@ -27,6 +29,7 @@ from stcn.errors import UserError
 from stcn.model.checkpoint import load_weights
 from stcn.model.network import STCN
 from stcn.model.trained import write_trained_at
+from stcn.outputs import check_output
 from stcn.train import ddp
 from stcn.train.checkpointing import CHECKPOINT, WEIGHTS, load_checkpoint, save_checkpoint, save_weights, set_rng_state
 from stcn.train.config import TrainConfig
@@ -158,6 +161,8 @@ def setup(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) ->
     last the resumed optimizer / scheduler / random state."""
     stage = get_stage(cfg.stage)
     conf = cfg.resolved(dist.world_size)
+    check_output(cfg.out, {"--data": [d.rsplit("*", 1)[0] for d in cfg.data], "--imagenet-dir": cfg.imagenet_dir,
+                           "--init": None if cfg.init in (None, "imagenet", "random") else cfg.init})  # fmt: skip
     if dist.is_main:  # a killed earlier run's half-written checkpoint / weights (`.checkpoint.pth.<pid>.tmp`)
         remove_stale_temporaries(cfg.out, [CHECKPOINT, WEIGHTS])
     state = _resume_state(cfg, conf, Path(cfg.out) / CHECKPOINT)
@@ -172,11 +177,27 @@ def setup(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) ->
             cfg.data, stage.index, conf["batch_size"], cfg.crop, cfg.num_workers, cfg.seed, segments
         )
     seed_everything(cfg.seed)
+    path = Path(cfg.out) / CHECKPOINT
     model, forward = build_network(cfg, stage, state, dist)
+    check_finite(model, f"{path}" if state is not None else f"--init {cfg.init}")
     optimizer, scheduler, scaler, use_amp = build_optimizer(cfg, conf, stage, model, dist.device)
-    start = 0 if state is None else restore(state, optimizer, scheduler, scaler)
+    with _resumable(path, state is not None):
+        start = 0 if state is None else restore(state, optimizer, scheduler, scaler)
     return Run(cfg, conf, stage, dist, segments, open_segment, model, forward, optimizer, scheduler, scaler, use_amp,
                start)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _resumable(path: Path, resuming: bool) -> Iterator[None]:
+    """A checkpoint whose parts do not fit this run (a missing random state, other parameter groups, a tensor of
+    another shape: a tampered or foreign file) is one line naming it, not a traceback."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError) as e:
+        if not resuming:
+            raise
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"corrupt training checkpoint {path}: {what}; delete it or use a new --out") from None
 
 
 def build_network(
@@ -187,7 +208,8 @@ def build_network(
     if state is None:
         model = build_model(stage.single_object, cfg.init or "imagenet", cfg.imagenet_dir)
     else:
-        model = load_weights(STCN(single_object=stage.single_object), state["network"])
+        with _resumable(Path(cfg.out) / CHECKPOINT, True):
+            model = load_weights(STCN(single_object=stage.single_object), state["network"])
     device = dist.device
     model.to(device)
     forward = TrainingForward(model)
@@ -243,6 +265,11 @@ def train_loop(run: Run) -> list[float]:
                 metrics = _metrics(losses, lr, run.segments[segment_at(run.segments, it)].max_skip)
                 metrics["skipped_samples"] = skipped  # corrupt samples skipped so far by this rank's workers
                 history.append(metrics["loss"])
+                if not math.isfinite(metrics["loss"]):
+                    raise UserError(
+                        f"training diverged: the loss is {metrics['loss']} at iteration {it + 1}; "
+                        f"nothing saved from it in {out} (lower --lr, or resume an earlier checkpoint)"
+                    )
                 # the speed is shown, not logged: wall-clock numbers in models/<run>/ would never hash the same
                 log.log(it, metrics, speed=f"{rate * run.conf['batch_size'] * run.dist.world_size:.2f} samples/s")
                 tick, steps = time.perf_counter(), 0
@@ -263,6 +290,7 @@ def finish(run: Run, history: list[float]) -> dict[str, Any]:
     try:
         if run.cfg.keep_checkpoint:
             save_state(run, run.iterations)
+        check_finite(run.model, f"training at iteration {run.iterations}")  # never a weights.pth of NaN
         if run.dist.is_main:
             save_weights(out / WEIGHTS, run.model)
             write_trained_at(out / WEIGHTS, run.stage.index, run.cfg.crop)  # weights.json: the resolution to run at
@@ -276,8 +304,16 @@ def finish(run: Run, history: list[float]) -> dict[str, Any]:
     return {"iteration": run.iterations, "losses": history, "weights": str(out / WEIGHTS), "model": run.model}
 
 
+def check_finite(model: torch.nn.Module, where: str) -> None:
+    """A one-line UserError naming `where` and the first parameter or buffer holding NaN or infinity."""
+    for name, tensor in [*model.state_dict().items()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{where}: non-finite weights (NaN or infinity) in {name}; nothing saved from them")
+
+
 def save_state(run: Run, iteration: int) -> None:
-    """The run's checkpoint after `iteration` iterations (see `_checkpoint`)."""
+    """The run's checkpoint after `iteration` iterations (see `_checkpoint`); never of non-finite weights."""
+    check_finite(run.model, f"training at iteration {iteration}")
     _checkpoint(run.out / CHECKPOINT, run.model, run.optimizer, run.scheduler, run.scaler, run.segments, run.conf,
                 run.dist, iteration)  # fmt: skip
 
@@ -297,7 +333,12 @@ def _resume_state(cfg: TrainConfig, conf: dict[str, Any], path: Path) -> dict[st
     if not cfg.resume:
         raise UserError(f"{path.parent} already holds a training checkpoint: pass --resume or use a new --out")
     state = load_checkpoint(path)
+    if not isinstance(state.get("config", {}), dict):
+        raise UserError(f"corrupt training checkpoint {path}: config must be a mapping; delete it or use a new --out")
     _check_resume(state.get("config", {}), conf)
+    if type(state["iteration"]) is not int or state["iteration"] < 0:
+        raise UserError(f"corrupt training checkpoint {path}: iteration must be a whole number, got "
+                        f"{state['iteration']!r}; delete it or use a new --out")  # fmt: skip
     if int(state["iteration"]) >= conf["iterations"]:
         raise UserError(f"{path} is already at iteration {state['iteration']} of {conf['iterations']}: finished")
     return state

@@ -111,6 +111,13 @@ def _check_structure(path: Path, shown: str, *, length_confirmed: bool = True, c
     """
     from stcn.data.fetch.archives import check_complete
 
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")) and not path.name.lower().removesuffix(".part").endswith(
+        (".html", ".htm")
+    ):
+        bad = _move_aside(path)
+        raise UserError(f"{shown} is a web page, not the file (a sign-in, quota or error page; moved aside to {bad})")
     try:
         known = check_complete(path)
     except UserError as e:
@@ -281,10 +288,41 @@ def _fetch_gdrive(file_id: str, part: Path, *, log: Log) -> bool:
         cause = e.__cause__ or e.__context__
         if isinstance(cause, socket.gaierror) or "Failed to resolve" in str(e) or "NameResolution" in str(e):
             raise NeedsInternet(f"cannot reach Google Drive for id {file_id} (no internet?)") from None
-        raise UserError(f"Google Drive download failed for id {file_id}: {str(e).splitlines()[0]}") from None
+        text = " ".join(str(e).split())
+        if DRIVE_QUOTA in text.lower():
+            raise UserError(
+                f"Google Drive quota exceeded for id {file_id}: too many users have viewed or downloaded "
+                "this file recently (lifted within about 24 hours; or use another source)"
+            ) from None
+        raise UserError(f"Google Drive download failed for id {file_id}: {text}") from None
     if not part.is_file():
         raise UserError(f"Google Drive download produced no file for id {file_id}")
     return True  # gdown reads through requests/urllib3 2, which raise on a body shorter than its Content-Length
+
+
+DRIVE_QUOTA = "too many users have viewed or downloaded this file"  # Drive's quota page (gdown quotes it)
+
+
+def fetch_first(urls: list[str], dest: str | Path, *, checksum: str | None = None, log: Log = lambda _: None) -> Path:
+    """`fetch` from the first of `urls` that gives a verified file (checksum, structure, not a web page); each
+    failure is logged in one line and the next URL tried. All failing: a UserError naming every URL's reason
+    (NeedsInternet when none was reachable)."""
+    if not urls:
+        raise UserError(f"{Path(dest).name}: no source declared (gdrive, http or urls in the registry)")
+    failed: list[tuple[str, UserError]] = []
+    for i, url in enumerate(urls):
+        try:
+            return fetch(url, dest, checksum=checksum, log=log)
+        except UserError as e:
+            failed.append((url, e))
+            if i + 1 < len(urls):
+                log(f"{Path(dest).name}: {url} failed: {e}; trying {urls[i + 1]}")
+    reasons = "; ".join(f"{url}: {e}" for url, e in failed)
+    if len(failed) == 1:
+        raise failed[0][1]
+    if all(isinstance(e, NeedsInternet) for _, e in failed):
+        raise NeedsInternet(f"{Path(dest).name}: no source reachable ({reasons})")
+    raise UserError(f"{Path(dest).name}: every source failed ({reasons})")
 
 
 def _fetch_fsspec(url: str, part: Path, *, log: Log) -> bool:
@@ -340,7 +378,7 @@ def _find_root(tmp: Path, marker: str | None, archive: str) -> Path:
     raise UserError(f"archive {archive} holds no dataset root (no {marker}/ folder inside)")
 
 
-def _install_archive(url: str, art, target: Path, checksum: str | None, keep: bool, log: Log) -> None:
+def _install_archive(urls: list[str], art, target: Path, checksum: str | None, keep: bool, log: Log) -> None:
     """Download an archive into `<target>/.downloads`, extract it safely, move its root into place."""
     import shutil
 
@@ -351,7 +389,7 @@ def _install_archive(url: str, art, target: Path, checksum: str | None, keep: bo
     if done.is_file():
         log(f"{art.name}: already extracted into {target / art.place}")
         return
-    archive = fetch(url, downloads / art.name, checksum=checksum, log=log)
+    archive = fetch_first(urls, downloads / art.name, checksum=checksum, log=log)
     tmp = downloads / f"{art.name}.extracting"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -502,12 +540,15 @@ def download_dataset(
     """Fetch (or build, for `bundled`) dataset `name` into `to` (default `data/<name>`) in its own layout.
 
     `name`: a registry entry, or its name in the registry file `registry` (see `stcn.registry.load_registry`).
+    `source` None (and no `url`): each file from its own sources in the registry, tried in order (Drive id, HTTP
+    URL, `urls`), each copy verified against the file's checksum.
     Archives are verified, extracted safely, and removed unless `keep_archives`; BL30K segments and
     weights are kept as files. A YouTube-VOS train split is also resized into `train_480p` (`resize`).
     """
-    from stcn.data.fetch.sources import SOURCES, build_bundled, default_source, file_url, has_stand_in
+    from stcn.data.fetch.sources import SOURCES, build_bundled, default_source, file_url, has_stand_in, own_sources
 
     ds = name if isinstance(name, Dataset) else load_registry(registry).dataset(name)
+    own = source is None and not url  # every file from its own sources, in order
     source = source or default_source(ds)
     if source not in SOURCES:
         raise UserError(f"unknown source {source!r} (one of: {', '.join(SOURCES)})")
@@ -526,10 +567,10 @@ def download_dataset(
         build_bundled(ds, target, log)
     else:
         for art in ds.files:
-            where = file_url(ds, art, source, url)
+            where = own_sources(art) if own else [file_url(ds, art, source, url)]
             checksum = f"sha256:{sha256}" if sha256 and ":" not in sha256 else sha256 or art.checksum
             if art.place is None:
-                fetch(where, target / art.name, checksum=checksum, log=log)
+                fetch_first(where, target / art.name, checksum=checksum, log=log)
             else:
                 _install_archive(where, art, target, checksum, keep_archives, log)
         if ds.layout == "davis" and ds.year == 2016:

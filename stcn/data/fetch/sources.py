@@ -18,6 +18,11 @@ from stcn.registry import Dataset, File
 SOURCES = ("gdrive", "http", "file", "s3", "bundled")
 
 
+def own_sources(art: File) -> list[str]:
+    """Every source `art` declares, in the order tried: its Drive id, its HTTP URL, then its `urls`."""
+    return [*([f"gdrive://{art.gdrive}"] if art.gdrive else []), *([art.http] if art.http else []), *art.urls]
+
+
 def default_source(ds: Dataset) -> str:
     """gdrive when every file has a Drive id, else http."""
     return "gdrive" if all(f.gdrive for f in ds.files) else "http"

@@ -119,8 +119,11 @@ class Bl30kIndex:
             rows = {k: data[k] for k in COLUMNS}
         except (OSError, ValueError, KeyError) as e:
             raise UserError(f"cannot read BL30K index {url}: {e}") from None
-        if meta.get("format") != INDEX_FORMAT or meta["segments"] != [_base(p) for p in segments]:
+        if not isinstance(meta, dict):
+            raise UserError(f"corrupt BL30K index {url}: its meta is not a mapping")
+        if meta.get("format") != INDEX_FORMAT or meta.get("segments") != [_base(p) for p in segments]:
             raise UserError(f"BL30K index {url} lists segments {meta.get('segments')}, not these {segments}")
+        _check_index(url, meta, rows, len(segments))
         for path, size in zip(segments, meta["sizes"], strict=True):
             with contextlib.closing(_open(path)) as f:
                 if _size(f) != size:
@@ -209,6 +212,36 @@ class Bl30kIndex:
         bounds = np.flatnonzero(np.diff(vid_rank)) + 1
         for rows in np.split(order, bounds):
             yield self.videos.values[r["vid"][rows[0]]], rows
+
+
+def _check_index(url: str, meta: dict, rows: dict[str, np.ndarray], segments: int) -> None:
+    """The index is input too: every column as long as the others, every id inside its table, every member inside
+    its segment (a negative id would wrap around and read another tar's bytes); else one line naming `url`."""
+
+    def bad(what: str) -> UserError:
+        return UserError(f"corrupt BL30K index {url}: {what}; delete it to scan the segments again")
+
+    sizes = meta.get("sizes")
+    if not isinstance(sizes, list) or len(sizes) != segments or any(type(n) is not int or n < 0 for n in sizes):
+        raise bad(f"sizes must be {segments} byte counts, got {sizes!r}")
+    for k in NAMES:
+        if not isinstance(meta.get(k), list) or not all(isinstance(v, str) for v in meta[k]):
+            raise bad(f"{k} must be a list of names")
+    n = len(rows["vid"])
+    for k, column in rows.items():
+        if column.ndim != 1 or len(column) != n or column.dtype.kind not in "iu":
+            raise bad(f"column {k} must be {n} integers, got {column.dtype} of shape {column.shape}")
+    limits = {"vid": len(meta["videos"]), "stem": len(meta["stems"]), "kind": len(KINDS), "seg": segments,
+              "head": len(meta["heads"]), "ext": len(meta["exts"])}  # fmt: skip
+    for k, limit in limits.items():
+        out = np.flatnonzero((rows[k] < 0) | (rows[k] >= limit))
+        if len(out):
+            raise bad(f"row {out[0]}: {k} {rows[k][out[0]]} is outside 0..{limit - 1}")
+    off, size = rows["off"].astype(np.int64), rows["size"].astype(np.int64)
+    end = np.asarray(sizes, np.int64)[rows["seg"].astype(np.int64)] if n else np.zeros(0, np.int64)
+    out = np.flatnonzero((off < 0) | (size < 0) | (off > end - size))
+    if len(out):
+        raise bad(f"row {out[0]}: bytes {off[out[0]]}+{size[out[0]]} lie outside its segment")
 
 
 def _ranks(values: list[str]) -> np.ndarray:

@@ -39,11 +39,12 @@ STATE = "state.json"
 def segment_fetcher(ds: Dataset, source: str | None, url: str | None, log: Log) -> tuple[list[str], Fetch]:
     """Names of the segments of the BL30K registry entry `ds` (its `files`) and a function downloading
     segment i (any `stcn download` source)."""
-    from stcn.data.fetch.download import fetch
-    from stcn.data.fetch.sources import bundled_bl30k_segments, default_source, file_url, write_tar
+    from stcn.data.fetch.download import fetch_first
+    from stcn.data.fetch.sources import bundled_bl30k_segments, default_source, file_url, own_sources, write_tar
 
     if ds.layout != "bl30k" or not ds.files:
         raise UserError(f"{ds.name} is not a BL30K dataset with segment files (layout {ds.layout})")
+    own = source is None and not url  # each segment from its own sources, in order
     source = source or default_source(ds)
     names = [a.name for a in ds.files]
     if source == "bundled":
@@ -54,10 +55,11 @@ def segment_fetcher(ds: Dataset, source: str | None, url: str | None, log: Log) 
             return write_tar(dest, segments[i])
 
         return names, build
-    urls = [file_url(ds, a, source, url) for a in ds.files]  # bad source / url fail before any download
+    # bad source / url fail before any download
+    urls = [own_sources(a) if own else [file_url(ds, a, source, url)] for a in ds.files]
 
     def download(i: int, dest: Path) -> Path:
-        return fetch(urls[i], dest, checksum=ds.files[i].checksum, log=log)
+        return fetch_first(urls[i], dest, checksum=ds.files[i].checksum, log=log)
 
     return names, download
 

@@ -165,13 +165,23 @@ def parallel_loads(
     return loads
 
 
+MAX_PARTS = 4096  # parts of one dataset: far more machines than a sharding run uses, and bounded work per part
+
+
+def check_parts(value: object, what: str) -> int:
+    """A number of parts: an integer 1..MAX_PARTS (not 2.7, not "2", not 10**7), else one line naming `what`."""
+    if type(value) is not int or not 1 <= value <= MAX_PARTS:
+        raise UserError(f"{what} must be a whole number of parts 1..{MAX_PARTS}, got {value!r}")
+    return value
+
+
 def parse_part(part: str | None) -> tuple[int, int] | None:
-    """`I/N` -> (I, N) with 0 <= I < N; None -> None (the whole dataset)."""
+    """`I/N` -> (I, N) with 0 <= I < N <= MAX_PARTS; None -> None (the whole dataset)."""
     if part is None or part == "":
         return None
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(part))
-    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
-        raise UserError(f"--part must be I/N with 0 <= I < N (e.g. 0/4), got {part!r}")
+    m = re.fullmatch(r"\s*(\d{1,9})\s*/\s*(\d{1,9})\s*", str(part))
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)) <= MAX_PARTS:
+        raise UserError(f"--part must be I/N with 0 <= I < N <= {MAX_PARTS} (e.g. 0/4), got {part!r}")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -205,6 +215,9 @@ def select_part(samples: Sequence[Pending], part: tuple[int, int] | None) -> Seq
     return samples[bounds[i] : bounds[i + 1]]
 
 
+TAR_BLOCK = 512  # bytes of a tar header: the least a sample (one member or more) takes in a shard
+
+
 def checked_part(index: Any, split: str, where: str) -> dict[str, Any] | None:
     """The finished entry of `split` in a part's index.json, checked in type and range (a one-line UserError
     naming `where` when not); None when the part has no finished entry for `split`."""
@@ -224,9 +237,9 @@ def checked_part(index: Any, split: str, where: str) -> dict[str, Any] | None:
     size = entry.get("shard_size_bytes")
     if type(size) is not int or size <= 0:
         raise bad(f"shard_size_bytes must be a positive integer, got {size!r}")
-    for key in ("input_sha256", "listing_sha256"):
-        if key in entry and not isinstance(entry[key], str):
-            raise bad(f"{key} must be a string, got {entry[key]!r}")
+    for key in ("input_sha256", "listing_sha256"):  # input_sha256: required (merge records it per part)
+        if (key in entry or key == "input_sha256") and not isinstance(entry.get(key), str):
+            raise bad(f"{key} must be a string, got {entry.get(key)!r}")
     if not isinstance(entry.get("shards"), list):
         raise bad(f"`shards` of {split!r} must be a list")
     for s in entry["shards"]:
@@ -236,11 +249,18 @@ def checked_part(index: Any, split: str, where: str) -> dict[str, Any] | None:
             raise bad(f"shard {s['name']}: samples and bytes must be non-negative integers")
         if not isinstance(s.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", s["sha256"]):
             raise bad(f"shard {s['name']}: sha256 must be 64 hex digits")
+        if s["samples"] * TAR_BLOCK > s["bytes"]:  # every sample is at least one tar member: a header block
+            raise bad(f"shard {s['name']}: {s['samples']} samples cannot fit in {s['bytes']} bytes")
+    names = [s["name"] for s in entry["shards"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise bad(f"shard {twice[0]} is listed twice")
     return entry
 
 
 def merge_parts(out: str, split: str, parts: int) -> dict[str, Any]:
     """Write `<out>/index.json` for `split` from the finished indexes of parts 0..parts-1."""
+    check_parts(parts, "--parts")
     return merge_dirs(out, split, [part_dir((i, parts)) for i in range(parts)], {"parts": parts})
 
 

@@ -16,6 +16,7 @@ from fsspec.implementations.local import LocalFileSystem
 from stcn.data.storage import bounded, is_url, storage_options  # noqa: F401  (is_url re-exported)
 from stcn.data.shards.format import INDEX
 from stcn.errors import UserError
+from stcn.names import check_relative
 
 CHUNK = 4 << 20
 
@@ -176,6 +177,14 @@ def shard_urls(out: str, split: str) -> list[str]:
     entry = index.get("splits", {}).get(split)
     if entry is None:
         raise UserError(f"{store.url_of(INDEX)} has no split {split!r} (has: {sorted(index.get('splits', {}))})")
-    if not entry.get("complete"):
+    if not isinstance(entry, dict) or not entry.get("complete"):
         raise UserError(f"shards of split {split!r} in {out} are incomplete (re-run `stcn shard` to finish)")
-    return [store.url_of(s["name"]) for s in entry["shards"]]
+    where = f"corrupt shard index {store.url_of(INDEX)}"
+    shards = entry.get("shards")
+    if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards):
+        raise UserError(f"{where}: `shards` of {split!r} must be a list of mappings")
+    names = [check_relative(s.get("name"), f"{where}: shard name") for s in shards]  # never `../other/x.tar`
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"{where}: shard {twice[0]} is listed twice")
+    return [store.url_of(name) for name in names]

@@ -8,10 +8,14 @@ AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
 
 Two modes (`make_loader(mode=...)`):
     "resampled"  for DDP training (use this in the trainer): each rank gets a disjoint part of
-                 every source, the same number of shards each (`rank_share`); every worker of a
-                 rank draws its part's shards with replacement (weights applied) and stops after exactly
-                 ceil(samples_per_rank / (batch_size * num_workers)) batches (`with_epoch`), so
-                 all ranks take the same number of steps and none waits at the end of an epoch.
+                 every source, the same number of shards each (`rank_share`), and yields the same number
+                 of batches per epoch (`len(loader)`, or `set_epoch(i, batches)`), so no rank waits.
+                 Videos: a seeded per-epoch plan (`epoch_plan`) draws every video of the rank's part
+                 floor or ceil of its weighted share, reading shards in a shuffled order without
+                 replacement, several draws per video read, batches of distinct videos (`Interleave`);
+                 it needs the index.json that `stcn shard` writes beside the shards. Static images:
+                 every worker draws shards with replacement (weights applied) through a shuffle buffer
+                 and stops after ceil(samples_per_rank / (batch_size * num_workers)) batches.
     "once"       every (weighted-repeated) sample exactly once per epoch: shards are shuffled
                  per epoch identically on all ranks, then split by rank (`split_by_node`) and by
                  worker (`split_by_worker`). Ranks may get unequal counts: for evaluation/tests.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import math
 import multiprocessing as mp
 import os
 import random
@@ -44,7 +49,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from stcn.data.shards.store import shard_urls
+from stcn.data.shards.store import Store, shard_urls
 from stcn.data.storage import (  # noqa: F401  (re-exported: the stream's transport)
     S3_READ_VAR,
     _reason,
@@ -61,7 +66,7 @@ from stcn.errors import UserError
 
 KINDS = ("static", "bl30k", "video")  # what a stream holds; the trainer maps stages to kinds (stcn.train.recipe)
 SHUFFLE_BUFFER = {"static": 256, "bl30k": 12, "video": 32}  # raw samples (videos) held per worker
-# training samples drawn from each video read ("resampled" mode; see VideoPool): with K draws a video of n
+# training samples drawn from each video read ("resampled" mode; see epoch_plan): with K draws a video of n
 # frames costs n/K frames of bytes per sample against the 3 frames a sample uses, so n/(3K) <= 2 for
 # DAVIS (about 70 frames, K=16: 1.5x) and BL30K (about 160 frames, K=40: 1.3x); static images: 1 (1x). The
 # frames a sample uses are smaller than the average member (benchmarks/stream.py measured 1.94x with K=32 on
@@ -145,6 +150,7 @@ class SharedState:
     def __init__(self, max_skip: int) -> None:
         self._max_skip = mp.Value("i", int(max_skip), lock=False)
         self._epoch = mp.Value("i", -1, lock=False)
+        self._batches = mp.Value("i", 0, lock=False)  # batches per rank of the current epoch (planned streams)
 
     @property
     def max_skip(self) -> int:
@@ -163,6 +169,14 @@ class SharedState:
     @epoch.setter
     def epoch(self, value: int) -> None:
         self._epoch.value = int(value)
+
+    @property
+    def batches(self) -> int:
+        return self._batches.value
+
+    @batches.setter
+    def batches(self, value: int) -> None:
+        self._batches.value = int(value)
 
 
 def worker_rng(seed: int, rank: int, epoch: int, salt: int) -> np.random.Generator:
@@ -220,6 +234,152 @@ class ShardList(IterableDataset):
         yield from ({"url": u, "part": 0, "parts": 1} for u in mine)
 
 
+def shard_samples(urls: list[str]) -> dict[str, int]:
+    """Samples per shard URL, from the index.json that `stcn shard` writes beside the shards."""
+    found: dict[str, int] = {}
+    for folder in dict.fromkeys(str(u).rsplit("/", 1)[0] for u in urls):
+        store = Store(folder)
+        for split in ((store.read_index() or {}).get("splits") or {}).values():
+            found |= {store.url_of(s["name"]): int(s["samples"]) for s in split.get("shards", [])}
+    for u in urls:
+        if str(u) not in found:
+            raise UserError(f"no index.json entry for shard {u} (video training reads the index `stcn shard` writes)")
+    return {str(u): found[str(u)] for u in urls}
+
+
+def epoch_plan(
+    share: list[tuple[str, float, int, int]],
+    samples: dict[str, int],
+    batches: int,
+    batch_size: int,
+    workers: int,
+    draws: int,
+    key: tuple[int, int, int],
+) -> list[list[dict[str, Any]]]:
+    """The reads of one epoch of one rank, per DataLoader worker: [{url, part, parts, draws}], where
+    `draws[i]` is the number of training samples drawn from the i-th video of the rank's part (0: skip).
+
+    Every video of the epoch gets floor or ceil of `batches * batch_size * weight / (sum of weights of its
+    videos)` draws, split into reads of `draws` or more (a shard is read once per `draws` draws of its
+    videos). When that gives a video fewer than `draws` draws, a pass over the share spans several epochs
+    (as many as keep a batch per worker, plus a shard, of videos in each): each epoch covers its own
+    contiguous part of a shuffled shard order. The epoch's shards are shuffled and their videos cut into
+    the workers' contiguous parts of whole batches (`video_cuts` places the +1s so that no video is
+    split; `worker_reads` orders each part). `key` = (seed, rank, epoch)."""
+    seed, rank, epoch = key
+    entries = [(u, w, p, n, len(range(p, samples[u], n))) for u, w, p, n in share]
+    entries = [e for e in entries if e[4]]
+    if not entries:
+        raise UserError(f"no training samples for this rank in its {len(share)} shard(s): use fewer ranks")
+    total, mass = batches * batch_size, sum(w * c for _, w, _, _, c in entries)
+    low = min(w for _, w, _, _, _ in entries)
+    videos, largest = sum(c for *_, c in entries), max(c for *_, c in entries)
+    enough = videos // (batch_size * workers + largest) or 1  # epochs keep enough videos for distinct batches
+    passes = min(len(entries), enough, math.ceil(draws * mass / (low * max(1, total))))
+    passes = max(1, passes)
+    turn, slot = divmod(epoch, passes)
+    group, done = [], 0.0
+    for i in np.random.default_rng([seed, rank, turn, 5]).permutation(len(entries)):
+        w, c = entries[i][1], entries[i][4]
+        if min(passes - 1, int((done + w * c / 2) * passes / mass)) == slot:
+            group.append(entries[i])
+        done += w * c
+    group = group or [entries[slot % len(entries)]]
+    rng = np.random.default_rng([seed, rank, epoch, 6])
+    group = [group[i] for i in rng.permutation(len(group))]
+    mass = sum(w * c for _, w, _, _, c in group)
+    flat = np.concatenate([np.full(c, int(total * w / mass + 1e-9)) for _, w, _, _, c in group])
+    flat += (total - int(flat.sum())) // len(flat)
+    sizes = [(batches // workers + (w < batches % workers)) * batch_size for w in range(workers)]
+    cut = video_cuts(flat, total - int(flat.sum()), workers, batch_size, rng)  # adds the +1s
+    owner, sizes = cut if cut else (None, sizes)
+    if owner is None:  # no cut at video boundaries: +1s at random, then a video's draws may be split
+        flat[rng.choice(len(flat), total - int(flat.sum()), replace=False)] += 1
+    chunks: list[list[tuple]] = [[] for _ in range(workers)]  # per worker: (url, part, parts, draws per video)
+    worker, room, start = 0, sizes[0], 0
+    for url, _, part, parts, c in group:
+        want, first = flat[start : start + c], start
+        start += c
+        mine = np.zeros_like(want)
+        for j, n in enumerate(want.tolist()):
+            while n:
+                while not room if owner is None else owner[first + j] != worker:
+                    chunks[worker] += [(url, part, parts, mine)] if mine.any() else []
+                    worker, room, mine = worker + 1, sizes[worker + 1], np.zeros_like(want)
+                take = min(n, room)
+                mine[j], n, room = mine[j] + take, n - take, room - take
+        chunks[worker] += [(url, part, parts, mine)] if mine.any() else []
+    return [worker_reads(chunk, draws, rng) for chunk in chunks]
+
+
+def video_cuts(
+    flat: np.ndarray, extra: int, workers: int, batch_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[int]] | None:
+    """Cut the videos (draws `flat`, in plan order) into `workers` contiguous runs of whole batches, each
+    about an equal share, by adding `extra` single draws (+1 to as many videos): (the worker of each video,
+    each run's draws), or None where no cut at video boundaries fits."""
+    owner, cum, start, total = np.zeros(len(flat), dtype=np.int64), np.concatenate([[0], np.cumsum(flat)]), 0, 0
+    sizes, goal = [], int(cum[-1]) + extra
+    for w in range(workers):
+        ends = np.arange(start, len(flat) + 1) if w < workers - 1 else np.array([len(flat)])
+        base = cum[ends] - cum[start]
+        low = np.maximum(base, base + extra - (len(flat) - ends))  # the +1s left must fit in the later videos
+        high = base + np.minimum(ends - start, extra)
+        low, high = -(-low // batch_size) * batch_size, high // batch_size * batch_size
+        target = round(goal * (w + 1) / workers) - total
+        size = np.clip(round(target / batch_size) * batch_size, low, high)
+        fits = low <= high
+        if not fits.any():
+            return None
+        best = int(np.argmin(np.where(fits, np.abs(size - target), np.inf)))
+        end, size = int(ends[best]), int(size[best])
+        plus = size - int(base[best])
+        flat[start + rng.choice(end - start, plus, replace=False)] += 1
+        owner[start:end], extra, start, total = w, extra - plus, end, total + size
+        sizes.append(size)
+    return owner, sizes
+
+
+def worker_reads(chunk: list[tuple], draws: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """One worker's reads, shuffled: each shard part split into reads of `draws` or more draws per video
+    (one read where the part starts after the shard's first video: each read fetches that prefix too);
+    a read of the first part goes first and one of the last part last (a shard cut between two workers
+    is read by one at its end and by the other at its start)."""
+    reads = []
+    for url, part, parts, want in chunk:
+        k = max(1, int(want.max()) // max(1, draws)) if want[0] else 1  # a part after video 0 reads the prefix too
+        split = [want // k + (t < want % k) for t in range(k)]
+        reads.append([{"url": url, "part": part, "parts": parts, "draws": d.tolist()} for d in split if d.any()])
+    if not reads:
+        return []
+    first, last = reads[0][:1], reads[-1][-1:] if len(reads) > 1 else []
+    rest = reads[0][1:] + [r for rs in reads[1:-1] for r in rs] + (reads[-1][:-1] if len(reads) > 1 else [])
+    return first + [rest[i] for i in rng.permutation(len(rest))] + last
+
+
+class PlannedShards(IterableDataset):
+    """Yields this rank's and worker's reads of the current epoch (`epoch_plan`), for video streams."""
+
+    def __init__(
+        self, share: list, samples: dict[str, int], batch_size: int, draws: int, seed: int, rank: int, state: Any
+    ) -> None:
+        super().__init__()
+        self.share, self.samples, self.batch_size, self.draws = share, samples, batch_size, draws
+        self.seed, self.rank, self.state = seed, rank, state
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers = worker_and_count()
+        key = (self.seed, self.rank, self.state.epoch)
+        reads = epoch_plan(self.share, self.samples, self.state.batches, self.batch_size, workers, self.draws, key)[
+            worker
+        ]
+        later, seen = [0] * len(reads), set()  # distinct videos in the reads after each read
+        for i in range(len(reads) - 1, -1, -1):
+            later[i] = len(seen)
+            seen |= {(reads[i]["url"], j) for j, n in enumerate(reads[i]["draws"]) if n}
+        yield from ({**r, "later": n} for r, n in zip(reads, later, strict=True))
+
+
 def opened_ahead(src: Iterator[dict[str, Any]], env: dict[str, str]) -> Iterator[tuple[dict[str, Any], BinaryIO]]:
     """(item, its opened shard), opening the next shard before the current one is handed out, so an
     S3 shard downloads (`s3_stream` reads ahead) while the samples of the one before are decoded."""
@@ -253,6 +413,9 @@ class ReadShards:
         empty: set[str] = set()  # shards that hold no sample of this rank's part
         for item, stream in opened_ahead(src, self.env):
             samples = read_shard(item["url"], stream)
+            if "draws" in item:  # a planned read: the videos it draws from, stopping after the last one
+                yield from planned(samples, item)
+                continue
             got = False
             for sample in itertools.islice(samples, item["part"], None, item["parts"]):
                 got = True
@@ -265,6 +428,26 @@ class ReadShards:
                         f"no training samples for this rank in its {len(empty)} shard(s) (e.g. {sorted(empty)[0]}): "
                         "fewer samples than ranks; use fewer ranks or re-shard smaller"
                     )
+
+
+def planned(samples: Iterator[dict[str, Any]], item: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The samples of a planned read (`epoch_plan`) with their draw counts as `__draws__`."""
+    draws = item["draws"]
+    last = max(i for i, n in enumerate(draws) if n)
+    try:
+        for i, sample in enumerate(itertools.islice(samples, item["part"], None, item["parts"])):
+            if i == last:  # closed before the sample is drawn, so `info["fetched"]` counts all this read fetched
+                samples.close()  # type: ignore[attr-defined]
+            if draws[i]:
+                sample["__draws__"] = draws[i]
+                sample["__later__"] = item.get("later", 0) + sum(map(bool, draws[i + 1 :]))  # videos still to come
+                sample["__fetched__"] = fetched_bytes()
+                yield sample
+            if i == last:
+                return
+        raise UserError(f"shard {item['url']} holds fewer samples than its index.json says")
+    finally:
+        samples.close()  # type: ignore[attr-defined]  (stops an S3 read after the last video needed)
 
 
 class Shuffle:
@@ -318,6 +501,48 @@ class VideoPool:
         return raw
 
 
+class Interleave:
+    """Planned reads' videos drawn in batches that never hold one video twice: a per-worker pool of `size`
+    videos (at least a batch), each with its planned draw count (`__draws__`; two reads of one video merge).
+
+    Each batch takes the `batch_size` videos with the most draws left (ties at random), leaving out the
+    previous batch's videos while enough others are held; a video leaves after its last draw and the next
+    one read takes its place. Once at most `size // 2` videos of the worker's plan are left to read
+    (`__later__`), all are read (a pool of up to 1.5 `size`), so the last batches still mix many videos.
+    A batch repeats a video only when the pool holds fewer videos than a batch (a source with fewer).
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int, state: SharedState) -> None:
+        self.size, self.batch_size = max(1, size, batch_size), batch_size
+        self.seed, self.rank, self.state = seed, rank, state
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        rng = worker_rng(self.seed, self.rank, self.state.epoch, 4)
+        pool: list[list] = []  # [raw video, draws left, (url, key)]
+        src, previous, batch, later = iter(src), set(), [], self.size
+        while True:
+            pool = [v for v in pool if v[1] > 0]
+            while (len(pool) < self.size or later <= self.size // 2) and (raw := next(src, None)) is not None:
+                later, name = raw.pop("__later__", self.size), (raw.get("__url__"), raw["__key__"])
+                same = [v for v in pool if v[2] == name]
+                if same:  # another read of a video already held: one video, more draws
+                    same[0][1] += raw.pop("__draws__")
+                else:
+                    pool.append([raw, raw.pop("__draws__"), name])
+            if not pool:
+                break
+            taken = {v[2] for v in batch}
+            ok = [v for v in pool if v[2] not in taken and v[2] not in previous]
+            ok = ok or [v for v in pool if v[2] not in taken] or pool
+            v = ok[int(np.lexsort((rng.random(len(ok)), [-v[1] for v in ok]))[0])]  # most left, random ties
+            v[1] -= 1
+            batch.append(v)
+            if len(batch) == self.batch_size:
+                yield from (batch[i][0] for i in rng.permutation(len(batch)))
+                previous, batch = taken | {v[2]}, []
+        yield from (batch[i][0] for i in rng.permutation(len(batch)))
+
+
 def static_subset(raw: dict[str, Any]) -> str:
     """The dataset a static shard sample comes from: `static/BIG_small` -> `BIG_small` (else "")."""
     try:
@@ -363,9 +588,9 @@ class ToTrainingSample:
                 skipped.add(raw, e)
                 continue
             skipped.good += 1
-            fetched = raw.get("__fetched__")
             sample["info"] |= {"rank": self.rank, "worker": worker, "url": raw.get("__url__"), "skipped": skipped.count}
-            sample["info"] |= {"fetched": fetched} if fetched is not None else {}
+            if "__fetched__" in raw:  # storage bytes this worker has read so far, up to this sample (benchmarks)
+                sample["info"]["fetched"] = fetched_bytes()
             yield sample
 
 
@@ -451,21 +676,33 @@ def make_dataset(
         raise UserError(f"draws per video must be at least 1, got {draws}")
     if kind == "static" and draws > 1:
         raise UserError("several draws per sample apply to videos, not to static images")
-    mix = VideoPool(buffer, draws, seed, rank, state) if kind != "static" else Shuffle(buffer, seed, rank, state)
+    if mode == "resampled" and (not samples_per_rank or samples_per_rank < 1):
+        raise UserError("resampled mode needs samples_per_rank (samples each rank yields per epoch)")
+    per_worker = -(-(samples_per_rank or 1) // (batch_size * max(1, num_workers)))
+    shards: IterableDataset = ShardList(groups, mode, seed, rank, world, state)
+    mix: Any = Shuffle(buffer, seed, rank, state)
+    planned = mode == "resampled" and kind != "static"
+    if planned:  # videos: an epoch plan of (shard, video, draws); see `epoch_plan`
+        share = rank_share(groups, rank, world)
+        samples = shard_samples([u for u, _, _, _ in share])
+        epoch_plan(share, samples, 1, batch_size, 1, draws, (seed, rank, 0))  # fails now if the rank has no videos
+        state.batches = per_worker * max(1, num_workers)
+        shards = PlannedShards(share, samples, batch_size, draws, seed, rank, state)
+        mix = Interleave(buffer, batch_size, seed, rank, state)
+    elif kind != "static":
+        mix = VideoPool(buffer, draws, seed, rank, state)
     pipeline = wds.DataPipeline(
-        ShardList(groups, mode, seed, rank, world, state),
+        shards,
         ReadShards(s3_env()),
         *([RepeatBySubset(repeats)] if repeats else []),
         mix,
         ToTrainingSample(kind, crop, seed, rank, state),
         wds.batched(batch_size, collation_fn=collate, partial=mode == "once"),
     )
-    if mode == "resampled":
-        if not samples_per_rank or samples_per_rank < 1:
-            raise UserError("resampled mode needs samples_per_rank (samples each rank yields per epoch)")
-        per_worker = -(-samples_per_rank // (batch_size * max(1, num_workers)))
+    if mode == "resampled" and not planned:
         pipeline = pipeline.with_epoch(nbatches=per_worker)
     pipeline.state = state
+    pipeline.nbatches = per_worker * max(1, num_workers) if mode == "resampled" else None
     return pipeline
 
 
@@ -475,7 +712,7 @@ class StreamLoader:
     def __init__(self, dataset: wds.DataPipeline, loader: DataLoader, batches: int | None) -> None:
         self.dataset, self.loader, self.batches = dataset, loader, batches
         self.state: SharedState = dataset.state
-        self._next_epoch = 0
+        self._next_epoch, self._next_batches = 0, batches
 
     @property
     def max_skip(self) -> int:
@@ -486,9 +723,11 @@ class StreamLoader:
         batches, at most `num_workers * prefetch_factor`, were drawn with the old value)."""
         self.state.max_skip = value
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next `iter()` run epoch `epoch` (default: one more than the last)."""
-        self._next_epoch = epoch
+    def set_epoch(self, epoch: int, batches: int | None = None) -> None:
+        """Make the next `iter()` run epoch `epoch` (default: one more than the last); for a planned
+        (video, resampled) stream `batches` sets that epoch's length (default: `len(self)`), so the
+        epoch's coverage holds over the batches actually used."""
+        self._next_epoch, self._next_batches = epoch, batches or self.batches
 
     def __len__(self) -> int:
         if self.batches is None:
@@ -496,8 +735,8 @@ class StreamLoader:
         return self.batches
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        self.state.epoch = self._next_epoch
-        self._next_epoch += 1
+        self.state.epoch, self.state.batches = self._next_epoch, self._next_batches or 0
+        self._next_epoch, self._next_batches = self._next_epoch + 1, self.batches
         try:
             yield from self.loader
         except UserError as e:  # re-raised from a worker with its traceback: keep one line
@@ -563,5 +802,4 @@ def make_loader(
     loader = DataLoader(
         dataset, batch_size=None, num_workers=num_workers, worker_init_fn=init_worker, pin_memory=pin_memory, **extra
     )
-    batches = dataset.nsamples * max(1, num_workers) if mode == "resampled" else None
-    return StreamLoader(dataset, loader, batches)
+    return StreamLoader(dataset, loader, dataset.nbatches)

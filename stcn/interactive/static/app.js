@@ -51,6 +51,10 @@ function show(status) {
   state.status = status;
   $("models").textContent = status.models;
   if (status.video) {
+    const v = status.video;
+    $("processing").textContent = `processing ${v.width}x${v.height}`
+      + (v.resolution ? ` (--resolution ${v.resolution})` : " (as given)") + `; masks written at ${v.full[0]}x${v.full[1]}`;
+    $("download").hidden = false;
     state.frames = status.video.frames;
     $("slider").max = state.frames - 1;
     $("draw").width = status.video.width;
@@ -76,7 +80,7 @@ function show(status) {
       + `<a href="/api/overlay.mp4" download="overlay.mp4">overlay.mp4</a>`;
   }
   if (job) {
-    if (running) say(`${job.kind}: ${job.done} / ${job.total} frames`);
+    if (running) say(job.done === 0 ? `${job.kind}: starting (${job.total} frames)…` : `${job.kind}: ${job.done} / ${job.total} frames`);
     else if (!previous || !previous.job || previous.job.state === "running") say(job.message, job.state === "failed");
   }
   if (running && !state.polling) poll();
@@ -144,7 +148,7 @@ canvas.addEventListener("pointerup", (event) => {
   state.drawing = null;
   if (!d) return;
   d.points.push(point(event));
-  const body = { frame: state.frame, object: $("object").value, positive: d.positive, points: d.points,
+  const body = { frame: state.frame, object: Number($("object").value), positive: d.positive, points: d.points,
                  radius: Number($("radius").value) };
   run(async () => {
     say("mask from the stroke...");
