@@ -317,7 +317,10 @@ def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
     assert first.returncode == 0, first.stderr
     state = json.loads((out / "interactive.json").read_text())
     assert state == {"ids": [1], "interacted": [1], "rounds": 1, "video": state["video"]}
-    assert state["video"] == {"frames": [f"{i:05d}" for i in range(6)], "size": [gt.shape[1], gt.shape[0]]}
+    video = dict(state["video"])
+    digest = video.pop("first_frame_sha256")  # the round is bound to the first frame's pixels
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert video == {"frames": [f"{i:05d}" for i in range(6)], "size": [gt.shape[1], gt.shape[0]]}
     round1 = [read_mask(out / f"{i:05d}.png") for i in range(6)]
     assert round1[0].shape == gt.shape
     # round 2: a DAVIS scribble JSON (normalised points) with a background stroke on frame 4
