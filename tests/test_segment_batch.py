@@ -90,7 +90,8 @@ def test_unknown_precision_is_a_one_line_error(weights_file, tmp_path):
     ), r.stderr
     r = subprocess.run(
         [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", str(weights_file), "--dataset", "davis17",
-         "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--precision", "half", "--device", "cpu"],
+         "--root", str(tmp_path), "--out", str(tmp_path.parent / f"{tmp_path.name}-o"), "--precision", "half",
+         "--device", "cpu"],
         capture_output=True,
         text=True,
     )  # fmt: skip
