@@ -49,13 +49,13 @@ def relation(out: str | Path, path: str | Path) -> str | None:
 def check_output(out: str | Path, inputs: Inputs, what: str = "--out") -> Path:
     """`out` resolved; a one-line UserError when it is, holds or lies inside one of `inputs` (option -> path(s)),
     or cannot be written (stcn.atomic.check_output_folder)."""
-    check_output_folder(out, what)
-    for option, value in inputs.items():
+    for option, value in inputs.items():  # overwriting an input is the graver mistake: named first
         for path in _paths(value):
             how = relation(out, path)
             if how is not None:
                 raise UserError(f"{what} {out} {how} the input {option} {path}: writing there would overwrite "
                                 "input; choose an output apart from the inputs")  # fmt: skip
+    check_output_folder(out, what)
     return Path(out).resolve()
 
 

@@ -66,8 +66,10 @@ def spy(monkeypatch):
         raise Reached(settings)
 
     import stcn.eval.benchmark
+    import stcn.eval.evaluate  # noqa: F401  (these bind the real names at import: import them before the patch,
     import stcn.inference.video
     import stcn.interactive.core
+    import stcn.interactive.evaluate  # noqa: F401  so no later test of this process inherits the spy)
     import stcn.interactive.session
 
     monkeypatch.setattr(stcn.inference.video, "propagate", stop)
@@ -195,9 +197,11 @@ def no_model(monkeypatch):
 def test_input_errors_come_before_any_model_loads(trained, small_blackswan, tmp_path, no_model):
     frames, masks = small_blackswan
     seg = ["segment", "--weights", trained, "--frames", frames]
+    a_file = tmp_path / "a-file"  # an output that is a file, apart from every input
+    a_file.write_text("not a folder")
     cases = [
         ([*seg, "--first-mask", tmp_path / "missing.png", "--out", tmp_path / "o"], "missing.png"),
-        ([*seg, "--first-mask", masks / "00000.png", "--out", masks / "00000.png"], "exists and is a file"),
+        ([*seg, "--first-mask", masks / "00000.png", "--out", a_file], "exists and is a file"),
         (
             [
                 "segment",
@@ -228,7 +232,7 @@ def test_input_errors_come_before_any_model_loads(trained, small_blackswan, tmp_
             ],
             "none.png",
         ),  # fmt: skip
-        (["app", "--weights", trained, "--root", tmp_path, "--out", masks / "00000.png"], "exists and is a file"),
+        (["app", "--weights", trained, "--root", frames, "--out", a_file], "exists and is a file"),
         (
             [
                 "segment",
