@@ -372,3 +372,30 @@ def test_s3_remote_push_pull_and_training_from_s3_shards(sample, tmp_path):
         remote = tmp_path / "s3" / "stcn" / "shards" / "static"
         assert (remote / "index.json").is_file() and list(remote.glob("train-*.tar"))
         assert (other / "shards" / "static" / "index.json").read_bytes() == (remote / "index.json").read_bytes()
+
+
+def _dead_spool(tmp: Path) -> Path:
+    """A spool folder of a shard writer that is gone (as a killed run leaves it) in the folder TMPDIR names."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    spool = tmp / f"stcn-shard-{int(gone.stdout)}-killed"
+    spool.mkdir(parents=True)
+    (spool / "0").write_bytes(b"\0" * 4096)
+    return spool
+
+
+@pytest.mark.dag
+def test_spools_of_killed_runs_through_a_run_and_a_cached_rerun(sample, tmp_path):
+    """Issue 29 item 3, as docs/paper-scale.md says: a stage that runs removes dead writers' spools in TMPDIR; a
+    cached re-run runs no command, so the spool stays until `stcn shard clean` (or any shard command)."""
+    repo, _ = sample
+    tmp = {"TMPDIR": str(tmp_path / "tmp")}
+    spool = _dead_spool(tmp_path / "tmp")
+    assert "shard_davis17" in ran(dvc(repo, "repro", "-f", "--single-item", "shard_davis17", extra=tmp))
+    assert not spool.exists()
+    spool = _dead_spool(tmp_path / "tmp")
+    output = dvc(repo, "repro", "shard_davis17", extra=tmp)
+    assert not ran(output) and spool.exists(), output  # nothing ran: DVC cannot clear it
+    cleaned = run(repo, sys.executable, "-m", "stcn.cli", "shard", "clean", extra=tmp)
+    assert f"removed the spool of a killed shard run: {spool}" in cleaned and not spool.exists()
+    assert "no spool of a killed shard run" in run(repo, sys.executable, "-m", "stcn.cli", "shard", "clean", extra=tmp)
+    assert UP_TO_DATE in dvc(repo, "status")

@@ -65,7 +65,21 @@ def _clear_stale_spools() -> None:
     from stcn.data.shards.parallel import clear_spools
 
     for path in clear_spools(tempfile.gettempdir(), every=False):
+        _CLEARED.append(path)
         _log(f"removed the spool of a killed shard run: {path}")
+
+
+_CLEARED: list[Path] = []  # what this process's `stcn shard` removed before its command
+
+
+@shard_app.command("clean")
+def shard_clean_cmd() -> None:
+    """Only remove the spools of killed shard runs in TMPDIR (what every shard command does first): after a
+    cached `dvc repro`, which never runs a stage's command, the way to clear what a killed run left."""
+    import tempfile
+
+    if not _CLEARED:
+        _log(f"no spool of a killed shard run in {tempfile.gettempdir()}")
 
 
 OUT = typer.Option(..., "--out", help="output folder or s3://bucket/prefix")
