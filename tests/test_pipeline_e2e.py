@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -399,3 +400,44 @@ def test_spools_of_killed_runs_through_a_run_and_a_cached_rerun(sample, tmp_path
     assert f"removed the spool of a killed shard run: {spool}" in cleaned and not spool.exists()
     assert "no spool of a killed shard run" in run(repo, sys.executable, "-m", "stcn.cli", "shard", "clean", extra=tmp)
     assert UP_TO_DATE in dvc(repo, "status")
+
+
+def page_multinode_flow() -> tuple[str, str]:
+    """From the paper-scale page: the multi-node `torchrun` command (comments and line breaks dropped) and the
+    `dvc commit` that records its result."""
+    block = re.search(r"```bash\n(torchrun --nnodes=.*?)```", paper_sections(), re.S).group(1)
+    lines = [line.split("#")[0].strip() for line in block.splitlines()]
+    joined = " ".join(lines).replace("\\ ", " ")
+    torchrun, commit = re.fullmatch(r"(torchrun .*?)\s+(dvc commit .*?)\s*", joined).groups()
+    return " ".join(torchrun.split()), commit
+
+
+@pytest.mark.dag
+def test_the_paper_page_multinode_training_on_two_local_nodes(tmp_path):
+    """The paper-scale page's multi-node lines as written, on localhost: two `torchrun` nodes of one process each
+    (gloo on CPU) run train_s012 after `dvc repro train_s01`, then `dvc commit` records it: the stage is up to date."""
+    torchrun, commit = page_multinode_flow()
+    assert "--node-rank=R" in torchrun and "HOST0" in torchrun and commit == "dvc commit -f train_s012"
+    repo = clone(ROOT, tmp_path / "repo")
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    inputs = [d for d in stages["train_s012"]["deps"] if d.startswith(("shards/", "models/"))]
+    outs = {name: [next(iter(o)) if isinstance(o, dict) else o for o in st.get("outs", [])]
+            for name, st in stages.items()}  # fmt: skip
+    makers = [
+        name for name, paths in outs.items() if any(d == o or d.startswith(f"{o}/") for d in inputs for o in paths)
+    ]
+    assert len(makers) == len(inputs), (inputs, makers)  # e.g. train_s01, shard_davis17, shard_youtube19
+    dvc(repo, "repro", *makers, timeout=1800)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    line = re.sub(r"--nproc-per-node=\d+", "--nproc-per-node=1", torchrun)
+    line = line.replace("HOST0", "127.0.0.1").replace("--master-port=29500", f"--master-port={port}")
+    nodes = [subprocess.Popen(shlex.split(line.replace("--node-rank=R", f"--node-rank={r}")), cwd=repo, env=env(repo),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]  # fmt: skip
+    outputs = [node.communicate(timeout=900)[0] for node in nodes]
+    for node, out in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, out[-4000:]
+    assert (repo / "models" / "s012" / "weights.pth").is_file()
+    run(repo, *shlex.split(commit.replace("dvc ", f"{sys.executable} -m dvc ", 1)))
+    assert UP_TO_DATE in dvc(repo, "status", "train_s012")
