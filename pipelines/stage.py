@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import typer
-
 PARAMS = Path("params.yaml")
 # idle OpenMP threads sleep instead of spinning: on a busy CPU, spinning threads slow torch down ~10x
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -71,14 +69,7 @@ def log(message: str) -> None:
 
 def command(fn) -> None:
     """Run `fn` as a typer command; a stcn user error becomes one line on stderr and exit code 2."""
-    from stcn.atomic import output_errors
-    from stcn.errors import UserError
+    from stcn.cli.errors import reporting, single
 
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(fn)
-    try:
-        with output_errors(None):  # a full or read-only disk: one line too
-            app()
-    except UserError as e:
-        log(f"error: {e}")
-        sys.exit(2)
+    with reporting():  # a full or read-only disk: one line too
+        single(fn)()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stcn.cli import QUIET
+from stcn.cli.options import QUIET
 from stcn.inference.commands import (
     BACKEND,
     DEVICE,

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from stcn.atomic import atomic_folder
-from stcn.cli import QUIET
+from stcn.cli.options import QUIET
 from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import VOID, read_mask, write_mask
 from stcn.errors import UserError
