@@ -14,6 +14,7 @@ from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import VOID, read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings, check_precision, precision_said
+from stcn.interactive.first_mask import LazyStrokes
 from stcn.outputs import check_output
 from stcn.progress import progress_bar
 
@@ -41,23 +42,6 @@ BACKEND = typer.Option(
     help="torch (PyTorch, --weights a checkpoint) or onnxruntime (ONNX Runtime, --weights a `stcn export` folder; "
     "CPU, fp32; pip install 'stcn[onnx]').",
 )
-
-
-class LazyStrokes:
-    """`StrokesToMask` (S2M, PyTorch), imported on first use: a run whose videos all have masks needs no torch
-    for it (`--backend onnxruntime` then runs without PyTorch installed)."""
-
-    def __init__(self, s2m: Path | None, device: str, say):
-        if s2m is not None and not Path(s2m).is_file():  # checked up front, as StrokesToMask does
-            raise UserError(f"S2M weights not found: {s2m}")
-        self.s2m, self.device, self.say, self.impl = s2m, device, say, None
-
-    def __call__(self, strokes: Path, rgb: np.ndarray) -> np.ndarray:
-        if self.impl is None:
-            from stcn.interactive.strokes import StrokesToMask
-
-            self.impl = StrokesToMask(self.s2m, self.device, say=self.say)
-        return self.impl(strokes, rgb)
 
 
 def segment(
