@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import typer
+
 PARAMS = Path("params.yaml")
 # idle OpenMP threads sleep instead of spinning: on a busy CPU, spinning threads slow torch down ~10x
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -69,7 +71,10 @@ def log(message: str) -> None:
 
 def command(fn) -> None:
     """Run `fn` as a typer command; a stcn user error becomes one line on stderr and exit code 2."""
-    from stcn.cli.errors import reporting, single
+    from stcn.atomic import output_errors
+    from stcn.errors import reporting
 
-    with reporting():  # a full or read-only disk: one line too
-        single(fn)()
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(fn)
+    with reporting(), output_errors(None):  # a full or read-only disk: one line too
+        app()

@@ -1,15 +1,16 @@
 """The `stcn` command line: one sub-command per task, each defined next to the code it drives.
 
 The package: this module assembles the app from each area's `commands` module (AREAS); `options` holds the
-options several areas share, `errors` the one error handler of every entry point."""
+options several areas share. The error handler of every entry point is `stcn.errors.reporting`."""
 
 from __future__ import annotations
 
 import typer
 
 from stcn import __version__
-from stcn.cli.errors import reporting
+from stcn.atomic import output_errors
 from stcn.cli.options import QUIET, _set_quiet  # noqa: F401  (stcn.cli.QUIET: the option, as before)
+from stcn.errors import reporting
 
 app = typer.Typer(
     add_completion=False,
@@ -61,5 +62,5 @@ def _root(
 def main() -> None:
     """Entry point: user errors become one clear line on stderr and exit code 2."""
     _register()
-    with reporting():  # a full or read-only disk where no command names the output: still one line
+    with reporting(), output_errors(None):  # a full or read-only disk where no command names the output: one line
         app()

@@ -5,17 +5,21 @@ from __future__ import annotations
 import os
 import sys
 
-from stcn.cli.errors import reporting, single
+import typer
+
+from stcn.errors import reporting
 from stcn.train.commands import train_command
 
 
 def main() -> None:
     """Run `stcn train` as a single command; a user error is one line on stderr and exit code 2 (a rank other
     than 0 names itself)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(train_command)
     rank = os.environ.get("RANK")
     try:
-        with reporting("error" if rank in (None, "0") else f"error (rank {rank})", outputs=False):
-            single(train_command)(standalone_mode=False)
+        with reporting("error" if rank in (None, "0") else f"error (rank {rank})"):
+            app(standalone_mode=False)
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         sys.exit(130)
