@@ -185,3 +185,20 @@ def test_data_package_is_split_by_job():
     }  # fmt: skip
     assert sorted(p.name for p in data.glob("*.py")) == ["__init__.py", "commands.py", "folders.py", "images.py",
                                                               "storage.py"]  # fmt: skip
+
+
+def test_one_error_handler_for_every_entry_point(capsys):
+    """`stcn`, `python -m stcn.train` and the pipeline stages report a UserError through stcn.errors.reporting:
+    one line on stderr, exit code 2, written once."""
+    import pytest
+
+    from stcn.errors import UserError, reporting
+
+    with pytest.raises(SystemExit) as exit_, reporting("error (rank 1)"):
+        raise UserError("a cause\nquoted over two lines")
+    assert exit_.value.code == 2 and capsys.readouterr().err == "error (rank 1): a cause quoted over two lines\n"
+    for entry in ("stcn/cli/__init__.py", "stcn/train/__main__.py", "pipelines/stage.py"):
+        text = (REPO / entry).read_text()
+        assert "reporting(" in text and "except UserError" not in text, entry
+    exits = [p for d in ("stcn", "pipelines") for p in (REPO / d).rglob("*.py") if "exit(2)" in p.read_text()]
+    assert exits == [REPO / "stcn" / "errors.py"], exits
