@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 
 from stcn.atomic import atomic_folder
+from stcn.cli.options import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
 from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
-from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
 from stcn.interactive.state import (
     MAX_OBJECTS,
     STATE,
