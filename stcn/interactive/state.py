@@ -34,6 +34,19 @@ def read_state(path: Path, stems: list[str], size: tuple[int, int], digest: str 
     def bad(what: str) -> UserError:
         return UserError(f"corrupt interaction state {path}: {what}; use a new --out folder")
 
+    state = _load(path, bad)
+    ids = _ids(state, bad)
+    rounds, interacted = state.get("rounds"), state.get("interacted")
+    if type(rounds) is not int or rounds < 0:
+        raise bad(f"rounds must be a non-negative integer, got {rounds!r}")
+    _check_video(state.get("video"), path, stems, size, digest, bad)
+    if not isinstance(interacted, list) or any(type(t) is not int or not 0 <= t < len(stems) for t in interacted):
+        raise bad(f"interacted must be a list of frame indexes below {len(stems)}, got {interacted!r}")
+    return {"ids": ids, "interacted": interacted, "rounds": rounds}
+
+
+def _load(path: Path, bad) -> dict:
+    """The state file's JSON object; else `bad(why)` raised."""
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -42,7 +55,11 @@ def read_state(path: Path, stems: list[str], size: tuple[int, int], digest: str 
         raise bad("nested too deeply") from None
     if not isinstance(state, dict):
         raise bad("not a JSON object")
-    rounds, interacted = state.get("rounds"), state.get("interacted")
+    return state
+
+
+def _ids(state: dict, bad) -> list[int]:
+    """The state's distinct object ids 1..MAX_OBJECTS (an older state's `objects: N`: ids 1..N); else `bad(why)`."""
     ids = state.get("ids")
     if "ids" not in state and "objects" in state:  # an older state: objects N were ids 1..N
         objects = state["objects"]
@@ -53,9 +70,11 @@ def read_state(path: Path, stems: list[str], size: tuple[int, int], digest: str 
         raise bad(f"ids must be a list of object ids 1..{MAX_OBJECTS}, got {ids!r}")
     if len(set(ids)) != len(ids):
         raise bad(f"ids must be distinct, got {ids!r}")
-    if type(rounds) is not int or rounds < 0:
-        raise bad(f"rounds must be a non-negative integer, got {rounds!r}")
-    video = state.get("video")
+    return ids
+
+
+def _check_video(video, path: Path, stems: list[str], size: tuple[int, int], digest: str | None, bad) -> None:
+    """The state's video record must be this video: its frame names, (W, H) `size` and first frame `digest`."""
     if (
         not isinstance(video, dict)
         or not isinstance(video.get("frames"), list)
@@ -70,9 +89,6 @@ def read_state(path: Path, stems: list[str], size: tuple[int, int], digest: str 
     if digest is not None and recorded is not None and recorded != digest:
         raise UserError(f"{path.parent} holds rounds of another video (its first frame differs from the first frame "
                         "of --frames, with the same names and size); use a new --out folder")  # fmt: skip
-    if not isinstance(interacted, list) or any(type(t) is not int or not 0 <= t < len(stems) for t in interacted):
-        raise bad(f"interacted must be a list of frame indexes below {len(stems)}, got {interacted!r}")
-    return {"ids": ids, "interacted": interacted, "rounds": rounds}
 
 
 def round_mask(path: Path, ids: list[int]) -> np.ndarray:
