@@ -72,13 +72,9 @@ def log(message: str) -> None:
 def command(fn) -> None:
     """Run `fn` as a typer command; a stcn user error becomes one line on stderr and exit code 2."""
     from stcn.atomic import output_errors
-    from stcn.errors import UserError
+    from stcn.errors import reporting
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(fn)
-    try:
-        with output_errors(None):  # a full or read-only disk: one line too
-            app()
-    except UserError as e:
-        log(f"error: {e}")
-        sys.exit(2)
+    with reporting(), output_errors(None):  # a full or read-only disk: one line too
+        app()

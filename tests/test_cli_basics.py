@@ -61,3 +61,24 @@ def test_help_texts_have_no_stray_spaces(app, command):
     assert r.exit_code == 0, r.output
     assert "Usage:" in r.output
     assert not re.search(r"\w \.( |$)", r.output, re.M), r.output
+
+
+def test_shard_commands_share_their_options(app):
+    """Each shared `stcn shard` option is declared once (stcn.data.commands.SHARED): every shard command that
+    takes it shows the same flag, default and help, and a command receives them as one ShardOptions."""
+    import typer.main
+
+    from stcn.data.commands import SHARED, ShardOptions
+
+    group = typer.main.get_command(app).commands["shard"]
+    seen: dict[str, set] = {name: set() for name in SHARED}
+    for command in ("davis", "youtube", "static", "generic", "dataset", "bl30k", "bl30k-stream"):
+        params = {p.name: p for p in group.commands[command].params}
+        takes = [n for n in SHARED if n in params]
+        assert takes == [n for n in SHARED if command != "bl30k-stream" or n != "part"], (command, takes)
+        names = list(params)
+        assert names[names.index("out") : names.index("out") + len(takes)] == takes, command  # together, in order
+        for name in takes:
+            seen[name].add((tuple(params[name].opts), params[name].default, params[name].help))
+    assert all(len(forms) == 1 for forms in seen.values()), seen
+    assert ShardOptions(out="o", part="1/2").run() == {"check": "header", "workers": None, "part": "1/2"}

@@ -394,19 +394,19 @@ def test_dvc_stage_command_writes_results_and_report(tmp_path, weights_file):
 
 def test_interaction_state_ids_and_the_older_object_count(tmp_path):
     """The state lists object ids in channel order; an older state's `objects: N` reads as ids 1..N."""
-    from stcn.interactive.commands import _read_state
+    from stcn.interactive.state import read_state
 
     video = {"frames": ["a", "b"], "size": [4, 3]}
     path = tmp_path / "interactive.json"
     path.write_text(json.dumps({"objects": 2, "interacted": [1], "rounds": 1, "video": video}))
-    assert _read_state(path, ["a", "b"], (4, 3)) == {"ids": [1, 2], "interacted": [1], "rounds": 1}
+    assert read_state(path, ["a", "b"], (4, 3)) == {"ids": [1, 2], "interacted": [1], "rounds": 1}
     path.write_text(json.dumps({"ids": [255, 7], "interacted": [0], "rounds": 1, "video": video}))
-    assert _read_state(path, ["a", "b"], (4, 3))["ids"] == [255, 7]
+    assert read_state(path, ["a", "b"], (4, 3))["ids"] == [255, 7]
     for ids in ([7, 7], [0], [256], "1"):
         path.write_text(json.dumps({"ids": ids, "interacted": [0], "rounds": 1, "video": video}))
         with pytest.raises(UserError, match="corrupt interaction state"):
-            _read_state(path, ["a", "b"], (4, 3))
+            read_state(path, ["a", "b"], (4, 3))
     for objects in (3000, "2", None):
         path.write_text(json.dumps({"objects": objects, "interacted": [0], "rounds": 1, "video": video}))
         with pytest.raises(UserError, match=f"objects must be an integer in 0..255, got {objects!r};"):
-            _read_state(path, ["a", "b"], (4, 3))
+            read_state(path, ["a", "b"], (4, 3))

@@ -31,21 +31,49 @@ def _nodes(tree: ast.AST, main_blocks: bool):
             todo.extend(ast.iter_child_nodes(node))
 
 
+DYNAMIC = ("__import__", "import_module")  # a module imported by name: __import__(NAME) / importlib.import_module(NAME)
+
+
+def _dynamic(node: ast.AST) -> ast.expr | None:
+    """The name argument of `__import__(...)` / `importlib.import_module(...)`, else None."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func = node.func
+    called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    return node.args[0] if called in DYNAMIC else None
+
+
+def imports(tree: ast.AST, main_blocks: bool = True) -> set[str]:
+    """The modules `tree` imports: import statements anywhere, and dynamic imports: a literal name, or, where a
+    name is computed (a loop over a tuple of names, as the CLI's AREAS), every string literal of the module."""
+    nodes = list(_nodes(tree, main_blocks))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif (name := _dynamic(node)) is not None:
+            literal = isinstance(name, ast.Constant) and isinstance(name.value, str)
+            strings = [name] if literal else [n for n in nodes if isinstance(n, ast.Constant)]
+            found |= {n.value for n in strings if isinstance(n.value, str)}
+    return found
+
+
 def import_graph(main_blocks: bool = True) -> dict[str, set[str]]:
-    """stcn module -> the stcn modules it imports (anywhere in the file; `main_blocks`: in its script entry too)."""
+    """stcn module -> the stcn modules it imports (anywhere in the file, dynamic imports included).
+
+    `main_blocks`: a module's `if __name__ == "__main__":` block too, as the node `<module>.__main__` (run as a
+    script, a module is a separate module, `__main__`: an import of its own module from there is no cycle)."""
     modules = {module_name(p): p for p in (REPO / "stcn").rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
-        found = set()
-        for node in _nodes(ast.parse(path.read_text()), main_blocks):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                continue
-            found |= {t for t in targets if t in modules and t != name}
-        graph[name] = found
+        tree = ast.parse(path.read_text())
+        graph[name] = {t for t in imports(tree, main_blocks=False) if t in modules and t != name}
+        script = [n for n in ast.walk(tree) if _is_main_block(n)] if main_blocks else []
+        if script:
+            found = set().union(*(imports(n) for n in script))
+            graph.setdefault(f"{name}.__main__", set()).update({name} | {t for t in found if t in modules})
     return graph
 
 
@@ -73,50 +101,77 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycles():
     graph = import_graph()
+    assert "stcn.cli" in graph["stcn.eval.evaluate.__main__"]  # the script entry of a library module
     assert "stcn.data.fetch.sources" in graph and "stcn.data.fetch.download" in graph
     assert "stcn.data.fetch.sources" in graph["stcn.data.fetch.download"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
-# the layers, bottom up: a module imports from its own layer or a lower one. Each area's `commands` module (its
-# `stcn` sub-commands), `__main__` modules and `if __name__ == "__main__":` blocks are entry points, above all.
+# the layers, bottom up: a module imports from its own layer or a lower one. Above the library, the command layer:
+# the CLI's shared options and error handler, then each area's `commands` module (its `stcn` sub-commands), then
+# the entry points: the `stcn` app (stcn.cli, which loads the areas' commands by name), `__main__` modules and
+# `if __name__ == "__main__":` blocks. No library module imports the command layer.
 LAYERS = (
     ("stcn", "stcn.errors", "stcn.atomic", "stcn.progress", "stcn.registry"),  # shared basics, the registry
     ("stcn.model", "stcn.data"),  # the network; datasets (fetch, shards, stream)
     ("stcn.inference",),  # propagation through a video
     ("stcn.eval", "stcn.interactive", "stcn.train"),  # benchmarks, interactive, training
     ("stcn.reports",),  # tables from their outputs
-    ("stcn.cli",),  # the command line
 )
-ENTRY = len(LAYERS)
-# upward imports still to remove (issue 20 item 5: the loader will receive the data kind instead)
-KNOWN_UPWARD: set[tuple[str, str]] = set()  # none left: the stream loader takes the data kind (issue 20 item 5)
+CLI_BASICS = ("stcn.cli.options",)  # what every command module may use
+COMMANDS = len(LAYERS) + 1  # the areas' `commands` modules
+ENTRY = len(LAYERS) + 2  # the stcn app and the script entry points
+KNOWN_UPWARD: set[tuple[str, str]] = set()  # none left
 
 
 def layer(module: str) -> int:
-    """The layer of an stcn module (its longest package prefix in LAYERS); entry-point modules are above all."""
-    if module.rsplit(".", 1)[-1] in ("commands", "__main__"):
+    """The layer of an stcn module (its longest package prefix in LAYERS); command modules above the library."""
+    if module == "stcn.cli" or module.rsplit(".", 1)[-1] == "__main__":
         return ENTRY
+    if module.rsplit(".", 1)[-1] == "commands":
+        return COMMANDS
+    if module in CLI_BASICS:
+        return len(LAYERS)
     best = max((p for names in LAYERS for p in names if module == p or module.startswith(p + ".")), key=len)
     return next(i for i, names in enumerate(LAYERS) if best in names)
 
 
 def upward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
-    """(importer, imported) pairs where a lower layer imports a higher one."""
+    """(importer, imported) pairs where a lower layer imports a higher one (a library module the command layer)."""
     return {(a, b) for a, targets in graph.items() for b in targets if layer(b) > layer(a)}
 
 
 def test_imports_go_down_the_layers():
     graph = import_graph(main_blocks=False)
-    assert all(any(m == p or m.startswith(p + ".") for names in LAYERS for p in names) for m in graph)
+    assert all(layer(m) >= len(LAYERS) or any(m == p or m.startswith(p + ".") for names in LAYERS for p in names)
+               for m in graph)  # fmt: skip
+    assert set(CLI_BASICS) | {"stcn.cli", "stcn.cli.__main__"} <= set(graph)
     assert layer("stcn.data.stream.loader") < layer("stcn.inference.core") < layer("stcn.eval.evaluate")
-    assert layer("stcn.eval.commands") == ENTRY and layer("stcn.train.__main__") == ENTRY
+    assert layer("stcn.reports") < layer("stcn.cli.options") < layer("stcn.eval.commands") < layer("stcn.cli")
+    assert layer("stcn.train.__main__") == layer("stcn.cli.__main__") == ENTRY
     assert upward_imports(graph) <= KNOWN_UPWARD, sorted(upward_imports(graph) - KNOWN_UPWARD)
 
 
+def test_the_layer_test_sees_dynamic_imports():
+    """The app loads each area's commands by name (AREAS): edges the cycle and layer checks see."""
+    from stcn.cli import AREAS
+
+    graph = import_graph()
+    assert set(AREAS) <= graph["stcn.cli"], sorted(set(AREAS) - graph["stcn.cli"])
+    code = "import importlib\nimportlib.import_module('stcn.errors')\nm = __import__('stcn.atomic', fromlist=['x'])\n"
+    assert imports(ast.parse(code)) >= {"stcn.errors", "stcn.atomic"}
+    names = "MODS = ('stcn.reports', 'stcn.errors')\nfor m in MODS:\n    __import__(m)\n"
+    assert imports(ast.parse(names)) >= {"stcn.reports", "stcn.errors"}
+    assert "stcn.reports" not in imports(ast.parse("X = 'stcn.reports'\n"))  # a string alone is no import
+
+
 def test_the_layer_check_finds_an_upward_import():
-    graph = {"stcn.model.network": {"stcn.inference.core", "stcn.errors"}, "stcn.eval.commands": {"stcn.cli"}}
-    assert upward_imports(graph) == {("stcn.model.network", "stcn.inference.core")}
+    graph = {"stcn.model.network": {"stcn.inference.core", "stcn.errors"},
+             "stcn.eval.commands": {"stcn.cli", "stcn.cli.options", "stcn.inference.commands"},
+             "stcn.interactive.core": {"stcn.inference.commands"}, "stcn.cli.options": {"stcn.atomic"}}  # fmt: skip
+    assert upward_imports(graph) == {("stcn.model.network", "stcn.inference.core"),
+                                     ("stcn.eval.commands", "stcn.cli"),  # the app loads the commands: a cycle
+                                     ("stcn.interactive.core", "stcn.inference.commands")}  # fmt: skip
 
 
 def test_the_cycle_finder_finds_one():
@@ -130,3 +185,20 @@ def test_data_package_is_split_by_job():
     }  # fmt: skip
     assert sorted(p.name for p in data.glob("*.py")) == ["__init__.py", "commands.py", "folders.py", "images.py",
                                                               "storage.py"]  # fmt: skip
+
+
+def test_one_error_handler_for_every_entry_point(capsys):
+    """`stcn`, `python -m stcn.train` and the pipeline stages report a UserError through stcn.errors.reporting:
+    one line on stderr, exit code 2, written once."""
+    import pytest
+
+    from stcn.errors import UserError, reporting
+
+    with pytest.raises(SystemExit) as exit_, reporting("error (rank 1)"):
+        raise UserError("a cause\nquoted over two lines")
+    assert exit_.value.code == 2 and capsys.readouterr().err == "error (rank 1): a cause quoted over two lines\n"
+    for entry in ("stcn/cli/__init__.py", "stcn/train/__main__.py", "pipelines/stage.py"):
+        text = (REPO / entry).read_text()
+        assert "reporting(" in text and "except UserError" not in text, entry
+    exits = [p for d in ("stcn", "pipelines") for p in (REPO / d).rglob("*.py") if "exit(2)" in p.read_text()]
+    assert exits == [REPO / "stcn" / "errors.py"], exits

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import typer
 
-from stcn.cli import QUIET
-from stcn.inference.commands import (
+from stcn.cli.options import (
     BACKEND,
     DEVICE,
     INCLUDE_LAST,
     MAX_MEMORY_FRAMES,
     MEM_EVERY,
     PRECISION,
+    QUIET,
     TOP_K,
     WEIGHTS,
 )

@@ -9,55 +9,25 @@ import typer
 from rich.console import Console
 
 from stcn.atomic import atomic_folder
-from stcn.cli import QUIET
+from stcn.cli.options import (
+    BACKEND,
+    DEVICE,
+    INCLUDE_LAST,
+    MAX_MEMORY_FRAMES,
+    MEM_EVERY,
+    PRECISION,
+    QUIET,
+    RESOLUTION,
+    TOP_K,
+    WEIGHTS,
+)
 from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import VOID, read_mask, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings, check_precision, precision_said
+from stcn.interactive.first_mask import LazyStrokes
 from stcn.outputs import check_output
 from stcn.progress import progress_bar
-
-# inference options shared by `stcn segment` and `stcn evaluate`; the defaults are InferenceSettings'
-D = InferenceSettings
-WEIGHTS = typer.Option(..., help="STCN checkpoint (official format).")
-TOP_K = typer.Option(D.top_k, help="Memory entries kept per query pixel.")
-MEM_EVERY = typer.Option(D.mem_every, help="Add a memory frame every N frames.")
-INCLUDE_LAST = typer.Option(D.include_last, help="Keep the previous frame in a temporary memory slot.")
-PRECISION = typer.Option(
-    "auto",
-    help="auto: fast where the device runs half precision natively (CUDA; a CPU with AMX / AVX512-BF16), else fp32 "
-    "(said in one line); fp32 (exact); fast (half-precision convolutions, fp32 memory read-out); bf16 (CPU) / fp16 "
-    "(CUDA) throughout.",
-)
-MAX_MEMORY_FRAMES = typer.Option(D.max_memory_frames, help="Bound memory to frame 0 + the most recent frames.")
-DEVICE = typer.Option(None, help="cpu or cuda (default: cuda when available).")
-RESOLUTION = typer.Option(
-    None,
-    help="Process frames resized to this shorter side; outputs keep the input size (default: the resolution in "
-    "the weights' sidecar weights.json, written by stcn train; else as given).",
-)
-BACKEND = typer.Option(
-    "torch",
-    help="torch (PyTorch, --weights a checkpoint) or onnxruntime (ONNX Runtime, --weights a `stcn export` folder; "
-    "CPU, fp32; pip install 'stcn[onnx]').",
-)
-
-
-class LazyStrokes:
-    """`StrokesToMask` (S2M, PyTorch), imported on first use: a run whose videos all have masks needs no torch
-    for it (`--backend onnxruntime` then runs without PyTorch installed)."""
-
-    def __init__(self, s2m: Path | None, device: str, say):
-        if s2m is not None and not Path(s2m).is_file():  # checked up front, as StrokesToMask does
-            raise UserError(f"S2M weights not found: {s2m}")
-        self.s2m, self.device, self.say, self.impl = s2m, device, say, None
-
-    def __call__(self, strokes: Path, rgb: np.ndarray) -> np.ndarray:
-        if self.impl is None:
-            from stcn.interactive.strokes import StrokesToMask
-
-            self.impl = StrokesToMask(self.s2m, self.device, say=self.say)
-        return self.impl(strokes, rgb)
 
 
 def segment(

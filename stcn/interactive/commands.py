@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -13,12 +11,20 @@ import typer
 from rich.console import Console
 
 from stcn.atomic import atomic_folder
+from stcn.cli.options import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
 from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
-from stcn.inference.commands import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
+from stcn.interactive.state import (
+    MAX_OBJECTS,
+    STATE,
+    first_frame_digest,
+    read_state,
+    round_mask,
+    round_state,
+    write_state,
+)
 from stcn.outputs import check_output
 
-STATE = "interactive.json"  # in the output folder: object ids, frames interacted so far, rounds, the video
 S2M = typer.Option(None, help="s2m.pth (MiVOS); default: seeded stand-in weights (not a trained model).")
 FUSION = typer.Option(
     None, help="fusion_stcn.pth (MiVOS); default: linear fusion (rounds blended by distance to their frames)."
@@ -50,79 +56,6 @@ def _frame_index(frame: str | None, stems: list[str]) -> int:
     if frame.isdigit() and int(frame) < len(stems):
         return int(frame)
     raise UserError(f"--frame {frame!r} is neither a frame name nor an index below {len(stems)}")
-
-
-MAX_OBJECTS = 255  # what a palette mask can hold
-
-
-def first_frame_digest(rgb: np.ndarray) -> str:
-    """sha256 of the first frame's decoded pixels: what binds an output folder's rounds to one video's content."""
-    return hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest()
-
-
-def _read_state(path: Path, stems: list[str], size: tuple[int, int], digest: str | None = None) -> dict:
-    """The previous rounds' state in the output folder (none yet: round 0), checked in type and range.
-
-    `ids`: the object ids so far, in channel order (an older state's `objects`: N means ids 1..N).
-    It must record this video (its frame names, size and `digest`, the first frame's content): a round on
-    another video is refused, even one with the same frame names and size (every DAVIS video has them)."""
-    if not path.is_file():
-        return {"ids": [], "interacted": [], "rounds": 0}
-
-    def bad(what: str) -> UserError:
-        return UserError(f"corrupt interaction state {path}: {what}; use a new --out folder")
-
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise bad(str(e)) from None
-    except RecursionError:  # e.g. [[[[...]]]] 10^5 deep
-        raise bad("nested too deeply") from None
-    if not isinstance(state, dict):
-        raise bad("not a JSON object")
-    rounds, interacted = state.get("rounds"), state.get("interacted")
-    ids = state.get("ids")
-    if "ids" not in state and "objects" in state:  # an older state: objects N were ids 1..N
-        objects = state["objects"]
-        if type(objects) is not int or not 0 <= objects <= MAX_OBJECTS:
-            raise bad(f"objects must be an integer in 0..{MAX_OBJECTS}, got {objects!r}")
-        ids = list(range(1, objects + 1))
-    if not isinstance(ids, list) or any(type(i) is not int or not 1 <= i <= MAX_OBJECTS for i in ids):
-        raise bad(f"ids must be a list of object ids 1..{MAX_OBJECTS}, got {ids!r}")
-    if len(set(ids)) != len(ids):
-        raise bad(f"ids must be distinct, got {ids!r}")
-    if type(rounds) is not int or rounds < 0:
-        raise bad(f"rounds must be a non-negative integer, got {rounds!r}")
-    video = state.get("video")
-    if (
-        not isinstance(video, dict)
-        or not isinstance(video.get("frames"), list)
-        or not isinstance(video.get("size"), list)
-    ):
-        raise bad("no record of its video (frames, size)")
-    if video["frames"] != stems or video["size"] != list(size):
-        w, h = (video["size"] + [None, None])[:2]
-        raise UserError(f"{path.parent} holds rounds of another video ({len(video['frames'])} frames of {w}x{h}; "
-                        f"this one: {len(stems)} frames of {size[0]}x{size[1]}); use a new --out folder")  # fmt: skip
-    recorded = video.get("first_frame_sha256")
-    if digest is not None and recorded is not None and recorded != digest:
-        raise UserError(f"{path.parent} holds rounds of another video (its first frame differs from the first frame "
-                        "of --frames, with the same names and size); use a new --out folder")  # fmt: skip
-    if not isinstance(interacted, list) or any(type(t) is not int or not 0 <= t < len(stems) for t in interacted):
-        raise bad(f"interacted must be a list of frame indexes below {len(stems)}, got {interacted!r}")
-    return {"ids": ids, "interacted": interacted, "rounds": rounds}
-
-
-def _round_mask(path: Path, ids: list[int]) -> np.ndarray:
-    """An earlier round's mask in the output folder; an id the state does not know is a one-line error."""
-    from stcn.data.images import read_mask
-
-    mask = read_mask(path)
-    unknown = sorted(set(np.unique(mask).tolist()) - {0, *ids})
-    if unknown:
-        raise UserError(f"{path} holds object {unknown[0]}, which {path.parent / STATE} does not list ({ids}); "
-                        "use a new --out folder")  # fmt: skip
-    return mask
 
 
 def interact(
@@ -177,9 +110,8 @@ def interact(
         rounds = scribbles_from_json(scribbles, len(stems), size)
     else:
         rounds = {_frame_index(frame, stems): scribbles_from_png(scribbles, size, full)}
-    state_file = out / STATE
     digest = first_frame_digest(rgbs[0])
-    state = _read_state(state_file, stems, full, digest)
+    state = read_state(out / STATE, stems, full, digest)
     named = sorted({i for m in rounds.values() for i in stroke_ids(m)})
     if named and named[-1] > MAX_OBJECTS:
         raise UserError(f"the scribbles in {scribbles} name object {named[-1]}; at most {MAX_OBJECTS} objects")
@@ -193,7 +125,7 @@ def interact(
         masks = [out / f"{s}.png" for s in stems]
         if not all(m.is_file() for m in masks):
             raise UserError(f"{out} holds an earlier round of another video (missing {masks[0].name}...)")
-        channels = (Image.fromarray(channel_of[_round_mask(m, state["ids"])]) for m in masks)
+        channels = (Image.fromarray(channel_of[round_mask(m, state["ids"])]) for m in masks)
         previous = np.stack([np.asarray(c.resize(size, Image.NEAREST)) for c in channels])  # one frame at a time
     rounds = {t: to_channels(m, ids) for t, m in rounds.items()}
     images = [np.array(Image.fromarray(r).resize(size, Image.BICUBIC)) for r in rgbs]  # normalised when used
@@ -208,14 +140,12 @@ def interact(
         core.progress = lambda done, total: bar.update(done, total=total)
         for t, scribble_map in sorted(rounds.items()):
             labels = core.interact(t, scribble_map, propagate=propagate)
-    state = {"ids": ids, "interacted": [int(t) for t in core.interacted],
-             "rounds": state["rounds"] + len(rounds),
-             "video": {"frames": stems, "size": list(full), "first_frame_sha256": digest}}  # fmt: skip
+    state = round_state(ids, core.interacted, state["rounds"] + len(rounds), stems, full, digest)
     id_of = np.array([0, *ids], np.uint8)
     with atomic_folder(out) as tmp:  # the round's masks are encoded aside, then renamed in; the state file last
         for stem, lab in zip(stems, labels, strict=True):
             write_mask(tmp / f"{stem}.png", np.asarray(Image.fromarray(id_of[lab]).resize(full, Image.NEAREST)))
-        (tmp / STATE).write_text(json.dumps(state) + "\n")
+        write_state(tmp / STATE, state)
     Console(stderr=True, soft_wrap=True).print(
         f"round {state['rounds']}: {len(stems)} frames, object(s) {ids}, interacted {core.interacted} -> {out}"
     )

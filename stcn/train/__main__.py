@@ -7,20 +7,19 @@ import sys
 
 import typer
 
-from stcn.errors import UserError
+from stcn.errors import reporting
 from stcn.train.commands import train_command
 
 
 def main() -> None:
-    """Run `stcn train` as a single command; a user error is one line on stderr and exit code 2."""
+    """Run `stcn train` as a single command; a user error is one line on stderr and exit code 2 (a rank other
+    than 0 names itself)."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(train_command)
+    rank = os.environ.get("RANK")
     try:
-        app(standalone_mode=False)
-    except UserError as e:
-        rank = os.environ.get("RANK")
-        print(f"error: {e}" if rank in (None, "0") else f"error (rank {rank}): {e}", file=sys.stderr)
-        sys.exit(2)
+        with reporting("error" if rank in (None, "0") else f"error (rank {rank})"):
+            app(standalone_mode=False)
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         sys.exit(130)

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from stcn.cli import QUIET
+from stcn.cli.options import QUIET
 from stcn.train.config import TrainConfig
 
 D = TrainConfig.__dataclass_fields__  # the defaults live in TrainConfig

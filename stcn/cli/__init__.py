@@ -1,14 +1,16 @@
-"""The `stcn` command line: one sub-command per task, each defined next to the code it drives."""
+"""The `stcn` command line: one sub-command per task, each defined next to the code it drives.
+
+The package: this module assembles the app from each area's `commands` module (AREAS); `options` holds the
+options several areas share. The error handler of every entry point is `stcn.errors.reporting`."""
 
 from __future__ import annotations
-
-import os
-import sys
 
 import typer
 
 from stcn import __version__
-from stcn.errors import UserError
+from stcn.atomic import output_errors
+from stcn.cli.options import QUIET, _set_quiet  # noqa: F401  (stcn.cli.QUIET: the option, as before)
+from stcn.errors import reporting
 
 app = typer.Typer(
     add_completion=False,
@@ -39,20 +41,10 @@ def _register() -> None:
         mod.register(app)
 
 
-def _set_quiet(quiet: bool) -> bool:
-    """`--quiet`: no progress output for the rest of the process (the same as `STCN_QUIET=1`)."""
-    if quiet:
-        os.environ["STCN_QUIET"] = "1"
-    return quiet
-
-
 def _show_version(show: bool) -> None:
     if show:
         typer.echo(f"stcn {__version__}")
         raise typer.Exit()
-
-
-QUIET = typer.Option(False, "--quiet", "-q", callback=_set_quiet, help="No progress output (or set STCN_QUIET=1).")
 
 
 @app.callback()
@@ -69,16 +61,6 @@ def _root(
 
 def main() -> None:
     """Entry point: user errors become one clear line on stderr and exit code 2."""
-    from stcn.atomic import output_errors
-
     _register()
-    try:
-        with output_errors(None):  # a full or read-only disk where no command names the output: still one line
-            app()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
+    with reporting(), output_errors(None):  # a full or read-only disk where no command names the output: one line
+        app()
