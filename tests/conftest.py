@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 # one OpenMP thread per test process, set before torch starts its pool: the files run in one process per core
@@ -155,3 +156,65 @@ def mini_youtube(dst: Path, davis: Path, split: str = "valid") -> Path:
         ann.mkdir(parents=True)
         shutil.copy(davis / "Annotations/480p" / seq.name / f"{frames[0].stem}.png", ann)
     return dst
+
+
+# ---- small real inputs of the command tests (test_shard_inputs, test_interact_inputs, test_outputs, ...) ----------
+
+
+def own_videos(dst: Path, drop: str | None = None) -> Path:
+    """A DAVIS-layout folder of the bundled videos (no ImageSets: every video), without `drop`."""
+    for kind in ("JPEGImages", "Annotations"):
+        shutil.copytree(DAVIS / kind / "480p", dst / kind)
+        if drop:
+            shutil.rmtree(dst / kind / drop)
+    return dst
+
+
+def png_frames(dst: Path, n: int = 3) -> Path:
+    """The first n frames of the bundled blackswan as PNG files (what a mask could overwrite), shrunk."""
+    dst.mkdir(parents=True)
+    for jpg in sorted((DAVIS / "JPEGImages/480p/blackswan").glob("*.jpg"))[:n]:
+        Image.open(jpg).resize((214, 120)).save(dst / f"{jpg.stem}.png")
+    return dst
+
+
+def dead_pid() -> int:
+    """The pid of a process that was killed (SIGKILL) and reaped."""
+    proc = subprocess.Popen(["sleep", "60"])
+    proc.kill()
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture(scope="module")
+def video_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shards of the bundled videos (stage 2 training data)."""
+    from stcn.data.shards.build import shard_generic
+
+    tmp = tmp_path_factory.mktemp("shards")
+    shard_generic(own_videos(tmp / "own"), str(tmp / "shards"), workers=1, shard_size_mb=1)
+    return tmp / "shards"
+
+
+@pytest.fixture
+def interact_round(tmp_path: Path, weights_file: Path):
+    """`run(frames_folder, scribble_png, out)` for `stcn interact`; `video(name, n)`: a small real video."""
+    from clihelp import stcn
+
+    from stcn.data.images import read_mask
+
+    def video(name: str, n: int) -> tuple[Path, Path]:
+        frames, masks = shrink_sequence(DAVIS / "JPEGImages/480p" / name, DAVIS / "Annotations/480p" / name,
+                                        tmp_path / name, n, 0.15)  # fmt: skip
+        gt = read_mask(masks / "00001.png")
+        png = np.where(gt == 1, 1, 0).astype(np.uint8)
+        png[:, :3] = 255
+        Image.fromarray(png, "L").save(tmp_path / f"{name}.png")
+        return frames, tmp_path / f"{name}.png"
+
+    def run(frames: Path, scribble: Path, out: Path) -> subprocess.CompletedProcess:
+        return stcn("interact", "--weights", weights_file, "--frames", frames, "--out", out, "--scribbles", scribble,
+                    "--frame", "00001")  # fmt: skip
+
+    run.video = video
+    return run

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from clihelp import one_error, stcn
 from conftest import DAVIS, REPO, seeded_state_dict
 from PIL import Image
 
@@ -263,9 +264,8 @@ def test_prepared_s2m_precision_rungs(nets):
 
 
 def test_app_command_errors_are_one_line(tmp_path, weights_file):
-    r = subprocess.run([sys.executable, "-m", "stcn.cli", "app", "--weights", str(weights_file), "--root",
-                        str(tmp_path / "missing")], capture_output=True, text=True)  # fmt: skip
-    assert r.returncode == 2 and r.stderr.strip() == f"error: --root {tmp_path / 'missing'} is not a folder"
+    r = stcn("app", "--weights", weights_file, "--root", tmp_path / "missing")
+    assert one_error(r, alone=True) == f"error: --root {tmp_path / 'missing'} is not a folder"
 
 
 def free_port() -> int:

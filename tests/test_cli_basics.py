@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
+import clihelp
 import pytest
 
 import stcn
@@ -16,13 +14,8 @@ from stcn.data.fetch.download import download_dataset
 REPO = Path(__file__).resolve().parent.parent
 
 
-def stcn_cli(*args, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **env})  # fmt: skip
-
-
 def test_version_is_the_package_version():
-    r = stcn_cli("--version")
+    r = clihelp.stcn("--version")
     assert r.returncode == 0
     version = re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.M).group(1)
     assert r.stdout.strip() == f"stcn {stcn.__version__}" == f"stcn {version}"
@@ -33,7 +26,7 @@ def test_quiet_silences_progress_lines(tmp_path, where):
     download_dataset("davis17", source="bundled", to=tmp_path / "davis17")
     args = ["shard", "davis", "--root", tmp_path / "davis17", "--out", tmp_path / "shards"]
     args = {"none": args, "after": [*args, "--quiet"], "before": ["--quiet", *args]}[where]
-    r = stcn_cli(*args, STCN_PROGRESS_PERIOD="0")
+    r = clihelp.stcn(*args, quiet=False, STCN_PROGRESS_PERIOD="0")
     assert r.returncode == 0, r.stderr
     progress = [line for line in r.stderr.splitlines() if line.startswith("shard davis2017 train: ")]
     assert bool(progress) == (where == "none")
@@ -44,20 +37,10 @@ COMMANDS = [["segment"], ["export"], ["evaluate"], ["score"], ["download"], ["tr
             ["shard", "youtube"], ["shard", "static"], ["shard", "bl30k"]]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def app():
-    from stcn.cli import _register, app
-
-    _register()
-    return app
-
-
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_help_texts_have_no_stray_spaces(app, command):
+def test_help_texts_have_no_stray_spaces(command):
     """Rich markup used to eat `[default: ...]` in help texts, leaving `shorter side .`."""
-    from typer.testing import CliRunner
-
-    r = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    r = clihelp.invoke(*command, "--help", env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
     assert r.exit_code == 0, r.output
     assert "Usage:" in r.output
     assert not re.search(r"\w \.( |$)", r.output, re.M), r.output

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clihelp import one_error, stcn
 from PIL import Image
 from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
@@ -362,13 +363,8 @@ def test_pretrained_has_no_bundled_source(tmp_path: Path) -> None:
 
 
 def test_cli_user_error_is_one_line_exit_2(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "stcn.cli", "download", "davis17", "--source", "file", "--url", str(tmp_path / "x.zip"),
-         "--to", str(tmp_path / "d")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == [f"error: source not found: {tmp_path / 'x.zip'}"]
+    run = stcn("download", "davis17", "--source", "file", "--url", tmp_path / "x.zip", "--to", tmp_path / "d")
+    assert one_error(run, alone=True) == f"error: source not found: {tmp_path / 'x.zip'}"
 
 
 # --- YouTube-VOS train resize ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from clihelp import one_error, stcn
 from conftest import mini_davis, mini_youtube, own_davis_folder
 from PIL import Image
 
@@ -135,18 +136,15 @@ def test_unknown_layout_is_a_user_error(weights_file, tmp_path):
 
 def test_evaluate_cli_takes_layouts_from_the_registry_and_names_the_known_datasets(weights_file, root, tmp_path):
     """`--dataset` is a registry name (its layout and year) or `generic`; any other name is a one-line error."""
-    cmd = [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", weights_file, "--root", root, "--out",
-           tmp_path / "out"]  # fmt: skip
-    r = subprocess.run([*cmd, "--dataset", "davis2017"], capture_output=True, text=True)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "unknown dataset 'davis2017'" in r.stderr and "davis17, davis17_testdev" in r.stderr
+    args = ["evaluate", "--weights", weights_file, "--root", root, "--out", tmp_path / "out"]
+    r = stcn(*args, "--dataset", "davis2017")
+    one_error(r, "unknown dataset 'davis2017'", "davis17, davis17_testdev", alone=True)
     mine = shutil.copytree(root, tmp_path / "mine")
     (mine / "ImageSets/2016/val.txt").write_text("blackswan\n")  # 2017's val list: blackswan and libby
     registry = tmp_path / "registry.yaml"
     registry.write_text("datasets:\n  old_davis: {layout: davis, year: 2016}\n")
-    cmd[cmd.index("--root") + 1] = mine
-    r = subprocess.run([*cmd, "--dataset", "old_davis", "--max-frames", "3", "--resolution", "64"],
-                       capture_output=True, text=True, env={**os.environ, "STCN_CONFIG": str(registry)})  # fmt: skip
+    args[args.index("--root") + 1] = mine
+    r = stcn(*args, "--dataset", "old_davis", "--max-frames", "3", "--resolution", "64", STCN_CONFIG=str(registry))
     assert r.returncode == 0, r.stderr
     per_object = pd.read_csv(tmp_path / "out" / "per-sequence_results-val.csv")["Sequence"].tolist()
     assert per_object == ["blackswan_1"]  # the registry's year (2016) picked the split list

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from clihelp import one_error, stcn
 from conftest import DAVIS, REPO, mini_davis, seeded_state_dict, shrink_sequence
 from PIL import Image
 
@@ -214,10 +215,6 @@ def test_png_scribbles_palette_and_rgb(tmp_path):
         scribbles_from_png(tmp_path / "empty.png", (8, 6))
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stcn.cli", *args], capture_output=True, text=True)
-
-
 def test_png_scribbles_hold_object_255_in_16_bit_grey(tmp_path):
     """8-bit palette/grey PNGs: 255 = background stroke; 16-bit grey: objects 1..255, 256 = background."""
     wide = np.zeros((6, 8), np.uint16)
@@ -269,7 +266,7 @@ def test_interact_cli_object_255_is_one_channel(tmp_path, weights_file):
 
     def interact(out, scribbles, frame):
         base = ["interact", "--weights", str(weights_file), "--frames", str(frames), "--s2m", s2m, "--out", str(out)]
-        return cli(*base, "--scribbles", str(scribbles), "--frame", str(frame))
+        return stcn(*base, "--scribbles", str(scribbles), "--frame", str(frame))
 
     for name in ("s255", "s1"):
         run = interact(tmp_path / name, tmp_path / f"{name}.png", 0)
@@ -293,14 +290,12 @@ def test_interact_cli_object_255_is_one_channel(tmp_path, weights_file):
     strokes[0, 0] = 257
     Image.fromarray(strokes).save(tmp_path / "past.png")
     past = interact(tmp_path / "past", tmp_path / "past.png", 0)
-    assert past.returncode == 2 and past.stderr.count("\n") == 1
-    assert "holds id 257: ids are 1..255 for objects, 256 for background" in past.stderr
+    one_error(past, "holds id 257: ids are 1..255 for objects, 256 for background", alone=True)
     bad = labels[1].copy()
     bad[0, 0] = 9
     Image.fromarray(bad).save(tmp_path / "s255" / "00001.png")
     odd = interact(tmp_path / "s255", tmp_path / "s7.png", 3)
-    assert odd.returncode == 2 and odd.stderr.count("\n") == 1, odd.stderr
-    assert "00001.png holds object 9, which" in odd.stderr and "does not list ([255, 7])" in odd.stderr
+    one_error(odd, "00001.png holds object 9, which", "does not list ([255, 7])", alone=True)
 
 
 def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
@@ -313,7 +308,7 @@ def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
     Image.fromarray(png, "L").save(tmp_path / "s.png")
     out = tmp_path / "out"
     base = ["interact", "--weights", str(weights_file), "--frames", str(frames), "--out", str(out)]
-    first = cli(*base, "--scribbles", str(tmp_path / "s.png"), "--frame", "00001")
+    first = stcn(*base, "--scribbles", str(tmp_path / "s.png"), "--frame", "00001")
     assert first.returncode == 0, first.stderr
     state = json.loads((out / "interactive.json").read_text())
     assert state == {"ids": [1], "interacted": [1], "rounds": 1, "video": state["video"]}
@@ -327,20 +322,20 @@ def test_interact_cli_rounds_png_then_davis_json(tmp_path, weights_file):
     strokes = [[] for _ in range(6)]
     strokes[4] = [{"object_id": 0, "path": [[0.05, 0.1], [0.05, 0.9]], "start_time": 0, "end_time": 1}]
     (tmp_path / "s.json").write_text(json.dumps({"scribbles": strokes, "sequence": "blackswan"}))
-    second = cli(*base, "--scribbles", str(tmp_path / "s.json"))
+    second = stcn(*base, "--scribbles", str(tmp_path / "s.json"))
     assert second.returncode == 0, second.stderr
     assert json.loads((out / "interactive.json").read_text()) == {**state, "interacted": [1, 4], "rounds": 2}
     round2 = [read_mask(out / f"{i:05d}.png") for i in range(6)]
     assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(6)] + ["interactive.json"]
     assert not list(tmp_path.glob(".out*")), "a round left its temporary folder behind"
     assert all(np.array_equal(a, b) for a, b in zip(round1[:2], round2[:2], strict=True))  # at/before frame 1
-    missing = cli(*base, "--scribbles", str(tmp_path / "s.png"))
-    assert missing.returncode == 2 and missing.stderr.strip() == (
+    missing = stcn(*base, "--scribbles", str(tmp_path / "s.png"))
+    assert one_error(missing, alone=True) == (
         "error: --frame is needed with a PNG scribble (the frame's index or file stem)"
     )
     (out / "interactive.json").write_text("{")
-    corrupt = cli(*base, "--scribbles", str(tmp_path / "s.png"), "--frame", "1")
-    assert corrupt.returncode == 2 and corrupt.stderr.startswith("error: corrupt interaction state")
+    corrupt = stcn(*base, "--scribbles", str(tmp_path / "s.png"), "--frame", "1")
+    assert one_error(corrupt, alone=True).startswith("error: corrupt interaction state")
 
 
 # --- the DAVIS interactive evaluation, end to end through davisinteractive ----------------------------

@@ -3,13 +3,11 @@ wall-time numbers beside it), and stand-in S2M / fusion networks announce themse
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from clihelp import stcn
 from conftest import DAVIS, mini_davis, shrink_sequence
 from PIL import Image
 
@@ -62,7 +60,7 @@ def test_interact_cli_announces_stand_ins_in_one_line(tmp_path, weights_file):
     def interact(out: str, *extra: str) -> list[str]:
         args = ["interact", "--weights", weights_file, "--frames", frames, "--out", tmp_path / out,
                 "--scribbles", tmp_path / "s.png", "--frame", "0", *extra]  # fmt: skip
-        r = subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True)
+        r = stcn(*args)
         assert r.returncode == 0, r.stderr
         return [line for line in r.stderr.splitlines() if line.startswith("note:")]
 

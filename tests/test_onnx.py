@@ -7,12 +7,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DAVIS, KEY_LIST, PARITY, mini_davis
+from clihelp import one_error, stcn
+from conftest import DAVIS, KEY_LIST, PARITY, mini_davis, png_frames
 from PIL import Image
 
+from stcn.data.fetch.sources import DAVIS_MINI
 from stcn.data.images import read_frame, read_mask
 from stcn.inference import InferenceCore, InferenceSettings
 from stcn.inference.frames import image_tensor, labels_from_prob, one_hot
@@ -23,19 +26,6 @@ pytest.importorskip("onnxruntime", reason="the `onnx` extra (pip install 'stcn[o
 BLACKSWAN = DAVIS / "JPEGImages/480p/blackswan"
 FIRST = DAVIS / "Annotations/480p/blackswan/00000.png"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def stcn(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})  # fmt: skip
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +113,7 @@ def test_onnxruntime_segment_runs_without_torch(exported, tmp_path):
     r = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "no-torch")],
                        capture_output=True, text=True, env={**os.environ, "STCN_QUIET": "1"})  # fmt: skip
     assert r.returncode == 0, r.stderr
-    with_torch = stcn(*args, "--out", tmp_path / "torch", env={"STCN_QUIET": "1"})
+    with_torch = stcn(*args, "--out", tmp_path / "torch")
     assert with_torch.returncode == 0, with_torch.stderr
     pngs = sorted((tmp_path / "no-torch").glob("*.png"))
     assert [p.name for p in pngs] == ["00000.png", "00001.png", "00002.png", "00003.png"]
@@ -149,8 +139,7 @@ def test_cli_backend_two_objects_at_another_size(exported, parity_weights, tmp_p
     for backend, weights in (("torch", parity_weights), ("onnxruntime", exported)):
         outs[backend] = tmp_path / backend
         r = stcn("segment", "--weights", weights, "--backend", backend, "--frames", frames, "--first-mask",
-                 tmp_path / "first.png", "--out", outs[backend], "--resolution", "200",
-                 env={"STCN_QUIET": "1"})  # fmt: skip
+                 tmp_path / "first.png", "--out", outs[backend], "--resolution", "200")  # fmt: skip
         assert r.returncode == 0, r.stderr
     for png in sorted(outs["torch"].glob("*.png")):
         a, b = read_mask(png), read_mask(outs["onnxruntime"] / png.name)
@@ -170,13 +159,13 @@ def test_batch_mode_and_evaluate_run_the_onnx_backend(exported, parity_weights, 
     for backend, weights in (("torch", parity_weights), ("onnxruntime", exported)):
         outs[backend] = tmp_path / f"batch-{backend}"
         r = stcn("segment", "--weights", weights, "--backend", backend, "--frames", root / "JPEGImages/480p",
-                 "--first-mask", masks, "--out", outs[backend], env={"STCN_QUIET": "1"})  # fmt: skip
+                 "--first-mask", masks, "--out", outs[backend])  # fmt: skip
         assert r.returncode == 0, r.stderr
     for png in sorted(outs["torch"].glob("*/*.png")):
         assert (read_mask(png) == read_mask(outs["onnxruntime"] / png.parent.name / png.name)).mean() >= 0.999
     assert len(list(outs["onnxruntime"].glob("*/*.png"))) == 8
     r = stcn("evaluate", "--weights", exported, "--backend", "onnxruntime", "--dataset", "davis17", "--root", root,
-             "--out", tmp_path / "eval", env={"STCN_QUIET": "1"})  # fmt: skip
+             "--out", tmp_path / "eval")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "eval" / "global_results-val.csv").is_file()
     assert read_mask(tmp_path / "eval/libby/00003.png").shape == read_mask(outs["torch"] / "libby/00003.png").shape
@@ -185,7 +174,7 @@ def test_batch_mode_and_evaluate_run_the_onnx_backend(exported, parity_weights, 
 def test_unknown_backend_is_one_line(parity_weights, tmp_path):
     r = stcn("segment", "--weights", parity_weights, "--backend", "tensorrt", "--frames", BLACKSWAN,
              "--first-mask", FIRST, "--out", tmp_path / "out")  # fmt: skip
-    assert_one_line_error(r, "unknown backend 'tensorrt'", "onnxruntime")
+    one_error(r, "unknown backend 'tensorrt'", "onnxruntime", alone=True)
     assert not (tmp_path / "out").exists()
 
 
@@ -196,13 +185,13 @@ def test_missing_onnxruntime_is_one_line(exported, tmp_path):
     r = subprocess.run([sys.executable, "-c", code, "segment", "--weights", str(exported), "--backend", "onnxruntime",
                         "--frames", str(BLACKSWAN), "--first-mask", str(FIRST), "--out", str(tmp_path / "out")],
                        capture_output=True, text=True)  # fmt: skip
-    assert_one_line_error(r, "onnxruntime", "pip install")
+    one_error(r, "onnxruntime", "pip install", alone=True)
 
 
 def test_checkpoint_instead_of_export_folder_is_one_line(parity_weights, tmp_path):
     r = stcn("segment", "--weights", parity_weights, "--backend", "onnxruntime", "--frames", BLACKSWAN,
              "--first-mask", FIRST, "--out", tmp_path / "out")  # fmt: skip
-    assert_one_line_error(r, "stcn export", str(parity_weights))
+    one_error(r, "stcn export", str(parity_weights), alone=True)
 
 
 def test_truncated_graph_is_one_line(exported, tmp_path):
@@ -214,10 +203,41 @@ def test_truncated_graph_is_one_line(exported, tmp_path):
     (broken / "decoder.onnx").write_bytes(data[: len(data) // 3])
     r = stcn("segment", "--weights", broken, "--backend", "onnxruntime", "--frames", BLACKSWAN,
              "--first-mask", FIRST, "--out", tmp_path / "out")  # fmt: skip
-    assert_one_line_error(r, "decoder.onnx")
+    one_error(r, "decoder.onnx", alone=True)
 
 
 def test_unknown_export_format_is_one_line(parity_weights, tmp_path):
     r = stcn("export", "--format", "tflite", "--weights", parity_weights, "--out", tmp_path / "x")
-    assert_one_line_error(r, "unknown export format 'tflite'")
+    one_error(r, "unknown export format 'tflite'", alone=True)
     assert not (tmp_path / "x").exists()
+
+
+def test_onnx_graphs_swapped_or_of_another_model_are_one_line(tmp_path: Path, weights_file: Path) -> None:
+    """Issue 30 item 14: swapped graphs, or another model's graph, were `zip() argument 2 is shorter` tracebacks
+    (the manifest's sha256 was never checked); now one line naming the graph."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    from stcn.model.onnx_format import sha256
+
+    export = tmp_path / "export"
+    res = stcn("export", "--weights", weights_file, "--out", export)
+    assert res.returncode == 0, res.stderr[-2000:]
+    frames = png_frames(tmp_path / "frames", 2)
+    mask = tmp_path / "first.png"
+    Image.open(DAVIS_MINI / "Annotations/480p/blackswan/00000.png").resize((214, 120), Image.NEAREST).save(mask)
+
+    def segment() -> subprocess.CompletedProcess:
+        return stcn("segment", "--weights", export, "--backend", "onnxruntime", "--frames", frames, "--first-mask",
+                    mask, "--out", tmp_path / "out")  # fmt: skip
+
+    key, decoder = export / "key_encoder.onnx", export / "decoder.onnx"
+    key_bytes, decoder_bytes = key.read_bytes(), decoder.read_bytes()
+    key.write_bytes(decoder_bytes), decoder.write_bytes(key_bytes)  # swapped
+    one_error(segment(), f"{key} is not the graph {export / 'manifest.json'} records (sha256 differs)")
+    manifest = json.loads((export / "manifest.json").read_text())  # and a manifest that agrees with the swap
+    for graph in (key, decoder):
+        manifest["graphs"][graph.stem]["sha256"] = sha256(graph)
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    one_error(segment(), f"{key} is not an STCN key_encoder", "['readout', 'thin', 'f8', 'f4']")
+    assert not (tmp_path / "out").exists()

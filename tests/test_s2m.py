@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clihelp import invoke, one_error, stcn
 from conftest import DAVIS, REPO, mini_davis, shrink_sequence
 from PIL import Image
 from skimage.morphology import skeletonize
@@ -90,18 +91,6 @@ def env() -> dict[str, str]:
             **{k: v for k, v in os.environ.items() if k in keep}}  # fmt: skip
 
 
-def stcn(*args) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "stcn.cli", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env())
-
-
-def one_line_error(r: subprocess.CompletedProcess, *fragments: str) -> None:
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
 def stroke_png(mask_path: Path, out: Path) -> np.ndarray:
     """An RGB strokes PNG (green = the object) along the skeleton of the object, as a person would draw it."""
     gt = read_mask(mask_path) == 1
@@ -125,7 +114,7 @@ def test_first_scribble_segments_the_video(trained, weights_file, video, tmp_pat
     s2m = Path(cfg.out) / "weights.pth"
     out = tmp_path / "out"
     r = stcn("segment", "--weights", weights_file, "--frames", frames, "--first-scribble", tmp_path / "strokes.png",
-             "--s2m", s2m, "--out", out)  # fmt: skip
+             "--s2m", s2m, "--out", out, env=env())  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert f"S2M: {s2m}" in r.stderr
     assert sorted(p.name for p in out.glob("*.png")) == [f"{i:05d}.png" for i in range(5)]
@@ -173,27 +162,22 @@ def test_batch_uses_strokes_where_a_mask_is_missing(trained, weights_file, tmp_p
             Image.new("L", (9, 9)).save(masks / "car-shadow.strokes.png")  # the mask wins over strokes
     out = tmp_path / "out"
     r = stcn("segment", "--weights", weights_file, "--frames", root, "--first-mask", masks, "--out", out,
-             "--s2m", Path(cfg.out) / "weights.pth")  # fmt: skip
+             "--s2m", Path(cfg.out) / "weights.pth", env=env())  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("S2M: ") == 1
     assert (read_mask(out / "blackswan/00000.png")[stroke] == 1).mean() > 0.9
     assert np.array_equal(read_mask(out / "car-shadow/00000.png"), read_mask(masks / "car-shadow.png"))
     (masks / "blackswan.strokes.png").unlink()
     shutil.rmtree(out / "blackswan")
-    r = stcn("segment", "--weights", weights_file, "--frames", root, "--first-mask", masks, "--out", out)
+    r = stcn("segment", "--weights", weights_file, "--frames", root, "--first-mask", masks, "--out", out, env=env())
     assert r.returncode == 1 and "blackswan.strokes.png" in r.stderr  # the names it looked for
 
 
 def user_error(*args) -> str:
     """Run `stcn ARGS` in this process; the message of the UserError it raises (the CLI prints it as one line)."""
-    from typer.testing import CliRunner
-
-    from stcn.cli import _register, app
     from stcn.errors import UserError
 
-    if not app.registered_commands:
-        _register()
-    r = CliRunner().invoke(app, [str(a) for a in args])
+    r = invoke(*args)
     assert isinstance(r.exception, UserError), (r.exception, r.output)
     return str(r.exception)
 
@@ -203,7 +187,8 @@ def test_first_scribble_one_line_errors(weights_file, video, tmp_path):
     base = ("segment", "--weights", weights_file, "--frames", frames, "--out", tmp_path / "o")
     big = tmp_path / "big.png"
     Image.new("L", (300, 200)).save(big)
-    one_line_error(stcn(*base, "--first-scribble", big), "big.png", "300x200", "214x120")  # as the CLI prints it
+    r = stcn(*base, "--first-scribble", big, env=env())
+    one_error(r, "big.png", "300x200", "214x120", alone=True)  # as the CLI prints it
     bg = tmp_path / "bg.png"
     Image.new("L", (214, 120), 255).save(bg)
     assert "bg.png" in (e := user_error(*base, "--first-scribble", bg)) and "no object" in e
@@ -223,7 +208,7 @@ def test_stand_in_is_announced(weights_file, video, tmp_path):
     frames, masks = video
     stroke_png(masks / "00000.png", tmp_path / "strokes.png")
     r = stcn("segment", "--weights", weights_file, "--frames", frames, "--first-scribble", tmp_path / "strokes.png",
-             "--out", tmp_path / "out")  # fmt: skip
+             "--out", tmp_path / "out", env=env())  # fmt: skip
     lines = r.stderr.strip().splitlines()
     assert lines[0].startswith("S2M: seeded stand-in") and r.stderr.count("seeded stand-in") == 2, r.stderr
     # the untrained stand-in finds nothing under these strokes: one line says so, nothing is written

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from clihelp import one_error, stcn
 
 REPO = Path(__file__).resolve().parent.parent
 MINI = REPO / "stcn" / "data" / "bundled" / "davis-mini"
 
 
 def run_score(*args: str | Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "stcn.cli", "score", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    return stcn("score", *args, cwd=REPO)
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +25,6 @@ def perfect(tmp_path_factory) -> Path:
     for seq in (MINI / "ImageSets" / "2017" / "val.txt").read_text().split():
         shutil.copytree(MINI / "Annotations" / "480p" / seq, preds / seq)
     return preds
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for word in words:
-        assert word in lines[0]
 
 
 def test_score_writes_both_csvs(perfect, tmp_path):
@@ -53,13 +43,13 @@ def test_score_writes_both_csvs(perfect, tmp_path):
 
 def test_missing_predictions_dir(tmp_path):
     result = run_score("--root", MINI, "--predictions", tmp_path / "nope", "--out", tmp_path)
-    assert_one_line_error(result, "predictions folder not found", "nope")
+    one_error(result, "predictions folder not found", "nope", alone=True)
 
 
 def test_bad_root_and_split(perfect, tmp_path):
-    assert_one_line_error(run_score("--root", tmp_path, "--predictions", perfect), "not a DAVIS root")
+    one_error(run_score("--root", tmp_path, "--predictions", perfect), "not a DAVIS root", alone=True)
     result = run_score("--root", MINI, "--split", "test-dev", "--predictions", perfect, "--out", tmp_path)
-    assert_one_line_error(result, "split list not found", "test-dev.txt")
+    one_error(result, "split list not found", "test-dev.txt", alone=True)
 
 
 def test_missing_prediction_file(perfect, tmp_path):
@@ -67,4 +57,4 @@ def test_missing_prediction_file(perfect, tmp_path):
     shutil.copytree(perfect, preds)
     (preds / "car-shadow" / "00005.png").unlink()
     result = run_score("--root", MINI, "--predictions", preds, "--out", tmp_path)
-    assert_one_line_error(result, "missing prediction", "car-shadow/00005.png")
+    one_error(result, "missing prediction", "car-shadow/00005.png", alone=True)

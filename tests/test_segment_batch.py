@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
-import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
+from clihelp import ENV, one_error, stcn
 from conftest import DAVIS, shrink_sequence
 from PIL import Image
 
@@ -15,14 +17,11 @@ from stcn.data.images import read_mask
 
 
 def segment(weights, frames, masks, out, *extra) -> subprocess.CompletedProcess:
+    """`stcn segment` with its progress lines (every video's, at once) and a small environment."""
     args = ["segment", "--weights", weights, "--frames", frames, "--first-mask", masks, "--out", out, *extra]
-    return subprocess.run(
-        [sys.executable, "-m", "stcn.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={"STCN_PROGRESS_PERIOD": "0", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200",
-             **{k: v for k, v in __import__("os").environ.items() if k in ("PYTHONPATH", "HOME")}},
-    )  # fmt: skip
+    env = {"STCN_PROGRESS_PERIOD": "0", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200",
+           **{k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HOME")}}  # fmt: skip
+    return stcn(*args, env=env, quiet=False)
 
 
 def make_root(tmp_path):
@@ -83,22 +82,10 @@ def test_batch_missing_mask_and_empty_root(weights_file, tmp_path):
 
 def test_unknown_precision_is_a_one_line_error(weights_file, tmp_path):
     r = segment(weights_file, tmp_path, tmp_path, tmp_path / "out", "--precision", "fp16", "--device", "cpu")
-    assert (
-        r.returncode == 2
-        and r.stderr.strip().splitlines()[-1]
-        == "error: unknown precision 'fp16' on cpu; choose one of auto, fp32, fast, bf16"
-    ), r.stderr
-    r = subprocess.run(
-        [sys.executable, "-m", "stcn.cli", "evaluate", "--weights", str(weights_file), "--dataset", "davis17",
-         "--root", str(tmp_path), "--out", str(tmp_path.parent / f"{tmp_path.name}-o"), "--precision", "half",
-         "--device", "cpu"],
-        capture_output=True,
-        text=True,
-    )  # fmt: skip
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
-        "error: unknown precision 'half' on cpu; choose one of auto, fp32, fast, bf16"
-    ), r.stderr
-    assert "Traceback" not in r.stderr
+    assert one_error(r) == "error: unknown precision 'fp16' on cpu; choose one of auto, fp32, fast, bf16"
+    r = stcn("evaluate", "--weights", weights_file, "--dataset", "davis17", "--root", tmp_path, "--out",
+             tmp_path.parent / f"{tmp_path.name}-o", "--precision", "half", "--device", "cpu")  # fmt: skip
+    assert one_error(r) == "error: unknown precision 'half' on cpu; choose one of auto, fp32, fast, bf16"
 
 
 def test_batch_mask_255_object(weights_file, tmp_path):
@@ -122,3 +109,24 @@ def test_batch_mask_255_object(weights_file, tmp_path):
         assert (read_mask(tmp_path / "out" / name / "00001.png") == 255).any(), name
     assert np.array_equal(read_mask(tmp_path / "out/blackswan/00000.png"), two)
     assert {1, 255} <= set(np.unique(read_mask(tmp_path / "out/blackswan/00003.png")))
+
+
+def test_batch_error_lines_do_not_wrap_at_80_columns(tmp_path: Path, weights_file: Path) -> None:
+    """A failed video's `error:` line in a log (no terminal, no COLUMNS) stays one line whatever its length."""
+    from conftest import DAVIS, shrink_sequence
+
+    root, masks = tmp_path / ("videos-with-a-rather-long-folder-name-" * 2), tmp_path / "masks"
+    for name in ("blackswan", "libby"):
+        frames, ann = shrink_sequence(DAVIS / "JPEGImages/480p" / name, DAVIS / "Annotations/480p" / name,
+                                      tmp_path / "src" / name, 2, 0.25)  # fmt: skip
+        shutil.copytree(frames, root / name)
+        masks.mkdir(exist_ok=True)
+        shutil.copy(ann / "00000.png", masks / f"{name}.png")
+    bad = root / "libby" / "00001.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated jpeg")
+    env = {k: v for k, v in ENV.items() if k not in ("COLUMNS", "LINES")}
+    res = stcn("segment", "--weights", weights_file, "--frames", root, "--first-mask", masks, "--out",
+               tmp_path / "out", env={**env, "STCN_PROGRESS_PERIOD": "0", "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert res.returncode == 1, res.stderr[-2000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: libby")]
+    assert len(errors) == 1 and str(bad) in errors[0] and len(errors[0]) > 80, res.stderr

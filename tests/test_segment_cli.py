@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from clihelp import one_error, stcn
 from conftest import seeded_state_dict
 from PIL import Image
 
 from stcn.data.images import read_mask
 
 
-def stcn(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The CLI without progress lines (a slow, loaded machine would print some before a one-line error)."""
-    env = {"STCN_QUIET": "1", **os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True, env=env)
-
-
-def segment(weights, frames, first_mask, out, *extra, env: dict | None = None) -> subprocess.CompletedProcess:
+def segment(weights, frames, first_mask, out, *extra, **options) -> subprocess.CompletedProcess:
+    """`stcn segment` of one video; `options`: those of clihelp.stcn."""
     return stcn("segment", "--weights", weights, "--frames", frames, "--first-mask", first_mask, "--out", out, *extra,
-                env=env)  # fmt: skip
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+                **options)  # fmt: skip
 
 
 def test_segment_folder_writes_palette_pngs(weights_file, small_blackswan, tmp_path):
@@ -65,16 +51,16 @@ def test_segment_video_file(weights_file, small_blackswan, tmp_path):
 def test_mask_size_mismatch(weights_file, small_blackswan, davis_root, tmp_path):
     frames, _ = small_blackswan
     r = segment(weights_file, frames, davis_root / "Annotations/480p/blackswan/00000.png", tmp_path / "o")
-    assert_one_line_error(r, "854x480", "427x240")
+    one_error(r, "854x480", "427x240", alone=True)
 
 
 def test_corrupt_and_missing_frames(weights_file, small_blackswan, tmp_path):
     frames, masks = small_blackswan
     (frames / "00004.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
     r = segment(weights_file, frames, masks / "00000.png", tmp_path / "o")
-    assert_one_line_error(r, "corrupt", "00004.jpg")
+    one_error(r, "corrupt", "00004.jpg", alone=True)
     r = segment(weights_file, tmp_path / "nowhere", masks / "00000.png", tmp_path / "o")
-    assert_one_line_error(r, "nowhere")
+    one_error(r, "nowhere", alone=True)
 
 
 def test_empty_first_mask(weights_file, small_blackswan, tmp_path):
@@ -82,7 +68,7 @@ def test_empty_first_mask(weights_file, small_blackswan, tmp_path):
     empty = tmp_path / "empty.png"
     Image.fromarray(np.zeros_like(read_mask(masks / "00000.png"))).save(empty)
     r = segment(weights_file, frames, empty, tmp_path / "o")
-    assert_one_line_error(r, "no object")
+    one_error(r, "no object", alone=True)
 
 
 @pytest.mark.parametrize("bad", ["shape", "garbage"])
@@ -96,20 +82,20 @@ def test_bad_checkpoint(official_entries, small_blackswan, tmp_path, bad):
     else:
         path.write_bytes(b"\x00" * 100)
     r = segment(path, frames, masks / "00000.png", tmp_path / "o")
-    assert_one_line_error(r, "decoder.compress.conv1.weight" if bad == "shape" else "bad.pth")
+    one_error(r, "decoder.compress.conv1.weight" if bad == "shape" else "bad.pth", alone=True)
 
 
 def test_one_video_prints_progress_lines_on_a_non_terminal(weights_file, small_blackswan, tmp_path):
     """`stcn segment` on one folder of frames, stderr a pipe: a plain `frames done/total, FPS` line every period."""
     frames, masks = small_blackswan
     r = segment(weights_file, frames, masks / "00000.png", tmp_path / "out",
-                env={"STCN_PROGRESS_PERIOD": "0", "STCN_QUIET": "0"})  # fmt: skip
+                quiet=False, STCN_PROGRESS_PERIOD="0", STCN_QUIET="0")  # fmt: skip
     assert r.returncode == 0, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.startswith("segment frames: ")]
     assert [line.split(": ")[1].split(" ")[0] for line in lines[:8]] == [f"{i}/8" for i in range(1, 9)]
     assert "frames/s" in lines[0] and lines[-1].endswith("— done")
     quiet = segment(weights_file, frames, masks / "00000.png", tmp_path / "q", "--quiet",
-                    env={"STCN_PROGRESS_PERIOD": "0", "STCN_QUIET": "0"})  # fmt: skip
+                    quiet=False, STCN_PROGRESS_PERIOD="0", STCN_QUIET="0")  # fmt: skip
     assert quiet.returncode == 0 and "frames/s" not in quiet.stderr
 
 
@@ -121,9 +107,9 @@ def test_mask_255_is_void_unless_told_it_is_an_object(weights_file, small_blacks
     assert set(np.unique(ones)) == {0, 1}
     as_255 = tmp_path / "255.png"
     Image.fromarray(np.where(ones == 1, 255, 0).astype(np.uint8)).save(as_255)
-    assert_one_line_error(segment(weights_file, frames, as_255, tmp_path / "v"), "no object", "--mask-255 object")
+    one_error(segment(weights_file, frames, as_255, tmp_path / "v"), "no object", "--mask-255 object", alone=True)
     assert not (tmp_path / "v").exists()
-    assert_one_line_error(segment(weights_file, frames, as_255, tmp_path / "v", "--mask-255", "both"), "--mask-255")
+    one_error(segment(weights_file, frames, as_255, tmp_path / "v", "--mask-255", "both"), "--mask-255", alone=True)
 
     r = segment(weights_file, frames, as_255, tmp_path / "255", "--mask-255", "object")
     assert r.returncode == 0, r.stderr

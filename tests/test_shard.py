@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import webdataset as wds
+from clihelp import one_error, stcn
 from conftest import own_davis_folder
 from PIL import Image
 from s3_server import s3_server  # noqa: F401  (pytest fixture)
@@ -495,14 +496,10 @@ def test_bl30k_truncated_segment(bundled: Path, tmp_path: Path, where: str) -> N
 
 
 def test_cli_bad_root_is_one_line_exit_2(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "stcn.cli", "shard", "davis", "--root", str(tmp_path / "nope"), "--out", str(tmp_path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == [
+    run = stcn("shard", "davis", "--root", tmp_path / "nope", "--out", tmp_path)
+    assert one_error(run, alone=True) == (
         f"error: not a DAVIS root (needs JPEGImages[/480p] and Annotations[/480p]): {tmp_path / 'nope'}"
-    ]
+    )
 
 
 def test_shard_generic_cli_own_davis_folder_without_imagesets_and_youtube_layout(bundled: Path, tmp_path: Path) -> None:
@@ -610,9 +607,8 @@ def test_shard_dataset_reads_a_registry_entry_by_its_layout(bundled: Path, tmp_p
     tars = shard_dataset(load_registry().dataset("bl30k"), str(tmp_path / "b"), root=bundled / "bl30k", workers=1)
     assert tars["totals"] == shard_bl30k(sorted((bundled / "bl30k").glob("*.tar")), str(tmp_path / "b2"))["totals"]
     assert direct["totals"]["samples"] == index["totals"]["samples"] > 0
-    run = subprocess.run([sys.executable, "-m", "stcn.cli", "shard", "dataset", "davis2017", "--out", str(tmp_path)],
-                         capture_output=True, text=True)  # fmt: skip
-    assert run.returncode == 2 and run.stderr.startswith("error: unknown dataset 'davis2017' (known in ")
+    run = stcn("shard", "dataset", "davis2017", "--out", tmp_path)
+    assert one_error(run, alone=True).startswith("error: unknown dataset 'davis2017' (known in ")
 
 
 def test_every_shard_command_first_removes_dead_writers_spools(tmp_path: Path) -> None:

@@ -271,14 +271,11 @@ def test_train_config_is_checked_on_construction(change, message):
 
 
 def test_train_config_defaults_are_the_cli_defaults():
-    from typer.testing import CliRunner
-
-    from stcn.cli import _register, app
+    from clihelp import invoke
 
     cfg = TrainConfig(stage=3, data=["x"], out="o")
     assert cfg.num_workers == min(4, os.cpu_count() or 1) and cfg.log_every == 10 and not cfg.resume
-    _register()
-    help_text = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
+    help_text = invoke("train", "--help", terminal_width=200).output
     assert "[default: 10]" in help_text and "[default: 384]" in help_text
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from clihelp import stcn
 
 from stcn.data.images import read_mask
 from stcn.errors import UserError
@@ -18,7 +18,7 @@ from stcn.model.trained import default_resolution, sidecar, trained_resolution, 
 
 def segment(weights, frames, first_mask, out, *extra) -> subprocess.CompletedProcess:
     args = ["segment", "--weights", weights, "--frames", frames, "--first-mask", first_mask, "--out", out, *extra]
-    return subprocess.run([sys.executable, "-m", "stcn.cli", *map(str, args)], capture_output=True, text=True)
+    return stcn(*args)
 
 
 def masks(folder) -> list[np.ndarray]:
