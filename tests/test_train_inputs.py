@@ -265,3 +265,12 @@ def test_training_outputs_reproduce_and_respect_the_umask(tmp_path):
     assert not any("per_s" in name for name in a)  # no wall-clock throughput among the recorded metrics
     for name in ("weights.pth", "checkpoint.pth"):
         assert stat.S_IMODE((tmp_path / "a" / name).stat().st_mode) == 0o644
+
+
+def test_python_m_stcn_train_usage_errors_are_typers_message_not_a_traceback():
+    """`python -m stcn.train` (what torchrun runs) answers an unknown option or a missing one like `stcn train`:
+    typer's usage message, exit code 2, no traceback."""
+    for args, said in [(["--bogus"], "No such option: --bogus"), (["--lr", "1e-5"], "Missing option")]:
+        res = subprocess.run([sys.executable, "-m", "stcn.train", *args], cwd=REPO, env=ENV, capture_output=True,
+                             text=True)  # fmt: skip
+        assert res.returncode == 2 and "Traceback" not in res.stderr and said in res.stderr, res.stderr[-2000:]

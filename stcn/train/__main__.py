@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import typer
 
@@ -13,23 +12,12 @@ from stcn.train.commands import train_command
 
 def main() -> None:
     """Run `stcn train` as a single command; a user error is one line on stderr and exit code 2 (a rank other
-    than 0 names itself)."""
+    than 0 names itself), a usage error (unknown option, missing value) typer's own message and exit code 2."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(train_command)
     rank = os.environ.get("RANK")
-    try:
-        with reporting("error" if rank in (None, "0") else f"error (rank {rank})"):
-            app(standalone_mode=False)
-    except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+    with reporting("error" if rank in (None, "0") else f"error (rank {rank})"):
+        app()
 
 
 if __name__ == "__main__":
