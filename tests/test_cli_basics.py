@@ -46,14 +46,14 @@ def test_help_texts_have_no_stray_spaces(command):
     assert not re.search(r"\w \.( |$)", r.output, re.M), r.output
 
 
-def test_shard_commands_share_their_options(app):
+def test_shard_commands_share_their_options():
     """Each shared `stcn shard` option is declared once (stcn.data.commands.SHARED): every shard command that
     takes it shows the same flag, default and help, and a command receives them as one ShardOptions."""
     import typer.main
 
     from stcn.data.commands import SHARED, ShardOptions
 
-    group = typer.main.get_command(app).commands["shard"]
+    group = typer.main.get_command(clihelp.cli_app()).commands["shard"]
     seen: dict[str, set] = {name: set() for name in SHARED}
     for command in ("davis", "youtube", "static", "generic", "dataset", "bl30k", "bl30k-stream"):
         params = {p.name: p for p in group.commands[command].params}
