@@ -334,6 +334,65 @@ def test_the_paper_page_slurm_array_shards_bl30k_parts_at_once_and_merges(tmp_pa
     assert UP_TO_DATE in dvc(repo, "status", "shard_bl30k")
 
 
+def page_machines_flow() -> list[str]:
+    """From the paper-scale page: the N-machine BL30K lines (index + its commit, a part machine, the merge + its
+    commit), comments dropped."""
+    block = re.search(r"```bash\n(dvc repro shard_bl30k .*?)```", paper_sections(), re.S).group(1)
+    lines = [line.split("  #")[0].strip() for line in block.splitlines()]
+    assert lines[0] == "dvc repro shard_bl30k" and len(lines) == 6, lines  # the one-machine line, then N machines
+    return lines[1:]
+
+
+@pytest.mark.dag
+def test_the_paper_page_bl30k_parts_on_separate_clones_sharing_git_and_a_remote(tmp_path):
+    """The paper-scale page's N-machine BL30K lines as written, each machine its own clone of one git origin, the
+    DVC remote a local S3 server (rclone). N = 3 parts is set in params.yaml and pushed first (as a user picks N;
+    no committed lock entry matches it); the index machine commits its lock entry, three part machines push their
+    parts with the run-cache and commit nothing, the merge machine restores every part from the run-cache (runs
+    only the merge) and commits; a new clone then pulls the same shards."""
+    index, index_commit, part, merge, merge_commit = page_machines_flow()
+    assert "shard_bl30k_part@3" in part and "--run-cache" in part and "--pull" in merge, (part, merge)
+    origin, parts = tmp_path / "origin.git", 3
+    run(tmp_path, "git", "clone", "-q", "--bare", str(ROOT), str(origin))
+    setup = clone(origin, tmp_path / "setup")
+    run(setup, sys.executable, "pipelines/compose.py", f"datasets.bl30k.shard.parts={parts}")
+    run(setup, "git", "commit", "-q", "-m", f"BL30K in {parts} parts", "params.yaml")
+    run(setup, "git", "push", "-q")
+    (tmp_path / "s3" / "stcn").mkdir(parents=True)
+    shell = ["bash", "-euo", "pipefail", "-c"]
+    with rclone_s3(tmp_path / "s3", dir_cache_time=None) as server:
+
+        def machine(name: str) -> Path:
+            repo = clone(origin, tmp_path / name)
+            _use_remote(repo, server)
+            return repo
+
+        first = machine("index")
+        assert ran(run(first, *shell, index, timeout=900)) == {"shard_bl30k_index"}
+        run(first, *shell, index_commit)
+        for i in range(parts):
+            out = run(machine(f"part{i}"), *shell, part.replace("shard_bl30k_part@3", f"shard_bl30k_part@{i}"),
+                      timeout=900)  # fmt: skip
+            assert ran(out) == {f"shard_bl30k_part@{i}"}, out[-2000:]
+        last = machine("merge")
+        out = run(last, *shell, merge, timeout=900)
+        assert ran(out) == {"shard_bl30k"}, out[-3000:]  # the parts came from the run-cache, not run again
+        assert out.count("is cached - skipping run") == parts, out[-3000:]
+        run(last, *shell, merge_commit)
+        assert UP_TO_DATE in dvc(last, "status", "shard_bl30k")
+        later = machine("later")
+        dvc(later, "pull", "--with-deps", "shard_bl30k", timeout=900)
+        assert UP_TO_DATE in dvc(later, "status", "shard_bl30k")
+        for path in ("shards/bl30k/index.json", *(f"shards/bl30k/parts/{i}-of-{parts}" for i in range(parts))):
+            assert sorted(_tree(later / path)) == sorted(_tree(last / path)), path
+
+
+def _tree(path: Path) -> list[tuple[str, bytes]]:
+    """(relative name, bytes) of a file or of every file under a folder."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [(str(p.relative_to(path)), p.read_bytes()) for p in files]
+
+
 @pytest.mark.dag
 def test_exp_run_reruns_only_what_is_downstream_of_the_param(sample):
     repo, _ = sample
