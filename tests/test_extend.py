@@ -32,6 +32,7 @@ CHECKS = [
     "tests/test_reports.py",
     "tests/test_experiment_table.py",
     "tests/test_pipeline_e2e.py",
+    "tests/test_paper_page.py",
     "tests/test_download.py::test_bundled_source_builds_dataset_layout",  # every registry dataset's stand-in
 ]
 SLOW = "new_dataset_declared_in_params"  # trains and evaluates a model: the registry path it shares is checked here
