@@ -12,10 +12,6 @@ from pathlib import Path
 # (pytest-xdist, pyproject.toml), and subprocesses inherit it; on a shared 2-core machine spinning OpenMP threads of
 # several processes make each of them many times slower
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# precision auto picks `fast` on a CPU with AMX / AVX512-BF16 (an AMD EPYC Zen 4 has the latter) and fp32 elsewhere:
-# the suite runs as on a CPU without them, so its default-precision results are the same on every machine (the
-# tests of auto itself set or clear this variable; subprocesses inherit it)
-os.environ.setdefault("STCN_NATIVE_HALF", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -30,6 +26,14 @@ TENNIS = BUNDLED / "davis17-multiobject-sample"
 # so that every clone checks parity; tests/data/parity/README.md says how it was made
 PARITY = REPO / "tests" / "data" / "parity"
 KEY_LIST = REPO / "tests" / "data" / "stcn_state_dict.json"
+
+
+def pytest_configure(config) -> None:
+    """Precision auto picks `fast` on a CPU with AMX / AVX512-BF16 (an AMD EPYC Zen 4 has the latter) and fp32
+    elsewhere: the suite runs as on a CPU without them, so its default-precision results are the same on every
+    machine (the tests of auto set or clear the variable themselves; subprocesses inherit it). A hook, not an
+    import-time setting: the benchmarks that import this module measure the real auto."""
+    os.environ.setdefault("STCN_NATIVE_HALF", "0")
 
 
 @pytest.fixture(scope="module")
