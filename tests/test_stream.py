@@ -482,3 +482,20 @@ def test_an_epoch_shorter_than_a_pass_covers_its_part_and_the_pass_covers_all(ma
         assert min(e["counts"].values()) >= 2 and max(e["counts"].values()) - min(e["counts"].values()) <= 1
         seen |= {n: seen[n] + c for n, c in e["counts"].items()}
     assert set(seen) == {f"v{v:02d}" for v in range(14)}
+
+
+def test_a_heavy_video_is_drawn_all_through_the_epoch_not_last(many, tmp_path):
+    """A one-video source weighted x5 beside six videos (the sample profile's DAVIS beside YouTube-VOS): planned for
+    5/11 of the draws, it is drawn about as often in each half of the epoch, and the epoch does not end in a run of
+    batches of that one video (the pool draws by fraction left, not by draws left)."""
+    write_shards(davis_pending(many / "davis", 2017, "train")[:1], str(tmp_path / "one"), dataset="one",
+                 split="train", source="one", shard_size_bytes=150_000)  # fmt: skip
+    loader = make_loader([f"{tmp_path / 'one'}*5", str(many / "b")], "video", 2, 0, seed=2, samples_per_rank=60,
+                         crop=CROP, draws_per_video=4)  # fmt: skip
+    for epoch in range(2):
+        drawn = [[i["name"] for i in b["info"]] for b in loader]
+        heavy = [b.count("v00") for b in drawn]
+        assert len(drawn) == 30 and abs(sum(heavy) - 60 * 5 / 11) <= 1, (epoch, drawn)
+        assert abs(sum(heavy[:15]) - sum(heavy[15:])) <= 3, (epoch, drawn)  # spread, not front- or back-loaded
+        tail = next((i for i, n in enumerate(reversed(heavy)) if n < 2), len(heavy))
+        assert tail <= 2, (epoch, drawn)  # batches of the heavy video alone at the end

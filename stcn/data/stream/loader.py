@@ -502,14 +502,16 @@ class VideoPool:
 
 
 class Interleave:
-    """Planned reads' videos drawn in batches that never hold one video twice: a per-worker pool of `size`
-    videos (at least a batch), each with its planned draw count (`__draws__`; two reads of one video merge).
+    """Planned reads' videos drawn in batches of distinct videos, each video's draws spread over its time in a
+    per-worker pool of `size` videos (at least a batch), each with its planned draw count (`__draws__`; two reads
+    of one video merge).
 
-    Each batch takes the `batch_size` videos with the most draws left (ties at random), leaving out the
-    previous batch's videos while enough others are held; a video leaves after its last draw and the next
-    one read takes its place. Once at most `size // 2` videos of the worker's plan are left to read
-    (`__later__`), all are read (a pool of up to 1.5 `size`), so the last batches still mix many videos.
-    A batch repeats a video only when the pool holds fewer videos than a batch (a source with fewer).
+    Each draw takes the video with the largest fraction of its draws left (ties at random), so every held video
+    drains at the same pace: a video planned for five times the draws of another is drawn five times as often
+    all along, not first or last. A batch never holds one video twice while the pool holds others, and leaves
+    out the previous batch's videos unless that would leave one of them more than a draw behind the video taken
+    instead. A video leaves after its last draw and the next one read takes its place; once at most `size // 2` videos of the worker's plan are left to read (`__later__`), all are read
+    (a pool of up to 1.5 `size`), so the last batches still mix many videos.
     """
 
     def __init__(self, size: int, batch_size: int, seed: int, rank: int, state: SharedState) -> None:
@@ -518,29 +520,43 @@ class Interleave:
 
     def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         rng = worker_rng(self.seed, self.rank, self.state.epoch, 4)
-        pool: list[list] = []  # [raw video, draws left, (url, key)]
+        pool: list[list] = []  # [raw video, draws left, (url, key), draws planned]
         src, previous, batch, later = iter(src), set(), [], self.size
         while True:
             pool = [v for v in pool if v[1] > 0]
             while (len(pool) < self.size or later <= self.size // 2) and (raw := next(src, None)) is not None:
                 later, name = raw.pop("__later__", self.size), (raw.get("__url__"), raw["__key__"])
+                draws = raw.pop("__draws__")
                 same = [v for v in pool if v[2] == name]
                 if same:  # another read of a video already held: one video, more draws
-                    same[0][1] += raw.pop("__draws__")
+                    same[0][1] += draws
+                    same[0][3] += draws
                 else:
-                    pool.append([raw, raw.pop("__draws__"), name])
+                    pool.append([raw, draws, name, draws])
             if not pool:
                 break
             taken = {v[2] for v in batch}
-            ok = [v for v in pool if v[2] not in taken and v[2] not in previous]
-            ok = ok or [v for v in pool if v[2] not in taken] or pool
-            v = ok[int(np.lexsort((rng.random(len(ok)), [-v[1] for v in ok]))[0])]  # most left, random ties
+            v = self._most_behind([v for v in pool if v[2] not in taken] or pool, rng)
+            if v[2] in previous and (others := [u for u in pool if u[2] not in taken | previous]):
+                other = self._most_behind(others, rng)  # rather a video not in the last batch
+                v = other if self._behind(other) >= self._behind(v) - 1 / v[3] else v
             v[1] -= 1
             batch.append(v)
             if len(batch) == self.batch_size:
                 yield from (batch[i][0] for i in rng.permutation(len(batch)))
                 previous, batch = taken | {v[2]}, []
         yield from (batch[i][0] for i in rng.permutation(len(batch)))
+
+    @staticmethod
+    def _most_behind(videos: list[list], rng: np.random.Generator) -> list:
+        """The video most behind its pace (`_behind`), ties at random."""
+        return videos[int(np.lexsort((rng.random(len(videos)), [-Interleave._behind(v) for v in videos]))[0])]
+
+    @staticmethod
+    def _behind(video: list) -> float:
+        """How far a video is behind its pace: the fraction of its planned draws left, counting the next draw as
+        half done (it is due midway between its neighbours), so that a heavy video starts first and ends last."""
+        return (video[1] - 0.5) / video[3]
 
 
 def static_subset(raw: dict[str, Any]) -> str:
