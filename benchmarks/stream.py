@@ -6,7 +6,7 @@ image). Each row: a fresh `make_loader` (resampled mode), the first batch (worke
 excluded, then `--batches` batches timed.
 
     python benchmarks/stream.py [--batches 12] [--batch-size 4] [--workers 2] [--crop N (default: TrainConfig's)]
-        [--sections throughput,bytes,coverage,original] [--samples 1024] [--original-samples 24]
+        [--sections throughput,bytes,coverage,weighted,original] [--samples 1024] [--original-samples 24]
 
 Sections (each writes its own part of reports/benchmarks.md):
   throughput  samples/s from local shards, S3 shards and the folder tree (above);
@@ -16,6 +16,9 @@ Sections (each writes its own part of reports/benchmarks.md):
   coverage    one epoch of the real loader against the release's sampling (shuffled passes over the videos):
               coverage, batch composition and bytes fetched / used (S3 at a byte-counting proxy, and local), for
               70- and 160-frame videos, default (256 MiB) and one-video shards, the project's and a scaled paper epoch;
+  weighted    heavy (x5) and light sources as stage 3 mixes them (sample- and paper-shaped): where in the epoch
+              the heavy videos are drawn (share per quarter), the release's sampling against ours; `--label` and
+              `--rows` put another checkout's rows beside these (e.g. this script run there with its stcn);
   original    samples/s per core of the original release's `dataset/vos_dataset.py` (VOSDataset) and
               `dataset/static_dataset.py` (StaticTransformDataset; its `thinplate` import gets a stand-in
               module, THINPLATE_STAND_IN), imported at run time from a snapshot of github.com/hkchengrex/STCN
@@ -342,6 +345,61 @@ def coverage_rows(tmp: Path, args: argparse.Namespace, on_row=None) -> tuple[lis
     return rows, notes
 
 
+# --- weighted sources: where in an epoch the heavy videos are drawn -----------------------------------------
+WEIGHTED_SHAPES = {  # name: (heavy videos, light videos, batch, workers, samples per epoch, epochs)
+    "sample s03 (1 video x5 + 5 videos)": (1, 5, 2, 0, 60, 8),  # the sample's stage 3: 30-batch segments
+    "paper-shaped (4 videos x5 + 230 videos)": (4, 230, 4, 2, 4096, 2),  # DAVIS x5 beside YouTube-VOS: 8 % heavy
+    "paper-shaped, epochs of half a pass": (4, 230, 4, 2, 2048, 4),  # light videos: fewer draws than a read's 16
+}
+
+
+def weighted_composition(batches: list[list[str]], heavy: set[str], quarters: int = 4) -> dict[str, Any]:
+    """Heavy videos' share of the draws in each quarter of an epoch, batches holding a video twice, and the
+    run of batches at the epoch's end that hold heavy videos only."""
+    flat = [n in heavy for b in batches for n in b]
+    cut = np.array_split(np.array(flat, dtype=float), quarters)
+    tail = next((i for i, b in enumerate(reversed(batches)) if not all(n in heavy for n in b)), len(batches))
+    return {"heavy": float(np.mean(flat)), "quarters": [float(q.mean()) for q in cut], "tail": tail,
+            "twice": float(np.mean([len(set(b)) < len(b) for b in batches]))}  # fmt: skip
+
+
+def weighted_rows(tmp: Path, label: str) -> list[dict[str, Any]]:
+    """Per shape: the release's sampling (its ConcatDataset of the heavy source 5 times and the light one,
+    shuffled passes) and the real loader (local shards, `make_loader` as the trainer calls it), epochs averaged."""
+    rows = []
+    for index, (shape, (n_heavy, n_light, batch, workers, samples, epochs)) in enumerate(WEIGHTED_SHAPES.items()):
+        folder = tmp / f"shape{index}"
+        root = long_videos(folder, frames=12, count=n_heavy + n_light)
+        names = [f"long{v}" for v in range(n_heavy + n_light)]
+        heavy = set(names[:n_heavy])
+        for part, members in (("heavy", names[:n_heavy]), ("light", names[n_heavy:])):
+            pending = [p for p in davis_pending(root, 2017, "train") if p.key.rsplit("/", 1)[-1] in members]
+            write_shards(
+                pending, str(folder / part), dataset=part, split="train", source=part, shard_size_bytes=32 << 20
+            )  # fmt: skip  (~20 videos of 12 frames a shard)
+        where = [f"{folder / 'heavy'}*5", str(folder / "light")]
+        passes = [*names[:n_heavy] * 5, *names[n_heavy:]]
+        loader = make_loader(where, "video", batch, workers, seed=1, samples_per_rank=samples, crop=64)
+        for who in ("release (shuffled passes)", label):
+            ours = who == label
+            epoch_batches = [[[i["name"] for i in b["info"]] for b in loader] if ours
+                             else release_batches(passes, samples, batch, e) for e in range(epochs)]  # fmt: skip
+            found = [weighted_composition(b, heavy) for b in epoch_batches]
+            rows.append({
+                "sources": shape, "batch": batch, "workers": workers, "samples x epochs": f"{samples} x {epochs}",
+                "loader": who, "heavy share": f"{100 * np.mean([f['heavy'] for f in found]):.1f} %",
+                "heavy share per epoch (min-max)":
+                    f"{100 * min(f['heavy'] for f in found):.1f}-{100 * max(f['heavy'] for f in found):.1f} %",
+                "heavy share by quarter of the epoch": " / ".join(
+                    f"{100 * q:.0f}" for q in np.mean([f["quarters"] for f in found], axis=0)) + " %",
+                "heavy-only batches at the end (mean, max)":
+                    f"{np.mean([f['tail'] for f in found]):.1f}, {max(f['tail'] for f in found)}",
+                "batches holding a video twice": f"{100 * np.mean([f['twice'] for f in found]):.1f} %",
+            })  # fmt: skip
+            print(rows[-1], flush=True)
+    return rows
+
+
 # --- the original release's loader per core ---------------------------------------------------------------
 GPU_IT_S = 10.0  # assumed training iterations/s per GPU (see PAPER_RATE)
 PAPER_RATE = (
@@ -484,7 +542,7 @@ def main() -> None:
     crop = TRAIN_DEFAULTS["crop"].default
     ap.add_argument("--crop", type=int, default=crop, help="default: TrainConfig's (%(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; the best is reported")
-    ap.add_argument("--sections", default="throughput,bytes,coverage,original", help="comma-separated; see above")
+    ap.add_argument("--sections", default="throughput,bytes,coverage,weighted,original", help="comma-separated")
     ap.add_argument("--samples", type=int, default=1024, help="training samples per row of the bytes section")
     ap.add_argument("--original-samples", type=int, default=24, help="samples per round of the original section")
     ap.add_argument("--original", type=Path, default=Path("/work/.mirror/hkchengrex+STCN/repo"),
@@ -494,6 +552,9 @@ def main() -> None:
     ap.add_argument("--videos160", type=int, default=16, help="160-frame videos of the coverage section")
     ap.add_argument("--paper-samples", type=int, default=2000, help="the coverage section's scaled paper epoch")
     ap.add_argument("--no-local", dest="local", action="store_false", help="coverage section: S3 only")
+    ap.add_argument("--label", default="ours (planned epochs)", help="weighted section: this checkout's rows")
+    ap.add_argument("--rows", type=Path, help="weighted section: a JSON file of rows to add (written with --json)")
+    ap.add_argument("--json", type=Path, help="weighted section: also write this run's rows of ours to this file")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     if sections - {"throughput"}:
@@ -583,6 +644,28 @@ def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp_name:  # the section is rewritten after each row (long runs)
             rows, notes = coverage_rows(Path(tmp_name), args, lambda r: write_section(name, pd.DataFrame(r), shared))
         print(write_section(name, pd.DataFrame(rows), notes + " " + shared))
+    if "weighted" in sections:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            rows = weighted_rows(Path(tmp_name), args.label)
+        if args.json:
+            args.json.write_text(json.dumps([r for r in rows if r["loader"] == args.label], indent=1))
+        rows += json.loads(args.rows.read_text()) if args.rows else []
+        rows.sort(key=lambda r: list(WEIGHTED_SHAPES).index(r["sources"]))
+        notes = " ".join([
+            "Heavy and light sources mixed as stage 3 mixes DAVIS (`davis17*5`) and YouTube-VOS, in two shapes: the",
+            "sample profile's (1 DAVIS video beside 5 YouTube-VOS videos; batch 2, no workers, 60-sample epochs =",
+            "its 30-batch curriculum segments) and the paper's ratio (60 x5 beside 3464: 8 % heavy draws; here",
+            "4 x5 beside 230 videos of 12 real DAVIS frames in shards of ~20 videos; batch 4, 2 workers; epochs of",
+            "4096 samples = ~16 draws a light video, as the paper's 15000-iteration curriculum segments give ~32, and",
+            "of 2048 = ~8, fewer than a read's 16, so a pass over the light videos spans 2 epochs, as the paper's",
+            "5000-iteration epochs give). The real loader",
+            "reads local shards (`make_loader` as the trainer calls it; S3 gives the same order); the release's rows",
+            "reproduce its sampling (a ConcatDataset of the heavy dataset 5 times and the light one, shuffled",
+            "passes, consecutive batches). 'heavy share by quarter' = the heavy videos' share of the draws in each",
+            "quarter of an epoch, averaged over the epochs; the release draws them evenly. 'heavy-only batches at",
+            "the end' = the run of batches closing an epoch that hold heavy videos only.",
+        ]) + " " + shared  # fmt: skip
+        print(write_section("Training stream: weighted sources over an epoch", pd.DataFrame(rows), notes))
     if not sections & {"bytes", "original"}:
         return
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -499,3 +499,19 @@ def test_a_heavy_video_is_drawn_all_through_the_epoch_not_last(many, tmp_path):
         assert abs(sum(heavy[:15]) - sum(heavy[15:])) <= 3, (epoch, drawn)  # spread, not front- or back-loaded
         tail = next((i for i, n in enumerate(reversed(heavy)) if n < 2), len(heavy))
         assert tail <= 2, (epoch, drawn)  # batches of the heavy video alone at the end
+
+
+def test_every_epoch_holds_every_source_in_its_share_when_a_pass_spans_epochs(many):
+    """Light videos (x1) get fewer draws an epoch than a read gives, so a pass over them spans 2 epochs; the heavy
+    source (x5) needs one: each epoch holds it in its share (30 of 44 draws), and each pass draws every light video."""
+    loader = make_loader([f"{many / 'b'}*5", str(many / "a")], "video", 4, 0, seed=5, samples_per_rank=48, crop=CROP,
+                         draws_per_video=4)  # fmt: skip
+    light = Counter()
+    for epoch in range(4):
+        drawn = [i["name"] for b in loader for i in b["info"]]
+        heavy = sum(n >= "v14" for n in drawn) / len(drawn)
+        assert len(drawn) == 48 and abs(heavy - 30 / 44) <= 0.05, (epoch, heavy, Counter(drawn))
+        light.update(n for n in drawn if n < "v14")
+        if epoch % 2:  # the end of a pass over the light videos
+            assert set(light) == {f"v{v:02d}" for v in range(14)}, (epoch, light)
+            light = Counter()

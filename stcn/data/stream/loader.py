@@ -261,30 +261,28 @@ def epoch_plan(
 
     Every video of the epoch gets floor or ceil of `batches * batch_size * weight / (sum of weights of its
     videos)` draws, split into reads of `draws` or more (a shard is read once per `draws` draws of its
-    videos). When that gives a video fewer than `draws` draws, a pass over the share spans several epochs
-    (as many as keep a batch per worker, plus a shard, of videos in each): each epoch covers its own
-    contiguous part of a shuffled shard order. The epoch's shards are shuffled and their videos cut into
-    the workers' contiguous parts of whole batches (`video_cuts` places the +1s so that no video is
-    split; `worker_reads` orders each part). `key` = (seed, rank, epoch)."""
+    videos). When that gives a source's videos fewer than `draws` draws, a pass over that source spans several
+    epochs (as many as keep a batch per worker, plus a shard, of videos in each): each epoch reads its own
+    contiguous part of a shuffled shard order (`pass_part`), weighted up so that every epoch holds every source
+    in its share (a heavy source, e.g. DAVIS x5 beside YouTube-VOS, needs fewer passes than a light one).
+    The epoch's shards are shuffled and their videos cut into the workers' contiguous parts of whole batches
+    (`video_cuts` places the +1s so that no video is split; `worker_reads` orders each part).
+    `key` = (seed, rank, epoch)."""
     seed, rank, epoch = key
     entries = [(u, w, p, n, len(range(p, samples[u], n))) for u, w, p, n in share]
     entries = [e for e in entries if e[4]]
     if not entries:
         raise UserError(f"no training samples for this rank in its {len(share)} shard(s): use fewer ranks")
     total, mass = batches * batch_size, sum(w * c for _, w, _, _, c in entries)
-    low = min(w for _, w, _, _, _ in entries)
     videos, largest = sum(c for *_, c in entries), max(c for *_, c in entries)
     enough = videos // (batch_size * workers + largest) or 1  # epochs keep enough videos for distinct batches
-    passes = min(len(entries), enough, math.ceil(draws * mass / (low * max(1, total))))
-    passes = max(1, passes)
-    turn, slot = divmod(epoch, passes)
-    group, done = [], 0.0
-    for i in np.random.default_rng([seed, rank, turn, 5]).permutation(len(entries)):
-        w, c = entries[i][1], entries[i][4]
-        if min(passes - 1, int((done + w * c / 2) * passes / mass)) == slot:
-            group.append(entries[i])
-        done += w * c
-    group = group or [entries[slot % len(entries)]]
+    group = []
+    for k, weight in enumerate(sorted({w for _, w, _, _, _ in entries})):  # each source (by weight) in its passes
+        mine = [e for e in entries if e[1] == weight]
+        passes = max(1, min(len(mine), enough, math.ceil(draws * mass / (weight * max(1, total)))))
+        part = pass_part(mine, passes, np.random.default_rng([seed, rank, epoch // passes, 5, k]), epoch % passes)
+        scale = sum(c for *_, c in mine) / sum(c for *_, c in part)  # the part stands for its whole source
+        group += [(u, w * scale, p, n, c) for u, w, p, n, c in part]
     rng = np.random.default_rng([seed, rank, epoch, 6])
     group = [group[i] for i in rng.permutation(len(group))]
     mass = sum(w * c for _, w, _, _, c in group)
@@ -312,12 +310,24 @@ def epoch_plan(
     return [worker_reads(chunk, draws, rng) for chunk in chunks]
 
 
+def pass_part(entries: list[tuple], passes: int, rng: np.random.Generator, slot: int) -> list[tuple]:
+    """The shards of one source that epoch `slot` of a pass over it reads: a shuffled order (`rng`, one per
+    pass) cut into `passes` contiguous parts of about equal videos."""
+    videos, done, part = sum(e[4] for e in entries), 0, []
+    for i in rng.permutation(len(entries)):
+        if min(passes - 1, int((done + entries[i][4] / 2) * passes / videos)) == slot:
+            part.append(entries[i])
+        done += entries[i][4]
+    return part or [entries[slot % len(entries)]]
+
+
 def video_cuts(
     flat: np.ndarray, extra: int, workers: int, batch_size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, list[int]] | None:
     """Cut the videos (draws `flat`, in plan order) into `workers` contiguous runs of whole batches, each
     about an equal share, by adding `extra` single draws (+1 to as many videos): (the worker of each video,
-    each run's draws), or None where no cut at video boundaries fits."""
+    each run's draws), or None where no cut at video boundaries comes within a quarter share (plus a batch) of
+    equal."""
     owner, cum, start, total = np.zeros(len(flat), dtype=np.int64), np.concatenate([[0], np.cumsum(flat)]), 0, 0
     sizes, goal = [], int(cum[-1]) + extra
     for w in range(workers):
@@ -332,6 +342,8 @@ def video_cuts(
         if not fits.any():
             return None
         best = int(np.argmin(np.where(fits, np.abs(size - target), np.inf)))
+        if abs(int(size[best]) - target) > target / 4 + batch_size:  # e.g. 1 batch against 16: split a video
+            return None
         end, size = int(ends[best]), int(size[best])
         plus = size - int(base[best])
         flat[start + rng.choice(end - start, plus, replace=False)] += 1
@@ -506,12 +518,13 @@ class Interleave:
     per-worker pool of `size` videos (at least a batch), each with its planned draw count (`__draws__`; two reads
     of one video merge).
 
-    Each draw takes the video with the largest fraction of its draws left (ties at random), so every held video
-    drains at the same pace: a video planned for five times the draws of another is drawn five times as often
-    all along, not first or last. A batch never holds one video twice while the pool holds others, and leaves
-    out the previous batch's videos unless that would leave one of them more than a draw behind the video taken
-    instead. A video leaves after its last draw and the next one read takes its place; once at most `size // 2` videos of the worker's plan are left to read (`__later__`), all are read
-    (a pool of up to 1.5 `size`), so the last batches still mix many videos.
+    Each draw takes the video most behind its pace (`_behind`: the fraction of its planned draws left), so every
+    held video drains at the same pace: a video planned for five times the draws of another is drawn five times
+    as often all along, not first or last. A batch never holds one video twice while the pool holds others, and
+    leaves out the previous batch's videos unless none of the others is as far behind. A video leaves after its
+    last draw and the next one read takes its place; once at most `size // 2` videos of the worker's plan are
+    left to read (`__later__`), all are read (a pool of up to 1.5 `size`), so the last batches still mix many
+    videos.
     """
 
     def __init__(self, size: int, batch_size: int, seed: int, rank: int, state: SharedState) -> None:
@@ -539,7 +552,7 @@ class Interleave:
             v = self._most_behind([v for v in pool if v[2] not in taken] or pool, rng)
             if v[2] in previous and (others := [u for u in pool if u[2] not in taken | previous]):
                 other = self._most_behind(others, rng)  # rather a video not in the last batch
-                v = other if self._behind(other) >= self._behind(v) - 1 / v[3] else v
+                v = other if self._behind(other) >= self._behind(v) else v
             v[1] -= 1
             batch.append(v)
             if len(batch) == self.batch_size:
