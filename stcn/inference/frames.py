@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from stcn.inference.slots import padding_16
+from stcn.inference.slots import padding_16, unpad  # noqa: F401  (unpad undoes pad_to_16)
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -35,13 +35,6 @@ def pad_to_16(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]
     """Zero-pad the last two dims symmetrically to multiples of 16; returns (left, right, top, bottom)."""
     pad = padding_16(*x.shape[-2:])
     return F.pad(x, pad), pad
-
-
-def unpad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
-    """Undo `pad_to_16`."""
-    left, right, top, bottom = pad
-    h, w = x.shape[-2:]
-    return x[..., top : h - bottom, left : w - right]
 
 
 def labels_from_prob(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
