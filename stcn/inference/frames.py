@@ -1,4 +1,5 @@
-"""Frame and mask tensors for inference: normalisation, padding to a multiple of 16, resizing back."""
+"""Frame and mask tensors for inference: the processing size, normalisation, padding to a multiple of 16, resizing
+back."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ from stcn.inference.slots import padding_16, unpad  # noqa: F401  (unpad undoes 
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def target_size(size: tuple[int, int], resolution: int | None) -> tuple[int, int]:
+    """(W, H) with the shorter side `resolution` (None: unchanged), each side at least 1."""
+    w, h = size
+    if resolution is None:
+        return w, h
+    scale = resolution / min(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def image_tensor(rgb: np.ndarray, resolution: int | None = None) -> torch.Tensor:

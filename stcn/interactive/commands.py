@@ -82,10 +82,10 @@ def interact(
     from PIL import Image
 
     from stcn.data.images import write_mask
+    from stcn.inference.frames import target_size
     from stcn.inference.loading import load_model
     from stcn.inference.settings import InferenceSettings
     from stcn.interactive.core import InteractiveCore
-    from stcn.interactive.evaluate import target_size
     from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png, stroke_ids, to_channels
     from stcn.interactive.weights import announce_stand_ins, load_fusion, load_s2m
     from stcn.model.onnx_format import check_checkpoint_path

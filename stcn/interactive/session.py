@@ -36,7 +36,7 @@ from PIL import Image
 from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import PALETTE, write_mask
 from stcn.errors import UserError
-from stcn.inference.frames import image_tensor
+from stcn.inference.frames import image_tensor, target_size
 from stcn.inference.settings import InferenceSettings
 from stcn.interactive.core import InteractiveCore
 from stcn.interactive.s2m import prepare_s2m
@@ -114,21 +114,12 @@ def read_video(
         full = full or size
         if size != full:
             raise UserError(f"frame {stem} of {path} is {size[0]}x{size[1]}, the first frame {full[0]}x{full[1]}")
-        small = processing_size(full, resolution)
+        small = target_size(full, resolution)
         stems.append(stem)
         rgbs.append(np.array(Image.fromarray(rgb).resize(small, Image.BICUBIC)) if small != full else rgb)
     if full is None:
         raise UserError(f"no frames in {path}")
     return stems, rgbs, full
-
-
-def processing_size(size: tuple[int, int], resolution: int | None) -> tuple[int, int]:
-    """(W, H) with the shorter side `resolution` (None: unchanged)."""
-    w, h = size
-    if resolution is None:
-        return w, h
-    scale = resolution / min(w, h)
-    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def stroke_pixels(points: list, radius: float, size: tuple[int, int]) -> np.ndarray:
