@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stcn.data.folders import VIDEO_SUFFIXES, list_frames
 from stcn.data.images import PALETTE, write_mask
 from stcn.errors import UserError
 from stcn.inference.frames import image_tensor, target_size
@@ -98,13 +97,11 @@ def read_video(
 
     A frame folder or a video file; the first `max_frames` frames only.
     """
-    from stcn.inference.video import folder_frames, video_frames
+    from stcn.inference.video import open_frames
 
-    if not path.exists():
-        raise UserError(f"video not found: {path}")
-    if path.is_file() and path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise UserError(f"{path} is neither a folder of frames nor a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    source = video_frames(path) if path.is_file() else folder_frames(list_frames(path))
+    source = open_frames(
+        path, "video not found: {path}", "{path} is neither a folder of frames nor a video ({suffixes})"
+    )
     stems, rgbs, full = [], [], None
     for stem, load in source:
         if max_frames is not None and len(stems) >= max_frames:
