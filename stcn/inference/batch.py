@@ -121,10 +121,7 @@ def segment_one(
     source = frame_source(video.path)
     first, load_first = first_frame(video.path, source)
     path, is_strokes = first_mask(masks, video, first, strokes is not None)
-    if is_strokes:
-        mask = strokes(path, load_first())
-    else:
-        mask = read_mask(path)
+    mask = strokes(path, load_first()) if is_strokes else read_mask(path)
     void = None if is_strokes else void  # a mask S2M made from strokes may hold object 255
     partial = out / f".{video.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
