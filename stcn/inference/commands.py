@@ -20,10 +20,10 @@ from stcn.cli.options import (
     TOP_K,
     WEIGHTS,
 )
+from stcn.cli.first_mask import LazyStrokes
 from stcn.data.images import VOID, read_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings, check_precision, precision_said
-from stcn.interactive.first_mask import LazyStrokes
 from stcn.outputs import check_output
 from stcn.progress import progress_bar
 
