@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from stcn.atomic import atomic_folder
+from stcn.cli.first_mask import LazyStrokes
 from stcn.cli.options import (
     BACKEND,
     DEVICE,
@@ -20,7 +21,6 @@ from stcn.cli.options import (
     TOP_K,
     WEIGHTS,
 )
-from stcn.cli.first_mask import LazyStrokes
 from stcn.data.images import VOID, read_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings, check_precision, precision_said
