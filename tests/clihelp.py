@@ -50,7 +50,7 @@ def stcn(
 
 def cli_app():
     """The `stcn` typer app with every command attached (once per process)."""
-    from stcn.cli import _register, app
+    from stcn.cli.app import _register, app
 
     if not (app.registered_commands or app.registered_groups):
         _register()

@@ -55,7 +55,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycles():
     graph = import_graph()
-    assert "stcn.cli" in graph["stcn.eval.evaluate.__main__"]  # the script entry of a library module
+    assert "stcn.eval.commands" in graph["stcn.eval.evaluate.__main__"]  # the script entry of a library module
     assert "stcn.data.fetch.sources" in graph and "stcn.data.fetch.download" in graph
     assert "stcn.data.fetch.sources" in graph["stcn.data.fetch.download"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
@@ -63,7 +63,7 @@ def test_no_import_cycles():
 
 # the layers, bottom up: a module imports from its own layer or a lower one. Above the library, the command layer:
 # the CLI's shared options and error handler, then each area's `commands` module (its `stcn` sub-commands), then
-# the entry points: the `stcn` app (stcn.cli, which loads the areas' commands by name), `__main__` modules and
+# the entry points: the `stcn` app (stcn.cli.app, which loads the areas' commands by name), `__main__` modules and
 # `if __name__ == "__main__":` blocks. No library module imports the command layer.
 LAYERS = (
     ("stcn", "stcn.errors", "stcn.atomic", "stcn.progress", "stcn.registry"),  # shared basics, the registry
@@ -80,7 +80,7 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()  # none left
 
 def layer(module: str) -> int:
     """The layer of an stcn module (its longest package prefix in LAYERS); command modules above the library."""
-    if module == "stcn.cli" or module.rsplit(".", 1)[-1] == "__main__":
+    if module == "stcn.cli.app" or module.rsplit(".", 1)[-1] == "__main__":
         return ENTRY
     if module.rsplit(".", 1)[-1] == "commands":
         return COMMANDS
@@ -99,9 +99,9 @@ def test_imports_go_down_the_layers():
     graph = import_graph(main_blocks=False)
     assert all(layer(m) >= len(LAYERS) or any(m == p or m.startswith(p + ".") for names in LAYERS for p in names)
                for m in graph)  # fmt: skip
-    assert set(CLI_BASICS) | {"stcn.cli", "stcn.cli.__main__"} <= set(graph)
+    assert set(CLI_BASICS) | {"stcn.cli.app", "stcn.cli.__main__"} <= set(graph)
     assert layer("stcn.data.stream.loader") < layer("stcn.inference.core") < layer("stcn.eval.evaluate")
-    assert layer("stcn.reports") < layer("stcn.cli.options") < layer("stcn.eval.commands") < layer("stcn.cli")
+    assert layer("stcn.reports") < layer("stcn.cli.options") < layer("stcn.eval.commands") < layer("stcn.cli.app")
     assert layer("stcn.train.__main__") == layer("stcn.cli.__main__") == ENTRY
     assert upward_imports(graph) <= KNOWN_UPWARD, sorted(upward_imports(graph) - KNOWN_UPWARD)
     # `stcn segment` reaches the interactive area's S2M through the command layer (stcn.cli.first_mask), not directly
@@ -110,10 +110,10 @@ def test_imports_go_down_the_layers():
 
 def test_the_layer_test_sees_dynamic_imports():
     """The app loads each area's commands by name (AREAS): edges the cycle and layer checks see."""
-    from stcn.cli import AREAS
+    from stcn.cli.app import AREAS
 
     graph = import_graph()
-    assert set(AREAS) <= graph["stcn.cli"], sorted(set(AREAS) - graph["stcn.cli"])
+    assert set(AREAS) <= graph["stcn.cli.app"], sorted(set(AREAS) - graph["stcn.cli.app"])
     code = "import importlib\nimportlib.import_module('stcn.errors')\nm = __import__('stcn.atomic', fromlist=['x'])\n"
     assert imports(ast.parse(code)) >= {"stcn.errors", "stcn.atomic"}
     names = "MODS = ('stcn.reports', 'stcn.errors')\nfor m in MODS:\n    __import__(m)\n"
@@ -123,10 +123,10 @@ def test_the_layer_test_sees_dynamic_imports():
 
 def test_the_layer_check_finds_an_upward_import():
     graph = {"stcn.model.network": {"stcn.inference.core", "stcn.errors"},
-             "stcn.eval.commands": {"stcn.cli", "stcn.cli.options", "stcn.inference.commands"},
+             "stcn.eval.commands": {"stcn.cli.app", "stcn.cli.options", "stcn.inference.commands"},
              "stcn.interactive.core": {"stcn.inference.commands"}, "stcn.cli.options": {"stcn.atomic"}}  # fmt: skip
     assert upward_imports(graph) == {("stcn.model.network", "stcn.inference.core"),
-                                     ("stcn.eval.commands", "stcn.cli"),  # the app loads the commands: a cycle
+                                     ("stcn.eval.commands", "stcn.cli.app"),  # the app loads the commands: a cycle
                                      ("stcn.interactive.core", "stcn.inference.commands")}  # fmt: skip
 
 
@@ -153,7 +153,7 @@ def test_one_error_handler_for_every_entry_point(capsys):
     with pytest.raises(SystemExit) as exit_, reporting("error (rank 1)"):
         raise UserError("a cause\nquoted over two lines")
     assert exit_.value.code == 2 and capsys.readouterr().err == "error (rank 1): a cause quoted over two lines\n"
-    for entry in ("stcn/cli/__init__.py", "stcn/train/__main__.py", "pipelines/stage.py"):
+    for entry in ("stcn/cli/app.py", "stcn/train/__main__.py", "pipelines/stage.py"):
         text = (REPO / entry).read_text()
         assert "reporting(" in text and "except UserError" not in text, entry
     exits = [p for d in ("stcn", "pipelines") for p in (REPO / d).rglob("*.py") if "exit(2)" in p.read_text()]

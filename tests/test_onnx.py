@@ -109,7 +109,7 @@ def test_onnxruntime_segment_runs_without_torch(exported, tmp_path):
     args = ["segment", "--weights", str(exported), "--backend", "onnxruntime", "--frames", str(frames),
             "--first-mask", str(FIRST), "--resolution", "160"]  # fmt: skip
     code = ("import sys; sys.modules['torch'] = None; sys.argv[0] = 'stcn'; "
-            "from stcn.cli import main; main()")  # fmt: skip
+            "from stcn.cli.app import main; main()")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "no-torch")],
                        capture_output=True, text=True, env={**os.environ, "STCN_QUIET": "1"})  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -181,7 +181,7 @@ def test_unknown_backend_is_one_line(parity_weights, tmp_path):
 def test_missing_onnxruntime_is_one_line(exported, tmp_path):
     """Without the onnxruntime package (import blocked), the backend says how to install it."""
     code = ("import sys; sys.modules['onnxruntime'] = None; sys.argv[0] = 'stcn'; "
-            "from stcn.cli import main; main()")  # fmt: skip
+            "from stcn.cli.app import main; main()")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code, "segment", "--weights", str(exported), "--backend", "onnxruntime",
                         "--frames", str(BLACKSWAN), "--first-mask", str(FIRST), "--out", str(tmp_path / "out")],
                        capture_output=True, text=True)  # fmt: skip

@@ -1,6 +1,6 @@
 """`python -m stcn.cli ...`: the `stcn` command."""
 
-from stcn.cli import main
+from stcn.cli.app import main
 
 if __name__ == "__main__":
     main()

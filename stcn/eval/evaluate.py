@@ -249,11 +249,18 @@ def _zip_submission(out: Path) -> Path:
 
 
 if __name__ == "__main__":  # torchrun --nproc-per-node N -m stcn.eval.evaluate --weights ... (as `stcn evaluate`)
-    from stcn.cli import main
+    import typer
+
+    from stcn.atomic import output_errors
+    from stcn.errors import reporting
+    from stcn.eval.commands import register
     from stcn.eval.ranks import teardown
 
-    sys.argv[1:1] = ["evaluate"]  # the `stcn evaluate` command, with the CLI's one-line errors
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(app)  # the evaluation area's commands only, not the whole CLI: `evaluate` runs as `stcn evaluate`
+    sys.argv[1:1] = ["evaluate"]
     try:
-        main()
+        with reporting(), output_errors(None):  # the CLI's one-line errors
+            app()
     finally:
         teardown()
