@@ -11,7 +11,8 @@ CPU), stage 0's mixture with its repeats, BL30K from its six segments, the YouTu
 curriculum, a run interrupted (Ctrl-C) after its first checkpoint and resumed (`dvc repro` of that stage, as
 docs/paper-scale.md says); every benchmark x the four models
 (the two trained runs and the two official weights); the interactive stage with the official S2M and fusion; the
-report. Measured: about 6 minutes on 2 free cores (AMD EPYC; see docs/paper-scale.md, "The rehearsal").
+report. Measured (AMD EPYC, 2 cores shared with other jobs, load average 8-10): 17 min 40 s wall, 646 s of CPU
+(547 user + 99 system); not measured with the cores to itself (at that CPU time, at least 5.4 minutes).
 """
 
 from __future__ import annotations
