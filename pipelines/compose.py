@@ -16,7 +16,6 @@ dvc.yaml. Composing a profile that would change dvc.yaml is a one-line error nam
 
 from __future__ import annotations
 
-import ast
 import functools
 import re
 import shlex
@@ -26,6 +25,7 @@ from typing import Any
 
 import typer
 import yaml
+from import_walk import project_files
 from stage import PARAMS, command, registry, runs
 
 from stcn.errors import UserError
@@ -79,27 +79,6 @@ def compose_params(overrides: list[str], conf: Path = CONF) -> dict[str, Any]:
         raise UserError(f"cannot compose {conf}: {first}" + (f" ({key})" if key else "")) from None
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module name a Python file imports (inside functions too), with `from X import Y` also as X.Y."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
-    return names
-
-
-def _module_file(name: str, script_dir: Path) -> Path | None:
-    """The project file of module `name` (a `stcn` module, or a sibling of the entry script), else None."""
-    parts = name.split(".")
-    base = ROOT if parts[0] == PACKAGE else script_dir
-    for candidate in (base.joinpath(*parts).with_suffix(".py"), base.joinpath(*parts, "__init__.py")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def code_deps(script: str) -> list[str]:
     """The project files an entry script runs: itself and every project module it imports, transitively
     (the parent packages' `__init__.py` included), as paths relative to the repository, sorted."""
@@ -109,20 +88,7 @@ def code_deps(script: str) -> list[str]:
 @functools.cache
 def _code_deps(script: str) -> tuple[str, ...]:
     """`code_deps`, computed once per script and run."""
-    start = ROOT / script
-    seen: set[Path] = set()
-    todo = [start]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for name in _imports(path):
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__, then a/b/c
-                found = _module_file(".".join(parts[:i]), start.parent)
-                if found is not None and found not in seen:
-                    todo.append(found)
+    seen = project_files(ROOT / script, ROOT, PACKAGE)
     return (*sorted(str(p.relative_to(ROOT)) for p in seen), *DATA_DEPS.get(script, []))
 
 

@@ -1,5 +1,6 @@
-"""Helpers of the DVC pipeline tests (tests/test_pipeline_e2e.py, tests/test_paper_page.py): run `dvc`, `git`
-and commands in a fresh clone of this repository, the stages a run ran, params composed from conf/, an S3 remote."""
+"""Helpers of the DVC pipeline tests (tests/test_pipeline_e2e.py, tests/test_paper_page.py, tests/test_extend.py):
+run `dvc`, `git` and commands in a fresh clone of this repository, the stages a run ran, params composed from conf/,
+an S3 remote."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ UP_TO_DATE = "Data and pipelines are up to date."
 
 
 def env(repo: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This interpreter first on PATH, the clone's own `stcn` package, no analytics, a git identity."""
-    e = dict(os.environ)
+    """This interpreter first on PATH, the clone's own `stcn` package, no analytics, a git identity; without this
+    pytest's own variables (PYTEST_*, COV_*), so a pytest run in the clone is a fresh one."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
     e.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}",
         PYTHONPATH=str(repo),

@@ -8,7 +8,6 @@ evaluated model to conf/ alone keeps these checks green (tests/test_registry.py 
 from __future__ import annotations
 
 import importlib
-import modulefinder
 import re
 import sys
 from pathlib import Path
@@ -20,10 +19,15 @@ REPO = Path(__file__).resolve().parent.parent
 PIPELINES = REPO / "pipelines"
 
 
-def compose_module():
-    """pipelines/compose.py as a module (its sibling `stage` importable)."""
+def pipelines_importable() -> None:
+    """pipelines/ on sys.path: compose.py, its sibling `stage`, the import walker `import_walk`."""
     if str(PIPELINES) not in sys.path:
         sys.path.insert(0, str(PIPELINES))
+
+
+def compose_module():
+    """pipelines/compose.py as a module (its sibling `stage` importable)."""
+    pipelines_importable()
     return importlib.import_module("compose")
 
 
@@ -74,12 +78,13 @@ def stage_names(stages: dict[str, Any], p: dict[str, Any]) -> set[str]:
 
 
 def project_imports(script: Path) -> set[str]:
-    """The project files `script` runs (itself and every project module it imports, transitively), found by the
-    stdlib `modulefinder` (bytecode, imports inside functions included), as paths relative to the repository."""
-    finder = modulefinder.ModuleFinder(path=[str(script.parent), str(REPO)])  # third-party modules: not followed
-    finder.run_script(str(script))
-    files = {Path(m.__file__).resolve() for m in finder.modules.values() if m.__file__}
-    return {str(f.relative_to(REPO)) for f in files if f.is_relative_to(REPO)}
+    """The project files `script` runs (itself and every project module it imports, transitively, imports by name
+    included), found by the project's one import walker (pipelines/import_walk.py), as paths relative to the
+    repository."""
+    pipelines_importable()
+    from import_walk import project_files
+
+    return {str(f.relative_to(REPO)) for f in project_files(script.resolve(), REPO, "stcn")}
 
 
 def uncovered(script: Path, deps: list[str]) -> set[str]:

@@ -5,13 +5,13 @@ and the reports pass there (they derive what they expect from conf/)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from dvchelp import run
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATED = {"params.yaml", "dvc.yaml", "docs/dag.md"}  # what `python pipelines/compose.py` writes
@@ -38,23 +38,23 @@ CHECKS = [
 SLOW = "new_dataset_declared_in_params"  # trains and evaluates a model: the registry path it shares is checked here
 
 
-def run(cwd: Path, *cmd: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}  # a fresh pytest
-    clean.update(PYTHONPATH=str(cwd), DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
-                 GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t", NO_MKDOCS_2_WARNING="1", **env)  # fmt: skip
-    return subprocess.run(cmd, cwd=cwd, env=clean, capture_output=True, text=True, timeout=1500)
+def pytest(repo: Path, *args: str) -> str:
+    """A fresh pytest of `repo`'s own tree (dvchelp.run: its PYTHONPATH, not this run's variables); its output."""
+    return run(repo, sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *args,
+               extra={"NO_MKDOCS_2_WARNING": "1"}, timeout=1500)  # fmt: skip
 
 
 def scratch_copy(dst: Path) -> Path:
     """The repository's files (tracked and new, not ignored) as they are now, in a new git repository."""
-    listed = run(REPO, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
     for name in filter(None, listed.split("\0")):
         src = REPO / name
         if src.is_file():
             (dst / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / name)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
-        assert run(dst, *cmd).returncode == 0
+        run(dst, *cmd)
     return dst
 
 
@@ -67,9 +67,8 @@ def test_a_dataset_entry_and_a_model_line_keep_the_checks_green(tmp_path):
     text = sample.read_text()
     assert text.count("  models:\n") == 1
     sample.write_text(text.replace("  models:\n", "  models:\n" + MODEL, 1))  # edit 2: one line
-    r = run(repo, sys.executable, "pipelines/compose.py")
-    assert r.returncode == 0, r.stderr
-    changed = set(run(repo, "git", "diff", "--name-only").stdout.split())
+    run(repo, sys.executable, "pipelines/compose.py")
+    changed = set(run(repo, "git", "diff", "--name-only").split())
     assert changed == {"conf/config.yaml", "conf/profile/sample.yaml"} | GENERATED, changed
 
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
@@ -77,25 +76,9 @@ def test_a_dataset_entry_and_a_model_line_keep_the_checks_green(tmp_path):
     assert "evaluate.models.s0" not in str(stages)  # a model is a foreach item, not a stage of its own
     page = (repo / "docs" / "dag.md").read_text()
     assert "`evaluate_holiday@s0`" in page and "`evaluate_davis17@s0`" in page and "`download_holiday`" in page
-    assert run(repo, "git", "commit", "-qam", "a dataset and a model").returncode == 0  # the DAG tests clone HEAD
+    run(repo, "git", "commit", "-qam", "a dataset and a model")  # the DAG tests clone HEAD
 
-    r = run(repo, sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "-k", f"not {SLOW}",
-            *CHECKS)  # fmt: skip
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
-    assert " failed" not in r.stdout and " passed" in r.stdout
-    assert (
-        "test_bundled_source_builds_dataset_layout[holiday]"
-        in run(
-            repo,
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-n",
-            "0",
-            "-p",
-            "no:cacheprovider",
-            "--collect-only",
-            CHECKS[-1],
-        ).stdout
-    )  # the new dataset is among the checked ones
+    out = pytest(repo, "-k", f"not {SLOW}", *CHECKS)  # exit code 0, else a failure showing the output
+    assert " failed" not in out and " passed" in out
+    collected = pytest(repo, "--collect-only", CHECKS[-1])
+    assert "test_bundled_source_builds_dataset_layout[holiday]" in collected  # the new dataset is among the checked

@@ -6,58 +6,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from registry_checks import pipelines_importable
+
+pipelines_importable()  # the project's one import walker: pipelines/import_walk.py
+from import_walk import imports, is_main_block, module_name  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _is_main_block(node: ast.AST) -> bool:
-    """`if __name__ == "__main__":` (a module run as a script: its entry point, the top layer)."""
-    test = getattr(node, "test", None)
-    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
-            and test.left.id == "__name__")  # fmt: skip
-
-
-def _nodes(tree: ast.AST, main_blocks: bool):
-    """Every node of `tree`; without the bodies of `if __name__ == "__main__":` unless `main_blocks`."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        if main_blocks or not _is_main_block(node):
-            todo.extend(ast.iter_child_nodes(node))
-
-
-DYNAMIC = ("__import__", "import_module")  # a module imported by name: __import__(NAME) / importlib.import_module(NAME)
-
-
-def _dynamic(node: ast.AST) -> ast.expr | None:
-    """The name argument of `__import__(...)` / `importlib.import_module(...)`, else None."""
-    if not isinstance(node, ast.Call) or not node.args:
-        return None
-    func = node.func
-    called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-    return node.args[0] if called in DYNAMIC else None
-
-
-def imports(tree: ast.AST, main_blocks: bool = True) -> set[str]:
-    """The modules `tree` imports: import statements anywhere, and dynamic imports: a literal name, or, where a
-    name is computed (a loop over a tuple of names, as the CLI's AREAS), every string literal of the module."""
-    nodes = list(_nodes(tree, main_blocks))
-    found: set[str] = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif (name := _dynamic(node)) is not None:
-            literal = isinstance(name, ast.Constant) and isinstance(name.value, str)
-            strings = [name] if literal else [n for n in nodes if isinstance(n, ast.Constant)]
-            found |= {n.value for n in strings if isinstance(n.value, str)}
-    return found
 
 
 def import_graph(main_blocks: bool = True) -> dict[str, set[str]]:
@@ -65,12 +19,12 @@ def import_graph(main_blocks: bool = True) -> dict[str, set[str]]:
 
     `main_blocks`: a module's `if __name__ == "__main__":` block too, as the node `<module>.__main__` (run as a
     script, a module is a separate module, `__main__`: an import of its own module from there is no cycle)."""
-    modules = {module_name(p): p for p in (REPO / "stcn").rglob("*.py")}
+    modules = {module_name(p, REPO): p for p in (REPO / "stcn").rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text())
         graph[name] = {t for t in imports(tree, main_blocks=False) if t in modules and t != name}
-        script = [n for n in ast.walk(tree) if _is_main_block(n)] if main_blocks else []
+        script = [n for n in ast.walk(tree) if is_main_block(n)] if main_blocks else []
         if script:
             found = set().union(*(imports(n) for n in script))
             graph.setdefault(f"{name}.__main__", set()).update({name} | {t for t in found if t in modules})
@@ -118,7 +72,7 @@ LAYERS = (
     ("stcn.eval", "stcn.interactive", "stcn.train"),  # benchmarks, interactive, training
     ("stcn.reports",),  # tables from their outputs
 )
-CLI_BASICS = ("stcn.cli.options",)  # what every command module may use
+CLI_BASICS = ("stcn.cli.options", "stcn.cli.first_mask")  # what every command module may use
 COMMANDS = len(LAYERS) + 1  # the areas' `commands` modules
 ENTRY = len(LAYERS) + 2  # the stcn app and the script entry points
 KNOWN_UPWARD: set[tuple[str, str]] = set()  # none left
@@ -150,6 +104,8 @@ def test_imports_go_down_the_layers():
     assert layer("stcn.reports") < layer("stcn.cli.options") < layer("stcn.eval.commands") < layer("stcn.cli")
     assert layer("stcn.train.__main__") == layer("stcn.cli.__main__") == ENTRY
     assert upward_imports(graph) <= KNOWN_UPWARD, sorted(upward_imports(graph) - KNOWN_UPWARD)
+    # `stcn segment` reaches the interactive area's S2M through the command layer (stcn.cli.first_mask), not directly
+    assert not [m for m in graph["stcn.inference.commands"] if m.startswith("stcn.interactive")]
 
 
 def test_the_layer_test_sees_dynamic_imports():

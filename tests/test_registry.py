@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import modulefinder
 import re
 import shutil
 import subprocess
@@ -173,13 +174,31 @@ def test_stage_code_deps_cover_what_its_script_imports():
         "stcn/data/images.py"
     }
     assert uncovered(REPO / "pipelines" / "train.py", [*deps, "stcn"]) == set()  # a folder covers its files
-    # compose.py (ast) and the check (stdlib modulefinder) find the same project files for every entry script
+    # the import walker (ast, compose.py and the checks) finds every project file the stdlib modulefinder finds
+    # (bytecode) for every entry script, and beyond them only what the CLI imports by name (its AREAS)
+    from stcn.cli import AREAS
+
     compose = compose_module()
     for script in sorted((REPO / "pipelines").glob("*.py")):
-        if script.name in ("compose.py", "stage.py"):
+        if script.name in ("compose.py", "stage.py", "import_walk.py"):
             continue
-        found = set(compose.code_deps(f"pipelines/{script.name}")) - set(compose.DATA_DEPS.get(script.name, []))
-        assert found - {"stcn/data/bundled"} == project_imports(script), script.name
+        entry = f"pipelines/{script.name}"
+        found = set(compose.code_deps(entry)) - set(compose.DATA_DEPS.get(entry, []))  # its imports only
+        assert found == project_imports(script), script.name
+        static = modulefinder_imports(script)
+        assert static <= found, (script.name, sorted(static - found))
+        by_name = {f for a in AREAS for f in project_imports(REPO / (a.replace(".", "/") + ".py"))}
+        assert found - static <= by_name, (script.name, sorted(found - static - by_name))
+        assert ("stcn/cli/__init__.py" in found) == (set(by_name) <= found), script.name  # the CLI: all its areas
+
+
+def modulefinder_imports(script: Path) -> set[str]:
+    """The project files `script` runs as the stdlib `modulefinder` finds them (bytecode, imports inside functions
+    included, imports by a computed name not), as paths relative to the repository: the walker's cross-check."""
+    finder = modulefinder.ModuleFinder(path=[str(script.parent), str(REPO)])  # third-party modules: not followed
+    finder.run_script(str(script))
+    files = {Path(m.__file__).resolve() for m in finder.modules.values() if m.__file__}
+    return {str(f.relative_to(REPO)) for f in files if f.is_relative_to(REPO)}
 
 
 def own_dataset(dst: Path) -> Path:

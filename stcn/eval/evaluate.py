@@ -219,11 +219,9 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, height: int) -> np.ndarray:
     """`rgb` with `labels` blended in the DAVIS colours and object outlines, resized to `height`."""
     import cv2
 
-    from stcn.inference.overlay import COLOURS
+    from stcn.inference.overlay import blend_masks
 
-    blend = rgb.astype(np.float32)
-    fg = labels > 0
-    blend[fg] = 0.5 * blend[fg] + 0.5 * COLOURS[labels[fg]]
+    blend = blend_masks(rgb, labels, 0.5)
     edges = cv2.morphologyEx((labels > 0).astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
     blend[edges] = 255
     width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))

@@ -23,8 +23,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from stcn.data.folders import FRAME_SUFFIXES, VIDEO_SUFFIXES, list_frames
-from stcn.data.images import VOID, object_ids, read_mask, write_mask
+from stcn.data.folders import FRAME_SUFFIXES, VIDEO_SUFFIXES
+from stcn.data.images import VOID, object_ids, read_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
 from stcn.outputs import check_distinct
@@ -116,16 +116,12 @@ def segment_one(
     frame) -> mask, for a video with a strokes file instead of a mask; `void`: the value of a mask file that
     is no object (DAVIS' 255; None: 255 is object 255)."""
     from stcn.inference.overlap import BackgroundWriter, read_ahead
-    from stcn.inference.video import folder_frames, propagate, video_frames
+    from stcn.inference.video import first_frame, frame_source, mask_writer, propagate
 
-    source = video_frames(video.path) if video.is_file else folder_frames(list_frames(video.path))
-    first = "00000" if video.is_file else source[0][0]
+    source = frame_source(video.path)
+    first, load_first = first_frame(video.path, source)
     path, is_strokes = first_mask(masks, video, first, strokes is not None)
-    if is_strokes:
-        rgb = next(iter(video_frames(video.path)))[1]() if video.is_file else source[0][1]()
-        mask = strokes(path, rgb)
-    else:
-        mask = read_mask(path)
+    mask = strokes(path, load_first()) if is_strokes else read_mask(path)
     void = None if is_strokes else void  # a mask S2M made from strokes may hold object 255
     partial = out / f".{video.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -136,15 +132,8 @@ def segment_one(
         preview = OverlayWriter(overlay / f"{video.name}.mp4")
     try:
         with progress_bar(label, total=video.frames or None, unit="frames") as bar:
-
-            def write(stem: str, labels: np.ndarray, rgb: np.ndarray) -> None:
-                write_mask(partial / f"{stem}.png", labels)
-                if preview is not None:
-                    preview.add(rgb, labels)
-                bar.advance(1)
-
             partial.mkdir(parents=True)
-            with BackgroundWriter(write) as writer:
+            with BackgroundWriter(mask_writer(partial, preview, bar)) as writer:
                 timing = propagate(model, read_ahead(source), {first: mask}, settings, writer, where=str(video.path),
                                    void=void)  # fmt: skip
     except BaseException:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.console import Console
 
 from stcn.atomic import atomic_folder
+from stcn.cli.first_mask import LazyStrokes
 from stcn.cli.options import (
     BACKEND,
     DEVICE,
@@ -21,11 +21,9 @@ from stcn.cli.options import (
     TOP_K,
     WEIGHTS,
 )
-from stcn.data.folders import VIDEO_SUFFIXES, list_frames
-from stcn.data.images import VOID, read_mask, write_mask
+from stcn.data.images import VOID, read_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings, check_precision, precision_said
-from stcn.interactive.first_mask import LazyStrokes
 from stcn.outputs import check_output
 from stcn.progress import progress_bar
 
@@ -78,7 +76,7 @@ def segment(
     """
     from stcn.inference.ort_backend import backend_device, check_weights, load_backend
     from stcn.inference.overlap import read_ahead
-    from stcn.inference.video import folder_frames, frame_total, propagate, video_frames
+    from stcn.inference.video import first_frame, frame_total, mask_writer, open_frames, propagate
     from stcn.model.trained import default_resolution
 
     # every input, output and option is checked before any model loads (a mistake is reported in a moment)
@@ -113,14 +111,9 @@ def segment(
         said = precision_said(precision, settings, backend)
         segment_batch(weights, frames, first_mask, out, settings, overlay, strokes, backend, void, said)
         return
-    if not frames.exists():
-        raise UserError(f"frames not found: {frames}")
-    is_video = frames.is_file() and frames.suffix.lower() in VIDEO_SUFFIXES
-    if frames.is_file() and not is_video:
-        raise UserError(f"--frames must be a folder of images or a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    source = video_frames(frames) if is_video else folder_frames(list_frames(frames))
-    first = "00000" if is_video else source[0][0]
-    rgb = next(iter(video_frames(frames)))[1]() if is_video else source[0][1]()
+    source = open_frames(frames)
+    first, load_first = first_frame(frames, source)
+    rgb = load_first()
     if first_mask is not None:
         mask = read_mask(first_mask)
         if mask.shape != rgb.shape[:2]:
@@ -140,13 +133,7 @@ def segment(
     total = frame_total(frames, source)
     with atomic_folder(out) as partial, progress_bar(f"segment {frames.name}", total, unit="frames") as bar:
         # `out` gets the masks only once every frame is done
-
-        def write(stem: str, labels: np.ndarray, rgb: np.ndarray) -> None:
-            write_mask(partial / f"{stem}.png", labels)
-            if preview is not None:
-                preview.add(rgb, labels)
-            bar.advance(1)
-
+        write = mask_writer(partial, preview, bar)
         try:
             void = void if first_mask is not None else None  # a mask made from strokes may hold object 255
             timing = propagate(model, read_ahead(source), {first: mask}, settings, write, where=str(frames), void=void)

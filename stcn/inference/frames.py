@@ -1,4 +1,5 @@
-"""Frame and mask tensors for inference: normalisation, padding to a multiple of 16, resizing back."""
+"""Frame and mask tensors for inference: the processing size, normalisation, padding to a multiple of 16, resizing
+back."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from stcn.inference.slots import padding_16
+from stcn.inference.slots import padding_16, unpad  # noqa: F401  (unpad undoes pad_to_16)
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def target_size(size: tuple[int, int], resolution: int | None) -> tuple[int, int]:
+    """(W, H) with the shorter side `resolution` (None: unchanged), each side at least 1."""
+    w, h = size
+    if resolution is None:
+        return w, h
+    scale = resolution / min(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def image_tensor(rgb: np.ndarray, resolution: int | None = None) -> torch.Tensor:
@@ -35,13 +45,6 @@ def pad_to_16(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]
     """Zero-pad the last two dims symmetrically to multiples of 16; returns (left, right, top, bottom)."""
     pad = padding_16(*x.shape[-2:])
     return F.pad(x, pad), pad
-
-
-def unpad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
-    """Undo `pad_to_16`."""
-    left, right, top, bottom = pad
-    h, w = x.shape[-2:]
-    return x[..., top : h - bottom, left : w - right]
 
 
 def labels_from_prob(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

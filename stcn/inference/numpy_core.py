@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from stcn.inference.settings import InferenceSettings
-from stcn.inference.slots import FrameSlots, MemorySchedule, padding_16
+from stcn.inference.slots import FrameSlots, MemorySchedule, padding_16, unpad
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -55,13 +55,6 @@ def pad_to_16(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     pad = padding_16(*x.shape[-2:])
     widths = [(0, 0)] * (x.ndim - 2) + [(pad[2], pad[3]), (pad[0], pad[1])]
     return np.pad(x, widths), pad
-
-
-def unpad(x: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
-    """Undo `pad_to_16`."""
-    left, right, top, bottom = pad
-    h, w = x.shape[-2:]
-    return x[..., top : h - bottom, left : w - right]
 
 
 def labels_from_array(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:

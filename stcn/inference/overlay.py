@@ -25,6 +25,14 @@ FALLBACK_WARNING = (
 _warned = False
 
 
+def blend_masks(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """`rgb` as float32 with the pixels of objects (`labels` > 0) blended with their DAVIS colours at `alpha`."""
+    blend = rgb.astype(np.float32)
+    fg = labels > 0
+    blend[fg] = (1 - alpha) * blend[fg] + alpha * COLOURS[labels[fg]]
+    return blend
+
+
 def h264_available() -> bool:
     """Whether PyAV and its libx264 encoder can be used."""
     try:
@@ -105,10 +113,7 @@ class OverlayWriter:
     def add(self, rgb: np.ndarray, labels: np.ndarray) -> None:
         if self.writer is None:
             self.writer = self._open(rgb.shape[1], rgb.shape[0])
-        blend = rgb.astype(np.float32)
-        fg = labels > 0
-        blend[fg] = (1 - self.alpha) * blend[fg] + self.alpha * COLOURS[labels[fg]]
-        self.writer.write(blend.astype(np.uint8))
+        self.writer.write(blend_masks(rgb, labels, self.alpha).astype(np.uint8))
 
     def _release(self) -> None:
         if self.writer is not None:

@@ -47,6 +47,13 @@ def padding_16(h: int, w: int) -> tuple[int, int, int, int]:
     return pw // 2, pw - pw // 2, ph // 2, ph - ph // 2
 
 
+def unpad(x, pad: tuple[int, int, int, int]):
+    """Undo the `padding_16` padding `pad` of the last two dims (a torch tensor or a numpy array)."""
+    left, right, top, bottom = pad
+    h, w = x.shape[-2:]
+    return x[..., top : h - bottom, left : w - right]
+
+
 class FrameSlots:
     """Memory frames in order plus one temporary slot; past `max_frames` the oldest unpinned frame leaves (a group's
     first frame is pinned). Subclasses build their own entries (with a `pinned` attribute) and read them."""

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from stcn.data.images import VOID, object_ids, read_frame
+from stcn.data.folders import VIDEO_SUFFIXES, list_frames
+from stcn.data.images import VOID, object_ids, read_frame, write_mask
 from stcn.errors import UserError
 from stcn.inference.settings import InferenceSettings
 
@@ -63,6 +64,46 @@ def video_frames(path: Path) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
     if t == 0:
         raise UserError(f"no frames could be decoded from video: {path}")
     check_frame_count(path, t, declared)
+
+
+def frame_source(path: Path) -> FrameSource:
+    """The frames of a video file or of a folder of frames (in name order), read lazily."""
+    return video_frames(path) if path.is_file() else folder_frames(list_frames(path))
+
+
+NOT_FOUND = "frames not found: {path}"  # `open_frames`' errors for --frames; {suffixes}: the video file endings
+NEITHER = "--frames must be a folder of images or a video ({suffixes})"
+
+
+def open_frames(path: Path, not_found: str = NOT_FOUND, neither: str = NEITHER) -> FrameSource:
+    """`frame_source(path)`, once `path` is checked: a UserError (`not_found`, or `neither` for a file that is no
+    video) when it is neither a folder nor a video file."""
+    if not path.exists():
+        raise UserError(not_found.format(path=path))
+    if path.is_file() and path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(neither.format(path=path, suffixes=", ".join(sorted(VIDEO_SUFFIXES))))
+    return frame_source(path)
+
+
+def first_frame(path: Path, source: FrameSource) -> tuple[str, Callable[[], np.ndarray]]:
+    """The stem and the loader of the first frame of `frame_source(path)` (a video file's first frame is decoded
+    apart, leaving `source` unread)."""
+    if path.is_file():
+        return "00000", lambda: next(iter(video_frames(path)))[1]()
+    return source[0]
+
+
+def mask_writer(folder: Path, preview, bar) -> Callable[[str, np.ndarray, np.ndarray], None]:
+    """The `propagate` callback of `stcn segment`: a frame's mask as FOLDER/<stem>.png, the frame with its mask
+    added to `preview` (an `OverlayWriter`, or None), and one step of the progress `bar`."""
+
+    def write(stem: str, labels: np.ndarray, rgb: np.ndarray) -> None:
+        write_mask(folder / f"{stem}.png", labels)
+        if preview is not None:
+            preview.add(rgb, labels)
+        bar.advance(1)
+
+    return write
 
 
 def frame_total(path: Path, source: FrameSource) -> int | None:

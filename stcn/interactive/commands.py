@@ -12,7 +12,6 @@ from rich.console import Console
 
 from stcn.atomic import atomic_folder
 from stcn.cli.options import DEVICE, MAX_MEMORY_FRAMES, MEM_EVERY, RESOLUTION, TOP_K
-from stcn.data.folders import VIDEO_SUFFIXES
 from stcn.errors import UserError
 from stcn.interactive.state import (
     MAX_OBJECTS,
@@ -33,16 +32,11 @@ SEED = typer.Option(0, help="Seed of the stand-in S2M weights.")
 
 
 def _frames(path: Path) -> tuple[list[str], list[np.ndarray]]:
-    from stcn.data.folders import list_frames
-    from stcn.inference.video import folder_frames, video_frames
+    """The stems and RGB frames of --frames (a folder of frames or a video file), all read."""
+    from stcn.inference.video import open_frames
 
-    if not path.exists():
-        raise UserError(f"frames not found: {path}")
-    if path.is_file() and path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise UserError(f"--frames must be a folder of images or a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    source = video_frames(path) if path.is_file() else folder_frames(list_frames(path))
     stems, rgbs = [], []
-    for stem, load in source:
+    for stem, load in open_frames(path):
         stems.append(stem)
         rgbs.append(load())
     return stems, rgbs
@@ -82,10 +76,10 @@ def interact(
     from PIL import Image
 
     from stcn.data.images import write_mask
+    from stcn.inference.frames import target_size
     from stcn.inference.loading import load_model
     from stcn.inference.settings import InferenceSettings
     from stcn.interactive.core import InteractiveCore
-    from stcn.interactive.evaluate import target_size
     from stcn.interactive.scribbles import scribbles_from_json, scribbles_from_png, stroke_ids, to_channels
     from stcn.interactive.weights import announce_stand_ins, load_fusion, load_s2m
     from stcn.model.onnx_format import check_checkpoint_path

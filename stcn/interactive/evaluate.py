@@ -27,7 +27,7 @@ from PIL import Image
 from stcn.data.folders import Sequence, davis_sequences
 from stcn.data.images import read_frame, read_mask, write_mask
 from stcn.errors import UserError
-from stcn.inference.frames import image_tensor
+from stcn.inference.frames import image_tensor, target_size
 from stcn.inference.settings import InferenceSettings
 from stcn.interactive.core import DAVIS_SCHEDULE, InteractiveCore
 from stcn.interactive.davis_package import davisinteractive, registered_sequences
@@ -39,15 +39,6 @@ MAX_TIME = 8 * 30  # seconds per object, as MiVOS-STCN's evaluation
 # The package times each interaction by wall clock, so its AUC changes from run to run (and with the machine's
 # load). The reported AUC-J&F and J&F@60s give every interaction a fixed share of the budget instead:
 # max_time / max_interactions seconds per object (30 s: 8 x 30 s); the wall-time numbers are reported beside them.
-
-
-def target_size(size: tuple[int, int], resolution: int | None) -> tuple[int, int]:
-    """(W, H) with the shorter side `resolution` (None: unchanged)."""
-    w, h = size
-    if resolution is None:
-        return w, h
-    scale = resolution / min(w, h)
-    return round(w * scale), round(h * scale)
 
 
 @dataclass

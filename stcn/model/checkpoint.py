@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,18 +22,27 @@ def read_state_dict(path: str | Path) -> OrderedDict[str, torch.Tensor]:
     """The tensors of a checkpoint file: a plain state dict, or one under 'network'/'model'/'state_dict'."""
     path = Path(path)
     check_checkpoint_path(path)
-    try:
-        with warnings.catch_warnings():  # torch's notices about the pickle protocol of a file it then refuses
-            warnings.simplefilter("ignore")
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for truncated / non-checkpoint files
-        raise UserError(f"cannot read checkpoint {path}: {load_failure(e)}") from None
+    # quiet: torch's notices about the pickle protocol of a file it then refuses
+    data = load_tensors(path, lambda e: UserError(f"cannot read checkpoint {path}: {load_failure(e)}"), quiet=True)
     for key in ("network", "model", "state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise UserError(f"not an STCN state dict: {path}")
     return OrderedDict((k.removeprefix("module."), v) for k, v in data.items())
+
+
+def load_tensors(path: Path, refused: Callable[[Exception], UserError], quiet: bool = False) -> Any:
+    """`torch.load` of a file of tensors and plain containers only (`weights_only`: no other pickled object is ever
+    loaded), onto the CPU; whatever it raises (torch raises many types for truncated / foreign files) becomes the
+    UserError `refused(error)`. `quiet`: torch's warnings are not shown."""
+    try:
+        with warnings.catch_warnings() if quiet else contextlib.nullcontext():
+            if quiet:
+                warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise refused(e) from None
 
 
 def load_failure(e: Exception) -> str:

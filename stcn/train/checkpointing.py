@@ -13,7 +13,7 @@ import torch
 
 from stcn.atomic import temporary_sibling
 from stcn.errors import UserError
-from stcn.model.checkpoint import official_state_dict
+from stcn.model.checkpoint import load_tensors, official_state_dict
 
 CHECKPOINT = "checkpoint.pth"  # the latest training state in --out
 WEIGHTS = "weights.pth"  # the final network, official format
@@ -115,18 +115,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint to resume from: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # objects outside the allowed types
-        raise UserError(
-            f"refusing to load {path}: it holds Python objects other than tensors and plain containers "
-            "(a foreign or older-version checkpoint); delete it or use a new --out"
-        ) from None
-    except Exception as e:  # truncated / foreign file
-        raise UserError(f"cannot read training checkpoint {path}: {str(e).splitlines()[0]}") from None
+    state = load_tensors(path, lambda e: _refused(path, e))
     if not isinstance(state, dict) or not {"network", "optimizer", "iteration"} <= state.keys():
         raise UserError(f"not a training checkpoint (use --init for weights files): {path}")
     return state
+
+
+def _refused(path: Path, e: Exception) -> UserError:
+    """Why `load_checkpoint` cannot use `path`: objects outside the allowed types, or a truncated / foreign file."""
+    if isinstance(e, pickle.UnpicklingError):
+        return UserError(
+            f"refusing to load {path}: it holds Python objects other than tensors and plain containers "
+            "(a foreign or older-version checkpoint); delete it or use a new --out"
+        )
+    return UserError(f"cannot read training checkpoint {path}: {str(e).splitlines()[0]}")
 
 
 def save_weights(path: str | Path, model: torch.nn.Module) -> None:

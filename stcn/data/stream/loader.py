@@ -25,31 +25,29 @@ Runtime control: `StreamLoader.set_max_skip(n)` writes a shared-memory value tha
 DataLoader worker processes read for every sample (the max_skip curriculum), and each
 `iter(loader)` advances a shared epoch counter that re-seeds all randomness as
 (seed, rank, worker, epoch) — so runs are reproducible and epochs differ.
+
+Beside this module: `sources.py` (the sources and their weights), `shard_io.py` (reading a shard), `workers.py`
+(rank, worker, shared values, seeds, each rank's share), `skips.py` (corrupt samples); their public names stay
+importable from here.
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import math
 import multiprocessing as mp
-import os
 import random
-import re
-import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import Any
 
-import braceexpand
 import cv2
 import numpy as np
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset
 
-from stcn.data.shards.store import Store, shard_urls
+from stcn.data.shards.store import Store
 from stcn.data.storage import (  # noqa: F401  (re-exported: the stream's transport)
     S3_READ_VAR,
     _reason,
@@ -62,6 +60,16 @@ from stcn.data.storage import (  # noqa: F401  (re-exported: the stream's transp
     s3_stream,
 )
 from stcn.data.stream.samples import BL30K, VideoRecipe, static_training_sample, video_training_sample
+from stcn.data.stream.shard_io import opened_ahead, read_shard  # noqa: F401  (read_shard re-exported)
+from stcn.data.stream.skips import CORRUPT_SAMPLE, MAX_CORRUPT, SkipCounter, skipped_samples  # noqa: F401
+from stcn.data.stream.sources import Sources, expand_sources, source_groups, split_weight  # noqa: F401
+from stcn.data.stream.workers import (  # noqa: F401  (re-exported: tests and benchmarks import them from here)
+    SharedState,
+    rank_and_world,
+    rank_share,
+    worker_and_count,
+    worker_rng,
+)
 from stcn.errors import UserError
 
 KINDS = ("static", "bl30k", "video")  # what a stream holds; the trainer maps stages to kinds (stcn.train.recipe)
@@ -72,130 +80,9 @@ SHUFFLE_BUFFER = {"static": 256, "bl30k": 12, "video": 32}  # raw samples (video
 # frames a sample uses are smaller than the average member (benchmarks/stream.py measured 1.94x with K=32 on
 # 160-frame videos), hence the margin
 DRAWS = {"static": 1, "bl30k": 40, "video": 16}
-Sources = str | Path | Sequence[str | Path]
-
-
-# --- URLs ----------------------------------------------------------------------------------
-def split_weight(spec: str) -> tuple[str, float]:
-    """`PATTERN*5` -> (`PATTERN`, 5.0); no suffix -> weight 1."""
-    m = re.fullmatch(r"(.+)\*([0-9]*\.?[0-9]+)", spec.strip())
-    pattern, weight = (m.group(1), float(m.group(2))) if m else (spec.strip(), 1.0)
-    if weight <= 0:
-        raise UserError(f"source weight must be positive: {spec!r}")
-    return pattern, weight
-
-
-def source_groups(urls: Sources, split: str = "train") -> list[tuple[list[str], float]]:
-    """(shard URLs, weight) per source, from patterns, dataset folders and `*weight` suffixes."""
-    specs = str(urls).split("::") if isinstance(urls, str | Path) else [str(u) for u in urls]
-    groups = []
-    for spec in specs:
-        pattern, weight = split_weight(spec)
-        if pattern.endswith(".tar") or "{" in pattern:
-            found = list(braceexpand.braceexpand(pattern))
-        else:  # a dataset folder / prefix with index.json
-            found = shard_urls(pattern, split)
-        groups.append((found, weight))
-    if not any(found for found, _ in groups):
-        raise UserError(f"no shards in {urls!r}")
-    return groups
-
-
-def expand_sources(urls: Sources, split: str = "train") -> tuple[list[str], list[float]]:
-    """Shard URLs and their source weights (see `source_groups`), flattened."""
-    groups = source_groups(urls, split)
-    return [u for found, _ in groups for u in found], [w for found, w in groups for _ in found]
-
-
-def read_shard(url: str, stream: BinaryIO) -> Iterator[dict[str, Any]]:
-    """Samples (raw bytes per field) of one opened shard; a corrupt shard is a UserError naming it."""
-    try:
-        files = wds.tariterators.tar_file_expander([{"url": url, "stream": stream}])
-        yield from wds.tariterators.group_by_keys(files)
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(f"corrupt or unreadable shard {url}: {_reason(e)}") from None
-    finally:
-        stream.close()
-
-
-def _gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any) -> BinaryIO:
-    if mode != "rb":
-        raise UserError(f"s3 shards are read-only here: {url}")
-    return open_shard(url)
-
-
-# lets plain `webdataset.WebDataset("s3://...")` read S3 once this module is imported
-importlib.import_module("webdataset.gopen").gopen_schemes.setdefault("s3", _gopen_s3)
 
 
 # --- pipeline ------------------------------------------------------------------------------
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size): torch.distributed if initialised, else RANK / WORLD_SIZE, else (0, 1)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def worker_and_count() -> tuple[int, int]:
-    """(DataLoader worker id, number of workers); (0, 1) in the main process."""
-    info = get_worker_info()
-    return (info.id, info.num_workers) if info is not None else (0, 1)
-
-
-class SharedState:
-    """Values shared with DataLoader worker processes: the current max_skip and epoch."""
-
-    def __init__(self, max_skip: int) -> None:
-        self._max_skip = mp.Value("i", int(max_skip), lock=False)
-        self._epoch = mp.Value("i", -1, lock=False)
-        self._batches = mp.Value("i", 0, lock=False)  # batches per rank of the current epoch (planned streams)
-
-    @property
-    def max_skip(self) -> int:
-        return self._max_skip.value
-
-    @max_skip.setter
-    def max_skip(self, value: int) -> None:
-        if int(value) < 1:
-            raise UserError(f"max_skip must be at least 1, got {value}")
-        self._max_skip.value = int(value)
-
-    @property
-    def epoch(self) -> int:
-        return max(0, self._epoch.value)
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self._epoch.value = int(value)
-
-    @property
-    def batches(self) -> int:
-        return self._batches.value
-
-    @batches.setter
-    def batches(self, value: int) -> None:
-        self._batches.value = int(value)
-
-
-def worker_rng(seed: int, rank: int, epoch: int, salt: int) -> np.random.Generator:
-    """The generator of this DataLoader worker for one epoch and purpose (`salt`)."""
-    worker, _ = worker_and_count()
-    return np.random.default_rng([seed, rank, worker, epoch, salt])
-
-
-def rank_share(groups: list[tuple[list[str], float]], rank: int, world: int) -> list[tuple[str, float, int, int]]:
-    """This rank's disjoint, equal part of every source for resampled training, as (url, weight,
-    part, parts): the rank keeps samples i of the shard with i % parts == part. A source's first
-    world * (n // world) shards are split by shard (parts 1); the n % world left over are split by
-    sample (every rank reads them and keeps every world-th sample). Weights keep the sources' mix."""
-    share = []
-    for found, weight in groups:
-        whole = len(found) - len(found) % world
-        share += [(u, weight, 0, 1) for u in found[rank:whole:world]]
-        share += [(u, weight, rank, world) for u in found[whole:]]
-    return share
 
 
 class ShardList(IterableDataset):
@@ -390,25 +277,6 @@ class PlannedShards(IterableDataset):
             later[i] = len(seen)
             seen |= {(reads[i]["url"], j) for j, n in enumerate(reads[i]["draws"]) if n}
         yield from ({**r, "later": n} for r, n in zip(reads, later, strict=True))
-
-
-def opened_ahead(src: Iterator[dict[str, Any]], env: dict[str, str]) -> Iterator[tuple[dict[str, Any], BinaryIO]]:
-    """(item, its opened shard), opening the next shard before the current one is handed out, so an
-    S3 shard downloads (`s3_stream` reads ahead) while the samples of the one before are decoded."""
-    ahead = None
-    try:
-        for item in src:
-            opened = (item, open_shard(item["url"], env))
-            if ahead is not None:
-                current, ahead = ahead, None
-                yield current
-            ahead = opened
-        if ahead is not None:
-            current, ahead = ahead, None
-            yield current
-    finally:
-        if ahead is not None:
-            ahead[1].close()
 
 
 class ReadShards:
@@ -621,34 +489,6 @@ class ToTrainingSample:
             if "__fetched__" in raw:  # storage bytes this worker has read so far, up to this sample (benchmarks)
                 sample["info"]["fetched"] = fetched_bytes()
             yield sample
-
-
-# what a corrupt JPEG/PNG/JSON payload raises while a sample is decoded (PIL: OSError/SyntaxError/ValueError)
-CORRUPT_SAMPLE = (UserError, OSError, ValueError, SyntaxError, KeyError, EOFError)
-MAX_CORRUPT = 100  # skipped samples of one worker, when more than half of all it saw: the data is broken
-
-
-class SkipCounter:
-    """Counts the corrupt samples a worker skipped, logging one line naming each one's shard and key."""
-
-    def __init__(self) -> None:
-        self.count, self.good = 0, 0
-
-    def add(self, raw: dict[str, Any], error: BaseException) -> None:
-        self.count += 1
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        where = f"sample {raw.get('__key__')!r} of shard {raw.get('__url__')}"
-        print(f"warning: skipped corrupt {where}: {reason}", file=sys.stderr, flush=True)
-        if self.count >= MAX_CORRUPT and self.count > self.good:
-            raise UserError(f"{self.count} of {self.count + self.good} samples are corrupt (last: {where}): {reason}")
-
-
-def skipped_samples(info: list[dict[str, Any]], seen: dict[tuple, int]) -> int:
-    """Update `seen` ((rank, worker) -> skipped so far) from a batch's `info`; the total skipped."""
-    for item in info:
-        key = (item.get("rank"), item.get("worker"))
-        seen[key] = max(seen.get(key, 0), int(item.get("skipped", 0)))
-    return sum(seen.values())
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """A first-frame mask from strokes for `stcn segment --first-scribble` (and batch strokes files), with S2M
-loaded on first use."""
+loaded on first use.
+
+In the command layer, beside the shared options: `stcn segment` (the inference area's command) uses the
+interactive area's S2M through it, so no area's library imports another area's above it."""
 
 from __future__ import annotations
 
