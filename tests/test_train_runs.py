@@ -100,7 +100,7 @@ def _logged_steps(live: Path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(f, delimiter="\t")]
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(shards, tmp_path):
+def test_resume_after_sigkill_matches_uninterrupted_run(shards, tmp_path, capsys):
     kw = dict(iterations=4, checkpoint_every=2, num_workers=1)
     straight = train(config(tmp_path / "straight", shards / "davis", **kw))
 
@@ -118,7 +118,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(shards, tmp_path):
     done = torch.load(out / "checkpoint.pth", weights_only=False)["iteration"]
     assert done == 2
 
+    capsys.readouterr()
     resumed = train(config(out, shards / "davis", resume=True, **kw))
+    assert f"train: resuming {out / 'checkpoint.pth'} at iteration 2 of 4" in capsys.readouterr().err
     assert np.allclose(resumed["losses"], straight["losses"][done:], rtol=1e-5, atol=1e-6)
     a, b = load_weights(STCN(), tmp_path / "straight" / "weights.pth"), load_weights(STCN(), out / "weights.pth")
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):

@@ -183,6 +183,8 @@ def setup(cfg: TrainConfig, open_segment: OpenSegment | None, dist: ddp.Dist) ->
     optimizer, scheduler, scaler, use_amp = build_optimizer(cfg, conf, stage, model, dist.device)
     with _resumable(path, state is not None):
         start = 0 if state is None else restore(state, optimizer, scheduler, scaler)
+    if start and dist.is_main:  # a re-run that continues is said in one line, not silent
+        print(f"train: resuming {path} at iteration {start} of {conf['iterations']}", file=sys.stderr)
     return Run(cfg, conf, stage, dist, segments, open_segment, model, forward, optimizer, scheduler, scaler, use_amp,
                start)  # fmt: skip
 
