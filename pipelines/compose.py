@@ -110,19 +110,20 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
     root = {ds.name: str(ds.folder) for ds in data}
     for ds in data:
         name = ds.name
-        if ds.root is not None or ds.layout == "bl30k":
+        layout = ds.layout_type
+        if ds.root is not None or not layout.has_download_stage:
             continue  # your own folder, or BL30K: fetched (or read in place from a mirror) by its shard stages
-        weights = ds.layout == "weights"  # model weights: their own `download_<name>` block, into models/<name>
+        own = layout.own_download_block  # model weights: their own `download_<name>` block, into models/<name>
         out[f"download_{name}"] = {
             "cmd": f"python pipelines/download.py {shlex.quote(name)}",
             "deps": code_deps("pipelines/download.py"),
-            "params": [f"download_{name}" if weights else "download",
+            "params": [f"download_{name}" if own else "download",
                        *_keys(p, name, "layout", "year", "splits", "files", "download")],
-            "outs": [{f"models/{name}" if weights else root[name]: {"persist": True}}],
+            "outs": [{str(layout.download_folder(ds)): {"persist": True}}],
         }  # fmt: skip
     for ds in data:
         name = ds.name
-        if ds.shard is not None and ds.layout == "bl30k":
+        if ds.shard is not None and ds.layout_type.segment_tars:
             out |= bl30k_part_stages(p, ds, root[name])
         elif ds.shard is not None:
             out[f"shard_{name}"] = {

@@ -8,8 +8,6 @@ skipped: `<to>/STATUS` says why, and the stage succeeds (nothing downstream need
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from stage import command, dataset, given, load, log
 
@@ -20,10 +18,8 @@ def download(name: str = typer.Argument(...)) -> None:
 
     p = load()
     ds = dataset(name, p)
-    if ds.layout == "weights":
-        knobs, to = {**p[f"download_{name}"], **given(ds.download or {})}, Path("models") / name
-    else:
-        knobs, to = {**p["download"], **given(ds.download or {})}, ds.folder
+    shared = p[f"download_{name}"] if ds.layout_type.own_download_block else p["download"]
+    knobs, to = {**shared, **given(ds.download or {})}, ds.layout_type.download_folder(ds)
     optional = knobs.pop("optional", False)
     (to / "STATUS").unlink(missing_ok=True)  # the output folder persists across runs (resumable downloads)
     try:

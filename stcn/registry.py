@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from stcn.errors import UserError
+from stcn.layouts import LAYOUTS as LAYOUT_TYPES
+from stcn.layouts import Layout
 from stcn.names import check_name, check_relative
 
 ENV = "STCN_CONFIG"
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "config.yaml"
-# how a dataset folder is read: DAVIS / YouTube-VOS folders, static image + mask pairs, BL30K segment tars,
-# and model weights (files kept as they are; not a dataset that is sharded or evaluated)
-LAYOUTS = ("davis", "youtube", "static", "bl30k", "weights")
+# how a dataset folder is read (stcn.layouts: one class per layout): DAVIS / YouTube-VOS folders, static image +
+# mask pairs, BL30K segment tars, and model weights (files kept as they are; not sharded or evaluated)
+LAYOUTS = tuple(LAYOUT_TYPES)
 YEARS = (2016, 2017)
 ENTRY_KEYS = ("layout", "year", "splits", "description", "files", "root", "download", "shard", "evaluate", "report")
 FILE_KEYS = ("name", "gdrive", "http", "urls", "checksum", "place", "marker")
@@ -74,6 +76,11 @@ class Dataset:
     def folder(self) -> Path:
         """Where the dataset lives: its `root`, else `data/<name>` (where `stcn download` puts it)."""
         return Path(self.root) if self.root else Path("data") / self.name
+
+    @property
+    def layout_type(self) -> Layout:
+        """The object of its layout (`stcn.layouts`): what each step does with this dataset."""
+        return LAYOUT_TYPES[self.layout]
 
     @property
     def davis_year(self) -> str:
@@ -192,7 +199,7 @@ def _entry(name: str, entry: Any, source: str) -> Dataset:
     if layout not in LAYOUTS:
         raise UserError(f"{where}.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     year = entry.get("year")
-    if year is not None and (layout != "davis" or year not in YEARS):
+    if year is not None and (not LAYOUT_TYPES[layout].has_year or year not in YEARS):
         raise UserError(f"{where}.year: only a davis layout has a year (2016 or 2017), got {year!r}")
     splits = entry.get("splits") or []
     if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):

@@ -303,3 +303,30 @@ def test_the_library_reads_the_registry_of_conf_typed_and_checked(tmp_path, monk
         assert "\n" not in str(err.value) and str(mine) in str(err.value)
     with pytest.raises(UserError, match=r"cannot read the dataset registry .*nowhere\.yaml"):
         load_registry(tmp_path / "nowhere.yaml")
+
+
+def test_each_layout_is_one_type_that_every_step_asks():
+    """A dataset's `layout` names one class of stcn.layouts; the registry checks names against them, each step
+    reads its own attribute (stand-in, post-download, sharding, scorer, report columns, pipeline stages)."""
+    from stcn.data.fetch.sources import STAND_INS
+    from stcn.data.shards.build import READERS
+    from stcn.layouts import LAYOUTS, layout_of, scored_layouts
+    from stcn.registry import LAYOUTS as NAMES
+    from stcn.registry import load_registry
+
+    assert NAMES == tuple(LAYOUTS) == ("davis", "youtube", "static", "bl30k", "weights")
+    assert all(lay.name == name for name, lay in LAYOUTS.items())
+    # every layout with a stand-in has its builder, every sharded one its reader (and no others)
+    assert set(STAND_INS) == {type(lay) for lay in LAYOUTS.values() if lay.has_stand_in}
+    assert set(READERS) == {type(lay) for lay in LAYOUTS.values() if lay.sharded}
+    assert scored_layouts() == ["davis", "youtube"] and LAYOUTS["youtube"].report_columns[0] == "G"
+    assert [n for n, lay in LAYOUTS.items() if lay.has_year] == ["davis"]
+    assert [n for n, lay in LAYOUTS.items() if not lay.has_download_stage] == ["bl30k"]
+    registry = load_registry()
+    for ds in registry:
+        assert layout_of(ds) is ds.layout_type is LAYOUTS[ds.layout]
+    davis16, davis17 = registry.dataset("davis16"), registry.dataset("davis17")
+    assert davis16.layout_type.image_sets_2016(davis16) and not davis17.layout_type.image_sets_2016(davis17)
+    pretrained = registry.dataset("pretrained")
+    assert str(pretrained.layout_type.download_folder(pretrained)) == "models/pretrained"
+    assert str(davis17.layout_type.download_folder(davis17)) == "data/davis17"

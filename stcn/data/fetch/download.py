@@ -64,8 +64,8 @@ def download_dataset(
                 fetch_first(where, target / art.name, checksum=checksum, log=log)
             else:
                 _install_archive(where, art, target, checksum, keep_archives, log)
-        if ds.layout == "davis" and ds.year == 2016:
+        if ds.layout_type.image_sets_2016(ds):
             davis16_image_sets(target)
-    if ds.layout == "youtube" and "train" in ds.splits and resize:
+    if ds.layout_type.resizes_train(ds) and resize:
         resize_youtube_split(target / "train", target / "train_480p", log=log)
     return target
