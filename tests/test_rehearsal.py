@@ -50,6 +50,7 @@ from stcn.data.fetch.sources import (
     bundled_videos,
     write_tar,
 )
+from stcn.layouts import LAYOUTS
 
 pytestmark = pytest.mark.dag
 
@@ -224,9 +225,9 @@ def test_the_paper_profile_rehearsed_on_cpu_with_local_sources(tmp_path, web):
     assert any(r.startswith(f"{HOSTS[1]} /download?id={stcn_id}&") for r in drive.requests)  # the confirm page's form
     for name, ds in paper["datasets"].items():  # each file's record: the sha256 of the file served
         for f in ds.get("files") or []:
-            record = (repo / "models" / name / f"{f['name']}.sha256" if ds["layout"] == "weights" else
+            record = (repo / "models" / name / f"{f['name']}.sha256" if LAYOUTS[ds["layout"]].own_download_block else
                       repo / "data" / name / ".downloads" / f"{f['name']}.extracted")  # fmt: skip
-            if ds["layout"] != "bl30k":
+            if not LAYOUTS[ds["layout"]].segment_tars:
                 assert record.read_text().split()[0] == hashlib.sha256(files[f["name"]]).hexdigest(), record
     assert "> torchrun --standalone --nproc-per-node=2 pipelines/train.py s012" in out1 + out2
     index = json.loads((repo / "shards" / "youtube19" / "index.json").read_text())
