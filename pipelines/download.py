@@ -1,7 +1,7 @@
 """DVC stage `download_<name>`: `stcn download` of a registry dataset (or the pretrained weights).
 
-Options: the shared `download` block under `datasets.<name>.download` (weights, layout `weights`: the
-`download_<name>` block, e.g. `download_pretrained`, into models/<name>).
+Options: the shared `download` block under `datasets.<name>.download` (model weights, the registry's `weights:`
+entries: the `download_<name>` block, e.g. `download_pretrained`, into models/<name>).
 With `optional: true` a dataset whose source needs the internet, when it is unreachable, is
 skipped: `<to>/STATUS` says why, and the stage succeeds (nothing downstream needs it by default).
 """

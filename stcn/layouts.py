@@ -1,7 +1,8 @@
 """The dataset layouts: one class per way a registry dataset's folder is laid out, and everything that follows from it.
 
-A registry entry's `layout` (conf/config.yaml) names one of `LAYOUTS`; `layout_of(ds)` (or `Dataset.layout_type`)
-gives its object. A layout says, as data, what every step does with such a dataset:
+A registry dataset's `layout` (conf/config.yaml `datasets:`) names one of `LAYOUTS` (model weights, the `weights:`
+entries, are of layout `weights`); `layout_of(ds)` (or `Dataset.layout_type`) gives its object. A layout says,
+as data, what every step does with such a dataset:
 - `has_year`: whether the entry may declare a DAVIS year;
 - `has_stand_in`: whether `stcn download --source bundled` builds a stand-in (the builder: `stcn.data.fetch.sources`);
 - `image_sets_2016(ds)` / `resizes_train(ds)`: the post-download steps (`stcn.data.fetch.post_download`);
@@ -102,8 +103,8 @@ class Bl30k(Layout):
 
 
 class Weights(Layout):
-    """Model weights: files kept as they are, into models/<name>, with their own `download_<name>` options; not a
-    dataset that is sharded, scored or built from the bundled sample."""
+    """Model weights (the registry's `weights:` entries): files kept as they are, into models/<name>, with their own
+    `download_<name>` options; not a dataset that is sharded, scored or built from the bundled sample."""
 
     name = "weights"
     has_stand_in = False

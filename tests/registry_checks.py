@@ -45,6 +45,7 @@ def expected_stages(p: dict[str, Any]) -> set[str]:
     benchmarks = [n for n, e in datasets.items() if "evaluate" in e]
     return {
         *(f"download_{n}" for n, e in datasets.items() if not e.get("root") and layout(e).has_download_stage),
+        *(f"download_{n}" for n in p.get("weights") or {}),  # model weights: download_<name> -> models/<name>
         *(f"shard_{n}" for n, e in datasets.items() if "shard" in e),
         *(name for n, e in datasets.items() for name in bl30k_part_stages(n, e)),
         *(f"train_{r}" for r in runs),

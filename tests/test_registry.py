@@ -278,7 +278,8 @@ def test_the_library_reads_the_registry_of_conf_typed_and_checked(tmp_path, monk
     davis16 = registry.dataset("davis16")
     assert (davis16.layout, davis16.year, davis16.splits) == ("davis", 2016, ("train", "val"))
     assert davis16.files[0].name == "DAVIS-data.zip" and davis16.files[0].http.startswith("https://")
-    assert [f.place for f in registry.dataset("pretrained").files] == [None] * 4
+    assert [f.place for f in registry.weights["pretrained"].files] == [None] * 4  # `weights:`, not a dataset
+    assert "pretrained" not in registry.names and registry.entry("pretrained") is registry.weights["pretrained"]
     known = re.escape(", ".join(registry.names))
     with pytest.raises(UserError, match=rf"^unknown dataset 'davis2017' \(known in .*config\.yaml: {known}\)"):
         registry.dataset("davis2017")
@@ -291,6 +292,10 @@ def test_the_library_reads_the_registry_of_conf_typed_and_checked(tmp_path, monk
     assert load_registry().names == ["clips"]
     for text, message in [
         ("datasets:\n  clips: {layout: dvd}\n", r"datasets\.clips\.layout must be one of davis, youtube"),
+        ("datasets:\n  w: {layout: weights}\n", r"datasets\.w\.layout: model weights are declared in the `weights:`"),
+        ("datasets: {}\nweights:\n  w: {layout: weights, files: []}\n", r"weights\.w: unknown key 'layout'"),
+        ("datasets: {}\nweights:\n  w: {files: x}\n", r"weights\.w must be a mapping with its `files`"),
+        ("datasets:\n  w: {layout: davis}\nweights:\n  w: {files: []}\n", r"'w' is declared both in datasets"),
         ("datasets:\n  clips: {layout: youtube, year: 2017}\n", r"datasets\.clips\.year: only a davis layout"),
         ("datasets:\n  clips: {layout: davis, url: x}\n", r"datasets\.clips: unknown key 'url'"),
         ("datasets:\n  clips: {layout: davis, files: [{name: a.zip, sha: x}]}\n", r"file a\.zip: unknown key 'sha'"),
@@ -327,6 +332,6 @@ def test_each_layout_is_one_type_that_every_step_asks():
         assert layout_of(ds) is ds.layout_type is LAYOUTS[ds.layout]
     davis16, davis17 = registry.dataset("davis16"), registry.dataset("davis17")
     assert davis16.layout_type.image_sets_2016(davis16) and not davis17.layout_type.image_sets_2016(davis17)
-    pretrained = registry.dataset("pretrained")
+    pretrained = registry.entry("pretrained")
     assert str(pretrained.layout_type.download_folder(pretrained)) == "models/pretrained"
     assert str(davis17.layout_type.download_folder(davis17)) == "data/davis17"
