@@ -4,9 +4,9 @@ Usage: `python pipelines/compose.py` (sample profile), `python pipelines/compose
 `--check` only verifies that the committed dvc.yaml and docs/dag.md (the stages page) are the ones the registry
 gives.
 
-The registry is params.yaml's `datasets` (one entry per dataset) and its `train_<run>` blocks: every
-download/shard/train/evaluate stage, the report's inputs and outputs, the metrics and the plots of
-dvc.yaml come from them, so adding a dataset or a run is an edit of conf/ and this command.
+The registry is params.yaml's `datasets` (one entry per dataset), its `weights` (downloaded model weights) and its
+`train_<run>` blocks: every download/shard/train/evaluate stage, the report's inputs and outputs, the metrics and
+the plots of dvc.yaml come from them, so adding a dataset or a run is an edit of conf/ and this command.
 
 One DAG for every profile: a profile (conf/profile/) sets values only (sources, sizes, devices, the evaluated
 models, BL30K's number of parts); what varies with them is a `${...}` interpolation or a `foreach` over a params
@@ -92,10 +92,11 @@ def _code_deps(script: str) -> tuple[str, ...]:
     return (*sorted(str(p.relative_to(ROOT)) for p in seen), *DATA_DEPS.get(script, []))
 
 
-def _keys(p: dict[str, Any], name: str, *parts: str) -> list[str]:
-    """The params keys `datasets.<name>.<part>` that exist (DVC fails on missing ones)."""
-    entry = p["datasets"][name] or {}
-    return [f"datasets.{name}.{k}" for k in parts if k in entry]
+def _keys(p: dict[str, Any], name: str, *parts: str, block: str = "datasets") -> list[str]:
+    """The params keys `<block>.<name>.<part>` that exist (DVC fails on missing ones); block `datasets` or
+    `weights`."""
+    entry = p[block][name] or {}
+    return [f"{block}.{name}.{k}" for k in parts if k in entry]
 
 
 def _settings(p: dict[str, Any]) -> list[str]:
@@ -108,21 +109,22 @@ def stages(p: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     data = registry(p)
     root = {ds.name: str(ds.folder) for ds in data}
-    for ds in data:
-        name = ds.name
-        if ds.root is not None or ds.layout == "bl30k":
+    for ds in [*data, *data.weights.values()]:
+        name, layout = ds.name, ds.layout_type
+        if ds.root is not None or not layout.has_download_stage:
             continue  # your own folder, or BL30K: fetched (or read in place from a mirror) by its shard stages
-        weights = ds.layout == "weights"  # model weights: their own `download_<name>` block, into models/<name>
+        own = layout.own_download_block  # model weights: their own `download_<name>` block, into models/<name>
+        block = "weights" if name in data.weights else "datasets"
         out[f"download_{name}"] = {
             "cmd": f"python pipelines/download.py {shlex.quote(name)}",
             "deps": code_deps("pipelines/download.py"),
-            "params": [f"download_{name}" if weights else "download",
-                       *_keys(p, name, "layout", "year", "splits", "files", "download")],
-            "outs": [{f"models/{name}" if weights else root[name]: {"persist": True}}],
+            "params": [f"download_{name}" if own else "download",
+                       *_keys(p, name, "layout", "year", "splits", "files", "download", block=block)],
+            "outs": [{str(layout.download_folder(ds)): {"persist": True}}],
         }  # fmt: skip
     for ds in data:
         name = ds.name
-        if ds.shard is not None and ds.layout == "bl30k":
+        if ds.shard is not None and ds.layout_type.segment_tars:
             out |= bl30k_part_stages(p, ds, root[name])
         elif ds.shard is not None:
             out[f"shard_{name}"] = {

@@ -1,14 +1,12 @@
 """DVC stage `download_<name>`: `stcn download` of a registry dataset (or the pretrained weights).
 
-Options: the shared `download` block under `datasets.<name>.download` (weights, layout `weights`: the
-`download_<name>` block, e.g. `download_pretrained`, into models/<name>).
+Options: the shared `download` block under `datasets.<name>.download` (model weights, the registry's `weights:`
+entries: the `download_<name>` block, e.g. `download_pretrained`, into models/<name>).
 With `optional: true` a dataset whose source needs the internet, when it is unreachable, is
 skipped: `<to>/STATUS` says why, and the stage succeeds (nothing downstream needs it by default).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import typer
 from stage import command, dataset, given, load, log
@@ -20,10 +18,8 @@ def download(name: str = typer.Argument(...)) -> None:
 
     p = load()
     ds = dataset(name, p)
-    if ds.layout == "weights":
-        knobs, to = {**p[f"download_{name}"], **given(ds.download or {})}, Path("models") / name
-    else:
-        knobs, to = {**p["download"], **given(ds.download or {})}, ds.folder
+    shared = p[f"download_{name}"] if ds.layout_type.own_download_block else p["download"]
+    knobs, to = {**shared, **given(ds.download or {})}, ds.layout_type.download_folder(ds)
     optional = knobs.pop("optional", False)
     (to / "STATUS").unlink(missing_ok=True)  # the output folder persists across runs (resumable downloads)
     try:

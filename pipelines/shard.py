@@ -152,7 +152,7 @@ def shard(
     knobs = given({**shared, **(ds.shard or {})})  # null: the library's default
     out = f"{p['shard']['url'].rstrip('/')}/{name}"
     knobs.pop("part_list", None)  # dvc.yaml's foreach list (0..parts-1)
-    if ds.layout == "bl30k" and (part or merge or index_only):
+    if ds.layout_type.segment_tars and (part or merge or index_only):
         if [bool(part), merge, index_only].count(True) != 1:
             raise UserError(f"{name} is sharded in parts (shard.parts): give one of --index-only, --part I/N, --merge")
         index = bl30k_parts(name, ds, p, knobs, out, part, merge)
@@ -164,7 +164,7 @@ def shard(
             return
     elif part or merge or index_only:
         raise UserError(f"--part/--merge/--index-only are for a bl30k dataset; {name} has layout {ds.layout}")
-    elif ds.layout == "bl30k" and ds.root is None:
+    elif ds.layout_type.segment_tars and ds.root is None:
         knobs.pop("parts", None)
         from stcn.data.shards.bl30k_stream import segment_fetcher, shard_bl30k_streamed
 

@@ -29,15 +29,17 @@ def params(block: str, shared: str | None = None) -> dict[str, Any]:
 
 
 def registry(data: dict[str, Any] | None = None):
-    """The dataset registry of params.yaml (`datasets`, checked by `stcn.registry`)."""
+    """The dataset registry of params.yaml (`datasets` and `weights`, checked by `stcn.registry`)."""
     from stcn.registry import parse_registry
 
-    return parse_registry((data or load()).get("datasets") or {}, "params.yaml")
+    data = data or load()
+    return parse_registry(data.get("datasets") or {}, "params.yaml", data.get("weights"))
 
 
 def dataset(name: str, data: dict[str, Any] | None = None):
-    """The registry entry `datasets.<name>` of params.yaml (a checked `stcn.registry.Dataset`)."""
-    return registry(data).dataset(name)
+    """The registry entry `weights.<name>`, else `datasets.<name>`, of params.yaml (a checked
+    `stcn.registry.Dataset`)."""
+    return registry(data).entry(name)
 
 
 def given(knobs: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The dataset registry: the one place where a dataset's name, layout, DAVIS year, splits and files are declared.
 
 It is the `datasets:` mapping of the project's `conf/config.yaml` (or of any YAML file holding one, such as the
-composed `params.yaml`). `load_registry()` reads it and returns typed, checked entries; `stcn download`,
-`stcn evaluate --dataset`, the pipeline and the reports all take their dataset names and layouts from here.
+composed `params.yaml`), and beside it the `weights:` mapping: downloadable model weights (files kept as they are,
+into models/<name>; entries of layout `weights`, which `datasets:` does not take). `load_registry()` reads them
+and returns typed, checked entries; `stcn download`, `stcn evaluate --dataset`, the pipeline and the reports all
+take their dataset names and layouts from here.
 Which file: an explicit path (`--registry`), else the `STCN_CONFIG` environment variable, else the project's
 `conf/config.yaml`. A missing or malformed file, or an unknown name, is a one-line UserError.
 
@@ -19,15 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from stcn.errors import UserError
+from stcn.layouts import LAYOUTS as LAYOUT_TYPES
+from stcn.layouts import Layout, Weights
 from stcn.names import check_name, check_relative
 
 ENV = "STCN_CONFIG"
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "config.yaml"
-# how a dataset folder is read: DAVIS / YouTube-VOS folders, static image + mask pairs, BL30K segment tars,
-# and model weights (files kept as they are; not a dataset that is sharded or evaluated)
-LAYOUTS = ("davis", "youtube", "static", "bl30k", "weights")
+# how a dataset folder is read (stcn.layouts: one class per layout): DAVIS / YouTube-VOS folders, static image +
+# mask pairs, BL30K segment tars, and model weights (files kept as they are; not sharded or evaluated)
+LAYOUTS = tuple(LAYOUT_TYPES)
+DATASET_LAYOUTS = tuple(n for n in LAYOUTS if n != Weights.name)  # what `datasets:` takes
 YEARS = (2016, 2017)
 ENTRY_KEYS = ("layout", "year", "splits", "description", "files", "root", "download", "shard", "evaluate", "report")
+WEIGHTS_KEYS = ("description", "files", "download")
 FILE_KEYS = ("name", "gdrive", "http", "urls", "checksum", "place", "marker")
 
 
@@ -76,6 +82,11 @@ class Dataset:
         return Path(self.root) if self.root else Path("data") / self.name
 
     @property
+    def layout_type(self) -> Layout:
+        """The object of its layout (`stcn.layouts`): what each step does with this dataset."""
+        return LAYOUT_TYPES[self.layout]
+
+    @property
     def davis_year(self) -> str:
         """The DAVIS year as the scorers take it ("2016" or "2017"; 2017 when not declared)."""
         return str(self.year or 2017)
@@ -83,10 +94,11 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Registry:
-    """The datasets of one registry file, in declaration order."""
+    """The datasets of one registry file, in declaration order, and its model weights (`weights:`)."""
 
     datasets: dict[str, Dataset] = field(default_factory=dict)
     source: str = ""
+    weights: dict[str, Dataset] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -98,6 +110,10 @@ class Registry:
             return self.datasets[name]
         except KeyError:
             raise UserError(f"unknown dataset {name!r} (known in {self.source}: {', '.join(self.datasets)})") from None
+
+    def entry(self, name: str) -> Dataset:
+        """What `stcn download NAME` fetches: the weights entry `name`, else the dataset (`dataset`'s error)."""
+        return self.weights[name] if name in self.weights else self.dataset(name)
 
     def __iter__(self):
         return iter(self.datasets.values())
@@ -120,7 +136,7 @@ def load_registry(path: str | Path | None = None) -> Registry:
     data = read_yaml_text(text, f"the dataset registry {where}")
     if not isinstance(data, Mapping) or not isinstance(data.get("datasets"), Mapping):
         raise UserError(f"{where} has no `datasets:` mapping (the dataset registry)")
-    return parse_registry(data["datasets"], str(where))
+    return parse_registry(data["datasets"], str(where), data.get("weights"))
 
 
 def read_yaml_text(text: str, what: str) -> Any:
@@ -175,9 +191,36 @@ def _at(mark) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
-def parse_registry(datasets: Mapping[str, Any], source: str = "the registry") -> Registry:
-    """Typed, checked entries of a `datasets:` mapping (as read from YAML or composed by Hydra)."""
-    return Registry({str(name): _entry(str(name), entry, source) for name, entry in datasets.items()}, source)
+def parse_registry(
+    datasets: Mapping[str, Any], source: str = "the registry", weights: Mapping[str, Any] | None = None
+) -> Registry:
+    """Typed, checked entries of a `datasets:` mapping and of a `weights:` one (as read from YAML or composed by
+    Hydra)."""
+    if weights is not None and not isinstance(weights, Mapping):
+        raise UserError(f"{source}: weights must be a mapping of model weights, got {weights!r}")
+    entries = {str(name): _entry(str(name), entry, source) for name, entry in datasets.items()}
+    files = {str(name): _weights(str(name), entry, source) for name, entry in (weights or {}).items()}
+    both = sorted(set(entries) & set(files))
+    if both:
+        raise UserError(f"{source}: {both[0]!r} is declared both in datasets and in weights (one name each)")
+    return Registry(entries, source, files)
+
+
+def _weights(name: str, entry: Any, source: str) -> Dataset:
+    """A `weights:` entry: files kept as they are (into models/<name>), as a registry entry of layout `weights`."""
+    where = f"{source}: weights.{name}"
+    check_name(name, f"{source}: weights name")
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("files"), list):
+        raise UserError(f"{where} must be a mapping with its `files`, got {entry!r}")
+    unknown = sorted(set(entry) - set(WEIGHTS_KEYS))
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(WEIGHTS_KEYS)})")
+    download = entry.get("download")
+    if download is not None and not isinstance(download, Mapping):
+        raise UserError(f"{where}.download must be a mapping, got {download!r}")
+    return Dataset(name, Weights.name, description=str(entry.get("description") or ""),
+                   files=tuple(_file(f"{where}.files", f) for f in entry["files"]),
+                   download=dict(download) if "download" in entry else None)  # fmt: skip
 
 
 def _entry(name: str, entry: Any, source: str) -> Dataset:
@@ -189,10 +232,12 @@ def _entry(name: str, entry: Any, source: str) -> Dataset:
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(ENTRY_KEYS)})")
     layout = entry.get("layout")
+    if layout == Weights.name:
+        raise UserError(f"{where}.layout: model weights are declared in the `weights:` mapping, not in datasets")
     if layout not in LAYOUTS:
-        raise UserError(f"{where}.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise UserError(f"{where}.layout must be one of {', '.join(DATASET_LAYOUTS)}, got {layout!r}")
     year = entry.get("year")
-    if year is not None and (layout != "davis" or year not in YEARS):
+    if year is not None and (not LAYOUT_TYPES[layout].has_year or year not in YEARS):
         raise UserError(f"{where}.year: only a davis layout has a year (2016 or 2017), got {year!r}")
     splits = entry.get("splits") or []
     if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):

@@ -20,8 +20,6 @@ import pandas as pd
 from stcn.registry import Registry, load_registry
 
 SOURCE = "STCN README (github.com/hkchengrex/STCN): s012 model, RTX 2080 Ti, 480p, FPS fp32 / AMP"
-DAVIS_COLUMNS = ["J&F", "J", "F", "FPS", "FPS (AMP)"]
-YOUTUBE_COLUMNS = ["G", "J seen", "F seen", "J unseen", "F unseen", "FPS", "FPS (AMP)"]
 OURS_KEYS = {"J&F": "J&F-Mean", "J": "J-Mean", "F": "F-Mean", "G": "G", "J seen": "J-Seen", "F seen": "F-Seen",
              "J unseen": "J-Unseen", "F unseen": "F-Unseen"}  # fmt: skip
 BASELINE = "copy the first-frame mask"
@@ -44,7 +42,7 @@ def benchmarks(registry: Registry | None = None) -> list[Benchmark]:
         if ds.evaluate is None:
             continue
         report = ds.report or {}
-        columns = YOUTUBE_COLUMNS if ds.layout == "youtube" else DAVIS_COLUMNS
+        columns = list(ds.layout_type.report_columns)
         out.append(Benchmark(ds.name, report.get("title", ds.name), columns, dict(report.get("paper") or {}),
                              report.get("scored_by", "")))  # fmt: skip
     return out

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from stcn.layouts import LAYOUTS, Layout
+
 REPO = Path(__file__).resolve().parent.parent
 PIPELINES = REPO / "pipelines"
 
@@ -42,7 +44,8 @@ def expected_stages(p: dict[str, Any]) -> set[str]:
     runs = [k.removeprefix("train_") for k in p if k.startswith("train_")]
     benchmarks = [n for n, e in datasets.items() if "evaluate" in e]
     return {
-        *(f"download_{n}" for n, e in datasets.items() if not e.get("root") and e["layout"] != "bl30k"),
+        *(f"download_{n}" for n, e in datasets.items() if not e.get("root") and layout(e).has_download_stage),
+        *(f"download_{n}" for n in p.get("weights") or {}),  # model weights: download_<name> -> models/<name>
         *(f"shard_{n}" for n, e in datasets.items() if "shard" in e),
         *(name for n, e in datasets.items() for name in bl30k_part_stages(n, e)),
         *(f"train_{r}" for r in runs),
@@ -52,10 +55,15 @@ def expected_stages(p: dict[str, Any]) -> set[str]:
     }
 
 
+def layout(entry: dict[str, Any]) -> Layout:
+    """The layout object (stcn.layouts) of a `datasets` entry of params."""
+    return LAYOUTS[entry["layout"]]
+
+
 def bl30k_part_stages(name: str, entry: dict[str, Any]) -> list[str]:
     """A BL30K dataset sharded in N parts (1 too): its index stage and one stage per part (the merge is
     `shard_<name>`)."""
-    if entry.get("layout") != "bl30k" or "shard" not in entry:
+    if not layout(entry).segment_tars or "shard" not in entry:
         return []
     parts = int((entry.get("shard") or {}).get("parts") or 1)
     return [f"shard_{name}_index", *(f"shard_{name}_part@{i}" for i in range(parts))]

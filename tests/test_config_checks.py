@@ -59,7 +59,7 @@ def test_registry_file_name_cannot_escape_the_target(tmp_path: Path) -> None:
     source.parent.mkdir()
     source.write_bytes(b"weights")
     registry = tmp_path / "r.yaml"
-    registry.write_text('datasets:\n  w:\n    layout: weights\n    files: [{name: "../../../../victim.txt", '
+    registry.write_text('datasets: {}\nweights:\n  w:\n    files: [{name: "../../../../victim.txt", '
                         f'http: "file://{source}", place: null, marker: null}}]\n')  # fmt: skip
     res = stcn("download", "w", "--registry", registry, "--source", "file", "--url", source, "--to",
                tmp_path / "a" / "b" / "c" / "dl", cwd=tmp_path)  # fmt: skip

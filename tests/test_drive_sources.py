@@ -84,7 +84,7 @@ def test_gdown_follows_the_confirm_page_and_a_quota_page_is_one_line_and_never_s
 
 
 def registry(path: Path, files: str) -> Path:
-    path.write_text(f"datasets:\n  weights:\n    layout: weights\n    files:\n{files}")
+    path.write_text(f"datasets: {{}}\nweights:\n  weights:\n    files:\n{files}")
     return path
 
 

@@ -278,7 +278,8 @@ def test_the_library_reads_the_registry_of_conf_typed_and_checked(tmp_path, monk
     davis16 = registry.dataset("davis16")
     assert (davis16.layout, davis16.year, davis16.splits) == ("davis", 2016, ("train", "val"))
     assert davis16.files[0].name == "DAVIS-data.zip" and davis16.files[0].http.startswith("https://")
-    assert [f.place for f in registry.dataset("pretrained").files] == [None] * 4
+    assert [f.place for f in registry.weights["pretrained"].files] == [None] * 4  # `weights:`, not a dataset
+    assert "pretrained" not in registry.names and registry.entry("pretrained") is registry.weights["pretrained"]
     known = re.escape(", ".join(registry.names))
     with pytest.raises(UserError, match=rf"^unknown dataset 'davis2017' \(known in .*config\.yaml: {known}\)"):
         registry.dataset("davis2017")
@@ -291,6 +292,10 @@ def test_the_library_reads_the_registry_of_conf_typed_and_checked(tmp_path, monk
     assert load_registry().names == ["clips"]
     for text, message in [
         ("datasets:\n  clips: {layout: dvd}\n", r"datasets\.clips\.layout must be one of davis, youtube"),
+        ("datasets:\n  w: {layout: weights}\n", r"datasets\.w\.layout: model weights are declared in the `weights:`"),
+        ("datasets: {}\nweights:\n  w: {layout: weights, files: []}\n", r"weights\.w: unknown key 'layout'"),
+        ("datasets: {}\nweights:\n  w: {files: x}\n", r"weights\.w must be a mapping with its `files`"),
+        ("datasets:\n  w: {layout: davis}\nweights:\n  w: {files: []}\n", r"'w' is declared both in datasets"),
         ("datasets:\n  clips: {layout: youtube, year: 2017}\n", r"datasets\.clips\.year: only a davis layout"),
         ("datasets:\n  clips: {layout: davis, url: x}\n", r"datasets\.clips: unknown key 'url'"),
         ("datasets:\n  clips: {layout: davis, files: [{name: a.zip, sha: x}]}\n", r"file a\.zip: unknown key 'sha'"),
@@ -303,3 +308,30 @@ def test_the_library_reads_the_registry_of_conf_typed_and_checked(tmp_path, monk
         assert "\n" not in str(err.value) and str(mine) in str(err.value)
     with pytest.raises(UserError, match=r"cannot read the dataset registry .*nowhere\.yaml"):
         load_registry(tmp_path / "nowhere.yaml")
+
+
+def test_each_layout_is_one_type_that_every_step_asks():
+    """A dataset's `layout` names one class of stcn.layouts; the registry checks names against them, each step
+    reads its own attribute (stand-in, post-download, sharding, scorer, report columns, pipeline stages)."""
+    from stcn.data.fetch.sources import STAND_INS
+    from stcn.data.shards.build import READERS
+    from stcn.layouts import LAYOUTS, layout_of, scored_layouts
+    from stcn.registry import LAYOUTS as NAMES
+    from stcn.registry import load_registry
+
+    assert NAMES == tuple(LAYOUTS) == ("davis", "youtube", "static", "bl30k", "weights")
+    assert all(lay.name == name for name, lay in LAYOUTS.items())
+    # every layout with a stand-in has its builder, every sharded one its reader (and no others)
+    assert set(STAND_INS) == {type(lay) for lay in LAYOUTS.values() if lay.has_stand_in}
+    assert set(READERS) == {type(lay) for lay in LAYOUTS.values() if lay.sharded}
+    assert scored_layouts() == ["davis", "youtube"] and LAYOUTS["youtube"].report_columns[0] == "G"
+    assert [n for n, lay in LAYOUTS.items() if lay.has_year] == ["davis"]
+    assert [n for n, lay in LAYOUTS.items() if not lay.has_download_stage] == ["bl30k"]
+    registry = load_registry()
+    for ds in registry:
+        assert layout_of(ds) is ds.layout_type is LAYOUTS[ds.layout]
+    davis16, davis17 = registry.dataset("davis16"), registry.dataset("davis17")
+    assert davis16.layout_type.image_sets_2016(davis16) and not davis17.layout_type.image_sets_2016(davis17)
+    pretrained = registry.entry("pretrained")
+    assert str(pretrained.layout_type.download_folder(pretrained)) == "models/pretrained"
+    assert str(davis17.layout_type.download_folder(davis17)) == "data/davis17"

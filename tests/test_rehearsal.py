@@ -2,9 +2,10 @@
 internet runs it, with only sizes shrunk (the `-S` overrides docs/paper-scale.md lists) and the
 sources served on this machine: Google Drive ids by the stand-in Drive (tests/drive_server.py, reached by the real
 gdown; the DAVIS ids over quota, so those files come from their HTTP URLs on a local server), BL30K's six segments
-from S3 (`rclone serve s3`), every file verified by its checksum (`+datasets.X.files.N.checksum`). The stand-in files
-are small archives in each dataset's official layout, of the bundled real DAVIS frames; the official weights
-(`stcn.pth`, `stcn_s03.pth` in the release's key layout, MiVOS's `s2m.pth` / `fusion_stcn.pth`) are seeded tensors.
+from S3 (`rclone serve s3`), every file verified by its checksum (`+datasets.X.files.N.checksum`, the weights'
+`+weights.X.files.N.checksum`). The stand-in files are small archives in each dataset's official layout, of
+the bundled real DAVIS frames; the official weights (`stcn.pth`, `stcn_s03.pth` in the release's key layout,
+MiVOS's `s2m.pth` / `fusion_stcn.pth`) are seeded tensors.
 
 Every stage of the paper DAG runs: the release's recipe through `torchrun --standalone --nproc-per-node=2` (gloo on
 CPU), stage 0's mixture with its repeats, BL30K from its six segments, the YouTube-VOS subset file, the max-skip
@@ -52,6 +53,7 @@ from stcn.data.fetch.sources import (
     bundled_videos,
     write_tar,
 )
+from stcn.layouts import LAYOUTS
 
 pytestmark = pytest.mark.dag
 
@@ -161,14 +163,19 @@ def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.server_close()
 
 
+def registry_entries(paper: dict) -> list[tuple[str, str, dict]]:
+    """(block, name, entry) of each entry with files of the registry in params `paper`: datasets and weights."""
+    return [(block, name, ds) for block in ("datasets", "weights") for name, ds in (paper.get(block) or {}).items()]
+
+
 def source_overrides(paper: dict, files: dict[str, bytes], base: str) -> list[str]:
     """Each registry file's checksum added, HTTP URLs pointed at the local server, BL30K from the S3 mirror."""
     out = []
-    for name, ds in paper["datasets"].items():
+    for block, name, ds in registry_entries(paper):
         for i, f in enumerate(ds.get("files") or []):
-            out.append(f"+datasets.{name}.files.{i}.checksum=sha256:{hashlib.sha256(files[f['name']]).hexdigest()}")
+            out.append(f"+{block}.{name}.files.{i}.checksum=sha256:{hashlib.sha256(files[f['name']]).hexdigest()}")
             if f.get("http"):
-                out.append(f"datasets.{name}.files.{i}.http={base}/{f['name']}")
+                out.append(f"{block}.{name}.files.{i}.http={base}/{f['name']}")
     return [*out, "datasets.bl30k.download.source=s3", "datasets.bl30k.download.url=s3://mirror/bl30k/"]
 
 
@@ -185,7 +192,7 @@ def test_the_paper_profile_rehearsed_on_cpu_with_local_sources(tmp_path, web):
         if name.startswith("BL30K"):
             (tmp_path / "s3" / "mirror" / "bl30k" / name).write_bytes(data)
     with stand_in_drive(tmp_path / "drive") as drive, rclone_s3(tmp_path / "s3", dir_cache_time=None) as s3:
-        for ds in paper["datasets"].values():
+        for _, _, ds in registry_entries(paper):
             for f in ds.get("files") or []:
                 drive.files[f["gdrive"]] = (f["name"], files[f["name"]])
                 if f["name"].startswith("DAVIS"):
@@ -229,13 +236,13 @@ def test_the_paper_profile_rehearsed_on_cpu_with_local_sources(tmp_path, web):
     assert asked == set(drive.files) - {f["gdrive"] for f in paper["datasets"]["bl30k"]["files"]}
     for name in ("DAVIS-data.zip", "DAVIS-2017-trainval-480p.zip", "DAVIS-2017-test-dev-480p.zip"):
         assert f"{base}/{name}" in out1 + out2
-    stcn_id = paper["datasets"]["pretrained"]["files"][0]["gdrive"]
+    stcn_id = paper["weights"]["pretrained"]["files"][0]["gdrive"]
     assert any(r.startswith(f"{HOSTS[1]} /download?id={stcn_id}&") for r in drive.requests)  # the confirm page's form
-    for name, ds in paper["datasets"].items():  # each file's record: the sha256 of the file served
+    for block, name, ds in registry_entries(paper):  # each file's record: the sha256 of the file served
         for f in ds.get("files") or []:
-            record = (repo / "models" / name / f"{f['name']}.sha256" if ds["layout"] == "weights" else
+            record = (repo / "models" / name / f"{f['name']}.sha256" if block == "weights" else
                       repo / "data" / name / ".downloads" / f"{f['name']}.extracted")  # fmt: skip
-            if ds["layout"] != "bl30k":
+            if block == "weights" or not LAYOUTS[ds["layout"]].segment_tars:
                 assert record.read_text().split()[0] == hashlib.sha256(files[f["name"]]).hexdigest(), record
     assert "> torchrun --standalone --nproc-per-node=2 pipelines/train.py s012" in out1 + out2
     index = json.loads((repo / "shards" / "youtube19" / "index.json").read_text())

@@ -20,7 +20,9 @@ def _log(message: str) -> None:
 
 
 REGISTRY = typer.Option(
-    None, "--registry", help="YAML file with the `datasets:` registry (default: $STCN_CONFIG, else conf/config.yaml)"
+    None,
+    "--registry",
+    help="YAML file with the `datasets:` (and `weights:`) registry (default: $STCN_CONFIG, else conf/config.yaml)",
 )
 
 
@@ -28,7 +30,7 @@ def download(
     dataset: str = typer.Argument(
         ...,
         help="a dataset of the registry: static, davis16, davis17, davis17_testdev, youtube18, youtube19, "
-        "bl30k, pretrained, or one you declared",
+        "bl30k, or one you declared; or model weights of its `weights:` (pretrained)",
     ),
     source: str = typer.Option(
         None,
@@ -47,7 +49,7 @@ def download(
     from stcn.data.fetch.download import EXIT_NEEDS_INTERNET, NeedsInternet, download_dataset
     from stcn.registry import load_registry
 
-    ds = load_registry(registry).dataset(dataset)
+    ds = load_registry(registry).entry(dataset)
     try:
         target = download_dataset(ds, source=source, to=to, url=url, sha256=sha256, resize=resize,
                                   keep_archives=keep_archives, log=_log)  # fmt: skip

@@ -19,10 +19,12 @@ from stcn.eval.ranks import Ranks, balance
 from stcn.inference.overlap import read_ahead
 from stcn.inference.settings import InferenceSettings
 from stcn.inference.video import Timing, folder_frames, propagate
+from stcn.layouts import LAYOUTS as LAYOUT_TYPES
+from stcn.layouts import scored_layouts
 from stcn.model.network import STCN
 from stcn.progress import progress_bar
 
-LAYOUTS = ("davis", "youtube")  # the registry layouts (stcn.registry) that are evaluated
+LAYOUTS = tuple(scored_layouts())  # the registry layouts that are evaluated (stcn.layouts: a `scorer`)
 PICTURE_FRAMES = 5  # frames per sequence in its picture strip
 PICTURE_HEIGHT = 120
 
@@ -119,7 +121,7 @@ def evaluate(
     ranks = ranks or Ranks()
     layout, year = resolve_layout(root, layout, year)
     out = Path(out)
-    youtube = layout == "youtube"
+    youtube = LAYOUT_TYPES[layout].scorer == "youtube"  # its folders, 480p default, scorer and submission
     if youtube:
         seqs = youtube_sequences(root, split)
         settings = InferenceSettings(**{**settings.__dict__, "resolution": settings.resolution or 480})

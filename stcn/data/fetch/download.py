@@ -30,7 +30,8 @@ def download_dataset(
 ) -> Path:
     """Fetch (or build, for `bundled`) dataset `name` into `to` (default `data/<name>`) in its own layout.
 
-    `name`: a registry entry, or its name in the registry file `registry` (see `stcn.registry.load_registry`).
+    `name`: a registry entry, or its name in the registry file `registry` (see `stcn.registry.load_registry`): a
+    dataset, or model weights of its `weights:` (kept as files).
     `source` None (and no `url`): each file from its own sources in the registry, tried in order (Drive id, HTTP
     URL, `urls`), each copy verified against the file's checksum.
     Archives are verified, extracted safely, and removed unless `keep_archives`; BL30K segments and
@@ -38,7 +39,7 @@ def download_dataset(
     """
     from stcn.data.fetch.sources import SOURCES, build_bundled, default_source, file_url, has_stand_in, own_sources
 
-    ds = name if isinstance(name, Dataset) else load_registry(registry).dataset(name)
+    ds = name if isinstance(name, Dataset) else load_registry(registry).entry(name)
     own = source is None and not url  # every file from its own sources, in order
     source = source or default_source(ds)
     if source not in SOURCES:
@@ -64,8 +65,8 @@ def download_dataset(
                 fetch_first(where, target / art.name, checksum=checksum, log=log)
             else:
                 _install_archive(where, art, target, checksum, keep_archives, log)
-        if ds.layout == "davis" and ds.year == 2016:
+        if ds.layout_type.image_sets_2016(ds):
             davis16_image_sets(target)
-    if ds.layout == "youtube" and "train" in ds.splits and resize:
+    if ds.layout_type.resizes_train(ds) and resize:
         resize_youtube_split(target / "train", target / "train_480p", log=log)
     return target

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from stcn.errors import NeedsInternet, UserError
+from stcn.layouts import Bl30k, Davis, Layout, Static, YouTube
 from stcn.registry import Dataset, File
 
 SOURCES = ("gdrive", "http", "file", "s3", "bundled")
@@ -175,8 +177,8 @@ def bundled_bl30k_segments() -> list[list[tuple[str, Path]]]:
 
 
 def has_stand_in(ds: Dataset) -> bool:
-    """Whether `stcn download --source bundled` can build a stand-in of `ds` (every layout but weights)."""
-    return ds.layout != "weights"
+    """Whether `stcn download --source bundled` can build a stand-in of `ds` (its layout's `has_stand_in`)."""
+    return ds.layout_type.has_stand_in
 
 
 def build_bundled(ds: Dataset, target: str | Path, log=lambda _: None) -> Path:
@@ -185,15 +187,7 @@ def build_bundled(ds: Dataset, target: str | Path, log=lambda _: None) -> Path:
     if not has_stand_in(ds):
         raise NeedsInternet(f"skipped: {ds.name} has no bundled source (needs internet: --source gdrive|http|file|s3)")
     target.mkdir(parents=True, exist_ok=True)
-    if ds.layout == "davis":
-        _davis_stand_in(target, ds.year or 2017, ds.splits)
-    elif ds.layout == "youtube":
-        _youtube_stand_in(target, ds.splits)
-    elif ds.layout == "static":
-        _static(target, bundled_videos())
-    elif ds.layout == "bl30k":
-        for letter, members in zip("ab", bundled_bl30k_segments(), strict=True):
-            write_tar(target / f"BL30K_{letter}.tar", members)
+    STAND_INS[type(ds.layout_type)](target, ds)
     (target / "BUNDLED_SAMPLE.md").write_text(CREDIT.format(name=ds.name))
     log(f"{ds.name}: bundled stand-in written to {target}")
     return target
@@ -228,3 +222,18 @@ def _youtube_stand_in(target: Path, splits: tuple[str, ...]) -> None:
     if "valid" in splits:
         keep = [*_bundled_lists()["val"], "tennis"]
         _youtube_split(target, "valid", [v for v in videos if v[0] in keep], valid=True)
+
+
+def _bl30k_stand_in(target: Path, ds: Dataset) -> None:
+    """BL30K: the two bundled segment tars, BL30K_a.tar and BL30K_b.tar."""
+    for letter, members in zip("ab", bundled_bl30k_segments(), strict=True):
+        write_tar(target / f"BL30K_{letter}.tar", members)
+
+
+# each layout's stand-in builder (target folder, registry entry), by layout class (stcn.layouts: `has_stand_in`)
+STAND_INS: dict[type[Layout], Callable[[Path, Dataset], None]] = {
+    Davis: lambda target, ds: _davis_stand_in(target, ds.year or 2017, ds.splits),
+    YouTube: lambda target, ds: _youtube_stand_in(target, ds.splits),
+    Static: lambda target, ds: _static(target, bundled_videos()),
+    Bl30k: _bl30k_stand_in,
+}

@@ -42,7 +42,7 @@ def segment_fetcher(ds: Dataset, source: str | None, url: str | None, log: Log) 
     from stcn.data.fetch.download import fetch_first
     from stcn.data.fetch.sources import bundled_bl30k_segments, default_source, file_url, own_sources, write_tar
 
-    if ds.layout != "bl30k" or not ds.files:
+    if not ds.layout_type.segment_tars or not ds.files:
         raise UserError(f"{ds.name} is not a BL30K dataset with segment files (layout {ds.layout})")
     own = source is None and not url  # each segment from its own sources, in order
     source = source or default_source(ds)

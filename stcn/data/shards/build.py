@@ -28,6 +28,7 @@ from stcn.data.shards.inputs import (
 from stcn.data.shards.parallel import parallel_loads, parse_part, part_dir, select_part
 from stcn.data.shards.writer import input_digest, write_shards
 from stcn.errors import UserError
+from stcn.layouts import Bl30k, Davis, Layout, Static, YouTube
 from stcn.registry import Dataset
 
 Log = Callable[[str], None]
@@ -236,11 +237,15 @@ def shard_dataset(ds: Dataset, out: str, *, root: str | Path | None = None, **op
     """Shard the registry dataset `ds` (its folder, or `root`) by its layout: static image pairs, BL30K segment
     tars (`*.tar` in the folder), or DAVIS / YouTube-VOS videos under the dataset's name (`shard_generic`).
     `options`: those of the shard function (split, shard_size_mb, check, workers, part, log; subset for videos)."""
-    root = Path(root or ds.folder)
-    if ds.layout == "static":
-        return shard_static(root, out, **options)
-    if ds.layout == "bl30k":
-        return shard_bl30k(sorted(root.glob("*.tar")), out, **options)
-    if ds.layout in ("davis", "youtube"):
-        return shard_generic(root, out, layout=ds.layout, name=ds.name, **options)
-    raise UserError(f"{ds.name} (layout {ds.layout}) is not a dataset that can be sharded")
+    if not ds.layout_type.sharded:
+        raise UserError(f"{ds.name} (layout {ds.layout}) is not a dataset that can be sharded")
+    return READERS[type(ds.layout_type)](ds, Path(root or ds.folder), out, **options)
+
+
+# how each sharded layout (stcn.layouts: `sharded`) is read: (registry entry, its folder, out, options) -> index
+READERS: dict[type[Layout], Callable[..., dict[str, Any]]] = {
+    Davis: lambda ds, root, out, **o: shard_generic(root, out, layout=ds.layout, name=ds.name, **o),
+    YouTube: lambda ds, root, out, **o: shard_generic(root, out, layout=ds.layout, name=ds.name, **o),
+    Static: lambda ds, root, out, **o: shard_static(root, out, **o),
+    Bl30k: lambda ds, root, out, **o: shard_bl30k(sorted(root.glob("*.tar")), out, **o),
+}
