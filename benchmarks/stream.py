@@ -363,11 +363,13 @@ def weighted_composition(batches: list[list[str]], heavy: set[str], quarters: in
             "twice": float(np.mean([len(set(b)) < len(b) for b in batches]))}  # fmt: skip
 
 
-def weighted_rows(tmp: Path, label: str) -> list[dict[str, Any]]:
+def weighted_rows(tmp: Path, label: str, shapes: list[str] | None = None) -> list[dict[str, Any]]:
     """Per shape: the release's sampling (its ConcatDataset of the heavy source 5 times and the light one,
     shuffled passes) and the real loader (local shards, `make_loader` as the trainer calls it), epochs averaged."""
     rows = []
     for index, (shape, (n_heavy, n_light, batch, workers, samples, epochs)) in enumerate(WEIGHTED_SHAPES.items()):
+        if shapes and str(index) not in shapes:
+            continue
         folder = tmp / f"shape{index}"
         root = long_videos(folder, frames=12, count=n_heavy + n_light)
         names = [f"long{v}" for v in range(n_heavy + n_light)]
@@ -554,6 +556,7 @@ def main() -> None:
     ap.add_argument("--no-local", dest="local", action="store_false", help="coverage section: S3 only")
     ap.add_argument("--label", default="ours (planned epochs)", help="weighted section: this checkout's rows")
     ap.add_argument("--rows", type=Path, help="weighted section: a JSON file of rows to add (written with --json)")
+    ap.add_argument("--shapes", help="weighted section: the shapes to run, by index (0,1,2; default all)")
     ap.add_argument("--json", type=Path, help="weighted section: also write this run's rows of ours to this file")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
@@ -646,13 +649,13 @@ def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
         print(write_section(name, pd.DataFrame(rows), notes + " " + shared))
     if "weighted" in sections:
         with tempfile.TemporaryDirectory() as tmp_name:
-            rows = weighted_rows(Path(tmp_name), args.label)
+            rows = weighted_rows(Path(tmp_name), args.label, args.shapes.split(",") if args.shapes else None)
         if args.json:
             args.json.write_text(json.dumps([r for r in rows if r["loader"] == args.label], indent=1))
         rows += json.loads(args.rows.read_text()) if args.rows else []
         rows.sort(key=lambda r: list(WEIGHTED_SHAPES).index(r["sources"]))
         notes = " ".join([
-            "Heavy and light sources mixed as stage 3 mixes DAVIS (`davis17*5`) and YouTube-VOS, in two shapes: the",
+            "Heavy and light sources mixed as stage 3 mixes DAVIS (`davis17*5`) and YouTube-VOS, in three shapes: the",
             "sample profile's (1 DAVIS video beside 5 YouTube-VOS videos; batch 2, no workers, 60-sample epochs =",
             "its 30-batch curriculum segments) and the paper's ratio (60 x5 beside 3464: 8 % heavy draws; here",
             "4 x5 beside 230 videos of 12 real DAVIS frames in shards of ~20 videos; batch 4, 2 workers; epochs of",
