@@ -11,14 +11,14 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
 from clihelp import one_error, stcn
+from localhttp import serving
 from PIL import Image
 from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
@@ -102,13 +102,8 @@ def _handler(state: Served):
 def http_server(tmp_path: Path):
     state = Served(tmp_path / "www")
     state.root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(_handler(state)) as state.url:
+        yield state
 
 
 def _sha(path: Path) -> str:

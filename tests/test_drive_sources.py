@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import torch
 from drive_server import LARGE, stand_in_drive
+from localhttp import serving
 
 from stcn.data.fetch.download import download_dataset, fetch
 from stcn.errors import NeedsInternet, UserError
@@ -54,13 +54,8 @@ def web(tmp_path: Path) -> Iterator[tuple[str, dict[str, tuple[str, bytes]]]]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", pages
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as base:
+        yield base, pages
 
 
 def test_gdown_follows_the_confirm_page_and_a_quota_page_is_one_line_and_never_saved(drive, tmp_path):

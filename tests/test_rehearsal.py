@@ -26,12 +26,9 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -40,6 +37,7 @@ import yaml
 from conftest import KEY_LIST, seeded_state_dict
 from drive_server import HOSTS, stand_in_drive
 from dvchelp import ROOT, UP_TO_DATE, clone, compose, dvc, env, paper_sections, ran
+from localhttp import serving_folder
 from registry_checks import expected_stages
 from s3_server import rclone_s3
 from test_interactive import listed_state_dict
@@ -153,14 +151,8 @@ def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A local HTTP server of a folder: (base URL, folder)."""
     root = tmp_path / "www"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
-    server.RequestHandlerClass.log_message = lambda *a: None
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_folder(root) as base:
+        yield base, root
 
 
 def registry_entries(paper: dict) -> list[tuple[str, str, dict]]:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import threading
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from localhttp import serving_folder
 from PIL import Image
 from s3_server import s3_server  # noqa: F401  (pytest fixture)
 
@@ -177,18 +175,11 @@ def test_missing_local_shard_is_one_clear_line(shards):
 
 
 def test_http_shards_exactly_once(shards):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shards))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving_folder(shards) as base:
         loader = make_loader(f"{base}/davis/train-{{000000..000003}}.tar", "video", 1, 2, mode="once", crop=CROP)
         assert sorted(names(loader)) == ["blackswan", "car-shadow", "dog-agility", "libby"]
         with pytest.raises(UserError, match=r"shard not found: http://.*/davis/train-000007\.tar"):
             make_loader(f"{base}/davis/train-000007.tar", "video", 1, 0, mode="once")
-    finally:
-        server.shutdown()
 
 
 RANK_SCRIPT = textwrap.dedent(

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
 import socket
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from localhttp import serving_folder
 
 from stcn.errors import UserError
 from stcn.model import STCN, load_weights
@@ -181,13 +179,8 @@ def weights_server(tmp_path):
     """A real HTTP server over tmp_path/www."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving_folder(root) as base:
+        yield root, base
 
 
 def _serve_imagenet(root: Path, base: str, monkeypatch) -> tuple[dict, dict]:
