@@ -16,6 +16,7 @@ Sections (each writes its own part of reports/benchmarks.md):
   coverage    one epoch of the real loader against the release's sampling (shuffled passes over the videos):
               coverage, batch composition and bytes fetched / used (S3 at a byte-counting proxy, and local), for
               70- and 160-frame videos, default (256 MiB) and one-video shards, the project's and a scaled paper epoch;
+  paperplan   the planner's DAVIS share per epoch at the paper's true scale (computed; no frames read);
   weighted    heavy (x5) and light sources as stage 3 mixes them (sample- and paper-shaped): where in the epoch
               the heavy videos are drawn (share per quarter), the release's sampling against ours; `--label` and
               `--rows` put another checkout's rows beside these (e.g. this script run there with its stcn);
@@ -402,6 +403,31 @@ def weighted_rows(tmp: Path, label: str, shapes: list[str] | None = None) -> lis
     return rows
 
 
+def paper_plan_rows(label: str) -> list[dict[str, Any]]:
+    """The paper's stage-3 mix per epoch as the planner (`epoch_plan`, the function each loader worker runs) lays it
+    out at the paper's true scale: DAVIS's 60 videos (x5) in 2 shards and YouTube-VOS's 3464 in 96 (256 MiB
+    each), rank 0 of 2, 8 workers, batch 4; epochs of 5000 iterations (the issue's paper epoch) and of 15000 (the
+    curriculum's segments of a 150k-iteration run)."""
+    from stcn.data.stream.loader import epoch_plan, rank_share
+
+    davis, youtube = [f"davis-{i}.tar" for i in range(2)], [f"youtube-{i}.tar" for i in range(96)]
+    samples = {**dict.fromkeys(davis, 30), **{u: 36 + (i < 8) for i, u in enumerate(youtube)}}  # 60 and 3464
+    share = rank_share([(davis, 5.0), (youtube, 1.0)], 0, 2)
+    rows = []
+    for batches in (5000, 15000):
+        shares, workers = [], []
+        for epoch in range(4):
+            plan = epoch_plan(share, samples, batches, 4, 8, DRAWS["video"], (1, 0, epoch))
+            drawn = {w: [(r["url"], sum(r["draws"])) for r in reads] for w, reads in enumerate(plan)}
+            heavy = sum(n for reads in drawn.values() for u, n in reads if u.startswith("davis"))
+            shares.append(heavy / (batches * 4))
+            workers.append(sum(any(u.startswith("davis") for u, _ in reads) for reads in drawn.values()))
+        rows.append({"epoch": f"{batches} iterations x batch 4", "planner": label,
+                     "DAVIS share per epoch (epochs 0-3)": " / ".join(f"{100 * x:.1f}" for x in shares) + " %",
+                     "workers drawing DAVIS per epoch (of 8)": " / ".join(map(str, workers))})  # fmt: skip
+    return rows
+
+
 # --- the original release's loader per core ---------------------------------------------------------------
 GPU_IT_S = 10.0  # assumed training iterations/s per GPU (see PAPER_RATE)
 PAPER_RATE = (
@@ -647,6 +673,19 @@ def extra_sections(args: argparse.Namespace, sections: set[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp_name:  # the section is rewritten after each row (long runs)
             rows, notes = coverage_rows(Path(tmp_name), args, lambda r: write_section(name, pd.DataFrame(r), shared))
         print(write_section(name, pd.DataFrame(rows), notes + " " + shared))
+    if "paperplan" in sections:
+        rows = paper_plan_rows(args.label)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        rows = (json.loads(args.rows.read_text()) if args.rows else []) + rows
+        notes = " ".join([
+            "The planner's layout of the paper's stage-3 mix (computed, no frames read: `epoch_plan` is what each",
+            "loader worker runs to decide its reads): the DAVIS share of each epoch's draws (the release's is 8.0 %",
+            "in every part of every epoch: 300 of 3764 dataset items) and how many of a rank's 8 workers draw DAVIS",
+            "videos. The earlier planner's row comes from this script run on its checkout (`--label`, `--json`,",
+            "then `--rows`).",
+        ])  # fmt: skip
+        print(write_section("Training stream: the paper's mix per epoch (planner)", pd.DataFrame(rows), notes))
     if "weighted" in sections:
         with tempfile.TemporaryDirectory() as tmp_name:
             rows = weighted_rows(Path(tmp_name), args.label, args.shapes.split(",") if args.shapes else None)
