@@ -104,7 +104,7 @@ def test_paper_dag_through_dvc_exp_run_dry(tmp_path):
 def sample(tmp_path_factory) -> tuple[Path, str]:
     """A fresh clone of HEAD after a full offline `dvc repro`, its result committed."""
     repo = clone(ROOT, tmp_path_factory.mktemp("e2e") / "repo")
-    output = dvc(repo, "repro", timeout=1800)
+    output = dvc(repo, "repro", timeout=3000)  # the whole sample DAG beside the other dag files, on 2 cores
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "sample run")
     return repo, output
