@@ -408,7 +408,8 @@ def paper_plan_rows(label: str) -> list[dict[str, Any]]:
     out at the paper's true scale: DAVIS's 60 videos (x5) in 2 shards and YouTube-VOS's 3464 in 96 (256 MiB
     each), rank 0 of 2, 8 workers, batch 4; epochs of 5000 iterations (the issue's paper epoch) and of 15000 (the
     curriculum's segments of a 150k-iteration run)."""
-    from stcn.data.stream.loader import epoch_plan, rank_share
+    from stcn.data.stream.plan import epoch_plan
+    from stcn.data.stream.workers import rank_share
 
     davis, youtube = [f"davis-{i}.tar" for i in range(2)], [f"youtube-{i}.tar" for i in range(96)]
     samples = {**dict.fromkeys(davis, 30), **{u: 36 + (i < 8) for i, u in enumerate(youtube)}}  # 60 and 3464

@@ -315,7 +315,7 @@ def test_s3_streamed_and_range_reads_give_the_same_samples(shards, s3_server, mo
 
 def test_video_pool_draws_every_video_equally_and_holds_few():
     """Each video read gives `draws` samples; the pool never holds more than `size` videos; same seed, same order."""
-    from stcn.data.stream.loader import VideoPool
+    from stcn.data.stream.pools import VideoPool
 
     class Held:
         def __init__(self, n):

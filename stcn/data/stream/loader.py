@@ -26,18 +26,16 @@ DataLoader worker processes read for every sample (the max_skip curriculum), and
 `iter(loader)` advances a shared epoch counter that re-seeds all randomness as
 (seed, rank, worker, epoch) — so runs are reproducible and epochs differ.
 
-Beside this module: `sources.py` (the sources and their weights), `shard_io.py` (reading a shard), `workers.py`
-(rank, worker, shared values, seeds, each rank's share), `skips.py` (corrupt samples); their public names stay
-importable from here.
+Beside this module: `sources.py` (the sources and their weights), `plan.py` (a video stream's epoch plan),
+`pools.py` (shuffling and drawing samples from videos), `shard_io.py` (reading a shard), `workers.py` (rank, worker,
+shared values, seeds, each rank's share), `skips.py` (corrupt samples); their public names stay importable from
+here.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import multiprocessing as mp
-import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,7 +45,6 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
-from stcn.data.shards.store import Store
 from stcn.data.storage import (  # noqa: F401  (re-exported: the stream's transport)
     S3_READ_VAR,
     _reason,
@@ -59,6 +56,8 @@ from stcn.data.storage import (  # noqa: F401  (re-exported: the stream's transp
     s3_filesystem,
     s3_stream,
 )
+from stcn.data.stream.plan import PlannedShards, epoch_plan, shard_samples  # noqa: F401  (epoch_plan re-exported)
+from stcn.data.stream.pools import Interleave, RepeatBySubset, Shuffle, VideoPool, static_subset  # noqa: F401
 from stcn.data.stream.samples import BL30K, VideoRecipe, static_training_sample, video_training_sample
 from stcn.data.stream.shard_io import opened_ahead, read_shard  # noqa: F401  (read_shard re-exported)
 from stcn.data.stream.skips import CORRUPT_SAMPLE, MAX_CORRUPT, SkipCounter, skipped_samples  # noqa: F401
@@ -121,164 +120,6 @@ class ShardList(IterableDataset):
         yield from ({"url": u, "part": 0, "parts": 1} for u in mine)
 
 
-def shard_samples(urls: list[str]) -> dict[str, int]:
-    """Samples per shard URL, from the index.json that `stcn shard` writes beside the shards."""
-    found: dict[str, int] = {}
-    for folder in dict.fromkeys(str(u).rsplit("/", 1)[0] for u in urls):
-        store = Store(folder)
-        for split in ((store.read_index() or {}).get("splits") or {}).values():
-            found |= {store.url_of(s["name"]): int(s["samples"]) for s in split.get("shards", [])}
-    for u in urls:
-        if str(u) not in found:
-            raise UserError(f"no index.json entry for shard {u} (video training reads the index `stcn shard` writes)")
-    return {str(u): found[str(u)] for u in urls}
-
-
-def epoch_plan(
-    share: list[tuple[str, float, int, int]],
-    samples: dict[str, int],
-    batches: int,
-    batch_size: int,
-    workers: int,
-    draws: int,
-    key: tuple[int, int, int],
-) -> list[list[dict[str, Any]]]:
-    """The reads of one epoch of one rank, per DataLoader worker: [{url, part, parts, draws}], where
-    `draws[i]` is the number of training samples drawn from the i-th video of the rank's part (0: skip).
-
-    Every video of the epoch gets floor or ceil of `batches * batch_size * weight / (sum of weights of its
-    videos)` draws, split into reads of `draws` or more (a shard is read once per `draws` draws of its
-    videos). When that gives a source's videos fewer than `draws` draws, a pass over that source spans several
-    epochs (as many as keep a batch per worker, plus a shard, of videos in each): each epoch reads its own
-    contiguous part of a shuffled shard order (`pass_part`), weighted up so that every epoch holds every source
-    in its share (a heavy source, e.g. DAVIS x5 beside YouTube-VOS, needs fewer passes than a light one).
-    The epoch's shards are shuffled and their videos cut into the workers' contiguous parts of whole batches
-    (`video_cuts` places the +1s so that no video is split; `worker_reads` orders each part).
-    `key` = (seed, rank, epoch)."""
-    seed, rank, epoch = key
-    entries = [(u, w, p, n, len(range(p, samples[u], n))) for u, w, p, n in share]
-    entries = [e for e in entries if e[4]]
-    if not entries:
-        raise UserError(f"no training samples for this rank in its {len(share)} shard(s): use fewer ranks")
-    total, mass = batches * batch_size, sum(w * c for _, w, _, _, c in entries)
-    videos, largest = sum(c for *_, c in entries), max(c for *_, c in entries)
-    enough = videos // (batch_size * workers + largest) or 1  # epochs keep enough videos for distinct batches
-    group = []
-    for k, weight in enumerate(sorted({w for _, w, _, _, _ in entries})):  # each source (by weight) in its passes
-        mine = [e for e in entries if e[1] == weight]
-        passes = max(1, min(len(mine), enough, math.ceil(draws * mass / (weight * max(1, total)))))
-        part = pass_part(mine, passes, np.random.default_rng([seed, rank, epoch // passes, 5, k]), epoch % passes)
-        scale = sum(c for *_, c in mine) / sum(c for *_, c in part)  # the part stands for its whole source
-        group += [(u, w * scale, p, n, c) for u, w, p, n, c in part]
-    rng = np.random.default_rng([seed, rank, epoch, 6])
-    group = [group[i] for i in rng.permutation(len(group))]
-    mass = sum(w * c for _, w, _, _, c in group)
-    flat = np.concatenate([np.full(c, int(total * w / mass + 1e-9)) for _, w, _, _, c in group])
-    flat += (total - int(flat.sum())) // len(flat)
-    sizes = [(batches // workers + (w < batches % workers)) * batch_size for w in range(workers)]
-    cut = video_cuts(flat, total - int(flat.sum()), workers, batch_size, rng)  # adds the +1s
-    owner, sizes = cut if cut else (None, sizes)
-    if owner is None:  # no cut at video boundaries: +1s at random, then a video's draws may be split
-        flat[rng.choice(len(flat), total - int(flat.sum()), replace=False)] += 1
-    chunks: list[list[tuple]] = [[] for _ in range(workers)]  # per worker: (url, part, parts, draws per video)
-    worker, room, start = 0, sizes[0], 0
-    for url, _, part, parts, c in group:
-        want, first = flat[start : start + c], start
-        start += c
-        mine = np.zeros_like(want)
-        for j, n in enumerate(want.tolist()):
-            while n:
-                while not room if owner is None else owner[first + j] != worker:
-                    chunks[worker] += [(url, part, parts, mine)] if mine.any() else []
-                    worker, room, mine = worker + 1, sizes[worker + 1], np.zeros_like(want)
-                take = min(n, room)
-                mine[j], n, room = mine[j] + take, n - take, room - take
-        chunks[worker] += [(url, part, parts, mine)] if mine.any() else []
-    return [worker_reads(chunk, draws, rng) for chunk in chunks]
-
-
-def pass_part(entries: list[tuple], passes: int, rng: np.random.Generator, slot: int) -> list[tuple]:
-    """The shards of one source that epoch `slot` of a pass over it reads: a shuffled order (`rng`, one per
-    pass) cut into `passes` contiguous parts of about equal videos."""
-    videos, done, part = sum(e[4] for e in entries), 0, []
-    for i in rng.permutation(len(entries)):
-        if min(passes - 1, int((done + entries[i][4] / 2) * passes / videos)) == slot:
-            part.append(entries[i])
-        done += entries[i][4]
-    return part or [entries[slot % len(entries)]]
-
-
-def video_cuts(
-    flat: np.ndarray, extra: int, workers: int, batch_size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[int]] | None:
-    """Cut the videos (draws `flat`, in plan order) into `workers` contiguous runs of whole batches, each
-    about an equal share, by adding `extra` single draws (+1 to as many videos): (the worker of each video,
-    each run's draws), or None where no cut at video boundaries comes within a quarter share (plus a batch) of
-    equal."""
-    owner, cum, start, total = np.zeros(len(flat), dtype=np.int64), np.concatenate([[0], np.cumsum(flat)]), 0, 0
-    sizes, goal = [], int(cum[-1]) + extra
-    for w in range(workers):
-        ends = np.arange(start, len(flat) + 1) if w < workers - 1 else np.array([len(flat)])
-        base = cum[ends] - cum[start]
-        low = np.maximum(base, base + extra - (len(flat) - ends))  # the +1s left must fit in the later videos
-        high = base + np.minimum(ends - start, extra)
-        low, high = -(-low // batch_size) * batch_size, high // batch_size * batch_size
-        target = round(goal * (w + 1) / workers) - total
-        size = np.clip(round(target / batch_size) * batch_size, low, high)
-        fits = low <= high
-        if not fits.any():
-            return None
-        best = int(np.argmin(np.where(fits, np.abs(size - target), np.inf)))
-        if abs(int(size[best]) - target) > target / 4 + batch_size:  # e.g. 1 batch against 16: split a video
-            return None
-        end, size = int(ends[best]), int(size[best])
-        plus = size - int(base[best])
-        flat[start + rng.choice(end - start, plus, replace=False)] += 1
-        owner[start:end], extra, start, total = w, extra - plus, end, total + size
-        sizes.append(size)
-    return owner, sizes
-
-
-def worker_reads(chunk: list[tuple], draws: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """One worker's reads, shuffled: each shard part split into reads of `draws` or more draws per video
-    (one read where the part starts after the shard's first video: each read fetches that prefix too);
-    a read of the first part goes first and one of the last part last (a shard cut between two workers
-    is read by one at its end and by the other at its start)."""
-    reads = []
-    for url, part, parts, want in chunk:
-        k = max(1, int(want.max()) // max(1, draws)) if want[0] else 1  # a part after video 0 reads the prefix too
-        split = [want // k + (t < want % k) for t in range(k)]
-        reads.append([{"url": url, "part": part, "parts": parts, "draws": d.tolist()} for d in split if d.any()])
-    if not reads:
-        return []
-    first, last = reads[0][:1], reads[-1][-1:] if len(reads) > 1 else []
-    rest = reads[0][1:] + [r for rs in reads[1:-1] for r in rs] + (reads[-1][:-1] if len(reads) > 1 else [])
-    return first + [rest[i] for i in rng.permutation(len(rest))] + last
-
-
-class PlannedShards(IterableDataset):
-    """Yields this rank's and worker's reads of the current epoch (`epoch_plan`), for video streams."""
-
-    def __init__(
-        self, share: list, samples: dict[str, int], batch_size: int, draws: int, seed: int, rank: int, state: Any
-    ) -> None:
-        super().__init__()
-        self.share, self.samples, self.batch_size, self.draws = share, samples, batch_size, draws
-        self.seed, self.rank, self.state = seed, rank, state
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        worker, workers = worker_and_count()
-        key = (self.seed, self.rank, self.state.epoch)
-        reads = epoch_plan(self.share, self.samples, self.state.batches, self.batch_size, workers, self.draws, key)[
-            worker
-        ]
-        later, seen = [0] * len(reads), set()  # distinct videos in the reads after each read
-        for i in range(len(reads) - 1, -1, -1):
-            later[i] = len(seen)
-            seen |= {(reads[i]["url"], j) for j, n in enumerate(reads[i]["draws"]) if n}
-        yield from ({**r, "later": n} for r, n in zip(reads, later, strict=True))
-
-
 class ReadShards:
     """Open each shard and yield its samples (raw bytes per field) of the item's part; failures name the shard.
 
@@ -328,139 +169,6 @@ def planned(samples: Iterator[dict[str, Any]], item: dict[str, Any]) -> Iterator
         raise UserError(f"shard {item['url']} holds fewer samples than its index.json says")
     finally:
         samples.close()  # type: ignore[attr-defined]  (stops an S3 read after the last video needed)
-
-
-class Shuffle:
-    """A per-worker, per-epoch seeded sample shuffle buffer (webdataset's `shuffle`)."""
-
-    def __init__(self, size: int, seed: int, rank: int, state: SharedState) -> None:
-        self.size, self.seed, self.rank, self.state = size, seed, rank, state
-
-    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        if self.size <= 1:
-            yield from src
-            return
-        rng = worker_rng(self.seed, self.rank, self.state.epoch, 2)
-        py_rng = random.Random(int(rng.integers(2**63)))
-        yield from wds.shuffle(self.size, max(1, self.size // 2), rng=py_rng)(src)
-
-
-class VideoPool:
-    """Several training samples from each video read: a per-worker pool of `size` raw videos, each drawn
-    `draws` times (each draw: new frames, objects and augmentation, with the max_skip of that moment).
-
-    Every step draws one remaining (video, draw) pair uniformly, so the pool acts as a shuffle buffer of
-    `size * draws` samples that holds only `size` videos; a video leaves after its last draw and the next
-    one read takes its place. Every video is drawn the same number of times, so the per-video weighting
-    of the stream is unchanged; what changes is that draws of one video come close together
-    (benchmarks/stream.py measures how often a batch holds two samples of one video).
-    """
-
-    def __init__(self, size: int, draws: int, seed: int, rank: int, state: SharedState) -> None:
-        self.size, self.draws, self.seed, self.rank, self.state = max(1, size), max(1, draws), seed, rank, state
-
-    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        rng = worker_rng(self.seed, self.rank, self.state.epoch, 4)
-        pool: list[list] = []  # [raw video, draws left]
-        for raw in src:
-            pool.append([raw, self.draws])
-            while len(pool) >= self.size:
-                yield self._draw(pool, rng)
-        while pool:
-            yield self._draw(pool, rng)
-
-    @staticmethod
-    def _draw(pool: list[list], rng: np.random.Generator) -> dict[str, Any]:
-        left = np.fromiter((n for _, n in pool), dtype=np.int64, count=len(pool))
-        i = int(np.searchsorted(np.cumsum(left), rng.integers(left.sum()), side="right"))
-        pool[i][1] -= 1
-        raw = pool[i][0]
-        if pool[i][1] == 0:
-            pool[i] = pool[-1]
-            pool.pop()
-        return raw
-
-
-class Interleave:
-    """Planned reads' videos drawn in batches of distinct videos, each video's draws spread over its time in a
-    per-worker pool of `size` videos (at least a batch), each with its planned draw count (`__draws__`; two reads
-    of one video merge).
-
-    Each draw takes the video most behind its pace (`_behind`: the fraction of its planned draws left), so every
-    held video drains at the same pace: a video planned for five times the draws of another is drawn five times
-    as often all along, not first or last. A batch never holds one video twice while the pool holds others, and
-    leaves out the previous batch's videos unless none of the others is as far behind. A video leaves after its
-    last draw and the next one read takes its place; once at most `size // 2` videos of the worker's plan are
-    left to read (`__later__`), all are read (a pool of up to 1.5 `size`), so the last batches still mix many
-    videos.
-    """
-
-    def __init__(self, size: int, batch_size: int, seed: int, rank: int, state: SharedState) -> None:
-        self.size, self.batch_size = max(1, size, batch_size), batch_size
-        self.seed, self.rank, self.state = seed, rank, state
-
-    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        rng = worker_rng(self.seed, self.rank, self.state.epoch, 4)
-        pool: list[list] = []  # [raw video, draws left, (url, key), draws planned]
-        src, previous, batch, later = iter(src), set(), [], self.size
-        while True:
-            pool = [v for v in pool if v[1] > 0]
-            while (len(pool) < self.size or later <= self.size // 2) and (raw := next(src, None)) is not None:
-                later, name = raw.pop("__later__", self.size), (raw.get("__url__"), raw["__key__"])
-                draws = raw.pop("__draws__")
-                same = [v for v in pool if v[2] == name]
-                if same:  # another read of a video already held: one video, more draws
-                    same[0][1] += draws
-                    same[0][3] += draws
-                else:
-                    pool.append([raw, draws, name, draws])
-            if not pool:
-                break
-            taken = {v[2] for v in batch}
-            v = self._most_behind([v for v in pool if v[2] not in taken] or pool, rng)
-            if v[2] in previous and (others := [u for u in pool if u[2] not in taken | previous]):
-                other = self._most_behind(others, rng)  # rather a video not in the last batch
-                v = other if self._behind(other) >= self._behind(v) else v
-            v[1] -= 1
-            batch.append(v)
-            if len(batch) == self.batch_size:
-                yield from (batch[i][0] for i in rng.permutation(len(batch)))
-                previous, batch = taken | {v[2]}, []
-        yield from (batch[i][0] for i in rng.permutation(len(batch)))
-
-    @staticmethod
-    def _most_behind(videos: list[list], rng: np.random.Generator) -> list:
-        """The video most behind its pace (`_behind`), ties at random."""
-        return videos[int(np.lexsort((rng.random(len(videos)), [-Interleave._behind(v) for v in videos]))[0])]
-
-    @staticmethod
-    def _behind(video: list) -> float:
-        """How far a video is behind its pace: the fraction of its planned draws left, counting the next draw as
-        half done (it is due midway between its neighbours), so that a heavy video starts first and ends last."""
-        return (video[1] - 0.5) / video[3]
-
-
-def static_subset(raw: dict[str, Any]) -> str:
-    """The dataset a static shard sample comes from: `static/BIG_small` -> `BIG_small` (else "")."""
-    try:
-        source = json.loads(raw.get("json") or b"{}").get("source") or ""
-    except ValueError:
-        return ""
-    return source.split("/", 1)[1] if "/" in source else ""
-
-
-class RepeatBySubset:
-    """Yield each static sample `repeats[its dataset]` times (default once): the release's stage-0
-    mixture `[fss, DUTS-TR, DUTS-TE, ecssd] + [BIG_small, HRSOD_small] * 5` concatenates the
-    high-resolution sets five times; the shuffle buffer after this spreads the copies out."""
-
-    def __init__(self, repeats: dict[str, int]) -> None:
-        self.repeats = {k: int(v) for k, v in repeats.items()}
-
-    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for raw in src:
-            for _ in range(self.repeats.get(static_subset(raw), 1)):
-                yield raw
 
 
 class ToTrainingSample:
