@@ -215,12 +215,9 @@ def _weights(name: str, entry: Any, source: str) -> Dataset:
     unknown = sorted(set(entry) - set(WEIGHTS_KEYS))
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(WEIGHTS_KEYS)})")
-    download = entry.get("download")
-    if download is not None and not isinstance(download, Mapping):
-        raise UserError(f"{where}.download must be a mapping, got {download!r}")
     return Dataset(name, Weights.name, description=str(entry.get("description") or ""),
                    files=tuple(_file(f"{where}.files", f) for f in entry["files"]),
-                   download=dict(download) if "download" in entry else None)  # fmt: skip
+                   **_options(entry, ("download",), where))  # fmt: skip
 
 
 def _entry(name: str, entry: Any, source: str) -> Dataset:
@@ -244,16 +241,22 @@ def _entry(name: str, entry: Any, source: str) -> Dataset:
         raise UserError(f"{where}.splits must be a list of split names, got {splits!r}")
     for split in splits:  # each becomes a file name (ImageSets/<year>/<split>.txt, <split>/JPEGImages)
         check_name(split, f"{where}.splits")
+    root = entry.get("root")
+    return Dataset(name, layout, year, tuple(splits), str(entry.get("description") or ""),
+                   tuple(_file(f"{where}.files", f) for f in entry.get("files") or []),
+                   None if root is None else str(root),
+                   **_options(entry, ("download", "shard", "evaluate", "report"), where))  # fmt: skip
+
+
+def _options(entry: Mapping[str, Any], keys: tuple[str, ...], where: str) -> dict[str, dict[str, Any] | None]:
+    """An entry's option blocks `keys`, each a mapping ({} when written empty or null) or None when absent."""
     options = {}
-    for key in ("download", "shard", "evaluate", "report"):
+    for key in keys:
         value = entry.get(key)
         if key in entry and value is not None and not isinstance(value, Mapping):
             raise UserError(f"{where}.{key} must be a mapping, got {value!r}")
         options[key] = dict(value or {}) if key in entry else None
-    root = entry.get("root")
-    return Dataset(name, layout, year, tuple(splits), str(entry.get("description") or ""),
-                   tuple(_file(f"{where}.files", f) for f in entry.get("files") or []),
-                   None if root is None else str(root), **options)  # fmt: skip
+    return options
 
 
 def _file(where: str, entry: Any) -> File:

@@ -290,7 +290,12 @@ def test_the_library_reads_the_registry_of_conf_typed_and_checked(tmp_path, monk
     mine.write_text("datasets:\n  clips: {layout: youtube, splits: [valid]}\n")
     monkeypatch.setenv("STCN_CONFIG", str(mine))
     assert load_registry().names == ["clips"]
+    # an empty option block reads as {} in `weights:` as in `datasets:` (a YAML `download:` with nothing under it)
+    mine.write_text("datasets:\n  clips: {layout: youtube, download: null}\n"
+                    "weights:\n  w: {files: [], download: null}\n")  # fmt: skip
+    assert load_registry().weights["w"].download == {} == load_registry().dataset("clips").download
     for text, message in [
+        ("datasets: {}\nweights:\n  w: {files: [], download: 3}\n", r"weights\.w\.download must be a mapping, got 3"),
         ("datasets:\n  clips: {layout: dvd}\n", r"datasets\.clips\.layout must be one of davis, youtube"),
         ("datasets:\n  w: {layout: weights}\n", r"datasets\.w\.layout: model weights are declared in the `weights:`"),
         ("datasets: {}\nweights:\n  w: {layout: weights, files: []}\n", r"weights\.w: unknown key 'layout'"),
